@@ -1,0 +1,476 @@
+"""The actor loop: one task per actor, one message at a time, supervision applied.
+
+A `Cell` is the runtime side of an actor (as in Akka): it owns the mailbox queue, the
+current instance, the children and the counters. Its task takes messages in FIFO order
+(system notices first), calls the matching handlers in declaration order and applies the
+actor's supervision to every failing call. Escalations go to the parent cell's mailbox as
+a notice, or to the system when there is no parent.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import logging
+import time
+from typing import TYPE_CHECKING, Any, Final
+
+import anyio
+import anyio.abc
+from anyio.lowlevel import checkpoint
+
+from ._exceptions import ActorStopped, MailboxFull
+from ._handlers import HandlerSpec, HandlerTable
+from ._mailbox import FULL, QUEUED, Mailbox, MailboxQueue
+from ._message import Message, Tracker
+from ._records import ActorStats, Terminated
+from ._supervision import Policy, RestartWindow, Supervision
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from ._envelope import Envelope
+    from ._system import ActorSystem
+
+__all__ = ["Cell", "current_cell"]
+
+logger: Final = logging.getLogger("actorbus.actor")
+current_cell: contextvars.ContextVar[Cell | None] = contextvars.ContextVar(
+    "actorbus_current_cell", default=None
+)
+
+# The loop yields to the scheduler at least this often while its mailbox stays busy.
+YIELD_EVERY: Final = 64
+_SAMPLES: Final = 256
+
+
+class _Stop(Exception):  # noqa: N818 - control flow, never escapes the cell
+    def __init__(self, reason: BaseException | None) -> None:
+        self.reason = reason
+
+
+class _Escalate(Exception):  # noqa: N818 - control flow, never escapes the cell
+    def __init__(self, error: BaseException) -> None:
+        self.error = error
+
+
+class _ChildFailed:
+    __slots__ = ("child", "error")
+
+    def __init__(self, child: Cell, error: BaseException) -> None:
+        self.child = child
+        self.error = error
+
+
+_NEW, _RUNNING, _STOPPING, _STOPPED = range(4)
+
+
+class Cell:
+    """The runtime of one actor: mailbox, instance, children, supervision, counters."""
+
+    def __init__(
+        self,
+        system: ActorSystem,
+        name: str,
+        *,
+        factory: Callable[..., Any] | None,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        table: HandlerTable,
+        mailbox: Mailbox,
+        supervision: Supervision,
+        group: str | None,
+        parent: Cell | None,
+    ) -> None:
+        self.system = system
+        self.name = name
+        self.factory = factory
+        self.args = args
+        self.kwargs = kwargs
+        self.table = table
+        self.supervision = supervision
+        self.group = group
+        self.parent = parent
+        self.queue: MailboxQueue[Any] = MailboxQueue(mailbox, self._dropped)
+        self.instance: Any = None
+        self.children: list[Cell] = []
+        self.watchers: list[Cell] = []
+        self.state = _NEW
+        self.reason: BaseException | None = None
+        self.stop_errors: list[BaseException] = []
+        self.scope: anyio.CancelScope | None = None
+        self._stopped: anyio.Event | None = None
+        self._window: RestartWindow | None = None
+        self.busy = False
+        self.processed = self.failed = self.retries = self.restarts = 0
+        self.dropped = self.dead_lettered = 0
+        self.handling_time = 0.0
+        self._samples: list[float] = []
+
+    def __repr__(self) -> str:
+        return f"<actor {self.name!r}>"
+
+    # -- delivery -----------------------------------------------------------------------
+
+    @property
+    def accepting(self) -> bool:
+        """Whether the mailbox still takes messages."""
+        return not self.queue.closed
+
+    async def put(self, message: Message) -> None:
+        """Queue `message`, waiting while a BLOCK mailbox is full (backpressure).
+
+        Raises:
+            ActorStopped: If the actor no longer takes messages.
+            MailboxFull: For a full FAIL mailbox (the message is dead-lettered).
+        """
+        queue = self.queue
+        status = queue.offer(message, self.name)
+        if status is FULL:
+            status = await queue.put(message, self.name)
+        if status is QUEUED:
+            self.system._inflight += 1
+
+    def offer(self, message: Message) -> bool:
+        """Queue `message` without ever waiting: a full mailbox drops it (dead letter)."""
+        try:
+            status = self.queue.offer(message, self.name)
+        except (ActorStopped, MailboxFull) as exc:
+            self._dead_letter(message, exc, unqueued=True)
+            return False
+        if status is QUEUED:
+            self.system._inflight += 1
+            return True
+        if status is FULL:
+            self.dropped += 1
+            full = MailboxFull(f"mailbox of actor {self.name!r} is full; a system notice was dropped")
+            self._dead_letter(message, full, unqueued=True)
+        return False
+
+    def notify(self, item: object) -> None:
+        """Queue a system notice (Terminated, a child's failure) ahead of user messages."""
+        if isinstance(item, Message):
+            self.system._inflight += 1
+        self.queue.urgent(item)
+
+    def _dropped(self, message: Message, error: Exception, queued: bool) -> None:
+        self.dropped += 1
+        self._dead_letter(message, error, unqueued=True, counted=queued)
+
+    def envelope_of(self, message: Message) -> Envelope:
+        """The message's envelope, built on first use for messages sent with `tell`."""
+        envelope = message.envelope
+        if envelope is None:
+            envelope = message.envelope = self.system._envelope_for_tell(message)
+        return envelope
+
+    def _dead_letter(
+        self, message: Message, error: BaseException, *, unqueued: bool = False, counted: bool = False
+    ) -> None:
+        """Record `message` as a dead letter.
+
+        `unqueued` messages never reach the loop (dropped, or left in a closed mailbox), so
+        their tracker is finished here; `counted` ones were counted as in flight.
+        """
+        self.dead_lettered += 1
+        self.system._record_dead_letter(self.envelope_of(message), self.name, error)
+        tracker = message.tracker
+        if tracker is not None:
+            tracker.fail(error)
+            tracker.dead(error)
+            if unqueued:
+                tracker.finish(handled=isinstance(error, MailboxFull))
+        if counted:
+            self.system._message_done()
+
+    # -- lifecycle ----------------------------------------------------------------------
+
+    async def run(self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        """The actor's task: start, loop, finish. Never raises but for start-up errors."""
+        current_cell.set(self)
+        escalated: BaseException | None = None
+        try:
+            with anyio.CancelScope() as self.scope:
+                try:
+                    await self._start_instance()
+                except Exception as exc:
+                    self.reason = exc
+                    await self._finish(run_on_stop=False)
+                    raise
+                self.state = _RUNNING
+                task_status.started()
+                try:
+                    await self._loop()
+                except _Stop as stop:
+                    self.request_stop(stop.reason)
+                except _Escalate as escalation:
+                    escalated = escalation.error
+                    self.request_stop(escalated)
+        finally:
+            if self.state != _STOPPED and self.state != _NEW:
+                await self._finish()
+        if escalated is not None:
+            self._escalate(escalated)
+
+    async def _start_instance(self) -> None:
+        if self.factory is None:
+            return
+        self.instance = self.system._construct(self)
+        await self.instance.on_start()
+
+    async def _loop(self) -> None:
+        queue = self.queue
+        streak = 0
+        while True:
+            item = queue.get_nowait()
+            if item is None:
+                if queue.closed:
+                    return
+                streak = 0
+                await queue.wait()
+                continue
+            if type(item) is _ChildFailed:
+                await self._child_failed(item)
+            else:
+                await self._handle(item)
+            streak += 1
+            if streak >= YIELD_EVERY:
+                streak = 0
+                await checkpoint()
+
+    def request_stop(self, reason: BaseException | None = None, *, cancel: bool = False) -> None:
+        """Stop taking messages; dead-letter the waiting ones; optionally cancel the current one."""
+        if self.state < _STOPPING:
+            self.state = _STOPPING
+            self.reason = reason
+            self.system._unsubscribe(self)
+            for item in self.queue.close():
+                if isinstance(item, Message):
+                    stopped = ActorStopped(f"actor {self.name!r} stopped before handling this message")
+                    self._dead_letter(item, stopped, unqueued=True, counted=True)
+        if cancel and self.scope is not None:
+            self.scope.cancel()
+
+    async def stop(self, *, cancel: bool = False) -> None:
+        """Stop the actor (after its current message unless `cancel`) and wait until it has."""
+        self.request_stop(cancel=cancel)
+        if current_cell.get() is self:
+            return  # stopping itself from a handler: the loop ends after this message
+        await self.wait_stopped()
+
+    async def wait_stopped(self) -> None:
+        """Wait until the actor has fully stopped (children stopped, `on_stop` run)."""
+        if self.state == _STOPPED:
+            return
+        if self._stopped is None:
+            self._stopped = anyio.Event()
+        await self._stopped.wait()
+
+    @property
+    def stopped(self) -> bool:
+        """Whether the actor has fully stopped."""
+        return self.state == _STOPPED
+
+    async def _finish(self, *, run_on_stop: bool = True) -> None:
+        # Clean-up must run even when the system is being cancelled, but never forever.
+        with anyio.CancelScope(shield=True), anyio.move_on_after(self.system.shutdown_timeout):
+            await self.stop_children(cancel=self.scope is not None and self.scope.cancel_called)
+            if run_on_stop and self.instance is not None:
+                try:
+                    await self.instance.on_stop()
+                except Exception as exc:
+                    logger.exception("on_stop of actor %r failed", self.name, extra={"actor": self.name})
+                    self.stop_errors.append(exc)
+        self.state = _STOPPED
+        self.queue.close()
+        self.system._forget(self)
+        if self.parent is not None and self in self.parent.children:
+            self.parent.children.remove(self)
+        notice = Terminated(self.name, self.reason)
+        for watcher in self.watchers:
+            watcher.notify(self.system._local_message(notice))
+        self.watchers.clear()
+        if self._stopped is not None:
+            self._stopped.set()
+
+    async def stop_children(self, *, cancel: bool) -> None:
+        """Stop the children, the last started first, each with its own subtree."""
+        for child in reversed(list(self.children)):
+            await child.stop(cancel=cancel)
+
+    def _escalate(self, error: BaseException) -> None:
+        if self.parent is not None and self.parent.accepting:
+            self.parent.notify(_ChildFailed(self, error))
+        else:
+            self.system._fail(error, self.name)
+
+    # -- handling -------------------------------------------------------------------------
+
+    async def _handle(self, message: Message) -> None:
+        specs = self.table.match(message.cls, message.type, message.group, self.group)
+        tracker = message.tracker
+        self.busy = True
+        started = time.perf_counter()
+        finished = False
+        try:
+            for index, spec in enumerate(specs):
+                if not await self._call(spec, message, first=index == 0):
+                    break
+            finished = True
+        finally:
+            self.busy = False
+            elapsed = time.perf_counter() - started
+            self.handling_time += elapsed
+            samples = self._samples
+            if len(samples) < _SAMPLES:
+                samples.append(elapsed)
+            else:
+                samples[self.processed % _SAMPLES] = elapsed
+            self.processed += 1
+            if tracker is not None:
+                if not finished:
+                    tracker.fail(ActorStopped(f"actor {self.name!r} stopped while handling the message"))
+                tracker.finish(handled=finished)
+            self.system._message_done()
+
+    async def _call(self, spec: HandlerSpec, message: Message, *, first: bool) -> bool:
+        """Call one handler under supervision; False when the rest of the message is skipped."""
+        attempt = 0
+        event = message.event
+        while True:
+            try:
+                envelope = self.envelope_of(message) if spec.needs_envelope else message.envelope
+                args = spec.arguments(event, envelope, message.type, self)
+                kwargs = spec.kwargs_for(event)
+                if spec.bound:
+                    result = await spec.call(self.instance, *args, **kwargs)
+                else:
+                    result = await spec.call(*args, **kwargs)
+            except Exception as exc:
+                self.failed += 1
+                supervision = self.supervision
+                policy = supervision.policy_for(exc)
+                if policy is Policy.RETRY:
+                    if attempt < supervision.max_retries:
+                        attempt += 1
+                        self.retries += 1
+                        delay = supervision.backoff.delay(attempt)
+                        self._log(logging.WARNING, "retry %d/%d in %.3fs", spec, message, exc,
+                                  attempt, supervision.max_retries, delay)
+                        await anyio.sleep(delay)
+                        continue
+                    policy = supervision.then
+                if first and message.tracker is not None:
+                    message.tracker.fail(exc)
+                return await self._apply(policy, exc, spec, message)
+            else:
+                if first and message.tracker is not None:
+                    message.tracker.reply(result)
+                return True
+
+    def _log(
+        self, level: int, what: str, spec: HandlerSpec, message: Message, exc: BaseException, *args: object
+    ) -> None:
+        envelope = self.envelope_of(message)
+        logger.log(
+            level,
+            "actor %r: %s raised %s on %s (id %s): " + what,
+            self.name, spec.name, type(exc).__name__, envelope.type, envelope.id, *args,
+            exc_info=exc if level >= logging.ERROR else None,
+            extra={"actor": self.name, "handler": spec.name, "event_type": envelope.type,
+                   "event_id": envelope.id},
+        )
+
+    async def _apply(self, policy: Policy, exc: Exception, spec: HandlerSpec, message: Message) -> bool:
+        if policy is Policy.IGNORE:
+            self._log(logging.DEBUG, "ignored", spec, message, exc)
+            return True
+        if policy is Policy.LOG_AND_CONTINUE:
+            self._log(logging.ERROR, "logged, continuing", spec, message, exc)
+            return True
+        if policy is Policy.DEAD_LETTER:
+            self._log(logging.WARNING, "dead-lettered", spec, message, exc)
+            self._dead_letter(message, exc)
+            return True
+        if policy is Policy.RESTART:
+            self._log(logging.ERROR, "restarting the actor", spec, message, exc)
+            await self._restart(exc)
+            return False
+        if policy is Policy.STOP:
+            self._log(logging.ERROR, "stopping the actor", spec, message, exc)
+            self._dead_letter(message, exc)
+            raise _Stop(exc)
+        self._log(logging.ERROR, "escalating (FAIL_FAST)", spec, message, exc)
+        raise _Escalate(exc)
+
+    async def _restart(self, error: BaseException) -> None:
+        supervision = self.supervision
+        if self._window is None:
+            self._window = RestartWindow(supervision.max_restarts, supervision.within)
+        while True:
+            number = self._window.admit(anyio.current_time())
+            if number is None:
+                logger.error(
+                    "actor %r: more than %d restarts within %.1fs, escalating",
+                    self.name, supervision.max_restarts, supervision.within,
+                    extra={"actor": self.name},
+                )
+                raise _Escalate(error)
+            self.restarts += 1
+            await self.stop_children(cancel=True)
+            if self.instance is not None:
+                try:
+                    await self.instance.on_stop()
+                except Exception:
+                    logger.exception("on_stop of actor %r failed during restart", self.name,
+                                     extra={"actor": self.name})
+            if supervision.restart_backoff is not None:
+                await anyio.sleep(supervision.restart_backoff.delay(number))
+            try:
+                await self._start_instance()
+            except Exception as exc:
+                logger.exception("actor %r failed to restart", self.name, extra={"actor": self.name})
+                error = exc
+                continue
+            return
+
+    async def _child_failed(self, notice: _ChildFailed) -> None:
+        error = notice.error
+        policy = self.supervision.policy_for(error)
+        extra = {"actor": self.name, "child": notice.child.name}
+        if policy is Policy.RESTART:
+            logger.error("actor %r: child %r escalated %r, restarting", self.name,
+                         notice.child.name, error, extra=extra)
+            await self._restart(error)
+        elif policy is Policy.STOP:
+            logger.error("actor %r: child %r escalated %r, stopping", self.name,
+                         notice.child.name, error, extra=extra)
+            raise _Stop(error)
+        elif policy is Policy.FAIL_FAST:
+            logger.error("actor %r: child %r escalated %r, escalating further", self.name,
+                         notice.child.name, error, extra=extra)
+            raise _Escalate(error)
+        else:
+            logger.error("actor %r: child %r escalated %r and stays stopped", self.name,
+                         notice.child.name, error, extra=extra)
+
+    # -- observability --------------------------------------------------------------------
+
+    def stats(self) -> ActorStats:
+        """A snapshot of the counters."""
+        samples = sorted(self._samples)
+        p50 = samples[len(samples) // 2] if samples else 0.0
+        p99 = samples[min(len(samples) - 1, (len(samples) * 99) // 100)] if samples else 0.0
+        return ActorStats(
+            name=self.name,
+            processed=self.processed,
+            failed=self.failed,
+            retries=self.retries,
+            restarts=self.restarts,
+            dropped=self.dropped,
+            dead_lettered=self.dead_lettered,
+            depth=self.queue.depth,
+            handling_time=self.handling_time,
+            handling_p50=p50,
+            handling_p99=p99,
+        )
+

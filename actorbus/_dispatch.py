@@ -1,0 +1,117 @@
+"""The dispatcher: which local actors get an event, resolved once per class and type.
+
+Routes are cached per (event class, event type) and the cache is dropped whenever an
+actor subscribes or unsubscribes, so routing costs one dict lookup however many
+subscriptions exist. Within a route, actors whose handlers form a competing-consumer
+group share each event: one member per group gets it (round-robin).
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import TYPE_CHECKING, Any
+
+from ._handlers import ANY_GROUP
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    from ._cell import Cell
+
+__all__ = ["Dispatcher", "Route"]
+
+
+class Route:
+    """The local subscribers of one (class, type): broadcast cells and group members."""
+
+    __slots__ = ("broadcast", "groups", "_turns")
+
+    def __init__(self, broadcast: tuple[Cell, ...], groups: dict[str, tuple[Cell, ...]]) -> None:
+        self.broadcast = broadcast
+        self.groups = groups
+        self._turns = {name: itertools.cycle(members) for name, members in groups.items()}
+
+    def __bool__(self) -> bool:
+        return bool(self.broadcast or self.groups)
+
+    def pick(self, group: str) -> Cell | None:
+        """The next member of `group` (round-robin), or None when it has no local member."""
+        turn = self._turns.get(group)
+        return next(turn) if turn is not None else None
+
+    def targets(self, group: object = ANY_GROUP) -> Iterator[tuple[Cell, str | None]]:
+        """(cell, group) pairs for one delivery.
+
+        `ANY_GROUP`: every broadcast cell plus one member of each group (local delivery);
+        None: the broadcast cells only; a group name: one member of that group.
+        """
+        if group is ANY_GROUP or group is None:
+            for cell in self.broadcast:
+                yield cell, None
+            if group is None:
+                return
+            for name in self.groups:
+                member = self.pick(name)
+                if member is not None:
+                    yield member, name
+        elif isinstance(group, str):
+            member = self.pick(group)
+            if member is not None:
+                yield member, group
+
+
+class Dispatcher:
+    """Local subscriptions and the route cache."""
+
+    __slots__ = ("_cells", "_routes")
+
+    def __init__(self) -> None:
+        self._cells: dict[Cell, None] = {}
+        self._routes: dict[tuple[type[Any] | None, str], Route] = {}
+
+    def subscribe(self, cell: Cell) -> None:
+        """Route events to `cell` from now on."""
+        if cell.table.specs:
+            self._cells[cell] = None
+            self._routes.clear()
+
+    def unsubscribe(self, cell: Cell) -> None:
+        """Stop routing to `cell`."""
+        if self._cells.pop(cell, 0) is None:
+            self._routes.clear()
+
+    def route(self, cls: type[Any] | None, type_: str) -> Route:
+        """The subscribers of an event of class `cls` (None: plain data) and type `type_`."""
+        key = (cls, type_)
+        found = self._routes.get(key)
+        if found is None:
+            found = self._routes[key] = self._resolve(cls, type_)
+        return found
+
+    def _resolve(self, cls: type[Any] | None, type_: str) -> Route:
+        broadcast: list[Cell] = []
+        groups: dict[str, list[Cell]] = {}
+        for cell in self._cells:
+            specs = cell.table.match(cls, type_)
+            if not specs:
+                continue
+            names = {spec.group if spec.group is not None else cell.group for spec in specs}
+            for name in names:
+                if name is None:
+                    broadcast.append(cell)
+                else:
+                    groups.setdefault(name, []).append(cell)
+        return Route(tuple(broadcast), {k: tuple(v) for k, v in groups.items()})
+
+    def groups(self) -> set[str]:
+        """Every group name some local subscriber belongs to."""
+        found: set[str] = set()
+        for cell in self._cells:
+            for spec in cell.table.specs:
+                name = spec.group if spec.group is not None else cell.group
+                if name is not None:
+                    found.add(name)
+        return found
+
+    def __len__(self) -> int:
+        return len(self._cells)

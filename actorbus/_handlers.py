@@ -1,0 +1,352 @@
+"""`@handle`: declare which events a method (or function) handles, and how to call it.
+
+Each handler is analysed once, when its class (or router) is built: its targets (classes
+matched by isinstance, globs matched against the envelope type), its group, and a call
+plan saying what to pass (the event, the envelope, both, or the positional arguments of
+an ad-hoc event). The actor loop then only looks handlers up in a per-class cache.
+"""
+
+from __future__ import annotations
+
+import enum
+import fnmatch
+import functools
+import inspect
+import re
+import types
+import typing
+from collections.abc import Callable, Mapping
+from typing import Any, Final, TypeVar, Union
+
+import anyio.to_thread
+
+from ._convert import structure
+from ._envelope import Envelope
+from ._events import lookup
+from ._exceptions import DecodeError
+
+__all__ = ["AdHoc", "HandlerSpec", "HandlerTable", "handle", "spec_for"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+_DECLARATION: Final = "__actorbus_handle__"
+ANY_GROUP: Final = object()
+
+
+class AdHoc:
+    """The payload of an event emitted without a class: positional and keyword arguments."""
+
+    __slots__ = ("args", "kwargs")
+
+    def __init__(self, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> None:
+        self.args = args
+        self.kwargs = dict(kwargs)
+
+    def to_data(self) -> dict[str, Any]:
+        """The JSON-ready form carried in `Envelope.data`."""
+        return {"args": list(self.args), "kwargs": self.kwargs}
+
+    @classmethod
+    def from_data(cls, data: object) -> AdHoc | None:
+        """Recognise the data of an ad-hoc event; None if `data` has another shape."""
+        if isinstance(data, Mapping) and set(data) == {"args", "kwargs"}:
+            args, kwargs = data["args"], data["kwargs"]
+            if isinstance(args, list) and isinstance(kwargs, Mapping):
+                return cls(tuple(args), {str(k): v for k, v in kwargs.items()})
+        return None
+
+    def __repr__(self) -> str:
+        return f"AdHoc(args={self.args!r}, kwargs={self.kwargs!r})"
+
+
+class _Pass(enum.Enum):
+    NOTHING = "nothing"
+    EVENT = "event"
+    ENVELOPE = "envelope"
+    EVENT_ENVELOPE = "event, envelope"
+    ENVELOPE_EVENT = "envelope, event"
+    SPREAD = "*args"  # unannotated parameters: ad-hoc events are spread, others passed whole
+
+
+class _Declaration:
+    __slots__ = ("group", "inline", "targets")
+
+    def __init__(self, targets: tuple[object, ...], group: str | None, inline: bool) -> None:
+        self.targets = targets
+        self.group = group
+        self.inline = inline
+
+
+def handle(*targets: type[Any] | str, group: str | None = None, inline: bool = False) -> Callable[[F], F]:
+    """Mark an actor method as the handler of some events.
+
+    Args:
+        *targets: Event classes (matched by isinstance, so subclasses too) and/or globs
+            over the envelope type (``"order.*"``, or an exact type). With no target, the
+            class comes from the annotation of the handler's event parameter.
+        group: A competing-consumer group: each APP event is handled by one member of the
+            group across all instances (see the Redis guide). Defaults to the actor's group.
+        inline: Call a *sync* handler directly on the event loop instead of in a worker
+            thread. Only for handlers that return quickly and never block.
+
+    The handler receives the event; a parameter annotated `Envelope` receives the
+    envelope instead (or as a second parameter). Its return value is the reply to `ask`.
+    """
+    for target in targets:
+        if not isinstance(target, str | type):
+            msg = f"@handle takes event classes or type globs, got {target!r}"
+            raise TypeError(msg)
+        if isinstance(target, str) and not target:
+            msg = "@handle glob must be a non-empty string such as 'order.*'"
+            raise ValueError(msg)
+
+    def mark(func: F) -> F:
+        if not callable(func):
+            msg = f"@handle decorates a method or function, got {func!r}"
+            raise TypeError(msg)
+        setattr(func, _DECLARATION, _Declaration(targets, group, inline))
+        return func
+
+    return mark
+
+
+def declaration(obj: object) -> _Declaration | None:
+    """The `@handle` declaration on `obj`, if any."""
+    found = getattr(obj, _DECLARATION, None)
+    return found if isinstance(found, _Declaration) else None
+
+
+def _hints(func: Callable[..., Any]) -> dict[str, Any]:
+    try:
+        return typing.get_type_hints(func)
+    except Exception:
+        # Unresolvable forward references: fall back to the raw annotations, and treat
+        # the strings we can recognise ourselves.
+        raw: dict[str, Any] = dict(getattr(func, "__annotations__", {}))
+        for key, value in raw.items():
+            if value == "Envelope":
+                raw[key] = Envelope
+            elif isinstance(value, str) and (found := lookup(value)) is not None:
+                raw[key] = found
+        return raw
+
+
+def _classes_of(annotation: object) -> tuple[type[Any], ...] | None:
+    """The event classes an annotation names (a class or a union of classes), else None."""
+    if isinstance(annotation, type) and annotation is not object:
+        return (annotation,)
+    if typing.get_origin(annotation) in (Union, types.UnionType):
+        found = tuple(a for a in typing.get_args(annotation) if a is not type(None))
+        if found and all(isinstance(a, type) for a in found):
+            return found
+    return None
+
+
+class HandlerSpec:
+    """One analysed handler: what it matches and how to call it."""
+
+    __slots__ = (
+        "bound",
+        "call",
+        "needs_envelope",
+        "classes",
+        "convert_to",
+        "func",
+        "globs",
+        "group",
+        "name",
+        "passes",
+        "patterns",
+    )
+
+    def __init__(
+        self,
+        func: Callable[..., Any],
+        targets: tuple[object, ...],
+        *,
+        group: str | None,
+        inline: bool,
+        bound: bool,
+        owner: str,
+    ) -> None:
+        self.func = func
+        self.bound = bound
+        self.group = group
+        self.name = f"{owner}.{getattr(func, '__name__', repr(func))}" if bound else owner
+        self.passes, event_annotation = self._plan(func, bound=bound)
+        self.convert_to = _classes_of(event_annotation)
+        if not targets:
+            if self.convert_to is None:
+                msg = (
+                    f"@handle() on {self.name} has no target and its event parameter has no "
+                    "class annotation to infer one from: annotate the parameter "
+                    "(`event: OrderCreated`) or pass the class or a glob to @handle(...)"
+                )
+                raise TypeError(msg)
+            targets = self.convert_to
+        self.classes = tuple(t for t in targets if isinstance(t, type))
+        self.globs = tuple(t for t in targets if isinstance(t, str))
+        self.patterns = tuple(re.compile(fnmatch.translate(g)) for g in self.globs)
+        self.call = self._caller(func, inline=inline)
+        self.needs_envelope = self.passes in _WITH_ENVELOPE
+
+    def _plan(self, func: Callable[..., Any], *, bound: bool) -> tuple[_Pass, object]:
+        try:
+            signature = inspect.signature(func)
+        except (TypeError, ValueError) as exc:
+            msg = f"cannot read the signature of handler {self.name}: {exc}"
+            raise TypeError(msg) from exc
+        hints = _hints(func)
+        params = list(signature.parameters.values())
+        if bound:
+            params = params[1:]  # self
+        if any(p.kind is p.VAR_POSITIONAL for p in params) or (
+            params and all(p.annotation is p.empty for p in params) and len(params) > 1
+        ):
+            return _Pass.SPREAD, None
+        required = [p for p in params if p.default is p.empty and p.kind is not p.VAR_KEYWORD]
+        if len(required) > 2:  # noqa: PLR2004 - (event, envelope) at most
+            names = ", ".join(p.name for p in required)
+            msg = (
+                f"handler {self.name} takes ({names}); a handler takes the event, the "
+                "envelope (a parameter annotated Envelope), or both"
+            )
+            raise TypeError(msg)
+        positional = params[:2]
+        kinds = [hints.get(p.name) is Envelope for p in positional]
+        if not positional:
+            return _Pass.NOTHING, None
+        if len(positional) == 1:
+            if kinds[0]:
+                return _Pass.ENVELOPE, None
+            return (_Pass.EVENT if positional[0].annotation is not positional[0].empty
+                    else _Pass.SPREAD), hints.get(positional[0].name)
+        if kinds == [False, True]:
+            return _Pass.EVENT_ENVELOPE, hints.get(positional[0].name)
+        if kinds == [True, False]:
+            return _Pass.ENVELOPE_EVENT, hints.get(positional[1].name)
+        msg = (
+            f"handler {self.name} takes two parameters, so exactly one of them must be "
+            "annotated Envelope (the other receives the event)"
+        )
+        raise TypeError(msg)
+
+    @staticmethod
+    def _caller(func: Callable[..., Any], *, inline: bool) -> Callable[..., Any]:
+        if inspect.iscoroutinefunction(func) or inspect.iscoroutinefunction(
+            getattr(func, "__call__", None)  # noqa: B004 - async callable objects
+        ):
+            return func
+        if inline:
+
+            async def call_inline(*args: Any, **kwargs: Any) -> Any:  # noqa: RUF029 - sync, in place
+                return func(*args, **kwargs)
+
+            return call_inline
+
+        async def call_in_thread(*args: Any, **kwargs: Any) -> Any:
+            return await anyio.to_thread.run_sync(functools.partial(func, *args, **kwargs))
+
+        return call_in_thread
+
+    def matches(self, cls: type[Any] | None, type_: str) -> bool:
+        """Whether an event of class `cls` (None: plain data) and type `type_` matches."""
+        if cls is not None and self.classes and issubclass(cls, self.classes):
+            return True
+        return any(p.match(type_) for p in self.patterns)
+
+    def subscriptions(self) -> list[str]:
+        """What this handler subscribes to, by event type or glob (for listings)."""
+        from ._events import type_name  # noqa: PLC0415 - avoids an import cycle
+
+        return [type_name(c) for c in self.classes] + list(self.globs)
+
+    def arguments(
+        self, event: object, envelope: Envelope | None, type_: str, where: object
+    ) -> tuple[Any, ...]:
+        """The positional arguments for one call (converting the event when needed).
+
+        `envelope` may be None when `needs_envelope` is false; `where` names the actor in
+        error messages.
+
+        Raises:
+            DecodeError: If the event cannot be converted to the annotated class.
+        """
+        passes = self.passes
+        if passes is _Pass.SPREAD:
+            if isinstance(event, AdHoc):
+                return event.args  # kwargs are applied by `invoke`
+            return (event,)
+        if passes is _Pass.NOTHING:
+            return ()
+        if passes is _Pass.ENVELOPE:
+            return (envelope,)
+        converted = self._convert(event, type_, where)
+        if passes is _Pass.EVENT:
+            return (converted,)
+        if passes is _Pass.EVENT_ENVELOPE:
+            return (converted, envelope)
+        return (envelope, converted)
+
+    def _convert(self, event: object, type_: str, where: object) -> object:
+        classes = self.convert_to
+        if classes is None or isinstance(event, classes):
+            return event
+        target = classes[0]
+        place = f"{where} handler {self.name} (event {type_!r})"
+        if isinstance(event, AdHoc):
+            try:
+                return target(*event.args, **event.kwargs)
+            except TypeError as exc:
+                msg = f"{place}: cannot build {target.__qualname__} from the emitted arguments: {exc}"
+                raise DecodeError(msg) from exc
+        if isinstance(event, Mapping):
+            return structure(event, target, where=place)
+        msg = f"{place} expects {target.__qualname__} but got a {type(event).__qualname__}"
+        raise DecodeError(msg)
+
+    def kwargs_for(self, event: object) -> Mapping[str, Any]:
+        """Keyword arguments for one call: only ad-hoc events spread into keywords."""
+        if self.passes is _Pass.SPREAD and isinstance(event, AdHoc):
+            return event.kwargs
+        return _NO_KWARGS
+
+
+_NO_KWARGS: Final[Mapping[str, Any]] = types.MappingProxyType({})
+_WITH_ENVELOPE: Final = frozenset({_Pass.ENVELOPE, _Pass.EVENT_ENVELOPE, _Pass.ENVELOPE_EVENT})
+
+
+class HandlerTable:
+    """The handlers of one actor class (or one function), with a lookup cache."""
+
+    __slots__ = ("_cache", "specs")
+
+    def __init__(self, specs: tuple[HandlerSpec, ...]) -> None:
+        self.specs = specs
+        self._cache: dict[tuple[Any, ...], tuple[HandlerSpec, ...]] = {}
+
+    def match(
+        self, cls: type[Any] | None, type_: str, group: object = ANY_GROUP, default: str | None = None
+    ) -> tuple[HandlerSpec, ...]:
+        """The handlers for an event, in declaration order; cached per class and type.
+
+        `group` selects the handlers of one delivery (None: the broadcast ones) and
+        `default` is the actor's own group, used by handlers that name none.
+        """
+        key = (cls, type_, group, default)
+        found = self._cache.get(key)
+        if found is None:
+            found = tuple(
+                s
+                for s in self.specs
+                if s.matches(cls, type_)
+                and (group is ANY_GROUP or (s.group if s.group is not None else default) == group)
+            )
+            self._cache[key] = found
+        return found
+
+
+def spec_for(func: Callable[..., Any], targets: tuple[object, ...], *, group: str | None, inline: bool) -> HandlerSpec:
+    """Analyse a plain function subscriber (not a method)."""
+    name = getattr(func, "__qualname__", None) or repr(func)
+    return HandlerSpec(func, targets, group=group, inline=inline, bound=False, owner=name)

@@ -1,0 +1,200 @@
+"""Bounded mailboxes: the `Mailbox` settings and the queue behind each actor.
+
+The queue has one consumer (the actor's loop) and any number of producers. Capacity
+counts the messages waiting, not the one being handled. When it is full, `Overflow`
+decides: BLOCK makes the producer wait (backpressure), DROP_NEWEST drops the incoming
+message, DROP_OLDEST drops the oldest waiting one, FAIL raises `MailboxFull`.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections import deque
+from typing import TYPE_CHECKING, Final, Generic, TypeVar
+
+import anyio
+import attrs
+
+from ._exceptions import ActorStopped, MailboxFull
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+__all__ = ["DROPPED", "FULL", "QUEUED", "Mailbox", "MailboxQueue", "Overflow"]
+
+T = TypeVar("T")
+
+FULL: Final = 0
+QUEUED: Final = 1
+DROPPED: Final = 2
+
+
+class Overflow(enum.Enum):
+    """What a full mailbox does with one more message."""
+
+    BLOCK = "block"
+    """The sender waits until there is room: backpressure."""
+    DROP_NEWEST = "drop_newest"
+    """The incoming message is dropped (counted, dead-lettered)."""
+    DROP_OLDEST = "drop_oldest"
+    """The oldest waiting message is dropped to make room (counted, dead-lettered)."""
+    FAIL = "fail"
+    """The sender gets `MailboxFull` (the message is counted and dead-lettered)."""
+
+
+def _positive(_: object, attribute: attrs.Attribute[int], value: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        msg = f"Mailbox {attribute.name} must be an integer >= 1, got {value!r}"
+        raise ValueError(msg)
+
+
+@attrs.frozen
+class Mailbox:
+    """Mailbox settings: how many messages may wait, and what happens beyond that.
+
+    Use it as a class attribute of an actor (``mailbox = Mailbox(100)``) or pass it to
+    `ActorSystem.spawn(..., mailbox=...)`.
+
+    Attributes:
+        capacity: Messages that may wait (not counting the one being handled); ≥ 1.
+        overflow: What a full mailbox does; `Overflow.BLOCK` by default.
+    """
+
+    capacity: int = attrs.field(default=1000, validator=_positive)
+    overflow: Overflow = attrs.field(
+        default=Overflow.BLOCK, validator=attrs.validators.instance_of(Overflow)
+    )
+
+
+class MailboxQueue(Generic[T]):
+    """The bounded FIFO behind one actor: one consumer, many producers.
+
+    `put` waits only when a BLOCK mailbox is full; it is not itself a scheduling point
+    (callers decide how often to yield). Blocked producers are woken in FIFO order, and a
+    producer cancelled after being woken passes its turn on, so no wake-up is lost.
+    `urgent` messages (system notices such as `Terminated`) bypass the capacity.
+    """
+
+    __slots__ = ("_closed", "_getter", "_items", "_on_drop", "_putters", "_urgent", "settings")
+
+    def __init__(self, settings: Mailbox, on_drop: Callable[[T, Exception, bool], None]) -> None:
+        self.settings = settings
+        self._items: deque[T] = deque()
+        self._urgent: deque[T] = deque()
+        self._putters: deque[anyio.Event] = deque()
+        self._getter: anyio.Event | None = None
+        self._closed = False
+        self._on_drop = on_drop
+
+    @property
+    def depth(self) -> int:
+        """Messages waiting (not counting the one being handled)."""
+        return len(self._items) + len(self._urgent)
+
+    @property
+    def closed(self) -> bool:
+        """Whether the mailbox takes no more messages."""
+        return self._closed
+
+    def _wake_getter(self) -> None:
+        getter = self._getter
+        if getter is not None:
+            self._getter = None
+            getter.set()
+
+    def _check_open(self, name: str) -> None:
+        if self._closed:
+            msg = f"actor {name!r} has stopped and takes no more messages"
+            raise ActorStopped(msg)
+
+    def offer(self, item: T, name: str) -> int:
+        """Add `item` without waiting, applying the overflow policy when full.
+
+        Dropped items go to the `on_drop` callback with the reason and whether they had
+        been queued (DROP_OLDEST) or not (the incoming one).
+
+        Returns:
+            `QUEUED` if `item` now waits in the mailbox, `DROPPED` if the overflow policy
+            dropped it, `FULL` if it must wait (BLOCK) — the caller then awaits `put`.
+
+        Raises:
+            ActorStopped: If the mailbox is closed.
+            MailboxFull: For a FAIL mailbox that is full (the item is dead-lettered).
+        """
+        self._check_open(name)
+        items = self._items
+        if len(items) < self.settings.capacity:
+            items.append(item)
+            self._wake_getter()
+            return QUEUED
+        overflow = self.settings.overflow
+        if overflow is Overflow.BLOCK:
+            return FULL
+        full = MailboxFull(
+            f"mailbox of actor {name!r} is full ({self.settings.capacity} waiting, "
+            f"overflow={overflow.name}); raise its capacity, slow the sender, or pick "
+            "another Overflow policy"
+        )
+        if overflow is Overflow.DROP_OLDEST:
+            self._on_drop(items.popleft(), full, True)  # noqa: FBT003
+            items.append(item)
+            self._wake_getter()
+            return QUEUED
+        self._on_drop(item, full, False)  # noqa: FBT003
+        if overflow is Overflow.FAIL:
+            raise full
+        return DROPPED
+
+    async def put(self, item: T, name: str) -> int:
+        """Add `item`, waiting while a BLOCK mailbox is full (cancellable); see `offer`."""
+        while (status := self.offer(item, name)) is FULL:
+            waiter = anyio.Event()
+            self._putters.append(waiter)
+            try:
+                await waiter.wait()
+            except BaseException:
+                if waiter.is_set():
+                    self._wake_putter()  # our turn was given to us: hand it on
+                else:
+                    self._putters.remove(waiter)
+                raise
+        return status
+
+    def urgent(self, item: T) -> None:
+        """Queue a system notice ahead of the user messages, ignoring the capacity."""
+        if not self._closed:
+            self._urgent.append(item)
+            self._wake_getter()
+
+    def _wake_putter(self) -> None:
+        if self._putters:
+            self._putters.popleft().set()
+
+    def get_nowait(self) -> T | None:
+        """The next message (urgent ones first), or None when none is waiting."""
+        if self._urgent:
+            return self._urgent.popleft()
+        if self._items:
+            item = self._items.popleft()
+            if self._putters:
+                self._wake_putter()
+            return item
+        return None
+
+    async def wait(self) -> None:
+        """Wait until a message arrives or the mailbox closes (the single consumer only)."""
+        if self._items or self._urgent or self._closed:
+            return
+        getter = self._getter = anyio.Event()
+        await getter.wait()
+
+    def close(self) -> list[T]:
+        """Take no more messages; return the ones still waiting. Wakes everyone."""
+        self._closed = True
+        left = list(self._urgent) + list(self._items)
+        self._urgent.clear()
+        self._items.clear()
+        self._wake_getter()
+        while self._putters:
+            self._putters.popleft().set()  # they see the mailbox closed and raise
+        return left

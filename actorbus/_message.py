@@ -1,0 +1,107 @@
+"""What travels through a mailbox: a message, and the tracker that reports its outcome."""
+
+from __future__ import annotations
+
+import enum
+from typing import TYPE_CHECKING, Any
+
+import anyio
+
+if TYPE_CHECKING:
+    from ._envelope import Envelope
+
+__all__ = ["Message", "Outcome", "Tracker"]
+
+
+class Outcome(enum.Enum):
+    """How a delivered message ended, for transports that acknowledge after handling."""
+
+    HANDLED = "handled"
+    """Every handler ran (failures were logged, ignored or retried as configured)."""
+    DEAD_LETTERED = "dead_lettered"
+    """Supervision dead-lettered it (or it could not be decoded)."""
+    NOT_HANDLED = "not_handled"
+    """It never finished (its actor stopped or crashed first): deliver it again."""
+
+
+class Tracker:
+    """Waits for one or more mailbox messages to finish; carries the first reply."""
+
+    __slots__ = ("_done", "dead_error", "error", "has_reply", "not_handled", "pending", "value")
+
+    def __init__(self, pending: int = 1) -> None:
+        self.pending = pending
+        self._done = anyio.Event()
+        self.value: Any = None
+        self.error: BaseException | None = None
+        self.has_reply = False
+        self.dead_error: BaseException | None = None
+        self.not_handled = False
+        if pending <= 0:
+            self._done.set()
+
+    def reply(self, value: Any) -> None:
+        """Record the reply to an `ask` (the first handler's return value)."""
+        if not self.has_reply:
+            self.has_reply = True
+            self.value = value
+
+    def fail(self, error: BaseException) -> None:
+        """Record the exception an `ask` re-raises."""
+        if not self.has_reply:
+            self.has_reply = True
+            self.error = error
+
+    def dead(self, error: BaseException) -> None:
+        """Note that supervision dead-lettered the message."""
+        if self.dead_error is None:
+            self.dead_error = error
+
+    def finish(self, *, handled: bool = True) -> None:
+        """One message is done (handled, or given up on when `handled` is False)."""
+        if not handled:
+            self.not_handled = True
+        self.pending -= 1
+        if self.pending == 0:
+            self._done.set()
+
+    async def wait(self) -> None:
+        """Wait until every message finished."""
+        await self._done.wait()
+
+    @property
+    def outcome(self) -> Outcome:
+        """The combined outcome, once finished."""
+        if self.not_handled:
+            return Outcome.NOT_HANDLED
+        if self.dead_error is not None:
+            return Outcome.DEAD_LETTERED
+        return Outcome.HANDLED
+
+    def result(self) -> Any:
+        """The reply, or raise the handler's exception."""
+        if self.error is not None:
+            raise self.error
+        return self.value
+
+
+class Message:
+    """One mailbox slot: the event, its envelope (built lazily for `tell`) and routing."""
+
+    __slots__ = ("cls", "envelope", "event", "group", "tracker", "type")
+
+    def __init__(
+        self,
+        event: object,
+        envelope: Envelope | None,
+        cls: type[Any] | None,
+        type_: str,
+        group: object,
+        tracker: Tracker | None = None,
+    ) -> None:
+        self.event = event
+        self.envelope = envelope
+        self.cls = cls
+        self.type = type_
+        self.group = group
+        self.tracker = tracker

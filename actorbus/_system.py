@@ -1,0 +1,771 @@
+"""`ActorSystem`: owns the task group, spawns actors, publishes, and shuts down gracefully."""
+
+from __future__ import annotations
+
+import collections
+import contextvars
+import logging
+import weakref
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Final
+
+import anyio
+import attrs
+from anyio.lowlevel import checkpoint, checkpoint_if_cancelled
+
+from ._actor import Actor, ActorRef
+from ._cell import YIELD_EVERY, Cell
+from ._convert import structure
+from ._envelope import Envelope
+from ._events import INFO_ATTRIBUTE, Scope, lookup
+from ._exceptions import ActorbusError, ActorStopped, AskTimeout, DecodeError, MailboxFull
+from ._handlers import ANY_GROUP, AdHoc, HandlerTable, declaration, spec_for
+from ._mailbox import Mailbox
+from ._message import Message, Outcome, Tracker
+from ._records import ActorStats, DeadLetter, SystemStarted, SystemStopping, Terminated
+from ._supervision import Supervision
+
+if TYPE_CHECKING:
+    from types import TracebackType
+
+    import anyio.abc
+
+    from ._router import Router
+    from ._transport import Transport
+
+__all__ = ["ActorSystem", "current_system"]
+
+logger: Final = logging.getLogger("actorbus.system")
+_current: contextvars.ContextVar[ActorSystem | None] = contextvars.ContextVar(
+    "actorbus_current_system", default=None
+)
+_running: weakref.WeakSet[ActorSystem] = weakref.WeakSet()
+_DEAD_LETTER_TYPE: Final = "actorbus.dead_letter"
+_NEW, _STARTING, _RUNNING, _STOPPING, _STOPPED = range(5)
+
+
+def current_system() -> ActorSystem:
+    """The system the calling code runs in.
+
+    Inside an actor, a handler, or the body of ``async with ActorSystem(...)``, that
+    system; elsewhere, the only running system of the process.
+
+    Raises:
+        LookupError: If there is none, or several are running and none is current.
+    """
+    found = _current.get()
+    if found is not None:
+        return found
+    running = list(_running)
+    if len(running) == 1:
+        return running[0]
+    what = "no ActorSystem is running" if not running else "several ActorSystems are running"
+    msg = f"{what}: run this inside `async with ActorSystem(...)` or pass `system=` explicitly"
+    raise LookupError(msg)
+
+
+class ActorSystem:
+    """A set of supervised actors in one anyio task group, and the event bus between them.
+
+    Use it as an async context manager. Entering starts the transport (if any), spawns
+    the `actors` one after another and binds the `routers`, publishes `SystemStarted`,
+    then starts consuming from the transport. Start-up is all or nothing. Leaving stops
+    the system gracefully: `SystemStopping` is published, transport intake stops, the
+    mailboxes are drained for up to `shutdown_timeout` seconds, actors are stopped in
+    reverse start order (children first) with their `on_stop`, then everything left is
+    cancelled. Errors from `on_stop` hooks are raised together as an `ExceptionGroup`.
+
+    A FAIL_FAST escalation that no parent handles cancels the body of the ``async with``
+    and is raised from it once every actor has stopped.
+
+    Args:
+        name: The application name; instances with one name share APP-scope events.
+        transport: Carries APP-scope events between instances; None keeps them local.
+        actors: Actor classes spawned at start-up, in order, with default names.
+        routers: `Router` objects whose functions are bound at start-up.
+        shutdown_timeout: Seconds allowed for draining and stopping at shutdown.
+        max_dead_letters: How many recent dead letters `dead_letters` keeps.
+    """
+
+    def __init__(
+        self,
+        name: str = "actorbus",
+        *,
+        transport: Transport | None = None,
+        actors: Iterable[type[Actor]] = (),
+        routers: Iterable[Router] = (),
+        shutdown_timeout: float = 10.0,
+        max_dead_letters: int = 1000,
+    ) -> None:
+        if not isinstance(name, str) or not name:
+            msg = f"ActorSystem name must be a non-empty string, got {name!r}"
+            raise ValueError(msg)
+        if shutdown_timeout < 0:
+            msg = f"shutdown_timeout must be >= 0, got {shutdown_timeout!r}"
+            raise ValueError(msg)
+        from ._dispatch import Dispatcher  # noqa: PLC0415 - keeps module import order simple
+
+        self._name = name
+        self._transport = transport
+        self._startup_actors = tuple(actors)
+        self._routers = tuple(routers)
+        self.shutdown_timeout = shutdown_timeout
+        self._dispatcher = Dispatcher()
+        self._cells: dict[str, Cell] = {}
+        self._top: list[Cell] = []
+        self._dead_letters: collections.deque[DeadLetter] = collections.deque(maxlen=max_dead_letters)
+        self._stop_errors: list[BaseException] = []
+        self._state = _NEW
+        self._failure: BaseException | None = None
+        self._inflight = 0
+        self._idle: anyio.Event | None = None
+        self._ops = 0
+        self._tg: anyio.abc.TaskGroup | None = None
+        self._body: anyio.CancelScope | None = None
+        self._token: contextvars.Token[ActorSystem | None] | None = None
+
+    def __repr__(self) -> str:
+        return f"<ActorSystem {self._name!r} actors={len(self._cells)}>"
+
+    @property
+    def name(self) -> str:
+        """The application name."""
+        return self._name
+
+    @property
+    def transport(self) -> Transport | None:
+        """The transport carrying APP-scope events, if any."""
+        return self._transport
+
+    @property
+    def dead_letters(self) -> Sequence[DeadLetter]:
+        """The recent dead letters, oldest first (bounded by `max_dead_letters`)."""
+        return tuple(self._dead_letters)
+
+    # -- life cycle -------------------------------------------------------------------------
+
+    async def __aenter__(self) -> ActorSystem:
+        if self._state != _NEW:
+            msg = f"ActorSystem {self._name!r} was already started; create a new one"
+            raise RuntimeError(msg)
+        self._state = _STARTING
+        self._tg = anyio.create_task_group()
+        await self._tg.__aenter__()
+        self._token = _current.set(self)
+        _running.add(self)
+        self._body = anyio.CancelScope()
+        self._body.__enter__()
+        try:
+            if self._transport is not None:
+                await self._transport.open(self)
+            for actor in self._startup_actors:
+                await self.spawn(actor)
+            for router in self._routers:
+                await self.include(router)
+            self._state = _RUNNING
+            await self.publish(SystemStarted(self._name))
+            if self._transport is not None:
+                await self._transport.start(self._tg)
+        except BaseException as exc:
+            self._body.__exit__(type(exc), exc, exc.__traceback__)
+            await self._close(graceful=False)
+            if self._failure is not None:
+                raise self._failure from None
+            raise
+        if self._body.cancel_called:  # a FAIL_FAST during start-up that nothing raised
+            self._body.__exit__(None, None, None)
+            await self._close(graceful=False)
+            raise self._failure  # type: ignore[misc]
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> bool:
+        assert self._body is not None  # noqa: S101 - entered
+        if self._body.__exit__(exc_type, exc, tb):
+            exc = None  # our own cancellation after a failure: swallowed
+        await self._close(graceful=self._failure is None)
+        errors: list[BaseException] = list(self._stop_errors)
+        if self._failure is not None:
+            if not errors:
+                raise self._failure
+            errors.insert(0, self._failure)
+        if errors:
+            if exc is not None:
+                errors.insert(0, exc)
+            msg = f"actor system {self._name!r} stopped with errors"
+            raise BaseExceptionGroup(msg, errors)
+        return exc is None and exc_type is not None
+
+    async def _close(self, *, graceful: bool) -> None:
+        """Stop everything; called once by `__aenter__` (on failure) or `__aexit__`."""
+        assert self._tg is not None  # noqa: S101 - entered
+        self._state = _STOPPING
+        with anyio.CancelScope(shield=True):
+            deadline = anyio.current_time() + self.shutdown_timeout
+            if graceful:
+                with anyio.move_on_at(deadline) as graceful_scope:
+                    self._graceful = graceful_scope
+                    await self._publish_local_nowait(SystemStopping(self._name))
+                    if self._transport is not None:
+                        await self._transport.stop_intake()
+                    await self.drain()
+                    for cell in reversed(list(self._top)):
+                        await cell.stop()
+            for cell in reversed(list(self._cells.values())):
+                cell.request_stop(cancel=True)
+            with anyio.move_on_at(deadline + self.shutdown_timeout):
+                for cell in reversed(list(self._cells.values())):
+                    await cell.wait_stopped()
+            if self._transport is not None:
+                try:
+                    await self._transport.close()
+                except Exception as exc:
+                    logger.exception("closing the transport failed")
+                    self._stop_errors.append(exc)
+        self._state = _STOPPED
+        _running.discard(self)
+        if self._token is not None:
+            _current.reset(self._token)
+            self._token = None
+        self._tg.cancel_scope.cancel()
+        await self._tg.__aexit__(None, None, None)
+
+    _graceful: anyio.CancelScope | None = None
+
+    def _fail(self, error: BaseException, actor: str) -> None:
+        """An escalation reached the top: cancel the body and stop (see `__aexit__`)."""
+        if self._failure is None:
+            self._failure = error
+            logger.critical(
+                "actor %r escalated %s to the system %r, which now stops",
+                actor, type(error).__name__, self._name, extra={"actor": actor},
+            )
+        if self._body is not None:
+            self._body.cancel()
+        if self._graceful is not None:
+            self._graceful.cancel()
+
+    def _check_open(self, what: str) -> None:
+        if self._state in (_RUNNING, _STOPPING, _STARTING):
+            return
+        if self._state == _NEW:
+            msg = f"cannot {what}: ActorSystem {self._name!r} is not started; use `async with`"
+        else:
+            msg = f"cannot {what}: ActorSystem {self._name!r} has stopped"
+        raise ActorbusError(msg)
+
+    # -- actors -----------------------------------------------------------------------------
+
+    async def spawn(
+        self,
+        cls: type[Actor] | Callable[..., Any],
+        *args: Any,
+        name: str | None = None,
+        mailbox: Mailbox | None = None,
+        supervision: Supervision | None = None,
+        group: str | None = None,
+        **kwargs: Any,
+    ) -> ActorRef:
+        """Start an actor and return its reference once its `on_start` has finished.
+
+        `cls` is an `Actor` subclass, constructed as ``cls(*args, **kwargs)`` (again on
+        each RESTART), or a function marked with `@handle(...)`, which becomes a
+        function actor. Its subscriptions (and transport groups) are in place on return.
+
+        Raises:
+            ValueError: If `name` is taken.
+            TypeError: If `cls` is neither an Actor subclass nor a `@handle` function.
+            Exception: Whatever `on_start` raised (the actor is then not started).
+        """
+        return await self._spawn(
+            cls, args, kwargs, name=name, mailbox=mailbox, supervision=supervision, group=group,
+            parent=None,
+        )
+
+    async def _spawn(
+        self,
+        target: type[Actor] | Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        *,
+        name: str | None,
+        mailbox: Mailbox | None,
+        supervision: Supervision | None,
+        group: str | None,
+        parent: Cell | None,
+    ) -> ActorRef:
+        self._check_open("spawn")
+        assert self._tg is not None  # noqa: S101 - entered
+        if isinstance(target, type) and issubclass(target, Actor):
+            table = target.__actorbus_table__
+            factory: Callable[..., Any] | None = target
+            mailbox = mailbox or target.mailbox
+            supervision = supervision or target.supervision
+            group = group if group is not None else target.group
+            default_name = target.__name__
+        elif callable(target) and (found := declaration(target)) is not None:
+            if args or kwargs:
+                msg = f"function actor {target!r} takes no constructor arguments"
+                raise TypeError(msg)
+            spec = spec_for(target, found.targets, group=found.group, inline=found.inline)
+            table = HandlerTable((spec,))
+            factory = None
+            default_name = getattr(target, "__name__", "function")
+        else:
+            msg = (
+                f"spawn() takes an Actor subclass or a function decorated with @handle(...), "
+                f"got {target!r}"
+            )
+            raise TypeError(msg)
+        for value, kind, label in ((mailbox, Mailbox, "mailbox"), (supervision, Supervision, "supervision")):
+            if value is not None and not isinstance(value, kind):
+                msg = f"spawn({label}=...) must be a {kind.__name__}, got {value!r}"
+                raise TypeError(msg)
+        cell = Cell(
+            self, self._reserve(name, default_name), factory=factory, args=args, kwargs=kwargs,
+            table=table, mailbox=mailbox or Mailbox(), supervision=supervision or Supervision(),
+            group=group, parent=parent,
+        )
+        try:
+            await self._add_groups(cell)
+            await self._tg.start(cell.run)
+        except BaseException:
+            self._cells.pop(cell.name, None)
+            raise
+        (parent.children if parent is not None else self._top).append(cell)
+        self._dispatcher.subscribe(cell)
+        return ActorRef(cell)
+
+    async def _add_groups(self, cell: Cell) -> None:
+        if self._transport is None:
+            return
+        known = self._dispatcher.groups()
+        for spec in cell.table.specs:
+            name = spec.group if spec.group is not None else cell.group
+            if name is not None and name not in known:
+                await self._transport.add_group(name)
+                known.add(name)
+
+    def _reserve(self, name: str | None, default: str) -> str:
+        if name is not None:
+            if not isinstance(name, str) or not name:
+                msg = f"actor name must be a non-empty string, got {name!r}"
+                raise ValueError(msg)
+            if name in self._cells:
+                msg = f"an actor named {name!r} already runs in system {self._name!r}; pick another name"
+                raise ValueError(msg)
+        else:
+            name = default
+            number = 1
+            while name in self._cells:
+                number += 1
+                name = f"{default}-{number}"
+        self._cells[name] = None  # type: ignore[assignment] # reserved until started
+        return name
+
+    def _construct(self, cell: Cell) -> Actor:
+        cls = cell.factory
+        assert isinstance(cls, type)  # noqa: S101 - only class actors are constructed
+        instance: Actor = cls.__new__(cls)
+        instance._actorbus_cell = cell
+        self._cells[cell.name] = cell
+        instance.__init__(*cell.args, **cell.kwargs)  # type: ignore[misc]
+        return instance
+
+    async def include(self, router: Router) -> list[ActorRef]:
+        """Bind a `Router`: each of its functions becomes a function actor."""
+        return [
+            await self.spawn(entry.func, name=entry.name, mailbox=entry.mailbox,
+                             supervision=entry.supervision)
+            for entry in router.entries
+        ]
+
+    def on(
+        self,
+        *targets: type[Any] | str,
+        group: str | None = None,
+        name: str | None = None,
+        mailbox: Mailbox | None = None,
+        supervision: Supervision | None = None,
+        inline: bool = False,
+    ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+        """Subscribe a function now, as its own actor (a decorator; the function is returned).
+
+        The subscription is in place when the decorator returns; with a transport, a new
+        `group` is registered in the background — use ``await system.spawn(fn)`` when
+        events published right away must reach the group.
+        """
+        from ._handlers import handle  # noqa: PLC0415
+
+        def register(func: Callable[..., Any]) -> Callable[..., Any]:
+            self._check_open("subscribe")
+            assert self._tg is not None  # noqa: S101 - entered
+            marked = handle(*targets, group=group, inline=inline)(func)
+            found = declaration(marked)
+            assert found is not None  # noqa: S101 - just marked
+            spec = spec_for(func, found.targets, group=group, inline=inline)
+            cell = Cell(
+                self, self._reserve(name, getattr(func, "__name__", "function")), factory=None,
+                args=(), kwargs={}, table=HandlerTable((spec,)), mailbox=mailbox or Mailbox(),
+                supervision=supervision or Supervision(), group=None, parent=None,
+            )
+            self._cells[cell.name] = cell
+            if self._transport is not None and group is not None and group not in self._dispatcher.groups():
+                self._tg.start_soon(self._transport.add_group, group)
+            self._tg.start_soon(cell.run)
+            self._top.append(cell)
+            self._dispatcher.subscribe(cell)
+            return func
+
+        return register
+
+    def actor(self, name: str) -> ActorRef:
+        """The reference of the running actor called `name`.
+
+        Raises:
+            LookupError: If no such actor runs (the message lists those that do).
+        """
+        cell = self._cells.get(name)
+        if cell is None or cell.stopped:
+            known = ", ".join(sorted(n for n, c in self._cells.items() if c is not None)) or "none"
+            msg = f"no actor named {name!r} runs in system {self._name!r} (running: {known})"
+            raise LookupError(msg)
+        return ActorRef(cell)
+
+    def _forget(self, cell: Cell) -> None:
+        if self._cells.get(cell.name) is cell:
+            del self._cells[cell.name]
+        if cell in self._top:
+            self._top.remove(cell)
+        self._dispatcher.unsubscribe(cell)
+        self._stop_errors.extend(cell.stop_errors)
+
+    def _unsubscribe(self, cell: Cell) -> None:
+        self._dispatcher.unsubscribe(cell)
+
+    def _watch(self, watcher: Cell, watched: Cell) -> None:
+        if watched.stopped:
+            watcher.notify(self._local_message(Terminated(watched.name, watched.reason)))
+        elif watcher not in watched.watchers:
+            watched.watchers.append(watcher)
+
+    def groups(self) -> set[str]:
+        """The competing-consumer groups local subscribers belong to."""
+        return self._dispatcher.groups()
+
+    # -- messages -----------------------------------------------------------------------------
+
+    async def _checkpoint(self) -> None:
+        # A cancellation point every time; a scheduling point every YIELD_EVERY calls
+        # (and whenever a mailbox is full), as asyncio.Queue.put behaves.
+        self._ops += 1
+        if self._ops >= YIELD_EVERY:
+            self._ops = 0
+            await checkpoint()
+        else:
+            await checkpoint_if_cancelled()
+
+    def _wrap(
+        self,
+        event: object,
+        scope: Scope | None,
+        source: str | None,
+        subject: str | None,
+        headers: Mapping[str, str] | None,
+    ) -> tuple[Envelope, object, type[Any] | None]:
+        """Build the envelope for `event`: (envelope, payload for handlers, routing class)."""
+        if isinstance(event, Envelope):
+            return self._adopt(event, scope, source, subject, headers)
+        cls = type(event)
+        info = cls.__dict__.get(INFO_ATTRIBUTE)
+        if info is None:
+            if scope is Scope.APP:
+                msg = (
+                    f"cannot publish a {cls.__qualname__} with APP scope: it is not registered "
+                    "with @event(...), so other instances could not rebuild it; decorate the "
+                    "class with @event('some.type', scope=Scope.APP)"
+                )
+                raise TypeError(msg)
+            type_, scope = cls.__qualname__, Scope.PROCESS
+        else:
+            type_ = info.type
+            if scope is None:
+                scope = info.scope
+        envelope = Envelope(
+            type=type_, data=event, source=source or self._name, scope=scope, subject=subject,
+            headers=headers,  # type: ignore[arg-type] # None becomes empty
+        )
+        return envelope, event, cls
+
+    def _adopt(
+        self,
+        envelope: Envelope,
+        scope: Scope | None = None,
+        source: str | None = None,
+        subject: str | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> tuple[Envelope, object, type[Any] | None]:
+        """Normalise an envelope: fill in the source, rebuild registered event classes."""
+        changes: dict[str, Any] = {}
+        if scope is not None and scope is not envelope.scope:
+            changes["scope"] = scope
+        if source or not envelope.source:
+            changes["source"] = source or self._name
+        if subject is not None:
+            changes["subject"] = subject
+        if headers is not None:
+            changes["headers"] = {**envelope.headers, **headers}
+        data = envelope.data
+        payload: object = data
+        cls: type[Any] | None = None
+        if isinstance(data, Mapping):
+            registered = lookup(envelope.type)
+            if registered is not None:
+                payload = structure(data, registered, where=f"event {envelope.type!r} (id {envelope.id})")
+                changes["data"] = payload
+                cls = registered
+            else:
+                payload = AdHoc.from_data(data) or data
+        elif data is not None:
+            cls = type(data)
+            if (scope or envelope.scope) is Scope.APP and INFO_ATTRIBUTE not in cls.__dict__ and not isinstance(
+                data, str | int | float | bool | list
+            ):
+                msg = (
+                    f"cannot publish envelope {envelope.type!r} with APP scope: its data is an "
+                    f"unregistered {cls.__qualname__}; register it with @event or send plain data"
+                )
+                raise TypeError(msg)
+        if changes:
+            envelope = attrs.evolve(envelope, **changes)
+        return envelope, payload, cls
+
+    async def publish(
+        self,
+        event: object,
+        *,
+        scope: Scope | None = None,
+        source: str | None = None,
+        subject: str | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> Envelope:
+        """Publish an event (or an `Envelope`) and return its envelope.
+
+        PROCESS scope (and APP scope without a transport) delivers to the matching local
+        mailboxes and returns once the envelope is in every one of them: with a full
+        BLOCK mailbox it waits (backpressure). APP scope with a transport returns once
+        the transport accepted it; every instance, this one included, then receives it.
+        No subscriber is not an error. Any object may be published with PROCESS scope
+        (its type is its class's qualified name); APP scope needs an `@event` class.
+
+        A cancellation point; it yields to the scheduler at least every 64 calls and
+        whenever it waits.
+
+        Raises:
+            TypeError: For an unregistered object with APP scope.
+            DecodeError: For an envelope whose data does not fit its registered class.
+            MailboxFull: If a FAIL mailbox was full (the others still got the event).
+        """
+        self._check_open("publish")
+        await self._checkpoint()
+        envelope, payload, cls = self._wrap(event, scope, source, subject, headers)
+        if envelope.scope is Scope.APP and self._transport is not None:
+            await self._transport.publish(envelope)
+        else:
+            await self._deliver_local(envelope, payload, cls)
+        return envelope
+
+    async def emit(self, type: str, /, *args: Any, **kwargs: Any) -> Envelope:  # noqa: A002
+        """Publish an ad-hoc event of `type` made of arguments (no class needed).
+
+        If `type` is registered with `@event`, the event is ``cls(*args, **kwargs)``.
+        Otherwise function subscribers whose parameters carry no event annotation are
+        called as ``fn(*args, **kwargs)``, and the envelope's data is
+        ``{"args": [...], "kwargs": {...}}``.
+        """
+        return await self._emit(type, args, kwargs, None)
+
+    async def _emit_call(self, type_: str, arguments: dict[str, Any], subject: str) -> Envelope:
+        return await self._emit(type_, (), arguments, subject)
+
+    async def _emit(
+        self, type_: str, args: tuple[Any, ...], kwargs: dict[str, Any], subject: str | None
+    ) -> Envelope:
+        registered = lookup(type_)
+        if registered is not None:
+            try:
+                event = registered(*args, **kwargs)
+            except TypeError as exc:
+                msg = f"emit({type_!r}, ...): the arguments do not fit {registered.__qualname__}: {exc}"
+                raise TypeError(msg) from exc
+            return await self.publish(event, subject=subject)
+        self._check_open("emit")
+        await self._checkpoint()
+        adhoc = AdHoc(args, kwargs)
+        envelope = Envelope(type=type_, data=adhoc.to_data(), source=self._name, subject=subject)
+        await self._deliver_local(envelope, adhoc, None)
+        return envelope
+
+    async def _deliver_local(self, envelope: Envelope, payload: object, cls: type[Any] | None) -> None:
+        route = self._dispatcher.route(cls, envelope.type)
+        if not route:
+            return
+        full: MailboxFull | None = None
+        type_ = envelope.type
+        shared = Message(payload, envelope, cls, type_, None)
+        for cell, group in route.targets():
+            message = shared if group is None else Message(payload, envelope, cls, type_, group)
+            try:
+                await cell.put(message)
+            except ActorStopped as exc:
+                cell._dead_letter(message, exc, unqueued=True)
+            except MailboxFull as exc:
+                full = full or exc
+        if full is not None:
+            raise full
+
+    async def _publish_local_nowait(self, event: object) -> None:
+        """Publish a lifecycle event locally without ever waiting for mailbox room."""
+        envelope, payload, cls = self._wrap(event, Scope.PROCESS, None, None, None)
+        for cell, group in self._dispatcher.route(cls, envelope.type).targets():
+            cell.offer(Message(payload, envelope, cls, envelope.type, group))
+        await checkpoint()
+
+    def _local_message(self, event: object) -> Message:
+        cls = type(event)
+        return Message(event, None, cls, cls.__dict__[INFO_ATTRIBUTE].type, ANY_GROUP)
+
+    def _envelope_for_tell(self, message: Message) -> Envelope:
+        return Envelope(type=message.type, data=message.event, source=self._name)
+
+    def _message_for(self, message: object, tracker: Tracker | None) -> Message:
+        if isinstance(message, Envelope):
+            envelope, payload, cls = self._adopt(message)
+            return Message(payload, envelope, cls, envelope.type, ANY_GROUP, tracker)
+        cls = type(message)
+        info = cls.__dict__.get(INFO_ATTRIBUTE)
+        type_ = info.type if info is not None else cls.__qualname__
+        return Message(message, None, cls, type_, ANY_GROUP, tracker)
+
+    async def _tell(self, cell: Cell, message: object, tracker: Tracker | None) -> None:
+        await self._checkpoint()
+        item = self._message_for(message, tracker)
+        if not cell.table.match(item.cls, item.type):
+            accepted = ", ".join(s for spec in cell.table.specs for s in spec.subscriptions()) or "nothing"
+            msg = (
+                f"actor {cell.name!r} has no handler for {item.type!r} "
+                f"({type(message).__qualname__}); it handles: {accepted}"
+            )
+            raise TypeError(msg)
+        if not cell.accepting:
+            msg = f"actor {cell.name!r} has stopped; it cannot take {item.type!r}"
+            raise ActorStopped(msg)
+        await cell.put(item)
+
+    async def _ask(self, cell: Cell, message: object, timeout: float) -> Any:
+        tracker = Tracker()
+        try:
+            with anyio.fail_after(timeout):
+                await self._tell(cell, message, tracker)
+                await tracker.wait()
+        except TimeoutError:
+            msg = (
+                f"actor {cell.name!r} did not reply to {type(message).__qualname__} within "
+                f"{timeout}s; raise the timeout or check that the handler returns"
+            )
+            raise AskTimeout(msg) from None
+        return tracker.result()
+
+    async def request(self, event: object, *, timeout: float = 5.0) -> Any:
+        """Ask whoever handles `event` (no reference needed) and return the reply.
+
+        PROCESS scope (or no transport): the first local subscriber answers. APP scope
+        with a transport: one handler of one instance answers (a group member, or the
+        first instance to answer).
+
+        Raises:
+            AskTimeout: If nobody handles the event or no reply came within `timeout`.
+            Exception: Whatever the handler raised.
+        """
+        self._check_open("request")
+        envelope, payload, cls = self._wrap(event, None, None, None, None)
+        if envelope.scope is Scope.APP and self._transport is not None:
+            return await self._transport.request(envelope, timeout)
+        return await self._answer(envelope, payload, cls, timeout)
+
+    async def _answer(self, envelope: Envelope, payload: object, cls: type[Any] | None, timeout: float) -> Any:
+        target = next(self._dispatcher.route(cls, envelope.type).targets(), None)
+        if target is None:
+            msg = f"no actor of system {self._name!r} handles {envelope.type!r}"
+            raise AskTimeout(msg)
+        cell, group = target
+        tracker = Tracker()
+        try:
+            with anyio.fail_after(timeout):
+                await cell.put(Message(payload, envelope, cls, envelope.type, group, tracker))
+                await tracker.wait()
+        except TimeoutError:
+            msg = f"actor {cell.name!r} did not answer {envelope.type!r} within {timeout}s"
+            raise AskTimeout(msg) from None
+        return tracker.result()
+
+    async def drain(self) -> None:
+        """Wait until every local mailbox is empty and every handler is idle."""
+        while self._inflight > 0:
+            if self._idle is None:
+                self._idle = anyio.Event()
+            await self._idle.wait()
+
+    def _message_done(self) -> None:
+        self._inflight -= 1
+        if self._inflight <= 0 and self._idle is not None:
+            self._idle.set()
+            self._idle = None
+
+    # -- transports (TransportHost) --------------------------------------------------------------
+
+    async def deliver(self, envelope: Envelope, group: str | None) -> Outcome:
+        """Hand an envelope received by the transport to local subscribers; see `TransportHost`."""
+        try:
+            envelope, payload, cls = self._adopt(envelope)
+        except DecodeError as exc:
+            self._record_dead_letter(envelope, "", exc)
+            return Outcome.DEAD_LETTERED
+        targets = list(self._dispatcher.route(cls, envelope.type).targets(group))
+        if not targets:
+            return Outcome.HANDLED if group is None else Outcome.NOT_HANDLED
+        tracker = Tracker(len(targets))
+        for cell, target_group in targets:
+            message = Message(payload, envelope, cls, envelope.type, target_group, tracker)
+            try:
+                await cell.put(message)
+            except ActorStopped as exc:
+                cell._dead_letter(message, exc, unqueued=True)
+            except MailboxFull:
+                pass  # dead-lettered and its tracker finished by the mailbox
+        await tracker.wait()
+        return tracker.outcome
+
+    async def answer(self, envelope: Envelope, timeout: float) -> Any:
+        """Answer a request received by the transport with one local handler."""
+        envelope, payload, cls = self._adopt(envelope)
+        return await self._answer(envelope, payload, cls, timeout)
+
+    # -- dead letters and stats ------------------------------------------------------------------
+
+    def _record_dead_letter(self, envelope: Envelope, actor: str, error: BaseException | None) -> None:
+        record = DeadLetter(envelope, actor, error)
+        self._dead_letters.append(record)
+        logger.debug("dead letter %s (id %s) for %r: %r", envelope.type, envelope.id, actor, error,
+                     extra={"actor": actor, "event_type": envelope.type, "event_id": envelope.id})
+        if envelope.type == _DEAD_LETTER_TYPE or self._state not in (_RUNNING, _STOPPING):
+            return  # never a dead letter about a dead letter
+        route = self._dispatcher.route(DeadLetter, _DEAD_LETTER_TYPE)
+        if route:
+            for cell, group in route.targets():
+                cell.offer(Message(record, None, DeadLetter, _DEAD_LETTER_TYPE, group))
+
+    def stats(self) -> dict[str, ActorStats]:
+        """A snapshot of every running actor's counters, by name."""
+        return {name: cell.stats() for name, cell in self._cells.items() if cell is not None}

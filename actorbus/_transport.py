@@ -1,0 +1,85 @@
+"""`Transport`: what carries APP-scope envelopes between the instances of an application.
+
+The system talks to its transport through this small interface, and the transport talks
+back through `TransportHost` (implemented by `ActorSystem`). actorbus ships the Redis
+Streams bridge (`actorbus.redis.RedisTransport`) and an in-memory one for tests
+(`actorbus.testing.MemoryTransport`).
+"""
+
+from __future__ import annotations
+
+import abc
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    import anyio.abc
+
+    from ._envelope import Envelope
+    from ._message import Outcome
+
+__all__ = ["Transport", "TransportHost"]
+
+
+class TransportHost(Protocol):
+    """The side of an `ActorSystem` a transport sees."""
+
+    @property
+    def name(self) -> str:
+        """The application name: systems with the same name are instances of one app."""
+        ...
+
+    def groups(self) -> set[str]:
+        """The competing-consumer groups local subscribers belong to now."""
+        ...
+
+    async def deliver(self, envelope: Envelope, group: str | None) -> Outcome:
+        """Hand a received envelope to the local subscribers and wait for the outcome.
+
+        `group` None delivers to the broadcast subscribers; a group name to one local
+        member of that group. Waits while mailboxes are full (backpressure), then until
+        every handler finished. Never raises for bad data: undecodable envelopes are
+        dead-lettered and reported as `Outcome.DEAD_LETTERED`.
+        """
+        ...
+
+    async def answer(self, envelope: Envelope, timeout: float) -> Any:
+        """Handle a request locally with one handler and return its reply (or raise)."""
+        ...
+
+
+class Transport(abc.ABC):
+    """Carries APP-scope envelopes to every instance of the application.
+
+    Life cycle, driven by the system: `open` (connect; a failure aborts start-up) →
+    `add_group` for each group as subscribers appear → `start` (consume, once the
+    start-up actors run) → `publish` / `request` while running → `stop_intake` (at
+    shutdown, before mailboxes drain) → `close`.
+    """
+
+    @abc.abstractmethod
+    async def open(self, host: TransportHost) -> None:
+        """Connect and prepare the instance's own subscription."""
+
+    @abc.abstractmethod
+    async def add_group(self, group: str) -> None:
+        """Make sure events published from now on reach `group` (before `spawn` returns)."""
+
+    @abc.abstractmethod
+    async def start(self, task_group: anyio.abc.TaskGroup) -> None:
+        """Start consuming, with the consumer tasks in `task_group`."""
+
+    @abc.abstractmethod
+    async def publish(self, envelope: Envelope) -> None:
+        """Send `envelope`; return only once the transport has accepted it."""
+
+    @abc.abstractmethod
+    async def request(self, envelope: Envelope, timeout: float) -> Any:
+        """Send a request and return the one reply; `AskTimeout` when none comes."""
+
+    @abc.abstractmethod
+    async def stop_intake(self) -> None:
+        """Stop taking new messages; unfinished ones stay for redelivery."""
+
+    @abc.abstractmethod
+    async def close(self) -> None:
+        """Release connections. Called once, after the actors stopped."""

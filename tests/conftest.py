@@ -1,0 +1,22 @@
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from actorbus.testing import reset_event_registry
+
+pytest_plugins = ["redis_support"]
+
+
+@pytest.fixture(params=["asyncio", "trio"])
+def anyio_backend(request: pytest.FixtureRequest) -> str:
+    """Every async test runs on asyncio and on trio."""
+    return request.param
+
+
+@pytest.fixture(autouse=True)
+def _clean_event_registry() -> Iterator[None]:
+    """Event types registered by one test do not leak into the next."""
+    yield
+    reset_event_registry()
