@@ -68,8 +68,5 @@ __all__ = [
 for _name in __all__:
     _obj = globals()[_name]
     if getattr(_obj, "__module__", "").startswith("actorbus._"):
-        try:
-            _obj.__module__ = __name__
-        except (AttributeError, TypeError):  # pragma: no cover - builtins cannot be renamed
-            pass
+        _obj.__module__ = __name__
 del _name, _obj

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from ._handlers import HandlerSpec, HandlerTable, declaration
@@ -10,6 +9,8 @@ from ._mailbox import Mailbox
 from ._supervision import Supervision
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
     from ._cell import Cell
     from ._envelope import Envelope
     from ._events import Scope
@@ -61,8 +62,14 @@ class Actor:
             found = declaration(func) if func is not None else None
             if found is not None:
                 specs.append(
-                    HandlerSpec(func, found.targets, group=found.group, inline=found.inline,
-                                bound=True, owner=cls.__qualname__)
+                    HandlerSpec(
+                        func,
+                        found.targets,
+                        group=found.group,
+                        inline=found.inline,
+                        bound=True,
+                        owner=cls.__qualname__,
+                    )
                 )
         cls.__actorbus_table__ = HandlerTable(tuple(specs))
 
@@ -99,7 +106,13 @@ class Actor:
     ) -> ActorRef:
         """Spawn a child: it is stopped before this actor stops, and escalates to it."""
         return await self.system._spawn(
-            cls, args, kwargs, name=name, mailbox=mailbox, supervision=supervision, group=group,
+            cls,
+            args,
+            kwargs,
+            name=name,
+            mailbox=mailbox,
+            supervision=supervision,
+            group=group,
             parent=self._actorbus_cell,
         )
 

@@ -19,9 +19,8 @@ import anyio.abc
 from anyio.lowlevel import checkpoint
 
 from ._exceptions import ActorStopped, MailboxFull
-from ._handlers import HandlerSpec, HandlerTable
 from ._mailbox import FULL, QUEUED, Mailbox, MailboxQueue
-from ._message import Message, Tracker
+from ._message import Message
 from ._records import ActorStats, Terminated
 from ._supervision import Policy, RestartWindow, Supervision
 
@@ -29,6 +28,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     from ._envelope import Envelope
+    from ._handlers import HandlerSpec, HandlerTable
     from ._system import ActorSystem
 
 __all__ = ["Cell", "current_cell"]
@@ -43,12 +43,12 @@ YIELD_EVERY: Final = 64
 _SAMPLES: Final = 256
 
 
-class _Stop(Exception):  # noqa: N818 - control flow, never escapes the cell
+class _Stop(Exception):
     def __init__(self, reason: BaseException | None) -> None:
         self.reason = reason
 
 
-class _Escalate(Exception):  # noqa: N818 - control flow, never escapes the cell
+class _Escalate(Exception):
     def __init__(self, error: BaseException) -> None:
         self.error = error
 
@@ -142,7 +142,9 @@ class Cell:
             return True
         if status is FULL:
             self.dropped += 1
-            full = MailboxFull(f"mailbox of actor {self.name!r} is full; a system notice was dropped")
+            full = MailboxFull(
+                f"mailbox of actor {self.name!r} is full; a system notice was dropped"
+            )
             self._dead_letter(message, full, unqueued=True)
         return False
 
@@ -164,7 +166,12 @@ class Cell:
         return envelope
 
     def _dead_letter(
-        self, message: Message, error: BaseException, *, unqueued: bool = False, counted: bool = False
+        self,
+        message: Message,
+        error: BaseException,
+        *,
+        unqueued: bool = False,
+        counted: bool = False,
     ) -> None:
         """Record `message` as a dead letter.
 
@@ -184,7 +191,9 @@ class Cell:
 
     # -- lifecycle ----------------------------------------------------------------------
 
-    async def run(self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+    async def run(
+        self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+    ) -> None:
         """The actor's task: start, loop, finish. Never raises but for start-up errors."""
         current_cell.set(self)
         escalated: BaseException | None = None
@@ -206,7 +215,7 @@ class Cell:
                     escalated = escalation.error
                     self.request_stop(escalated)
         finally:
-            if self.state != _STOPPED and self.state != _NEW:
+            if self.state not in (_STOPPED, _NEW):
                 await self._finish()
         if escalated is not None:
             self._escalate(escalated)
@@ -245,7 +254,9 @@ class Cell:
             self.system._unsubscribe(self)
             for item in self.queue.close():
                 if isinstance(item, Message):
-                    stopped = ActorStopped(f"actor {self.name!r} stopped before handling this message")
+                    stopped = ActorStopped(
+                        f"actor {self.name!r} stopped before handling this message"
+                    )
                     self._dead_letter(item, stopped, unqueued=True, counted=True)
         if cancel and self.scope is not None:
             self.scope.cancel()
@@ -278,7 +289,9 @@ class Cell:
                 try:
                     await self.instance.on_stop()
                 except Exception as exc:
-                    logger.exception("on_stop of actor %r failed", self.name, extra={"actor": self.name})
+                    logger.exception(
+                        "on_stop of actor %r failed", self.name, extra={"actor": self.name}
+                    )
                     self.stop_errors.append(exc)
         self.state = _STOPPED
         self.queue.close()
@@ -328,7 +341,9 @@ class Cell:
             self.processed += 1
             if tracker is not None:
                 if not finished:
-                    tracker.fail(ActorStopped(f"actor {self.name!r} stopped while handling the message"))
+                    tracker.fail(
+                        ActorStopped(f"actor {self.name!r} stopped while handling the message")
+                    )
                 tracker.finish(handled=finished)
             self.system._message_done()
 
@@ -354,8 +369,16 @@ class Cell:
                         attempt += 1
                         self.retries += 1
                         delay = supervision.backoff.delay(attempt)
-                        self._log(logging.WARNING, "retry %d/%d in %.3fs", spec, message, exc,
-                                  attempt, supervision.max_retries, delay)
+                        self._log(
+                            logging.WARNING,
+                            "retry %d/%d in %.3fs",
+                            spec,
+                            message,
+                            exc,
+                            attempt,
+                            supervision.max_retries,
+                            delay,
+                        )
                         await anyio.sleep(delay)
                         continue
                     policy = supervision.then
@@ -368,19 +391,36 @@ class Cell:
                 return True
 
     def _log(
-        self, level: int, what: str, spec: HandlerSpec, message: Message, exc: BaseException, *args: object
+        self,
+        level: int,
+        what: str,
+        spec: HandlerSpec,
+        message: Message,
+        exc: BaseException,
+        *args: object,
     ) -> None:
         envelope = self.envelope_of(message)
         logger.log(
             level,
-            "actor %r: %s raised %s on %s (id %s): " + what,
-            self.name, spec.name, type(exc).__name__, envelope.type, envelope.id, *args,
+            f"actor %r: %s raised %s on %s (id %s): {what}",
+            self.name,
+            spec.name,
+            type(exc).__name__,
+            envelope.type,
+            envelope.id,
+            *args,
             exc_info=exc if level >= logging.ERROR else None,
-            extra={"actor": self.name, "handler": spec.name, "event_type": envelope.type,
-                   "event_id": envelope.id},
+            extra={
+                "actor": self.name,
+                "handler": spec.name,
+                "event_type": envelope.type,
+                "event_id": envelope.id,
+            },
         )
 
-    async def _apply(self, policy: Policy, exc: Exception, spec: HandlerSpec, message: Message) -> bool:
+    async def _apply(
+        self, policy: Policy, exc: Exception, spec: HandlerSpec, message: Message
+    ) -> bool:
         if policy is Policy.IGNORE:
             self._log(logging.DEBUG, "ignored", spec, message, exc)
             return True
@@ -411,7 +451,9 @@ class Cell:
             if number is None:
                 logger.error(
                     "actor %r: more than %d restarts within %.1fs, escalating",
-                    self.name, supervision.max_restarts, supervision.within,
+                    self.name,
+                    supervision.max_restarts,
+                    supervision.within,
                     extra={"actor": self.name},
                 )
                 raise _Escalate(error)
@@ -421,14 +463,19 @@ class Cell:
                 try:
                     await self.instance.on_stop()
                 except Exception:
-                    logger.exception("on_stop of actor %r failed during restart", self.name,
-                                     extra={"actor": self.name})
+                    logger.exception(
+                        "on_stop of actor %r failed during restart",
+                        self.name,
+                        extra={"actor": self.name},
+                    )
             if supervision.restart_backoff is not None:
                 await anyio.sleep(supervision.restart_backoff.delay(number))
             try:
                 await self._start_instance()
             except Exception as exc:
-                logger.exception("actor %r failed to restart", self.name, extra={"actor": self.name})
+                logger.exception(
+                    "actor %r failed to restart", self.name, extra={"actor": self.name}
+                )
                 error = exc
                 continue
             return
@@ -438,20 +485,40 @@ class Cell:
         policy = self.supervision.policy_for(error)
         extra = {"actor": self.name, "child": notice.child.name}
         if policy is Policy.RESTART:
-            logger.error("actor %r: child %r escalated %r, restarting", self.name,
-                         notice.child.name, error, extra=extra)
+            logger.error(
+                "actor %r: child %r escalated %r, restarting",
+                self.name,
+                notice.child.name,
+                error,
+                extra=extra,
+            )
             await self._restart(error)
         elif policy is Policy.STOP:
-            logger.error("actor %r: child %r escalated %r, stopping", self.name,
-                         notice.child.name, error, extra=extra)
+            logger.error(
+                "actor %r: child %r escalated %r, stopping",
+                self.name,
+                notice.child.name,
+                error,
+                extra=extra,
+            )
             raise _Stop(error)
         elif policy is Policy.FAIL_FAST:
-            logger.error("actor %r: child %r escalated %r, escalating further", self.name,
-                         notice.child.name, error, extra=extra)
+            logger.error(
+                "actor %r: child %r escalated %r, escalating further",
+                self.name,
+                notice.child.name,
+                error,
+                extra=extra,
+            )
             raise _Escalate(error)
         else:
-            logger.error("actor %r: child %r escalated %r and stays stopped", self.name,
-                         notice.child.name, error, extra=extra)
+            logger.error(
+                "actor %r: child %r escalated %r and stays stopped",
+                self.name,
+                notice.child.name,
+                error,
+                extra=extra,
+            )
 
     # -- observability --------------------------------------------------------------------
 
@@ -473,4 +540,3 @@ class Cell:
             handling_p50=p50,
             handling_p99=p99,
         )
-

@@ -73,7 +73,10 @@ class Billing(Actor):
     """Charges cards through a gateway that fails now and then."""
 
     supervision = Supervision(
-        Policy.RETRY, max_retries=2, backoff=Backoff(initial=0.01, maximum=0.05), then=Policy.DEAD_LETTER
+        Policy.RETRY,
+        max_retries=2,
+        backoff=Backoff(initial=0.01, maximum=0.05),
+        then=Policy.DEAD_LETTER,
     )
 
     def __init__(self) -> None:
@@ -97,10 +100,12 @@ class Audit(Actor):
 
     def __init__(self) -> None:
         self.seen = 0
+        self.last = ""
 
     @handle("demo.*")
     async def record(self, envelope: Envelope) -> None:
         self.seen += 1
+        self.last = envelope.id
 
     @handle()
     async def dead(self, letter: DeadLetter) -> None:
@@ -133,5 +138,7 @@ async def run_demo() -> None:
                 f"  {name:<10} processed={stats.processed:<3} failed={stats.failed:<2} "
                 f"retries={stats.retries:<2} dead_lettered={stats.dead_lettered}"
             )
-        print(f"  audit saw {audit.stats.processed} events; {len(system.dead_letters)} dead letter(s)")
+        print(
+            f"  audit saw {audit.stats.processed} events; {len(system.dead_letters)} dead letter(s)"
+        )
     print("system stopped cleanly")

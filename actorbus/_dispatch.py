@@ -24,7 +24,7 @@ __all__ = ["Dispatcher", "Route"]
 class Route:
     """The local subscribers of one (class, type): broadcast cells and group members."""
 
-    __slots__ = ("broadcast", "groups", "_turns")
+    __slots__ = ("_turns", "broadcast", "groups")
 
     def __init__(self, broadcast: tuple[Cell, ...], groups: dict[str, tuple[Cell, ...]]) -> None:
         self.broadcast = broadcast

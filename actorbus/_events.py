@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 import re
-from typing import TYPE_CHECKING, Any, Final, TypeVar
+from typing import TYPE_CHECKING, Any, Final, TypeVar, dataclass_transform
 
 import attrs
 
@@ -61,6 +61,7 @@ def _validate_type(type_: object) -> str:
     return type_
 
 
+@dataclass_transform(frozen_default=True, field_specifiers=(attrs.field,))
 def event(type: str, *, scope: Scope = Scope.PROCESS) -> Callable[[T], T]:  # noqa: A002
     """Declare an event class with its CloudEvents `type` and its default `scope`.
 

@@ -77,7 +77,9 @@ class _Declaration:
         self.inline = inline
 
 
-def handle(*targets: type[Any] | str, group: str | None = None, inline: bool = False) -> Callable[[F], F]:
+def handle(
+    *targets: type[Any] | str, group: str | None = None, inline: bool = False
+) -> Callable[[F], F]:
     """Mark an actor method as the handler of some events.
 
     Args:
@@ -148,13 +150,13 @@ class HandlerSpec:
     __slots__ = (
         "bound",
         "call",
-        "needs_envelope",
         "classes",
         "convert_to",
         "func",
         "globs",
         "group",
         "name",
+        "needs_envelope",
         "passes",
         "patterns",
     )
@@ -219,8 +221,9 @@ class HandlerSpec:
         if len(positional) == 1:
             if kinds[0]:
                 return _Pass.ENVELOPE, None
-            return (_Pass.EVENT if positional[0].annotation is not positional[0].empty
-                    else _Pass.SPREAD), hints.get(positional[0].name)
+            return (
+                _Pass.EVENT if positional[0].annotation is not positional[0].empty else _Pass.SPREAD
+            ), hints.get(positional[0].name)
         if kinds == [False, True]:
             return _Pass.EVENT_ENVELOPE, hints.get(positional[0].name)
         if kinds == [True, False]:
@@ -239,7 +242,7 @@ class HandlerSpec:
             return func
         if inline:
 
-            async def call_inline(*args: Any, **kwargs: Any) -> Any:  # noqa: RUF029 - sync, in place
+            async def call_inline(*args: Any, **kwargs: Any) -> Any:
                 return func(*args, **kwargs)
 
             return call_inline
@@ -298,7 +301,9 @@ class HandlerSpec:
             try:
                 return target(*event.args, **event.kwargs)
             except TypeError as exc:
-                msg = f"{place}: cannot build {target.__qualname__} from the emitted arguments: {exc}"
+                msg = (
+                    f"{place}: cannot build {target.__qualname__} from the emitted arguments: {exc}"
+                )
                 raise DecodeError(msg) from exc
         if isinstance(event, Mapping):
             return structure(event, target, where=place)
@@ -326,7 +331,11 @@ class HandlerTable:
         self._cache: dict[tuple[Any, ...], tuple[HandlerSpec, ...]] = {}
 
     def match(
-        self, cls: type[Any] | None, type_: str, group: object = ANY_GROUP, default: str | None = None
+        self,
+        cls: type[Any] | None,
+        type_: str,
+        group: object = ANY_GROUP,
+        default: str | None = None,
     ) -> tuple[HandlerSpec, ...]:
         """The handlers for an event, in declaration order; cached per class and type.
 
@@ -346,7 +355,9 @@ class HandlerTable:
         return found
 
 
-def spec_for(func: Callable[..., Any], targets: tuple[object, ...], *, group: str | None, inline: bool) -> HandlerSpec:
+def spec_for(
+    func: Callable[..., Any], targets: tuple[object, ...], *, group: str | None, inline: bool
+) -> HandlerSpec:
     """Analyse a plain function subscriber (not a method)."""
     name = getattr(func, "__qualname__", None) or repr(func)
     return HandlerSpec(func, targets, group=group, inline=inline, bound=False, owner=name)

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import attrs
 
-from ._envelope import Envelope
 from ._events import event, mark_builtin
+
+if TYPE_CHECKING:
+    from ._envelope import Envelope
 
 __all__ = ["ActorStats", "DeadLetter", "SystemStarted", "SystemStopping", "Terminated"]
 

@@ -10,11 +10,13 @@ from __future__ import annotations
 import enum
 import random
 from collections import deque
-from collections.abc import Mapping
 from types import MappingProxyType
-from typing import Final
+from typing import TYPE_CHECKING, Any, Final
 
 import attrs
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
 
 __all__ = ["Backoff", "Policy", "RestartWindow", "Supervision"]
 
@@ -38,7 +40,7 @@ class Policy(enum.Enum):
     """Escalate to the parent actor, or fail the whole system when there is none."""
 
 
-def _non_negative(_: object, attribute: attrs.Attribute[float], value: float) -> None:
+def _non_negative(_: object, attribute: attrs.Attribute[Any], value: float) -> None:
     if value < 0:
         msg = f"{attribute.name} must be >= 0, got {value!r}"
         raise ValueError(msg)

@@ -7,9 +7,10 @@ import contextvars
 import logging
 import weakref
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, Self, cast
 
 import anyio
+import anyio.abc
 import attrs
 from anyio.lowlevel import checkpoint, checkpoint_if_cancelled
 
@@ -27,8 +28,6 @@ from ._supervision import Supervision
 
 if TYPE_CHECKING:
     from types import TracebackType
-
-    import anyio.abc
 
     from ._router import Router
     from ._transport import Transport
@@ -113,7 +112,9 @@ class ActorSystem:
         self._dispatcher = Dispatcher()
         self._cells: dict[str, Cell] = {}
         self._top: list[Cell] = []
-        self._dead_letters: collections.deque[DeadLetter] = collections.deque(maxlen=max_dead_letters)
+        self._dead_letters: collections.deque[DeadLetter] = collections.deque(
+            maxlen=max_dead_letters
+        )
         self._stop_errors: list[BaseException] = []
         self._state = _NEW
         self._failure: BaseException | None = None
@@ -144,7 +145,7 @@ class ActorSystem:
 
     # -- life cycle -------------------------------------------------------------------------
 
-    async def __aenter__(self) -> ActorSystem:
+    async def __aenter__(self) -> Self:
         if self._state != _NEW:
             msg = f"ActorSystem {self._name!r} was already started; create a new one"
             raise RuntimeError(msg)
@@ -179,7 +180,10 @@ class ActorSystem:
         return self
 
     async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
     ) -> bool:
         assert self._body is not None  # noqa: S101 - entered
         if self._body.__exit__(exc_type, exc, tb):
@@ -239,7 +243,10 @@ class ActorSystem:
             self._failure = error
             logger.critical(
                 "actor %r escalated %s to the system %r, which now stops",
-                actor, type(error).__name__, self._name, extra={"actor": actor},
+                actor,
+                type(error).__name__,
+                self._name,
+                extra={"actor": actor},
             )
         if self._body is not None:
             self._body.cancel()
@@ -279,7 +286,13 @@ class ActorSystem:
             Exception: Whatever `on_start` raised (the actor is then not started).
         """
         return await self._spawn(
-            cls, args, kwargs, name=name, mailbox=mailbox, supervision=supervision, group=group,
+            cls,
+            args,
+            kwargs,
+            name=name,
+            mailbox=mailbox,
+            supervision=supervision,
+            group=group,
             parent=None,
         )
 
@@ -318,15 +331,26 @@ class ActorSystem:
                 f"got {target!r}"
             )
             raise TypeError(msg)
-        for value, kind, label in ((mailbox, Mailbox, "mailbox"), (supervision, Supervision, "supervision")):
+        for value, kind, label in (
+            (mailbox, Mailbox, "mailbox"),
+            (supervision, Supervision, "supervision"),
+        ):
             if value is not None and not isinstance(value, kind):
                 msg = f"spawn({label}=...) must be a {kind.__name__}, got {value!r}"
                 raise TypeError(msg)
         cell = Cell(
-            self, self._reserve(name, default_name), factory=factory, args=args, kwargs=kwargs,
-            table=table, mailbox=mailbox or Mailbox(), supervision=supervision or Supervision(),
-            group=group, parent=parent,
+            self,
+            self._free_name(name, default_name),
+            factory=factory,
+            args=args,
+            kwargs=kwargs,
+            table=table,
+            mailbox=mailbox or Mailbox(),
+            supervision=supervision or Supervision(),
+            group=group,
+            parent=parent,
         )
+        self._cells[cell.name] = cell  # the name is taken from here on (no await since the check)
         try:
             await self._add_groups(cell)
             await self._tg.start(cell.run)
@@ -347,13 +371,16 @@ class ActorSystem:
                 await self._transport.add_group(name)
                 known.add(name)
 
-    def _reserve(self, name: str | None, default: str) -> str:
+    def _free_name(self, name: str | None, default: str) -> str:
         if name is not None:
             if not isinstance(name, str) or not name:
                 msg = f"actor name must be a non-empty string, got {name!r}"
                 raise ValueError(msg)
             if name in self._cells:
-                msg = f"an actor named {name!r} already runs in system {self._name!r}; pick another name"
+                msg = (
+                    f"an actor named {name!r} already runs in system {self._name!r}; "
+                    "pick another name"
+                )
                 raise ValueError(msg)
         else:
             name = default
@@ -361,23 +388,21 @@ class ActorSystem:
             while name in self._cells:
                 number += 1
                 name = f"{default}-{number}"
-        self._cells[name] = None  # type: ignore[assignment] # reserved until started
         return name
 
     def _construct(self, cell: Cell) -> Actor:
-        cls = cell.factory
-        assert isinstance(cls, type)  # noqa: S101 - only class actors are constructed
-        instance: Actor = cls.__new__(cls)
+        cls = cast("type[Actor]", cell.factory)  # only class actors are constructed
+        instance = cls.__new__(cls)
         instance._actorbus_cell = cell
-        self._cells[cell.name] = cell
         instance.__init__(*cell.args, **cell.kwargs)  # type: ignore[misc]
         return instance
 
     async def include(self, router: Router) -> list[ActorRef]:
         """Bind a `Router`: each of its functions becomes a function actor."""
         return [
-            await self.spawn(entry.func, name=entry.name, mailbox=entry.mailbox,
-                             supervision=entry.supervision)
+            await self.spawn(
+                entry.func, name=entry.name, mailbox=entry.mailbox, supervision=entry.supervision
+            )
             for entry in router.entries
         ]
 
@@ -406,12 +431,23 @@ class ActorSystem:
             assert found is not None  # noqa: S101 - just marked
             spec = spec_for(func, found.targets, group=group, inline=inline)
             cell = Cell(
-                self, self._reserve(name, getattr(func, "__name__", "function")), factory=None,
-                args=(), kwargs={}, table=HandlerTable((spec,)), mailbox=mailbox or Mailbox(),
-                supervision=supervision or Supervision(), group=None, parent=None,
+                self,
+                self._free_name(name, getattr(func, "__name__", "function")),
+                factory=None,
+                args=(),
+                kwargs={},
+                table=HandlerTable((spec,)),
+                mailbox=mailbox or Mailbox(),
+                supervision=supervision or Supervision(),
+                group=None,
+                parent=None,
             )
             self._cells[cell.name] = cell
-            if self._transport is not None and group is not None and group not in self._dispatcher.groups():
+            if (
+                self._transport is not None
+                and group is not None
+                and group not in self._dispatcher.groups()
+            ):
                 self._tg.start_soon(self._transport.add_group, group)
             self._tg.start_soon(cell.run)
             self._top.append(cell)
@@ -428,7 +464,7 @@ class ActorSystem:
         """
         cell = self._cells.get(name)
         if cell is None or cell.stopped:
-            known = ", ".join(sorted(n for n, c in self._cells.items() if c is not None)) or "none"
+            known = ", ".join(sorted(self._cells)) or "none"
             msg = f"no actor named {name!r} runs in system {self._name!r} (running: {known})"
             raise LookupError(msg)
         return ActorRef(cell)
@@ -493,8 +529,12 @@ class ActorSystem:
             if scope is None:
                 scope = info.scope
         envelope = Envelope(
-            type=type_, data=event, source=source or self._name, scope=scope, subject=subject,
-            headers=headers,  # type: ignore[arg-type] # None becomes empty
+            type=type_,
+            data=event,
+            source=source or self._name,
+            scope=scope,
+            subject=subject,
+            headers=headers,  # None becomes empty
         )
         return envelope, event, cls
 
@@ -522,15 +562,19 @@ class ActorSystem:
         if isinstance(data, Mapping):
             registered = lookup(envelope.type)
             if registered is not None:
-                payload = structure(data, registered, where=f"event {envelope.type!r} (id {envelope.id})")
+                payload = structure(
+                    data, registered, where=f"event {envelope.type!r} (id {envelope.id})"
+                )
                 changes["data"] = payload
                 cls = registered
             else:
                 payload = AdHoc.from_data(data) or data
         elif data is not None:
             cls = type(data)
-            if (scope or envelope.scope) is Scope.APP and INFO_ATTRIBUTE not in cls.__dict__ and not isinstance(
-                data, str | int | float | bool | list
+            if (
+                (scope or envelope.scope) is Scope.APP
+                and INFO_ATTRIBUTE not in cls.__dict__
+                and not isinstance(data, str | int | float | bool | list)
             ):
                 msg = (
                     f"cannot publish envelope {envelope.type!r} with APP scope: its data is an "
@@ -597,7 +641,10 @@ class ActorSystem:
             try:
                 event = registered(*args, **kwargs)
             except TypeError as exc:
-                msg = f"emit({type_!r}, ...): the arguments do not fit {registered.__qualname__}: {exc}"
+                msg = (
+                    f"emit({type_!r}, ...): the arguments do not fit "
+                    f"{registered.__qualname__}: {exc}"
+                )
                 raise TypeError(msg) from exc
             return await self.publish(event, subject=subject)
         self._check_open("emit")
@@ -607,7 +654,9 @@ class ActorSystem:
         await self._deliver_local(envelope, adhoc, None)
         return envelope
 
-    async def _deliver_local(self, envelope: Envelope, payload: object, cls: type[Any] | None) -> None:
+    async def _deliver_local(
+        self, envelope: Envelope, payload: object, cls: type[Any] | None
+    ) -> None:
         route = self._dispatcher.route(cls, envelope.type)
         if not route:
             return
@@ -652,7 +701,9 @@ class ActorSystem:
         await self._checkpoint()
         item = self._message_for(message, tracker)
         if not cell.table.match(item.cls, item.type):
-            accepted = ", ".join(s for spec in cell.table.specs for s in spec.subscriptions()) or "nothing"
+            accepted = (
+                ", ".join(s for spec in cell.table.specs for s in spec.subscriptions()) or "nothing"
+            )
             msg = (
                 f"actor {cell.name!r} has no handler for {item.type!r} "
                 f"({type(message).__qualname__}); it handles: {accepted}"
@@ -694,7 +745,9 @@ class ActorSystem:
             return await self._transport.request(envelope, timeout)
         return await self._answer(envelope, payload, cls, timeout)
 
-    async def _answer(self, envelope: Envelope, payload: object, cls: type[Any] | None, timeout: float) -> Any:
+    async def _answer(
+        self, envelope: Envelope, payload: object, cls: type[Any] | None, timeout: float
+    ) -> Any:
         target = next(self._dispatcher.route(cls, envelope.type).targets(), None)
         if target is None:
             msg = f"no actor of system {self._name!r} handles {envelope.type!r}"
@@ -754,11 +807,19 @@ class ActorSystem:
 
     # -- dead letters and stats ------------------------------------------------------------------
 
-    def _record_dead_letter(self, envelope: Envelope, actor: str, error: BaseException | None) -> None:
+    def _record_dead_letter(
+        self, envelope: Envelope, actor: str, error: BaseException | None
+    ) -> None:
         record = DeadLetter(envelope, actor, error)
         self._dead_letters.append(record)
-        logger.debug("dead letter %s (id %s) for %r: %r", envelope.type, envelope.id, actor, error,
-                     extra={"actor": actor, "event_type": envelope.type, "event_id": envelope.id})
+        logger.debug(
+            "dead letter %s (id %s) for %r: %r",
+            envelope.type,
+            envelope.id,
+            actor,
+            error,
+            extra={"actor": actor, "event_type": envelope.type, "event_id": envelope.id},
+        )
         if envelope.type == _DEAD_LETTER_TYPE or self._state not in (_RUNNING, _STOPPING):
             return  # never a dead letter about a dead letter
         route = self._dispatcher.route(DeadLetter, _DEAD_LETTER_TYPE)
@@ -768,4 +829,4 @@ class ActorSystem:
 
     def stats(self) -> dict[str, ActorStats]:
         """A snapshot of every running actor's counters, by name."""
-        return {name: cell.stats() for name, cell in self._cells.items() if cell is not None}
+        return {name: cell.stats() for name, cell in self._cells.items()}

@@ -22,10 +22,15 @@ def main() -> None:
 
 
 @main.command()
-@click.option("--backend", type=_BACKENDS, default="asyncio", show_default=True,
-              help="The async backend to run on.")
+@click.option(
+    "--backend",
+    type=_BACKENDS,
+    default="asyncio",
+    show_default=True,
+    help="The async backend to run on.",
+)
 def demo(backend: str) -> None:
-    """Run a self-contained demo (no infrastructure needed).
+    r"""Run a self-contained demo (no infrastructure needed).
 
     \b
     Examples:
