@@ -10,7 +10,7 @@ import anyio
 if TYPE_CHECKING:
     from ._envelope import Envelope
 
-__all__ = ["Message", "Outcome", "Tracker"]
+__all__ = ["Delivery", "Message", "Outcome", "Tracker"]
 
 
 class Outcome(enum.Enum):
@@ -25,7 +25,11 @@ class Outcome(enum.Enum):
 
 
 class Tracker:
-    """Waits for one or more mailbox messages to finish; carries the first reply."""
+    """Waits for one or more mailbox messages to finish; carries the first reply.
+
+    Transports get one per received envelope as a `Delivery`: `await delivery.wait()`,
+    then read `outcome` (and `result()` for the first handler's reply).
+    """
 
     __slots__ = ("_done", "dead_error", "error", "has_reply", "not_handled", "pending", "value")
 
@@ -83,6 +87,10 @@ class Tracker:
         if self.error is not None:
             raise self.error
         return self.value
+
+
+Delivery = Tracker
+"""What `TransportHost.deliver` returns: `wait()`, then `outcome` and `result()`."""
 
 
 class Message:

@@ -22,7 +22,7 @@ from ._events import INFO_ATTRIBUTE, Scope, lookup
 from ._exceptions import ActorbusError, ActorStopped, AskTimeout, DecodeError, MailboxFull
 from ._handlers import ANY_GROUP, AdHoc, HandlerTable, declaration, spec_for
 from ._mailbox import Mailbox
-from ._message import Message, Outcome, Tracker
+from ._message import Delivery, Message, Tracker
 from ._records import ActorStats, DeadLetter, SystemStarted, SystemStopping, Terminated
 from ._supervision import Supervision
 
@@ -778,27 +778,28 @@ class ActorSystem:
 
     # -- transports (TransportHost) --------------------------------------------------------------
 
-    async def deliver(self, envelope: Envelope, group: str | None) -> Outcome:
-        """Hand an envelope received by the transport to local subscribers; see `TransportHost`."""
+    async def deliver(self, envelope: Envelope, group: str | None) -> Delivery:
+        """Put a received envelope in the matching local mailboxes; see `TransportHost`."""
         try:
             envelope, payload, cls = self._adopt(envelope)
         except DecodeError as exc:
             self._record_dead_letter(envelope, "", exc)
-            return Outcome.DEAD_LETTERED
+            delivery = Tracker(0)
+            delivery.dead(exc)
+            return delivery
         targets = list(self._dispatcher.route(cls, envelope.type).targets(group))
-        if not targets:
-            return Outcome.HANDLED if group is None else Outcome.NOT_HANDLED
-        tracker = Tracker(len(targets))
+        delivery = Tracker(len(targets))
+        if not targets and group is not None:
+            delivery.not_handled = True  # the group has no member here any more
         for cell, target_group in targets:
-            message = Message(payload, envelope, cls, envelope.type, target_group, tracker)
+            message = Message(payload, envelope, cls, envelope.type, target_group, delivery)
             try:
                 await cell.put(message)
             except ActorStopped as exc:
                 cell._dead_letter(message, exc, unqueued=True)
             except MailboxFull:
                 pass  # dead-lettered and its tracker finished by the mailbox
-        await tracker.wait()
-        return tracker.outcome
+        return delivery
 
     async def answer(self, envelope: Envelope, timeout: float) -> Any:
         """Answer a request received by the transport with one local handler."""

@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     import anyio.abc
 
     from ._envelope import Envelope
-    from ._message import Outcome
+    from ._message import Delivery
 
 __all__ = ["Transport", "TransportHost"]
 
@@ -32,13 +32,16 @@ class TransportHost(Protocol):
         """The competing-consumer groups local subscribers belong to now."""
         ...
 
-    async def deliver(self, envelope: Envelope, group: str | None) -> Outcome:
-        """Hand a received envelope to the local subscribers and wait for the outcome.
+    async def deliver(self, envelope: Envelope, group: str | None) -> Delivery:
+        """Put a received envelope in the local subscribers' mailboxes.
 
         `group` None delivers to the broadcast subscribers; a group name to one local
-        member of that group. Waits while mailboxes are full (backpressure), then until
-        every handler finished. Never raises for bad data: undecodable envelopes are
-        dead-lettered and reported as `Outcome.DEAD_LETTERED`.
+        member of that group. Waits while mailboxes are full (backpressure) and returns
+        once the envelope is in every one, so the caller can read on while handlers run:
+        ``await delivery.wait()``, then ``delivery.outcome`` says whether to acknowledge
+        (HANDLED, DEAD_LETTERED) or leave it for redelivery (NOT_HANDLED), and
+        ``delivery.result()`` gives the first handler's reply. Never raises for bad
+        data: undecodable envelopes are dead-lettered (`Outcome.DEAD_LETTERED`).
         """
         ...
 

@@ -124,8 +124,9 @@ class MemoryTransport(Transport):
             except DecodeError as exc:
                 self.broker.dead_letters.append((raw, exc))
             else:
-                outcome = await self._host.deliver(envelope, group)
-                if outcome is Outcome.DEAD_LETTERED:
+                delivery = await self._host.deliver(envelope, group)
+                await delivery.wait()
+                if delivery.outcome is Outcome.DEAD_LETTERED:
                     self.broker.dead_letters.append((raw, None))
             self.pending -= 1
             if not self.pending and self._idle is not None:
