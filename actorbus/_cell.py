@@ -31,11 +31,16 @@ if TYPE_CHECKING:
     from ._handlers import HandlerSpec, HandlerTable
     from ._system import ActorSystem
 
-__all__ = ["Cell", "current_cell"]
+__all__ = ["Cell", "current_cell", "current_system_var"]
 
 logger: Final = logging.getLogger("actorbus.actor")
 current_cell: contextvars.ContextVar[Cell | None] = contextvars.ContextVar(
     "actorbus_current_cell", default=None
+)
+# The system of the running code; set by `ActorSystem.__aenter__` and by each actor task,
+# so that `current_system()` inside a handler is the handler's own system.
+current_system_var: contextvars.ContextVar[ActorSystem | None] = contextvars.ContextVar(
+    "actorbus_current_system", default=None
 )
 
 # The loop yields to the scheduler at least this often while its mailbox stays busy.
@@ -196,6 +201,7 @@ class Cell:
     ) -> None:
         """The actor's task: start, loop, finish. Never raises but for start-up errors."""
         current_cell.set(self)
+        current_system_var.set(self.system)
         escalated: BaseException | None = None
         try:
             with anyio.CancelScope() as self.scope:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import itertools
 from typing import TYPE_CHECKING, Any
 
-from ._handlers import ANY_GROUP
+from ._handlers import ANY_GROUP, CACHE_LIMIT
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -85,6 +85,8 @@ class Dispatcher:
         key = (cls, type_)
         found = self._routes.get(key)
         if found is None:
+            if len(self._routes) >= CACHE_LIMIT:
+                self._routes.clear()  # type strings may come from the wire: stay bounded
             found = self._routes[key] = self._resolve(cls, type_)
         return found
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import datetime as dt
 import itertools
 import os
@@ -25,7 +27,17 @@ _counter = itertools.count(1)
 _UTC: Final = dt.UTC
 _REQUIRED: Final = ("specversion", "id", "source", "type")
 _CONTEXT: Final = frozenset(
-    {"specversion", "id", "source", "type", "time", "subject", "datacontenttype", "data"}
+    {
+        "specversion",
+        "id",
+        "source",
+        "type",
+        "time",
+        "subject",
+        "datacontenttype",
+        "data",
+        "data_base64",
+    }
 )
 # CloudEvents extension attribute names: lower-case ASCII letters and digits.
 _EXTENSION_NAME: Final = re.compile(r"[a-z0-9]{1,64}")
@@ -111,7 +123,9 @@ class Envelope:
         if self.subject is not None:
             out["subject"] = self.subject
         out.update(self.headers)
-        if self.data is not None:
+        if isinstance(self.data, bytes | bytearray):
+            out["data_base64"] = base64.b64encode(self.data).decode("ascii")
+        elif self.data is not None:
             out["data"] = unstructure(self.data)
         return out
 
@@ -144,10 +158,16 @@ class Envelope:
                 msg = f"invalid CloudEvent extension attribute {key!r}={value!r}"
                 raise DecodeError(msg)
             headers[key] = str(value)
+        data = event.get("data")
+        if "data_base64" in event:
+            if "data" in event:
+                msg = "a CloudEvent carries either 'data' or 'data_base64', not both"
+                raise DecodeError(msg)
+            data = _read_base64(event["data_base64"])
         try:
             return cls(
                 type=event["type"],
-                data=event.get("data"),
+                data=data,
                 source=event["source"],
                 id=event["id"],
                 time=_read_time(event.get("time")),
@@ -159,6 +179,17 @@ class Envelope:
         except ValueError as exc:
             msg = f"invalid CloudEvent {event.get('id')!r}: {exc}"
             raise DecodeError(msg) from exc
+
+
+def _read_base64(value: object) -> bytes:
+    if not isinstance(value, str):
+        msg = f"CloudEvent attribute 'data_base64' must be a string, got {type(value).__name__}"
+        raise DecodeError(msg)
+    try:
+        return base64.b64decode(value, validate=True)
+    except (ValueError, binascii.Error) as exc:
+        msg = f"CloudEvent attribute 'data_base64' is not valid base64: {exc}"
+        raise DecodeError(msg) from exc
 
 
 def _optional_str(event: Mapping[str, Any], name: str) -> str | None:

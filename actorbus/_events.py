@@ -136,3 +136,14 @@ def reset() -> None:
     """Forget every user registration; actorbus's own lifecycle events stay."""
     _registry.clear()
     _registry.update(_builtin)
+
+
+def snapshot() -> dict[str, type[Any]]:
+    """The registry as it is now, for `restore`."""
+    return dict(_registry)
+
+
+def restore(saved: Mapping[str, type[Any]]) -> None:
+    """Put the registry back as `snapshot` saw it."""
+    _registry.clear()
+    _registry.update(saved)

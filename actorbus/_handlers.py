@@ -31,6 +31,8 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 _DECLARATION: Final = "__actorbus_handle__"
 ANY_GROUP: Final = object()
+# Lookup caches are keyed by type strings, which may come from the wire: cap them.
+CACHE_LIMIT: Final = 4096
 
 
 class AdHoc:
@@ -135,7 +137,9 @@ def _hints(func: Callable[..., Any]) -> dict[str, Any]:
 
 def _classes_of(annotation: object) -> tuple[type[Any], ...] | None:
     """The event classes an annotation names (a class or a union of classes), else None."""
-    if isinstance(annotation, type) and annotation is not object:
+    if annotation is Any or annotation is object:
+        return None
+    if isinstance(annotation, type):
         return (annotation,)
     if typing.get_origin(annotation) in (Union, types.UnionType):
         found = tuple(a for a in typing.get_args(annotation) if a is not type(None))
@@ -345,6 +349,8 @@ class HandlerTable:
         key = (cls, type_, group, default)
         found = self._cache.get(key)
         if found is None:
+            if len(self._cache) >= CACHE_LIMIT:
+                self._cache.clear()  # type strings come from the wire too: stay bounded
             found = tuple(
                 s
                 for s in self.specs

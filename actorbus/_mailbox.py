@@ -70,12 +70,22 @@ class MailboxQueue(Generic[T]):
     """The bounded FIFO behind one actor: one consumer, many producers.
 
     `put` waits only when a BLOCK mailbox is full; it is not itself a scheduling point
-    (callers decide how often to yield). Blocked producers are woken in FIFO order, and a
-    producer cancelled after being woken passes its turn on, so no wake-up is lost.
+    (callers decide how often to yield). Blocked producers get room in FIFO order: a slot
+    freed for a waiting producer is reserved for it, so a newcomer cannot jump the queue,
+    and a producer cancelled after being woken passes its slot on, so none is lost.
     `urgent` messages (system notices such as `Terminated`) bypass the capacity.
     """
 
-    __slots__ = ("_closed", "_getter", "_items", "_on_drop", "_putters", "_urgent", "settings")
+    __slots__ = (
+        "_closed",
+        "_getter",
+        "_items",
+        "_on_drop",
+        "_putters",
+        "_reserved",
+        "_urgent",
+        "settings",
+    )
 
     def __init__(self, settings: Mailbox, on_drop: Callable[[T, Exception, bool], None]) -> None:
         self.settings = settings
@@ -83,6 +93,7 @@ class MailboxQueue(Generic[T]):
         self._urgent: deque[T] = deque()
         self._putters: deque[anyio.Event] = deque()
         self._getter: anyio.Event | None = None
+        self._reserved = 0  # free slots promised to woken producers
         self._closed = False
         self._on_drop = on_drop
 
@@ -123,7 +134,7 @@ class MailboxQueue(Generic[T]):
         """
         self._check_open(name)
         items = self._items
-        if len(items) < self.settings.capacity:
+        if len(items) + self._reserved < self.settings.capacity and not self._putters:
             items.append(item)
             self._wake_getter()
             return QUEUED
@@ -147,18 +158,25 @@ class MailboxQueue(Generic[T]):
 
     async def put(self, item: T, name: str) -> int:
         """Add `item`, waiting while a BLOCK mailbox is full (cancellable); see `offer`."""
-        while (status := self.offer(item, name)) is FULL:
-            waiter = anyio.Event()
-            self._putters.append(waiter)
-            try:
-                await waiter.wait()
-            except BaseException:
-                if waiter.is_set():
-                    self._wake_putter()  # our turn was given to us: hand it on
-                else:
-                    self._putters.remove(waiter)
-                raise
-        return status
+        status = self.offer(item, name)
+        if status is not FULL:
+            return status
+        waiter = anyio.Event()
+        self._putters.append(waiter)
+        try:
+            await waiter.wait()
+        except BaseException:
+            if not waiter.is_set():
+                self._putters.remove(waiter)
+            elif not self._closed:
+                self._reserved -= 1
+                self._wake_putter()  # our slot was promised to us: hand it on
+            raise
+        self._check_open(name)
+        self._reserved -= 1
+        self._items.append(item)
+        self._wake_getter()
+        return QUEUED
 
     def urgent(self, item: T) -> None:
         """Queue a system notice ahead of the user messages, ignoring the capacity."""
@@ -167,8 +185,10 @@ class MailboxQueue(Generic[T]):
             self._wake_getter()
 
     def _wake_putter(self) -> None:
-        if self._putters:
-            self._putters.popleft().set()
+        putters = self._putters
+        if putters and len(self._items) + self._reserved < self.settings.capacity:
+            self._reserved += 1
+            putters.popleft().set()
 
     def get_nowait(self) -> T | None:
         """The next message (urgent ones first), or None when none is waiting."""
@@ -191,6 +211,7 @@ class MailboxQueue(Generic[T]):
     def close(self) -> list[T]:
         """Take no more messages; return the ones still waiting. Wakes everyone."""
         self._closed = True
+        self._reserved = 0
         left = list(self._urgent) + list(self._items)
         self._urgent.clear()
         self._items.clear()

@@ -15,7 +15,7 @@ import attrs
 from anyio.lowlevel import checkpoint, checkpoint_if_cancelled
 
 from ._actor import Actor, ActorRef
-from ._cell import YIELD_EVERY, Cell
+from ._cell import YIELD_EVERY, Cell, current_system_var
 from ._convert import structure
 from ._envelope import Envelope
 from ._events import INFO_ATTRIBUTE, Scope, lookup
@@ -35,9 +35,7 @@ if TYPE_CHECKING:
 __all__ = ["ActorSystem", "current_system"]
 
 logger: Final = logging.getLogger("actorbus.system")
-_current: contextvars.ContextVar[ActorSystem | None] = contextvars.ContextVar(
-    "actorbus_current_system", default=None
-)
+_current = current_system_var
 _running: weakref.WeakSet[ActorSystem] = weakref.WeakSet()
 _DEAD_LETTER_TYPE: Final = "actorbus.dead_letter"
 _NEW, _STARTING, _RUNNING, _STOPPING, _STOPPED = range(5)

@@ -4,7 +4,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from actorbus.testing import reset_event_registry
+from actorbus.testing import isolated_event_registry
 
 pytest_plugins = ["redis_support"]
 
@@ -18,5 +18,5 @@ def anyio_backend(request: pytest.FixtureRequest) -> str:
 @pytest.fixture(autouse=True)
 def _clean_event_registry() -> Iterator[None]:
     """Event types registered by one test do not leak into the next."""
-    yield
-    reset_event_registry()
+    with isolated_event_registry():
+        yield

@@ -1,0 +1,400 @@
+"""`Envelope`: CloudEvents v1.0 context attributes, defaults, and the structured-mode dict."""
+
+import dataclasses
+import datetime as dt
+import json
+from typing import Any
+
+import attrs
+import pytest
+
+from actorbus import (
+    Actor,
+    ActorbusError,
+    ActorSystem,
+    DecodeError,
+    Envelope,
+    Scope,
+    event,
+    handle,
+)
+
+UTC = dt.UTC
+
+
+@event("envelope.order.created")
+class OrderCreated:
+    order_id: str
+    amount: float
+    at: dt.datetime
+
+
+def cloudevent(**overrides: Any) -> dict[str, Any]:
+    """A minimal valid CloudEvents structured-mode dict, with some attributes changed."""
+    base: dict[str, Any] = {
+        "specversion": "1.0",
+        "id": "evt-1",
+        "source": "shop",
+        "type": "envelope.order.created",
+    }
+    base.update(overrides)
+    return {key: value for key, value in base.items() if value is not None}
+
+
+# -- defaults -------------------------------------------------------------------------------
+
+
+def test_defaults() -> None:
+    before = dt.datetime.now(UTC)
+    envelope = Envelope(type="envelope.test", data={"a": 1})
+    after = dt.datetime.now(UTC)
+
+    assert envelope.type == "envelope.test"
+    assert envelope.data == {"a": 1}
+    assert envelope.specversion == "1.0"
+    assert envelope.datacontenttype == "application/json"
+    assert envelope.subject is None
+    assert dict(envelope.headers) == {}
+    assert envelope.source == ""  # filled in by publish
+    assert isinstance(envelope.id, str)
+    assert envelope.id
+    assert envelope.time.tzinfo is not None
+    assert envelope.time.utcoffset() == dt.timedelta(0)
+    assert before <= envelope.time <= after
+
+
+def test_ids_are_unique() -> None:
+    ids = {Envelope(type="envelope.test").id for _ in range(1000)}
+    assert len(ids) == 1000
+
+
+def test_takes_keyword_arguments_only() -> None:
+    with pytest.raises(TypeError):
+        Envelope("envelope.test")  # type: ignore[misc]
+
+
+def test_explicit_attributes_are_kept() -> None:
+    time = dt.datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
+    envelope = Envelope(
+        type="envelope.test",
+        data=[1, 2],
+        source="billing",
+        id="abc",
+        time=time,
+        subject="order-7",
+        datacontenttype="application/json",
+        scope=Scope.APP,
+        headers={"traceparent": "00-abc-def-01"},
+    )
+    assert (envelope.source, envelope.id, envelope.time, envelope.subject) == (
+        "billing",
+        "abc",
+        time,
+        "order-7",
+    )
+    assert envelope.scope is Scope.APP
+    assert dict(envelope.headers) == {"traceparent": "00-abc-def-01"}
+
+
+def test_is_frozen() -> None:
+    envelope = Envelope(type="envelope.test")
+    with pytest.raises(AttributeError):
+        envelope.type = "other"  # type: ignore[misc]
+
+
+def test_headers_cannot_be_changed_through_the_envelope_or_the_original_dict() -> None:
+    headers = {"correlationid": "c-1"}
+    envelope = Envelope(type="envelope.test", headers=headers)
+    headers["correlationid"] = "changed"
+    assert envelope.headers["correlationid"] == "c-1"
+    with pytest.raises(TypeError):
+        envelope.headers["correlationid"] = "changed"  # type: ignore[index]
+
+
+@pytest.mark.parametrize("name", ["Traceparent", "correlation-id", "with space", "", "id", "type"])
+def test_header_names_must_be_valid_extension_attribute_names(name: str) -> None:
+    """Headers travel as CloudEvents extension attributes: lower-case alnum, not reserved."""
+    with pytest.raises(ValueError, match="header"):
+        Envelope(type="envelope.test", headers={name: "x"})
+
+
+# -- time zones ----------------------------------------------------------------------------
+
+
+def test_naive_time_is_rejected() -> None:
+    with pytest.raises(ValueError, match="timezone"):
+        Envelope(type="envelope.test", time=dt.datetime(2024, 5, 1, 12, 0))  # noqa: DTZ001
+
+
+def test_aware_time_is_converted_to_utc() -> None:
+    paris = dt.timezone(dt.timedelta(hours=2))
+    local = dt.datetime(2024, 5, 1, 14, 0, tzinfo=paris)
+    envelope = Envelope(type="envelope.test", time=local)
+    assert envelope.time == local  # the same instant
+    assert envelope.time.utcoffset() == dt.timedelta(0)
+    assert envelope.time.hour == 12
+
+
+def test_cloudevent_time_is_rfc3339_utc() -> None:
+    time = dt.datetime(2024, 5, 1, 12, 30, 15, 250000, tzinfo=UTC)
+    out = Envelope(type="envelope.test", time=time).to_cloudevent()
+    assert isinstance(out["time"], str)
+    assert out["time"].startswith("2024-05-01T12:30:15.25")
+    assert out["time"].endswith(("Z", "+00:00"))
+    assert dt.datetime.fromisoformat(out["time"]) == time
+
+
+def test_cloudevent_time_with_an_offset_is_read_as_utc() -> None:
+    envelope = Envelope.from_cloudevent(cloudevent(time="2024-05-01T14:00:00+02:00"))
+    assert envelope.time == dt.datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
+    assert envelope.time.utcoffset() == dt.timedelta(0)
+
+
+def test_cloudevent_time_with_z_suffix() -> None:
+    envelope = Envelope.from_cloudevent(cloudevent(time="2024-05-01T12:00:00Z"))
+    assert envelope.time == dt.datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
+
+
+def test_cloudevent_without_time_gets_one() -> None:
+    envelope = Envelope.from_cloudevent(cloudevent())
+    assert envelope.time.utcoffset() == dt.timedelta(0)
+
+
+# -- to_cloudevent -------------------------------------------------------------------------
+
+
+def test_to_cloudevent_is_the_structured_mode_dict() -> None:
+    at = dt.datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
+    envelope = Envelope(
+        type="envelope.order.created",
+        data=OrderCreated("o-1", 9.5, at),
+        source="shop",
+        id="evt-1",
+        time=at,
+        subject="o-1",
+    )
+    out = envelope.to_cloudevent()
+    assert out["specversion"] == "1.0"
+    assert out["id"] == "evt-1"
+    assert out["source"] == "shop"
+    assert out["type"] == "envelope.order.created"
+    assert out["subject"] == "o-1"
+    assert out["datacontenttype"] == "application/json"
+    assert out["data"]["order_id"] == "o-1"
+    assert out["data"]["amount"] == 9.5
+    assert dt.datetime.fromisoformat(out["data"]["at"]) == at
+
+
+def test_to_cloudevent_is_json_ready() -> None:
+    envelope = Envelope(
+        type="envelope.order.created",
+        data=OrderCreated("o-1", 9.5, dt.datetime.now(UTC)),
+        source="shop",
+        headers={"traceparent": "00-abc-def-01"},
+    )
+    text = json.dumps(envelope.to_cloudevent())
+    assert json.loads(text)["data"]["order_id"] == "o-1"
+
+
+def test_headers_are_top_level_extension_attributes() -> None:
+    envelope = Envelope(
+        type="envelope.test",
+        source="shop",
+        headers={"traceparent": "00-abc-def-01", "correlationid": "c-1"},
+    )
+    out = envelope.to_cloudevent()
+    assert out["traceparent"] == "00-abc-def-01"
+    assert out["correlationid"] == "c-1"
+    assert "headers" not in out
+
+
+def test_to_cloudevent_omits_an_absent_subject() -> None:
+    assert "subject" not in Envelope(type="envelope.test", source="s").to_cloudevent()
+
+
+def test_dataclass_data_becomes_plain_data() -> None:
+    @dataclasses.dataclass
+    class Line:
+        sku: str
+        quantity: int
+
+    out = Envelope(type="envelope.line", data=Line("a", 2), source="s").to_cloudevent()
+    assert out["data"] == {"sku": "a", "quantity": 2}
+
+
+# -- from_cloudevent -----------------------------------------------------------------------
+
+
+def test_round_trip_keeps_every_attribute() -> None:
+    at = dt.datetime(2024, 5, 1, 12, 0, 0, 123456, tzinfo=UTC)
+    envelope = Envelope(
+        type="envelope.order.created",
+        data=OrderCreated("o-1", 9.5, at),
+        source="shop",
+        time=at,
+        subject="o-1",
+        scope=Scope.APP,
+        headers={"traceparent": "00-abc-def-01", "correlationid": "c-1"},
+    )
+    back = Envelope.from_cloudevent(json.loads(json.dumps(envelope.to_cloudevent())))
+    assert back.id == envelope.id
+    assert back.source == "shop"
+    assert back.type == "envelope.order.created"
+    assert back.specversion == "1.0"
+    assert back.time == at
+    assert back.subject == "o-1"
+    assert back.datacontenttype == "application/json"
+    assert back.scope is Scope.APP
+    assert dict(back.headers) == {"traceparent": "00-abc-def-01", "correlationid": "c-1"}
+    # data stays plain data: the system rebuilds registered classes from it
+    assert back.data["order_id"] == "o-1"
+    assert back.data["amount"] == 9.5
+
+
+def test_round_trip_of_a_process_scoped_envelope() -> None:
+    envelope = Envelope(type="envelope.test", data={"k": [1, 2]}, source="s")
+    back = Envelope.from_cloudevent(envelope.to_cloudevent())
+    assert back.scope is Scope.PROCESS
+    assert back.data == {"k": [1, 2]}
+    assert back.subject is None
+    assert dict(back.headers) == {}
+
+
+def test_round_trip_without_data() -> None:
+    envelope = Envelope(type="envelope.test", source="s")
+    assert Envelope.from_cloudevent(envelope.to_cloudevent()).data is None
+
+
+def test_unknown_attributes_become_headers() -> None:
+    envelope = Envelope.from_cloudevent(cloudevent(traceparent="00-abc-def-01", partitionkey="p"))
+    assert dict(envelope.headers) == {"traceparent": "00-abc-def-01", "partitionkey": "p"}
+
+
+@pytest.mark.parametrize("name", ["specversion", "id", "source", "type"])
+def test_missing_required_attribute_is_a_decode_error_naming_it(name: str) -> None:
+    with pytest.raises(DecodeError, match=name):
+        Envelope.from_cloudevent(cloudevent(**{name: None}))
+
+
+@pytest.mark.parametrize("name", ["id", "source", "type"])
+def test_empty_required_attribute_is_a_decode_error_naming_it(name: str) -> None:
+    with pytest.raises(DecodeError, match=name):
+        Envelope.from_cloudevent(cloudevent(**{name: ""}))
+
+
+@pytest.mark.parametrize("name", ["id", "source", "type"])
+def test_required_attribute_of_the_wrong_type_is_a_decode_error(name: str) -> None:
+    with pytest.raises(DecodeError, match=name):
+        Envelope.from_cloudevent(cloudevent(**{name: 42}))
+
+
+def test_unsupported_specversion_is_a_decode_error() -> None:
+    with pytest.raises(DecodeError, match="specversion"):
+        Envelope.from_cloudevent(cloudevent(specversion="0.3"))
+
+
+@pytest.mark.parametrize("value", ["yesterday", "2024-13-01T00:00:00Z", 1714564800])
+def test_bad_time_is_a_decode_error_naming_it(value: object) -> None:
+    with pytest.raises(DecodeError, match="time"):
+        Envelope.from_cloudevent(cloudevent(time=value))
+
+
+def test_naive_time_on_the_wire_is_a_decode_error() -> None:
+    with pytest.raises(DecodeError, match="time"):
+        Envelope.from_cloudevent(cloudevent(time="2024-05-01T12:00:00"))
+
+
+def test_subject_of_the_wrong_type_is_a_decode_error() -> None:
+    with pytest.raises(DecodeError, match="subject"):
+        Envelope.from_cloudevent(cloudevent(subject=7))
+
+
+@pytest.mark.parametrize("value", [[], {}, None])
+def test_not_an_object_is_a_decode_error(value: object) -> None:
+    with pytest.raises(DecodeError):
+        Envelope.from_cloudevent(value)  # type: ignore[arg-type]
+
+
+def test_decode_error_is_an_actorbus_error() -> None:
+    with pytest.raises(ActorbusError):
+        Envelope.from_cloudevent({})
+
+
+# -- publish fills in what is missing ------------------------------------------------------
+
+
+@pytest.mark.anyio
+async def test_publish_fills_in_an_empty_source_with_the_system_name() -> None:
+    async with ActorSystem("shop") as system:
+        envelope = await system.publish(Envelope(type="envelope.test", data={"a": 1}))
+    assert envelope.source == "shop"
+
+
+@pytest.mark.anyio
+async def test_publish_keeps_an_explicit_source() -> None:
+    async with ActorSystem("shop") as system:
+        given = await system.publish(Envelope(type="envelope.test", source="billing"))
+        overridden = await system.publish(Envelope(type="envelope.test"), source="crm")
+    assert given.source == "billing"
+    assert overridden.source == "crm"
+
+
+@pytest.mark.anyio
+async def test_publish_of_an_event_builds_the_envelope() -> None:
+    at = dt.datetime.now(UTC)
+    async with ActorSystem("shop") as system:
+        envelope = await system.publish(
+            OrderCreated("o-1", 9.5, at), subject="o-1", headers={"correlationid": "c-1"}
+        )
+    assert envelope.type == "envelope.order.created"
+    assert envelope.source == "shop"
+    assert envelope.subject == "o-1"
+    assert dict(envelope.headers) == {"correlationid": "c-1"}
+    assert envelope.data == OrderCreated("o-1", 9.5, at)
+    assert envelope.scope is Scope.PROCESS
+    assert envelope.time.utcoffset() == dt.timedelta(0)
+
+
+@pytest.mark.anyio
+async def test_publish_keeps_the_id_and_time_of_an_envelope() -> None:
+    time = dt.datetime(2024, 5, 1, tzinfo=UTC)
+    async with ActorSystem("shop") as system:
+        envelope = await system.publish(Envelope(type="envelope.test", id="fixed", time=time))
+    assert (envelope.id, envelope.time) == ("fixed", time)
+
+
+def test_binary_data_base64_is_read_as_bytes() -> None:
+    """CloudEvents JSON carries binary data in `data_base64`: a context member, not an extension."""
+    envelope = Envelope.from_cloudevent(
+        cloudevent(data_base64="aGVsbG8=", datacontenttype="application/octet-stream")
+    )
+    assert "data_base64" not in envelope.headers
+    assert envelope.data == b"hello"
+    assert envelope.datacontenttype == "application/octet-stream"
+
+
+@pytest.mark.anyio
+async def test_wire_round_trip_rebuilds_timezone_aware_datetimes_in_the_data() -> None:
+    @attrs.frozen
+    class Stamp:  # not registered: rebuilt through the handler's annotation
+        label: str
+        at: dt.datetime
+
+    seen: list[Stamp] = []
+
+    class Stamps(Actor):
+        @handle("envelope.stamp")
+        async def stamp(self, stamp: Stamp) -> None:
+            seen.append(stamp)
+
+    at = dt.datetime(2024, 5, 1, 14, 0, tzinfo=dt.timezone(dt.timedelta(hours=2)))
+    wire = json.dumps(
+        Envelope(type="envelope.stamp", data=Stamp("a", at), source="s").to_cloudevent()
+    )
+    async with ActorSystem("envelope") as system:
+        await system.spawn(Stamps)
+        await system.publish(Envelope.from_cloudevent(json.loads(wire)), scope=Scope.PROCESS)
+        await system.drain()
+    [stamp] = seen
+    assert stamp == Stamp("a", at)
+    assert stamp.at.tzinfo is not None
