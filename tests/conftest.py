@@ -1,10 +1,13 @@
 from __future__ import annotations
 
-from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import pytest
 
 from actorbus.testing import isolated_event_registry
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
 
 pytest_plugins = ["redis_support"]
 
