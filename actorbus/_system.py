@@ -156,7 +156,7 @@ class ActorSystem:
         self._body.__enter__()
         try:
             if self._transport is not None:
-                await self._transport.open(self)
+                await self._transport.open(self, self._tg)
             for actor in self._startup_actors:
                 await self.spawn(actor)
             for router in self._routers:

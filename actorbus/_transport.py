@@ -53,14 +53,16 @@ class TransportHost(Protocol):
 class Transport(abc.ABC):
     """Carries APP-scope envelopes to every instance of the application.
 
-    Life cycle, driven by the system: `open` (connect; a failure aborts start-up) →
+    Life cycle, driven by the system: `open` (connect, with any long-lived tasks — such
+    as the one owning a client connection — started in the system's task group; a
+    failure aborts start-up) →
     `add_group` for each group as subscribers appear → `start` (consume, once the
     start-up actors run) → `publish` / `request` while running → `stop_intake` (at
     shutdown, before mailboxes drain) → `close`.
     """
 
     @abc.abstractmethod
-    async def open(self, host: TransportHost) -> None:
+    async def open(self, host: TransportHost, task_group: anyio.abc.TaskGroup) -> None:
         """Connect and prepare the instance's own subscription."""
 
     @abc.abstractmethod

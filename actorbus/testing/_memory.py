@@ -91,7 +91,7 @@ class MemoryTransport(Transport):
             raise RuntimeError(msg)
         return self._host.name
 
-    async def open(self, host: TransportHost) -> None:
+    async def open(self, host: TransportHost, task_group: anyio.abc.TaskGroup) -> None:
         """Attach to the broker as an instance of `host`'s application."""
         self._host = host
         self.broker._members(host.name).append(self)
