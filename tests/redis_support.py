@@ -1,0 +1,609 @@
+"""A real ``redis-server`` for tests and benchmarks, started on a free loopback port.
+
+The Redis tests exercise behaviour that depends on Redis semantics (consumer groups, pending
+entries, reconnection), so they run against the genuine server, never a mock. This module is
+deliberately independent of any Redis client library: readiness is checked with a tiny RESP
+exchange over a raw socket, so the fixture keeps working while the client under test is broken.
+
+Load it as a pytest plugin (``pytest_plugins = ["redis_support"]`` with ``tests`` on the
+``pythonpath``) to get two fixtures:
+
+* ``redis_server`` — one server for the whole session, shared by every test that asks for it.
+  Tests must not stop or kill it, and should use their own keys.
+* ``fresh_redis_server`` — a private server per test, for tests that stop, kill or restart it.
+
+Every test that uses either fixture is given the ``redis`` marker automatically, so
+``pytest -m "not redis"`` deselects them. A missing ``redis-server`` makes those tests fail
+(never skip) with the command that installs it.
+
+Example:
+    >>> with RedisServer() as server:  # doctest: +SKIP
+    ...     server.cli("SET", "k", "v")
+    ...     server.restart()  # same port, same data directory
+    ...     server.cli("GET", "k")
+    'OK'
+    ''
+
+PYTEST_DONT_REWRITE: this module has no assertions to rewrite, and the marker lets a test
+module import it before pytest registers it as a plugin without a PytestAssertRewriteWarning
+(which ``filterwarnings = error`` would turn into a collection error).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+import weakref
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Self, TypeAlias
+
+import pytest
+
+if TYPE_CHECKING:
+    import os
+    from collections.abc import Iterator, Sequence
+    from types import TracebackType
+
+__all__ = [
+    "INSTALL_HINT",
+    "RedisServer",
+    "RedisServerError",
+    "find_free_port",
+    "fresh_redis_server",
+    "redis_server",
+    "require_redis_server",
+    "send_raw",
+]
+
+#: The command that installs the server (and ``redis-cli``) on Debian and Ubuntu.
+INSTALL_HINT = "apt-get install -y redis-server"
+
+_LOOPBACK = "127.0.0.1"
+# A start attempt that dies on these log lines lost the race for its port: try another.
+_PORT_TAKEN_MARKERS = ("Address already in use", "Could not create server TCP listening socket")
+_PORT_ATTEMPTS = 5
+_POLL_INTERVAL = 0.01
+
+
+class RedisServerError(RuntimeError):
+    """``redis-server`` could not be started, reached or stopped."""
+
+
+def find_free_port(host: str = _LOOPBACK) -> int:
+    """Return a TCP port on *host* that nothing listens on right now.
+
+    The kernel picks it (bind to port 0). Another process may take it before the caller
+    binds it, so callers must be ready to retry; :meth:`RedisServer.start` does.
+    """
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _encode_command(args: Sequence[str]) -> bytes:
+    """Encode one command as a RESP array of bulk strings."""
+    parts = [f"*{len(args)}\r\n".encode()]
+    for arg in args:
+        raw = arg.encode()
+        parts.append(b"$%d\r\n%s\r\n" % (len(raw), raw))
+    return b"".join(parts)
+
+
+class RespError(Exception):
+    """An error reply (``-ERR ...``) read by :func:`send_raw`; returned, not raised."""
+
+    @property
+    def code(self) -> str:
+        """The error's first word, e.g. ``"NOAUTH"`` or ``"WRONGPASS"``."""
+        return str(self.args[0]).split(" ", 1)[0]
+
+
+#: A decoded RESP2 reply: simple and bulk strings as ``str``, nil as ``None``.
+Reply: TypeAlias = "str | int | RespError | list[Reply] | None"
+
+
+class _Reader:
+    """Reads RESP2 replies from a blocking socket."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self._sock = sock
+        self._buffer = bytearray()
+
+    def _fill(self) -> None:
+        chunk = self._sock.recv(65536)
+        if not chunk:
+            raise ConnectionResetError("redis-server closed the connection")
+        self._buffer += chunk
+
+    def _line(self) -> bytes:
+        while (end := self._buffer.find(b"\r\n")) < 0:
+            self._fill()
+        line = bytes(self._buffer[:end])
+        del self._buffer[: end + 2]
+        return line
+
+    def reply(self) -> Reply:
+        line = self._line()
+        kind, rest = line[:1], line[1:].decode(errors="replace")
+        if kind == b"+":
+            return rest
+        if kind == b"-":
+            return RespError(rest)
+        if kind == b":":
+            return int(rest)
+        if kind == b"$":
+            size = int(rest)
+            if size < 0:
+                return None
+            while len(self._buffer) < size + 2:
+                self._fill()
+            data = bytes(self._buffer[:size]).decode(errors="replace")
+            del self._buffer[: size + 2]
+            return data
+        if kind == b"*":
+            count = int(rest)
+            return None if count < 0 else [self.reply() for _ in range(count)]
+        raise ConnectionError(f"unexpected RESP reply from redis-server: {line!r}")
+
+
+def send_raw(
+    port: int,
+    *commands: Sequence[str],
+    host: str = _LOOPBACK,
+    timeout: float = 2.0,
+) -> list[Reply]:
+    """Send *commands* on one fresh connection and return their decoded replies.
+
+    This is a deliberately tiny RESP2 client, independent of any Redis library, so that
+    the fixtures keep working while the client under test is broken. Error replies are
+    returned as :class:`RespError` instances rather than raised, so a test can check them.
+
+    Example:
+        >>> send_raw(port, ("PING",))  # doctest: +SKIP
+        [RespError('NOAUTH Authentication required.')]
+        >>> send_raw(port, ("AUTH", password), ("PING",))  # doctest: +SKIP
+        ['OK', 'PONG']
+
+    Args:
+        port: The server's TCP port.
+        *commands: Each command as a sequence of arguments, e.g. ``("AUTH", password)``.
+        host: The server's address.
+        timeout: Seconds allowed for connecting and for each read.
+
+    Returns:
+        One reply per command, in order.
+
+    Raises:
+        OSError: The server could not be reached, or closed the connection before replying
+            to every command (``SHUTDOWN`` does that on success).
+    """
+    with socket.create_connection((host, port), timeout=timeout) as sock:
+        sock.sendall(b"".join(_encode_command(command) for command in commands))
+        reader = _Reader(sock)
+        return [reader.reply() for _ in commands]
+
+
+def require_redis_server(executable: str = "redis-server") -> str:
+    """Return the path of *executable*, or fail the current test saying how to install it.
+
+    Raises:
+        pytest.fail.Exception: The server is not installed. Redis tests fail rather than skip
+            so that a missing server can never pass CI silently.
+    """
+    path = shutil.which(executable)
+    if path is None:
+        pytest.fail(
+            f"{executable!r} was not found on PATH, and the Redis tests need a real server. "
+            f"Install it with: {INSTALL_HINT}  (as root; on macOS: brew install redis)",
+            pytrace=False,
+        )
+    return path
+
+
+@dataclass
+class _Resources:
+    """What must be released when a server is garbage-collected or the interpreter exits.
+
+    Kept apart from :class:`RedisServer` so that the finalizer holds no reference to it.
+    """
+
+    directory: Path
+    process: subprocess.Popen[bytes] | None = None
+
+    def release(self) -> None:
+        """Kill the process (if any) and delete the data directory."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+        self.process = None
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+
+class RedisServer:
+    """A ``redis-server`` subprocess bound to ``127.0.0.1`` on a free port.
+
+    The server is configured for tests: no RDB snapshots (``save ""``), AOF off unless
+    *appendonly* is set (then ``appendfsync everysec``), ``protected-mode no``, and by default
+    a random ``requirepass`` so that every client under test has to authenticate. Its data
+    directory is a fresh temporary directory, kept across :meth:`stop`/:meth:`start` (so an
+    outage can be simulated without losing the port or, with AOF, the data) and deleted by
+    :meth:`close`.
+
+    Use it as a context manager: entering starts the server, leaving stops it and deletes
+    its directory, even when the block raises. The object is not thread-safe.
+
+    Args:
+        password: The ``requirepass`` to set. ``None`` (the default) generates a random one.
+        requirepass: Set to ``False`` to run without a password (then :attr:`password` is
+            ``None`` and :attr:`url` carries no credentials).
+        appendonly: Enable the AOF with ``appendfsync everysec``, so data written more than
+            about a second before a :meth:`kill` survives a :meth:`start`.
+        logfile: Where the server writes its log. By default the log goes to a file in the
+            data directory; either way :meth:`log` returns it.
+        executable: The ``redis-server`` binary (a name looked up on ``PATH``, or a path).
+        startup_timeout: Seconds to wait for the server to answer ``PING`` after a start.
+        extra_config: Further ``redis.conf`` directives, e.g. ``{"maxmemory": "64mb"}``.
+    """
+
+    def __init__(
+        self,
+        *,
+        password: str | None = None,
+        requirepass: bool = True,
+        appendonly: bool = False,
+        logfile: str | os.PathLike[str] | None = None,
+        executable: str = "redis-server",
+        startup_timeout: float = 10.0,
+        extra_config: dict[str, str] | None = None,
+    ) -> None:
+        self._executable = executable
+        self._startup_timeout = startup_timeout
+        self._appendonly = appendonly
+        self._extra_config = dict(extra_config or {})
+        self._password: str | None = (password or secrets.token_hex(16)) if requirepass else None
+        self._port: int | None = None
+        directory = Path(tempfile.mkdtemp(prefix="actorbus-redis-"))
+        self._logfile = Path(logfile) if logfile is not None else directory / "redis.log"
+        self._resources = _Resources(directory)
+        # Reap the process and the directory even if the owner forgets to call close().
+        self._finalizer = weakref.finalize(self, self._resources.release)
+
+    # -- connection details ------------------------------------------------------------
+
+    @property
+    def host(self) -> str:
+        """The address the server listens on (always ``127.0.0.1``)."""
+        return _LOOPBACK
+
+    @property
+    def port(self) -> int:
+        """The server's TCP port, fixed by the first :meth:`start` and kept by restarts.
+
+        Raises:
+            RedisServerError: The server was never started.
+        """
+        if self._port is None:
+            raise RedisServerError("the redis-server has not been started yet: call start()")
+        return self._port
+
+    @property
+    def password(self) -> str | None:
+        """The ``requirepass`` password, or ``None`` when the server requires none."""
+        return self._password
+
+    @property
+    def url(self) -> str:
+        """A client URL for database 0, e.g. ``redis://:PASSWORD@127.0.0.1:PORT/0``."""
+        credentials = f":{self._password}@" if self._password is not None else ""
+        return f"redis://{credentials}{self.host}:{self.port}/0"
+
+    @property
+    def directory(self) -> Path:
+        """The server's data directory (its ``dir``), deleted by :meth:`close`."""
+        return self._resources.directory
+
+    @property
+    def pid(self) -> int | None:
+        """The server process id while it runs, else ``None``."""
+        return self._process.pid if self.running and self._process is not None else None
+
+    @property
+    def running(self) -> bool:
+        """Whether the server process is alive (it may still be starting up)."""
+        return self._process is not None and self._process.poll() is None
+
+    @property
+    def _process(self) -> subprocess.Popen[bytes] | None:
+        return self._resources.process
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    def start(self) -> Self:
+        """Start the server and return once it answers ``PING`` (after ``AUTH``).
+
+        The first start picks a free port, retrying with a new one if another process takes
+        it first; later starts reuse the same port and data directory. Starting a running
+        server does nothing.
+
+        Returns:
+            The server itself, for chaining.
+
+        Raises:
+            RedisServerError: The server did not come up within ``startup_timeout``; the
+                message includes the end of its log.
+            pytest.fail.Exception: ``redis-server`` is not installed.
+        """
+        if self.running:
+            return self
+        if not self._finalizer.alive:
+            raise RedisServerError("this RedisServer was closed; create a new one")
+        executable = require_redis_server(self._executable)
+        if self._port is not None:
+            self._launch(executable, self._port)
+            return self
+        for _ in range(_PORT_ATTEMPTS):
+            port = find_free_port()
+            try:
+                self._launch(executable, port)
+            except _PortTakenError:
+                continue
+            self._port = port
+            return self
+        raise RedisServerError(
+            f"could not find a free port for redis-server after {_PORT_ATTEMPTS} attempts"
+        )
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop the server gracefully (``SHUTDOWN NOSAVE``), keeping port and directory.
+
+        With AOF enabled the server still flushes its AOF on shutdown, so nothing written
+        before ``stop`` is lost. Falls back to SIGTERM, then SIGKILL, if the server does not
+        exit within *timeout* seconds. Stopping a stopped server does nothing.
+        """
+        process = self._process
+        if process is None or process.poll() is not None:
+            self._resources.process = None
+            return
+        with contextlib.suppress(OSError):
+            # The server closes the connection instead of replying when SHUTDOWN succeeds.
+            send_raw(self.port, *self._auth_commands(), ("SHUTDOWN", "NOSAVE"), timeout=timeout)
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            process.terminate()
+            try:
+                process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        self._resources.process = None
+
+    def kill(self) -> None:
+        """Kill the server with SIGKILL, as a crash would; keeps port and directory.
+
+        Returns once the process is gone. With AOF (``everysec``) up to about the last
+        second of writes may be lost, as in a real crash.
+        """
+        process = self._process
+        if process is not None and process.poll() is None:
+            process.send_signal(signal.SIGKILL)
+            process.wait()
+        self._resources.process = None
+
+    def restart(self) -> Self:
+        """Stop the server gracefully and start it again on the same port and directory."""
+        self.stop()
+        return self.start()
+
+    def close(self) -> None:
+        """Stop the server for good and delete its data directory. Safe to call twice."""
+        try:
+            self.stop()
+        finally:
+            self._finalizer()
+
+    def __enter__(self) -> Self:
+        try:
+            return self.start()
+        except BaseException:
+            self.close()
+            raise
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc_value: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        state = "running" if self.running else "stopped"
+        return f"<RedisServer {self.host}:{self._port} {state} dir={self.directory}>"
+
+    # -- helpers -----------------------------------------------------------------------
+
+    def cli(self, *args: str, timeout: float = 10.0) -> str:
+        """Run ``redis-cli`` against this server and return its standard output.
+
+        The equivalent of ``redis-cli -h 127.0.0.1 -p PORT -a PASSWORD --no-auth-warning
+        ARGS...``. ``redis-cli`` ships with the server package. Output is what ``redis-cli``
+        prints when not attached to a terminal: raw replies, one per line. Note that
+        ``redis-cli`` 7 exits with status 0 after an *error reply*, which then comes back as
+        text (``"ERR ..."``, ``"NOAUTH ..."``); check for it if it matters.
+
+        Args:
+            *args: The command and its arguments, e.g. ``("XLEN", "stream")``.
+            timeout: Seconds before the call is abandoned.
+
+        Returns:
+            The standard output, without trailing newlines.
+
+        Raises:
+            RedisServerError: ``redis-cli`` is missing, or exited with a non-zero status.
+        """
+        cli = shutil.which("redis-cli")
+        if cli is None:
+            raise RedisServerError(f"redis-cli was not found on PATH; install it: {INSTALL_HINT}")
+        command = [cli, "-h", self.host, "-p", str(self.port)]
+        if self._password is not None:
+            command += ["-a", self._password, "--no-auth-warning"]
+        command += list(args)
+        completed = subprocess.run(
+            command, capture_output=True, text=True, timeout=timeout, check=False
+        )
+        if completed.returncode != 0:
+            raise RedisServerError(
+                f"redis-cli {' '.join(args)} exited with status {completed.returncode}: "
+                f"{completed.stderr.strip() or completed.stdout.strip()}"
+            )
+        return completed.stdout.rstrip("\n")
+
+    def ping(self) -> bool:
+        """Return whether the server answers ``PING`` (authenticating first if needed)."""
+        if self._port is None:
+            return False
+        try:
+            replies = send_raw(self._port, *self._auth_commands(), ("PING",), timeout=1.0)
+        except OSError:
+            return False
+        return replies[-1] == "PONG"
+
+    def log(self) -> str:
+        """Return the server's log so far (empty if it has not written one)."""
+        try:
+            return self._logfile.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    # -- internals ---------------------------------------------------------------------
+
+    def _auth_commands(self) -> list[tuple[str, ...]]:
+        return [("AUTH", self._password)] if self._password is not None else []
+
+    def _write_config(self, port: int) -> Path:
+        directives = {
+            "bind": _LOOPBACK,
+            "port": str(port),
+            "protected-mode": "no",
+            "daemonize": "no",
+            "dir": str(self.directory),
+            "logfile": str(self._logfile),
+            "save": '""',
+            "appendonly": "yes" if self._appendonly else "no",
+            "appendfsync": "everysec",
+            **self._extra_config,
+        }
+        if self._password is not None:
+            directives["requirepass"] = self._password
+        # The password lives in a file rather than on the command line so that ps does not
+        # show it; the port is repeated on the command line so that ps identifies a leak.
+        config = self.directory / "redis.conf"
+        config.write_text("".join(f"{name} {value}\n" for name, value in directives.items()))
+        return config
+
+    def _launch(self, executable: str, port: int) -> None:
+        """Start the process on *port* and wait until it answers; raise on failure."""
+        config = self._write_config(port)
+        log_offset = self._logfile.stat().st_size if self._logfile.exists() else 0
+        process = subprocess.Popen(
+            [executable, str(config), "--port", str(port)],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            cwd=self.directory,
+        )
+        self._resources.process = process
+        deadline = time.monotonic() + self._startup_timeout
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                self._resources.process = None
+                new_log = self.log()[log_offset:]
+                if any(marker in new_log for marker in _PORT_TAKEN_MARKERS):
+                    raise _PortTakenError(port)
+                raise RedisServerError(
+                    f"redis-server exited with status {process.returncode} while starting on "
+                    f"port {port}. Last log lines:\n{_tail(new_log)}"
+                )
+            if self._answers(port, process.pid):
+                return
+            time.sleep(_POLL_INTERVAL)
+        process.kill()
+        process.wait()
+        self._resources.process = None
+        raise RedisServerError(
+            f"redis-server did not answer PING on port {port} within {self._startup_timeout}s. "
+            f"Last log lines:\n{_tail(self.log()[log_offset:])}"
+        )
+
+    def _answers(self, port: int, pid: int) -> bool:
+        """Whether *our* process (not another that won the port) answers PING on *port*."""
+        try:
+            # A short timeout: whatever else may hold the port need not answer at all, and
+            # our own process's exit is checked between attempts.
+            *_, pong, info = send_raw(
+                port, *self._auth_commands(), ("PING",), ("INFO", "server"), timeout=0.25
+            )
+        except OSError:
+            return False
+        # A RespError here (-LOADING during AOF replay, for instance) means "not yet".
+        return pong == "PONG" and isinstance(info, str) and f"process_id:{pid}\r\n" in info
+
+
+class _PortTakenError(RedisServerError):
+    """Another process bound the chosen port between our probe and the server's bind."""
+
+
+def _tail(text: str, lines: int = 20) -> str:
+    return "\n".join(text.splitlines()[-lines:]) or "(the log is empty)"
+
+
+# -- pytest plugin ---------------------------------------------------------------------
+
+_FIXTURES = frozenset({"redis_server", "fresh_redis_server"})
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Register the ``redis`` marker, so the plugin also works under ``--strict-markers``."""
+    config.addinivalue_line(
+        "markers", "redis: needs a real redis-server (started by the redis_server fixture)"
+    )
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark every test that uses a Redis fixture with ``redis``, for ``-m "not redis"``."""
+    for item in items:
+        if _FIXTURES.intersection(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.redis)
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    """One ``redis-server`` shared by the whole session.
+
+    Do not stop, kill or flush it: other tests use it too. Use keys unique to the test
+    (e.g. derived from ``request.node.name``) and ask for ``fresh_redis_server`` instead
+    when a test needs to disturb the server.
+    """
+    require_redis_server()
+    with RedisServer() as server:
+        yield server
+
+
+@pytest.fixture
+def fresh_redis_server() -> Iterator[RedisServer]:
+    """A private ``redis-server`` for one test, which may stop, kill or restart it.
+
+    Whatever the test does, the process is reaped and the data directory deleted at teardown.
+    """
+    require_redis_server()
+    with RedisServer() as server:
+        yield server
