@@ -12,6 +12,7 @@ from ._exceptions import ActorStopped as ActorStopped
 from ._exceptions import AskTimeout as AskTimeout
 from ._exceptions import DecodeError as DecodeError
 from ._exceptions import MailboxFull as MailboxFull
+from ._exceptions import TransportError as TransportError
 from ._handlers import handle as handle
 from ._mailbox import Mailbox as Mailbox
 from ._mailbox import Overflow as Overflow
@@ -56,6 +57,7 @@ __all__ = [
     "SystemStopping",
     "Terminated",
     "Transport",
+    "TransportError",
     "TransportHost",
     "current_system",
     "event",

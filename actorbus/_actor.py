@@ -184,6 +184,8 @@ class ActorRef:
             AskTimeout: If no reply came within `timeout` seconds (waiting for mailbox
                 room included).
             ActorStopped: If the actor stopped before replying.
+            MailboxFull: If a FAIL mailbox was full, or a DROP policy dropped the question.
+            TypeError: If no handler of the actor accepts `message`.
             Exception: Whatever the handler raised, whatever the supervision policy.
         """
         return await self._cell.system._ask(self._cell, message, timeout)

@@ -54,8 +54,14 @@ class _Stop(Exception):
 
 
 class _Escalate(Exception):
-    def __init__(self, error: BaseException) -> None:
+    """Raised to leave the loop; counts as work in flight until the parent handled it.
+
+    The count keeps `drain()` waiting while the escalation travels up the tree.
+    """
+
+    def __init__(self, error: BaseException, system: ActorSystem) -> None:
         self.error = error
+        system._inflight += 1
 
 
 class _ChildFailed:
@@ -244,7 +250,10 @@ class Cell:
                 await queue.wait()
                 continue
             if type(item) is _ChildFailed:
-                await self._child_failed(item)
+                try:
+                    await self._child_failed(item)
+                finally:
+                    self.system._message_done()
             else:
                 await self._handle(item)
             streak += 1
@@ -259,7 +268,9 @@ class Cell:
             self.reason = reason
             self.system._unsubscribe(self)
             for item in self.queue.close():
-                if isinstance(item, Message):
+                if type(item) is _ChildFailed:
+                    self.system._message_done()
+                elif isinstance(item, Message):
                     stopped = ActorStopped(
                         f"actor {self.name!r} stopped before handling this message"
                     )
@@ -299,8 +310,8 @@ class Cell:
                         "on_stop of actor %r failed", self.name, extra={"actor": self.name}
                     )
                     self.stop_errors.append(exc)
+        self.request_stop(self.reason)  # no-op if already stopping; else dead-letters leftovers
         self.state = _STOPPED
-        self.queue.close()
         self.system._forget(self)
         if self.parent is not None and self in self.parent.children:
             self.parent.children.remove(self)
@@ -317,10 +328,22 @@ class Cell:
             await child.stop(cancel=cancel)
 
     def _escalate(self, error: BaseException) -> None:
-        if self.parent is not None and self.parent.accepting:
-            self.parent.notify(_ChildFailed(self, error))
-        else:
+        """Hand an escalation (already counted in flight) to the parent, or the system."""
+        parent = self.parent
+        if parent is None:
             self.system._fail(error, self.name)
+        elif parent.accepting:
+            parent.queue.urgent(_ChildFailed(self, error))
+            return  # the parent's loop marks it done
+        else:
+            logger.warning(
+                "actor %r escalated %r while its parent %r is stopping; nothing to decide",
+                self.name,
+                error,
+                parent.name,
+                extra={"actor": self.name},
+            )
+        self.system._message_done()
 
     # -- handling -------------------------------------------------------------------------
 
@@ -446,7 +469,7 @@ class Cell:
             self._dead_letter(message, exc)
             raise _Stop(exc)
         self._log(logging.ERROR, "escalating (FAIL_FAST)", spec, message, exc)
-        raise _Escalate(exc)
+        raise _Escalate(exc, self.system)
 
     async def _restart(self, error: BaseException) -> None:
         supervision = self.supervision
@@ -462,7 +485,7 @@ class Cell:
                     supervision.within,
                     extra={"actor": self.name},
                 )
-                raise _Escalate(error)
+                raise _Escalate(error, self.system)
             self.restarts += 1
             await self.stop_children(cancel=True)
             if self.instance is not None:
@@ -516,7 +539,7 @@ class Cell:
                 error,
                 extra=extra,
             )
-            raise _Escalate(error)
+            raise _Escalate(error, self.system)
         else:
             logger.error(
                 "actor %r: child %r escalated %r and stays stopped",

@@ -150,14 +150,7 @@ class Envelope:
         if event["specversion"] != "1.0":
             msg = f"unsupported CloudEvents specversion {event['specversion']!r}; expected '1.0'"
             raise DecodeError(msg)
-        headers: dict[str, str] = {}
-        for key, value in event.items():
-            if key in _CONTEXT or key == _SCOPE_EXTENSION:
-                continue
-            if not _EXTENSION_NAME.fullmatch(key) or not isinstance(value, str | int | bool):
-                msg = f"invalid CloudEvent extension attribute {key!r}={value!r}"
-                raise DecodeError(msg)
-            headers[key] = str(value)
+        headers = _read_extensions(event)
         data = event.get("data")
         if "data_base64" in event:
             if "data" in event:
@@ -179,6 +172,18 @@ class Envelope:
         except ValueError as exc:
             msg = f"invalid CloudEvent {event.get('id')!r}: {exc}"
             raise DecodeError(msg) from exc
+
+
+def _read_extensions(event: Mapping[str, Any]) -> dict[str, str]:
+    headers: dict[str, str] = {}
+    for key, value in event.items():
+        if key in _CONTEXT or key == _SCOPE_EXTENSION:
+            continue
+        if not _EXTENSION_NAME.fullmatch(key) or not isinstance(value, str | int | bool):
+            msg = f"invalid CloudEvent extension attribute {key!r}={value!r}"
+            raise DecodeError(msg)
+        headers[key] = str(value)
+    return headers
 
 
 def _read_base64(value: object) -> bytes:

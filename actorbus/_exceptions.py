@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-__all__ = ["ActorStopped", "ActorbusError", "AskTimeout", "DecodeError", "MailboxFull"]
+__all__ = [
+    "ActorStopped",
+    "ActorbusError",
+    "AskTimeout",
+    "DecodeError",
+    "MailboxFull",
+    "TransportError",
+]
 
 
 class ActorbusError(Exception):
@@ -41,4 +48,17 @@ class DecodeError(ActorbusError, ValueError):
     Raised for malformed CloudEvents, data that does not match the registered event
     class, and undecodable wire entries. A transport never crashes on it: the message
     is dead-lettered with this error as the reason.
+    """
+
+
+class TransportError(ActorbusError, ConnectionError):
+    """The transport could not carry an event: its server did not accept it in time.
+
+    Raised by `ActorSystem.publish` (and `request`) for an APP-scope event when the
+    transport's server (Redis) was unreachable or refused the event within the
+    transport's publish timeout. Treat the event as not published: publish it again once
+    the server is back. In rare cases (the connection broke after the server took the
+    event but before it answered) the event did get through, so a retry can deliver it
+    twice: handlers that use the envelope id as an idempotency key are safe either way.
+    It is also a `ConnectionError`, so code that handles connection failures keeps working.
     """

@@ -88,8 +88,9 @@ def handle(
         *targets: Event classes (matched by isinstance, so subclasses too) and/or globs
             over the envelope type (``"order.*"``, or an exact type). With no target, the
             class comes from the annotation of the handler's event parameter.
-        group: A competing-consumer group: each APP event is handled by one member of the
-            group across all instances (see the Redis guide). Defaults to the actor's group.
+        group: A competing-consumer group: each event is handled by one member of the
+            group — across all instances for APP events with a transport, and among the
+            local members (in turn) otherwise. Defaults to the actor's group.
         inline: Call a *sync* handler directly on the event loop instead of in a worker
             thread. Only for handlers that return quickly and never block.
 
@@ -135,15 +136,22 @@ def _hints(func: Callable[..., Any]) -> dict[str, Any]:
         return raw
 
 
+def _is_event_class(annotation: object) -> bool:
+    # Builtins (str, int, list, ...) are an ad-hoc event's argument types, not event classes.
+    return (
+        isinstance(annotation, type)
+        and annotation is not Any  # a class since Python 3.11
+        and annotation.__module__ != "builtins"
+    )
+
+
 def _classes_of(annotation: object) -> tuple[type[Any], ...] | None:
     """The event classes an annotation names (a class or a union of classes), else None."""
-    if annotation is Any or annotation is object:
-        return None
-    if isinstance(annotation, type):
-        return (annotation,)
+    if _is_event_class(annotation):
+        return (annotation,)  # type: ignore[return-value]
     if typing.get_origin(annotation) in (Union, types.UnionType):
         found = tuple(a for a in typing.get_args(annotation) if a is not type(None))
-        if found and all(isinstance(a, type) for a in found):
+        if found and all(_is_event_class(a) for a in found):
             return found
     return None
 
@@ -206,32 +214,45 @@ class HandlerSpec:
         params = list(signature.parameters.values())
         if bound:
             params = params[1:]  # self
-        if any(p.kind is p.VAR_POSITIONAL for p in params) or (
-            params and all(p.annotation is p.empty for p in params) and len(params) > 1
-        ):
+        if any(p.kind is p.VAR_POSITIONAL for p in params):
             return _Pass.SPREAD, None
-        required = [p for p in params if p.default is p.empty and p.kind is not p.VAR_KEYWORD]
-        if len(required) > 2:  # noqa: PLR2004 - (event, envelope) at most
-            names = ", ".join(p.name for p in required)
-            msg = (
-                f"handler {self.name} takes ({names}); a handler takes the event, the "
-                "envelope (a parameter annotated Envelope), or both"
-            )
-            raise TypeError(msg)
-        positional = params[:2]
-        kinds = [hints.get(p.name) is Envelope for p in positional]
-        if not positional:
+        takes_keywords = any(p.kind is p.VAR_KEYWORD for p in params)
+        params = [
+            p
+            for p in params
+            if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) and p.default is p.empty
+        ]
+        names = [p.name for p in params]
+        if takes_keywords and not params:
+            return _Pass.SPREAD, None  # fn(**kwargs): an ad-hoc event's keyword arguments
+        annotations = [hints.get(name) for name in names]
+        if len(params) > 2 or (len(params) == 2 and Envelope not in annotations):  # noqa: PLR2004
+            if Envelope in annotations or any(_classes_of(a) for a in annotations):
+                msg = (
+                    f"handler {self.name} takes ({', '.join(names)}); a handler takes the "
+                    "event, the envelope (a parameter annotated Envelope), or both"
+                )
+                raise TypeError(msg)
+            return _Pass.SPREAD, None  # several plain parameters: an ad-hoc event's arguments
+        return self._plan_event(params, hints)
+
+    def _plan_event(
+        self, params: list[inspect.Parameter], hints: dict[str, Any]
+    ) -> tuple[_Pass, object]:
+        kinds = [hints.get(p.name) is Envelope for p in params]
+        if not params:
             return _Pass.NOTHING, None
-        if len(positional) == 1:
+        if len(params) == 1:
+            annotation = hints.get(params[0].name)
             if kinds[0]:
                 return _Pass.ENVELOPE, None
-            return (
-                _Pass.EVENT if positional[0].annotation is not positional[0].empty else _Pass.SPREAD
-            ), hints.get(positional[0].name)
+            if _classes_of(annotation) is not None:
+                return _Pass.EVENT, annotation
+            return _Pass.SPREAD, None  # unannotated, Any, builtins: passed through or spread
         if kinds == [False, True]:
-            return _Pass.EVENT_ENVELOPE, hints.get(positional[0].name)
+            return _Pass.EVENT_ENVELOPE, hints.get(params[0].name)
         if kinds == [True, False]:
-            return _Pass.ENVELOPE_EVENT, hints.get(positional[1].name)
+            return _Pass.ENVELOPE_EVENT, hints.get(params[1].name)
         msg = (
             f"handler {self.name} takes two parameters, so exactly one of them must be "
             "annotated Envelope (the other receives the event)"
@@ -333,6 +354,10 @@ class HandlerTable:
     def __init__(self, specs: tuple[HandlerSpec, ...]) -> None:
         self.specs = specs
         self._cache: dict[tuple[Any, ...], tuple[HandlerSpec, ...]] = {}
+
+    def handles_class(self, cls: type[Any]) -> bool:
+        """Whether some handler names `cls` (or a base class of it) explicitly."""
+        return any(spec.classes and issubclass(cls, spec.classes) for spec in self.specs)
 
     def match(
         self,

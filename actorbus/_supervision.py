@@ -25,7 +25,8 @@ class Policy(enum.Enum):
     """What happens when a handler raises (see the Supervision guide for OTP/Akka terms)."""
 
     IGNORE = "ignore"
-    """Drop the message; no error log (a debug line only). State is kept."""
+    """Drop this handler call; no error log (a debug line only). State is kept, and the
+    message's other matching handlers still run."""
     LOG_AND_CONTINUE = "log_and_continue"
     """Log at ERROR with the traceback, keep going with the next message. State is kept."""
     RETRY = "retry"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import collections
-import contextvars
 import logging
 import weakref
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -27,6 +26,7 @@ from ._records import ActorStats, DeadLetter, SystemStarted, SystemStopping, Ter
 from ._supervision import Supervision
 
 if TYPE_CHECKING:
+    import contextvars
     from types import TracebackType
 
     from ._router import Router
@@ -729,7 +729,8 @@ class ActorSystem:
     async def request(self, event: object, *, timeout: float = 5.0) -> Any:
         """Ask whoever handles `event` (no reference needed) and return the reply.
 
-        PROCESS scope (or no transport): the first local subscriber answers. APP scope
+        PROCESS scope (or no transport): one local subscriber answers — the first one
+        with a handler for the event's class, else the first whose glob matches. APP scope
         with a transport: one handler of one instance answers (a group member, or the
         first instance to answer).
 
@@ -746,7 +747,12 @@ class ActorSystem:
     async def _answer(
         self, envelope: Envelope, payload: object, cls: type[Any] | None, timeout: float
     ) -> Any:
-        target = next(self._dispatcher.route(cls, envelope.type).targets(), None)
+        targets = list(self._dispatcher.route(cls, envelope.type).targets())
+        # A handler that names the event's class answers before a glob that merely matches.
+        target = next(
+            (t for t in targets if cls is not None and t[0].table.handles_class(cls)),
+            targets[0] if targets else None,
+        )
         if target is None:
             msg = f"no actor of system {self._name!r} handles {envelope.type!r}"
             raise AskTimeout(msg)
@@ -762,7 +768,13 @@ class ActorSystem:
         return tracker.result()
 
     async def drain(self) -> None:
-        """Wait until every local mailbox is empty and every handler is idle."""
+        """Wait until every local mailbox is empty and every handler is idle.
+
+        Escalations travelling to a parent count as work, so a restart they cause has
+        finished when `drain` returns. Events still inside a transport (not yet received)
+        are not local work. Calling it from a handler would wait for that handler itself:
+        don't.
+        """
         while self._inflight > 0:
             if self._idle is None:
                 self._idle = anyio.Event()
@@ -787,8 +799,10 @@ class ActorSystem:
             return delivery
         targets = list(self._dispatcher.route(cls, envelope.type).targets(group))
         delivery = Tracker(len(targets))
-        if not targets and group is not None:
-            delivery.not_handled = True  # the group has no member here any more
+        if not targets and group is not None and group not in self._dispatcher.groups():
+            # The group has no member here any more: leave the event for a live member.
+            # (A group that is here but does not subscribe to this type has handled it.)
+            delivery.not_handled = True
         for cell, target_group in targets:
             message = Message(payload, envelope, cls, envelope.type, target_group, delivery)
             try:

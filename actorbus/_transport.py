@@ -1,9 +1,9 @@
 """`Transport`: what carries APP-scope envelopes between the instances of an application.
 
 The system talks to its transport through this small interface, and the transport talks
-back through `TransportHost` (implemented by `ActorSystem`). actorbus ships the Redis
-Streams bridge (`actorbus.redis.RedisTransport`) and an in-memory one for tests
-(`actorbus.testing.MemoryTransport`).
+back through `TransportHost` (implemented by `ActorSystem`). Implementations: the
+in-memory `actorbus.testing.MemoryTransport` for tests, and the Redis Streams bridge
+`actorbus.redis.RedisTransport` (the `actorbus[redis]` extra).
 """
 
 from __future__ import annotations

@@ -862,3 +862,44 @@ async def test_current_system_inside_a_handler() -> None:
         await outer.drain()
         assert current_system() is inner
     assert found == [outer]
+
+
+async def test_emit_spreads_arguments_into_builtin_annotated_parameters() -> None:
+    seen: list[tuple[str, str, float]] = []
+    lines: list[list[str]] = []
+    async with system() as sys:
+
+        @sys.on("functions.paid")
+        def record(payment_id: str, status: str, amount: float) -> None:
+            seen.append((payment_id, status, amount))
+
+        @sys.on("functions.lines")
+        async def show(items: list[str]) -> None:
+            lines.append(items)
+
+        await sys.emit("functions.paid", "p-1", "success", 99.99)
+        await sys.emit("functions.lines", ["a", "b"])
+        await sys.drain()
+    assert seen == [("p-1", "success", 99.99)]
+    assert lines == [["a", "b"]]
+
+
+async def test_request_prefers_a_class_handler_over_a_matching_glob() -> None:
+    @event("functions.price")
+    class Price:
+        item: str
+
+    class Auditor(Actor):
+        @handle("functions.*")
+        async def audit(self, envelope: Envelope) -> str:
+            return "audit"
+
+    class Pricer(Actor):
+        @handle()
+        async def price(self, query: Price) -> int:
+            return 42
+
+    async with system() as sys:
+        await sys.spawn(Auditor)  # spawned first: first in the route
+        await sys.spawn(Pricer)
+        assert await sys.request(Price("book")) == 42

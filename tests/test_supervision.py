@@ -79,6 +79,23 @@ class Recorder(Actor):
         return self.count
 
 
+class Log(list[Any]):
+    """A list that tasks can wait on: `await log.wait_for(entry)`."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._changed = anyio.Event()
+
+    def append(self, item: Any) -> None:
+        super().append(item)
+        self._changed.set()
+        self._changed = anyio.Event()
+
+    async def wait_for(self, entry: Any) -> None:
+        while entry not in self:
+            await self._changed.wait()
+
+
 def jobs(log: list[Any]) -> list[int]:
     return [entry[1] for entry in log if entry[0] == "job"]
 
@@ -497,7 +514,7 @@ async def test_children_stop_before_their_parent_in_reverse_start_order() -> Non
 
 
 async def test_child_escalation_restarts_the_parent_and_its_subtree() -> None:
-    log: list[Any] = []
+    log = Log()
     fail_fast = Supervision(Policy.FAIL_FAST)
     restart = Supervision(Policy.RESTART)
     shape = {
@@ -509,9 +526,7 @@ async def test_child_escalation_restarts_the_parent_and_its_subtree() -> None:
         other = await system.spawn(Node, {}, log, name="other")
         log.clear()
         await system.actor("child").tell(Job(1))
-        await system.drain()
-        while parent.stats.restarts == 0:
-            await anyio.sleep(0.1)
+        await log.wait_for(("start", "parent"))
         await system.drain()
         assert parent.stats.restarts == 1
         # The whole subtree was stopped (children first) and started again.
@@ -527,7 +542,7 @@ async def test_child_escalation_restarts_the_parent_and_its_subtree() -> None:
 
 
 async def test_grandchild_escalation_restarts_the_right_subtree() -> None:
-    log: list[Any] = []
+    log = Log()
     escalate = Supervision(Policy.FAIL_FAST)
     shape = {
         "left": (Supervision(Policy.RESTART), {"leaf": (escalate, {})}),
@@ -539,8 +554,7 @@ async def test_grandchild_escalation_restarts_the_right_subtree() -> None:
         )
         log.clear()
         await system.actor("leaf").tell(Job(1))
-        while not any(e == ("start", "left") for e in log):
-            await anyio.sleep(0.1)
+        await log.wait_for(("start", "left"))
         await system.drain()
         restarted = {name for kind, name in log if kind == "start"}
         assert restarted == {"left", "leaf"}

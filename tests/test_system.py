@@ -451,7 +451,7 @@ async def test_every_on_stop_runs_and_failures_are_raised_together(
         async def on_stop(self) -> None:
             log.append("quiet")
 
-    with anyio.fail_after(5), pytest.raises(ExceptionGroup) as caught:  # noqa: PT012 - the body of `async with` is the code under test
+    with anyio.fail_after(5), pytest.raises(ExceptionGroup) as caught:
         async with system() as sys:
             await sys.spawn(Failing, first_error)
             await sys.spawn(Quiet)
@@ -487,7 +487,7 @@ async def test_on_stop_failure_does_not_hide_the_body_exception() -> None:
         async def on_stop(self) -> None:
             raise StopFailed("on_stop")
 
-    with anyio.fail_after(5), pytest.raises(BaseExceptionGroup) as caught:  # noqa: PT012 - the body of `async with` is the code under test
+    with anyio.fail_after(5), pytest.raises(BaseExceptionGroup) as caught:
         async with system() as sys:
             await sys.spawn(Failing)
             raise KeyError("body")
@@ -497,7 +497,7 @@ async def test_on_stop_failure_does_not_hide_the_body_exception() -> None:
 
 async def test_body_exception_propagates_and_actors_are_stopped() -> None:
     log: list[Any] = []
-    with anyio.fail_after(5), pytest.raises(KeyError, match="from the body"):  # noqa: PT012 - the body of `async with` is the code under test
+    with anyio.fail_after(5), pytest.raises(KeyError, match="from the body"):
         async with system() as sys:
             ref = await sys.spawn(Recorder, log, "r")
             raise KeyError("from the body")

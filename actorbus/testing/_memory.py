@@ -18,17 +18,17 @@ import math
 from typing import TYPE_CHECKING, Any
 
 import anyio
+import anyio.abc
 
-from .._exceptions import AskTimeout, DecodeError
-from .._message import Outcome
-from .._transport import Transport, TransportHost
-from .._wire import decode, encode
+from actorbus._exceptions import AskTimeout, DecodeError
+from actorbus._message import Outcome
+from actorbus._transport import Transport, TransportHost
+from actorbus._wire import decode, encode
 
 if TYPE_CHECKING:
-    import anyio.abc
     from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-    from .._envelope import Envelope
+    from actorbus._envelope import Envelope
 
 __all__ = ["MemoryBroker", "MemoryTransport"]
 
@@ -91,8 +91,8 @@ class MemoryTransport(Transport):
             raise RuntimeError(msg)
         return self._host.name
 
-    async def open(self, host: TransportHost, task_group: anyio.abc.TaskGroup) -> None:
-        """Attach to the broker as an instance of `host`'s application."""
+    async def open(self, host: TransportHost, task_group: anyio.abc.TaskGroup) -> None:  # noqa: ARG002
+        """Attach to the broker as an instance of `host`'s application (no tasks needed)."""
         self._host = host
         self.broker._members(host.name).append(self)
 
