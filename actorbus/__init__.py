@@ -17,6 +17,7 @@ from ._handlers import handle as handle
 from ._mailbox import Mailbox as Mailbox
 from ._mailbox import Overflow as Overflow
 from ._message import Outcome as Outcome
+from ._public import expose as _expose
 from ._records import ActorStats as ActorStats
 from ._records import DeadLetter as DeadLetter
 from ._records import SystemStarted as SystemStarted
@@ -66,9 +67,4 @@ __all__ = [
     "publish_result",
 ]
 
-# Show the public path in reprs, tracebacks and the docs (as anyio and trio do).
-for _name in __all__:
-    _obj = globals()[_name]
-    if getattr(_obj, "__module__", "").startswith("actorbus._"):
-        _obj.__module__ = __name__
-del _name, _obj
+_expose(globals(), __all__, __name__)

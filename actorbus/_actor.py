@@ -57,10 +57,10 @@ class Actor:
                     declared[name] = value
                 elif name in declared:
                     declared[name] = None
-        specs = []
+        specs: list[HandlerSpec] = []
         for func in declared.values():
             found = declaration(func) if func is not None else None
-            if found is not None:
+            if func is not None and found is not None:
                 specs.append(
                     HandlerSpec(
                         func,

@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 import re
-from typing import TYPE_CHECKING, Any, Final, TypeVar, dataclass_transform
+from typing import TYPE_CHECKING, Any, Final, TypeVar, cast, dataclass_transform
 
 import attrs
 
@@ -83,7 +83,7 @@ def event(type: str, *, scope: Scope = Scope.PROCESS) -> Callable[[T], T]:  # no
 
     def register(cls: T) -> T:
         if not attrs.has(cls) and not dataclasses.is_dataclass(cls):
-            cls = attrs.frozen(cls)
+            cls = cast("T", attrs.frozen(cast("Any", cls)))
         existing = _registry.get(type)
         if existing is not None and not _same_class(existing, cls):
             msg = (
@@ -94,7 +94,7 @@ def event(type: str, *, scope: Scope = Scope.PROCESS) -> Callable[[T], T]:  # no
             raise ValueError(msg)
         setattr(cls, INFO_ATTRIBUTE, EventInfo(type, scope))
         _registry[type] = cls
-        return cls
+        return cast("T", cls)
 
     return register
 
@@ -102,6 +102,12 @@ def event(type: str, *, scope: Scope = Scope.PROCESS) -> Callable[[T], T]:  # no
 def _same_class(a: type[Any], b: type[Any]) -> bool:
     # Re-running a module (runpy, reloads in a REPL) defines an equal class again.
     return a is b or (a.__module__, a.__qualname__) == (b.__module__, b.__qualname__)
+
+
+def info_of(cls: type[Any]) -> EventInfo | None:
+    """The `@event` registration of exactly this class (fast path for routing)."""
+    info: EventInfo | None = cls.__dict__.get(INFO_ATTRIBUTE)
+    return info
 
 
 def event_info(cls: type[Any]) -> EventInfo | None:

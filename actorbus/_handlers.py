@@ -16,7 +16,7 @@ import re
 import types
 import typing
 from collections.abc import Callable, Mapping
-from typing import Any, Final, TypeVar, Union
+from typing import Any, Final, TypeVar, Union, cast
 
 import anyio.to_thread
 
@@ -51,10 +51,12 @@ class AdHoc:
     @classmethod
     def from_data(cls, data: object) -> AdHoc | None:
         """Recognise the data of an ad-hoc event; None if `data` has another shape."""
-        if isinstance(data, Mapping) and set(data) == {"args", "kwargs"}:
-            args, kwargs = data["args"], data["kwargs"]
+        if isinstance(data, Mapping) and set(cast("Mapping[str, Any]", data)) == {"args", "kwargs"}:
+            fields = cast("Mapping[str, Any]", data)
+            args, kwargs = fields["args"], fields["kwargs"]
             if isinstance(args, list) and isinstance(kwargs, Mapping):
-                return cls(tuple(args), {str(k): v for k, v in kwargs.items()})
+                named = cast("Mapping[Any, Any]", kwargs)
+                return cls(tuple(cast("list[Any]", args)), {str(k): v for k, v in named.items()})
         return None
 
     def __repr__(self) -> str:
@@ -331,7 +333,7 @@ class HandlerSpec:
                 )
                 raise DecodeError(msg) from exc
         if isinstance(event, Mapping):
-            return structure(event, target, where=place)
+            return structure(cast("Mapping[str, Any]", event), target, where=place)
         msg = f"{place} expects {target.__qualname__} but got a {type(event).__qualname__}"
         raise DecodeError(msg)
 

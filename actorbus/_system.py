@@ -17,7 +17,7 @@ from ._actor import Actor, ActorRef
 from ._cell import YIELD_EVERY, Cell, current_system_var
 from ._convert import structure
 from ._envelope import Envelope
-from ._events import INFO_ATTRIBUTE, Scope, lookup
+from ._events import INFO_ATTRIBUTE, Scope, info_of, lookup
 from ._exceptions import ActorbusError, ActorStopped, AskTimeout, DecodeError, MailboxFull
 from ._handlers import ANY_GROUP, AdHoc, HandlerTable, declaration, spec_for
 from ._mailbox import Mailbox
@@ -309,20 +309,22 @@ class ActorSystem:
         self._check_open("spawn")
         assert self._tg is not None  # noqa: S101 - entered
         if isinstance(target, type) and issubclass(target, Actor):
-            table = target.__actorbus_table__
-            factory: Callable[..., Any] | None = target
-            mailbox = mailbox or target.mailbox
-            supervision = supervision or target.supervision
-            group = group if group is not None else target.group
-            default_name = target.__name__
-        elif callable(target) and (found := declaration(target)) is not None:
+            actor_cls: type[Actor] = target
+            table = actor_cls.__actorbus_table__
+            factory: Callable[..., Any] | None = actor_cls
+            mailbox = mailbox or actor_cls.mailbox
+            supervision = supervision or actor_cls.supervision
+            group = group if group is not None else actor_cls.group
+            default_name = actor_cls.__name__
+        elif (found := declaration(cast("object", target))) is not None:
+            func = cast("Callable[..., Any]", target)
             if args or kwargs:
-                msg = f"function actor {target!r} takes no constructor arguments"
+                msg = f"function actor {func!r} takes no constructor arguments"
                 raise TypeError(msg)
-            spec = spec_for(target, found.targets, group=found.group, inline=found.inline)
+            spec = spec_for(func, found.targets, group=found.group, inline=found.inline)
             table = HandlerTable((spec,))
             factory = None
-            default_name = getattr(target, "__name__", "function")
+            default_name = getattr(func, "__name__", "function")
         else:
             msg = (
                 f"spawn() takes an Actor subclass or a function decorated with @handle(...), "
@@ -512,7 +514,7 @@ class ActorSystem:
         if isinstance(event, Envelope):
             return self._adopt(event, scope, source, subject, headers)
         cls = type(event)
-        info = cls.__dict__.get(INFO_ATTRIBUTE)
+        info = info_of(cls)
         if info is None:
             if scope is Scope.APP:
                 msg = (
@@ -524,8 +526,7 @@ class ActorSystem:
             type_, scope = cls.__qualname__, Scope.PROCESS
         else:
             type_ = info.type
-            if scope is None:
-                scope = info.scope
+            scope = info.scope if scope is None else scope
         envelope = Envelope(
             type=type_,
             data=event,
@@ -558,6 +559,7 @@ class ActorSystem:
         payload: object = data
         cls: type[Any] | None = None
         if isinstance(data, Mapping):
+            data = cast("Mapping[str, Any]", data)
             registered = lookup(envelope.type)
             if registered is not None:
                 payload = structure(
@@ -568,7 +570,7 @@ class ActorSystem:
             else:
                 payload = AdHoc.from_data(data) or data
         elif data is not None:
-            cls = type(data)
+            cls = cast("type[Any]", type(data))
             if (
                 (scope or envelope.scope) is Scope.APP
                 and INFO_ATTRIBUTE not in cls.__dict__

@@ -1,5 +1,6 @@
 """Helpers for testing actorbus code on both backends (see the Testing guide)."""
 
+from actorbus._public import expose
 from actorbus.testing._clock import AutojumpEventLoop, autojump_backends
 from actorbus.testing._memory import MemoryBroker, MemoryTransport
 from actorbus.testing._registry import (
@@ -18,6 +19,4 @@ __all__ = [
     "reset_event_registry",
 ]
 
-for _name in __all__:
-    globals()[_name].__module__ = __name__
-del _name
+expose(globals(), __all__, __name__)

@@ -9,7 +9,7 @@ jumps while a worker thread or a socket is being waited for, too.
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import Any, cast
 
 __all__ = ["AutojumpEventLoop", "autojump_backends"]
 
@@ -19,17 +19,19 @@ class AutojumpEventLoop(asyncio.SelectorEventLoop):
 
     def __init__(self) -> None:
         super().__init__()
-        self._jumped = 0.0
+        self._jumped: float = 0.0
 
     def time(self) -> float:
         """The loop's clock: real monotonic time plus every jump made so far."""
-        return super().time() + self._jumped
+        real: float = super().time()
+        return real + self._jumped
 
     def _run_once(self) -> None:
         ready: Any = self._ready  # type: ignore[attr-defined]
         scheduled: Any = self._scheduled  # type: ignore[attr-defined]
         if not ready and scheduled:
-            ahead = scheduled[0].when() - self.time()
+            first_timer = cast("asyncio.TimerHandle", scheduled[0])
+            ahead = first_timer.when() - self.time()
             if ahead > 0:
                 self._jumped += ahead
         super()._run_once()  # type: ignore[misc]

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 from actorbus import _events
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator, Mapping
+    from collections.abc import Generator, Mapping
 
 __all__ = ["isolated_event_registry", "registered_events", "reset_event_registry"]
 
@@ -28,7 +28,7 @@ def reset_event_registry() -> None:
 
 
 @contextlib.contextmanager
-def isolated_event_registry() -> Iterator[None]:
+def isolated_event_registry() -> Generator[None, None, None]:
     """Registrations made inside the block are forgotten when it ends; earlier ones stay."""
     saved = _events.snapshot()
     try:
