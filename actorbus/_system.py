@@ -136,6 +136,16 @@ class ActorSystem:
         """The transport carrying APP-scope events, if any."""
         return self._transport
 
+    def _use_transport(self, transport: Transport) -> None:
+        """Give a system that was built without one a transport (before it starts)."""
+        if self._state != _NEW:
+            msg = f"ActorSystem {self._name!r} already started: set its transport before"
+            raise RuntimeError(msg)
+        if self._transport is not None:
+            msg = f"ActorSystem {self._name!r} already has a transport ({self._transport!r})"
+            raise ValueError(msg)
+        self._transport = transport
+
     @property
     def dead_letters(self) -> Sequence[DeadLetter]:
         """The recent dead letters, oldest first (bounded by `max_dead_letters`)."""

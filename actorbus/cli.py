@@ -1,24 +1,179 @@
-"""The ``actorbus`` command line: ``demo`` (more commands come with the worker runtime)."""
+"""The ``actorbus`` command line: ``run``, ``handlers`` and ``demo``."""
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import click
 
 from . import __version__
+from ._worker import TargetError, describe, load_target, run_worker
+
+if TYPE_CHECKING:
+    from ._transport import Transport
 
 __all__ = ["main"]
 
 _BACKENDS = click.Choice(["asyncio", "trio"])
+_LEVELS = click.Choice(["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"], case_sensitive=False)
+
+
+def _backend_options(backend: str, uvloop: bool) -> dict[str, Any]:
+    if not uvloop:
+        return {}
+    if backend != "asyncio":
+        msg = "--uvloop only applies to --backend asyncio"
+        raise click.UsageError(msg)
+    try:
+        import uvloop  # noqa: F401, PLC0415 - only checking that it is installed
+    except ImportError:
+        msg = "uvloop is not installed: pip install 'actorbus[uvloop]'"
+        raise click.UsageError(msg) from None
+    return {"use_uvloop": True}
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="actorbus")
 def main() -> None:
     """actorbus: supervised actors and an event bus for asyncio and trio."""
+
+
+@main.command()
+@click.argument("target")
+@click.option(
+    "--backend",
+    type=_BACKENDS,
+    default="asyncio",
+    show_default=True,
+    help="The async backend to run on.",
+)
+@click.option("--uvloop", "use_uvloop", is_flag=True, help="Run asyncio on uvloop.")
+@click.option(
+    "--redis",
+    "redis_url",
+    metavar="URL",
+    help="Carry APP-scope events through Redis (for a system built without transport).",
+)
+@click.option(
+    "--instance",
+    metavar="NAME",
+    help="Durable instance name with --redis: resume where it stopped after a restart.",
+)
+@click.option("--log-level", type=_LEVELS, default="INFO", show_default=True)
+@click.option(
+    "--status",
+    "status_every",
+    type=float,
+    metavar="SECONDS",
+    default=None,
+    help="Print per-actor throughput and mailbox depth every SECONDS.",
+)
+def run(
+    target: str,
+    backend: str,
+    use_uvloop: bool,
+    redis_url: str | None,
+    instance: str | None,
+    log_level: str,
+    status_every: float | None,
+) -> None:
+    """Run TARGET (module:attr — an ActorSystem or a factory returning one) as a worker.
+
+    SIGINT or SIGTERM stops it gracefully (exit status 0); a second signal exits at once.
+    A system that fails (an unhandled FAIL_FAST escalation) exits with status 1.
+
+    \b
+    Examples:
+      actorbus run myapp.workers:system
+      actorbus run myapp.workers:make_system --backend trio
+      actorbus run myapp.workers:system --redis redis://localhost:6379/0 --instance w1
+    """
+    logging.basicConfig(
+        level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    options = _backend_options(backend, use_uvloop)
+    transport = None
+    if redis_url is not None:
+        transport = _redis_factory(redis_url, instance)
+    elif instance is not None:
+        msg = "--instance only applies with --redis"
+        raise click.UsageError(msg)
+
+    async def go() -> None:
+        await run_worker(
+            target,
+            transport=transport,
+            status_every=status_every,
+            on_status=lambda line: click.echo(line, err=True),
+        )
+
+    try:
+        anyio.run(go, backend=backend, backend_options=options)
+    except TargetError as exc:
+        raise click.ClickException(str(exc)) from None
+    except BaseException as exc:  # noqa: BLE001 - report once, exit non-zero
+        if isinstance(exc, KeyboardInterrupt | SystemExit):
+            raise
+        click.echo(f"actorbus: the system failed: {_describe_error(exc)}", err=True)
+        sys.exit(1)
+
+
+def _describe_error(exc: BaseException) -> str:
+    if isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+        return _describe_error(exc.exceptions[0])
+    return f"{type(exc).__name__}: {exc}"
+
+
+def _redis_factory(url: str, instance: str | None) -> Any:
+    try:
+        from .redis import RedisTransport  # noqa: PLC0415 - the optional extra
+    except ImportError:
+        msg = "--redis needs the Redis extra: pip install 'actorbus[redis]'"
+        raise click.UsageError(msg) from None
+
+    def build() -> Transport:
+        return RedisTransport(url, instance=instance)
+
+    return build
+
+
+@main.command()
+@click.argument("target")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (one object per handler).")
+def handlers(target: str, as_json: bool) -> None:
+    """List the actors, handlers and subscriptions of TARGET (module:attr).
+
+    \b
+    Examples:
+      actorbus handlers myapp.workers:system
+      actorbus handlers myapp.workers:system --json
+    """
+    try:
+        system = anyio.run(load_target, target)
+    except TargetError as exc:
+        raise click.ClickException(str(exc)) from None
+    rows = describe(system)
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    columns = ["actor", "handler", "subscriptions", "scope", "group", "mailbox", "supervision"]
+    table = [[_cell(row[c]) for c in columns] for row in rows]
+    widths = [max([len(c)] + [len(r[i]) for r in table]) for i, c in enumerate(columns)]
+    click.echo("  ".join(c.upper().ljust(w) for c, w in zip(columns, widths, strict=True)))
+    for line in table:
+        click.echo("  ".join(v.ljust(w) for v, w in zip(line, widths, strict=True)).rstrip())
+    if not rows:
+        click.echo("(no start-up actors or router functions)")
+
+
+def _cell(value: object) -> str:
+    if isinstance(value, list):
+        return ", ".join(str(v) for v in value)
+    return "-" if value is None else str(value)
 
 
 @main.command()
@@ -30,7 +185,7 @@ def main() -> None:
     help="The async backend to run on.",
 )
 def demo(backend: str) -> None:
-    r"""Run a self-contained demo (no infrastructure needed).
+    """Run a self-contained demo (no infrastructure needed).
 
     \b
     Examples:

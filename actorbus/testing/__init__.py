@@ -3,6 +3,7 @@
 from actorbus._public import expose
 from actorbus.testing._clock import AutojumpEventLoop, autojump_backends
 from actorbus.testing._memory import MemoryBroker, MemoryTransport
+from actorbus.testing._probe import Probe
 from actorbus.testing._registry import (
     isolated_event_registry,
     registered_events,
@@ -13,6 +14,7 @@ __all__ = [
     "AutojumpEventLoop",
     "MemoryBroker",
     "MemoryTransport",
+    "Probe",
     "autojump_backends",
     "isolated_event_registry",
     "registered_events",

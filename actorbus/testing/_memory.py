@@ -79,6 +79,7 @@ class MemoryTransport(Transport):
         self.groups: set[str] = set()
         self.consuming = False
         self.pending = 0
+        self._started = False
         self._host: TransportHost | None = None
         self._idle: anyio.Event | None = None
         send, receive = anyio.create_memory_object_stream[tuple[bytes, str | None]](math.inf)
@@ -102,7 +103,7 @@ class MemoryTransport(Transport):
 
     async def start(self, task_group: anyio.abc.TaskGroup) -> None:
         """Start the consumer task."""
-        self.consuming = True
+        self.consuming = self._started = True
         task_group.start_soon(self._consume)
 
     def inbox(self, raw: bytes, group: str | None) -> None:
@@ -118,13 +119,17 @@ class MemoryTransport(Transport):
 
     async def _consume(self) -> None:
         assert self._host is not None  # noqa: S101 - opened
+        with self._receive:
+            await self._consume_from(self._host)
+
+    async def _consume_from(self, host: TransportHost) -> None:
         async for raw, group in self._receive:
             try:
                 envelope = decode(raw)
             except DecodeError as exc:
                 self.broker.dead_letters.append((raw, exc))
             else:
-                delivery = await self._host.deliver(envelope, group)
+                delivery = await host.deliver(envelope, group)
                 await delivery.wait()
                 if delivery.outcome is Outcome.DEAD_LETTERED:
                     self.broker.dead_letters.append((raw, None))
@@ -159,6 +164,8 @@ class MemoryTransport(Transport):
     async def close(self) -> None:
         """Detach from the broker."""
         self._send.close()
+        if not self._started:
+            self._receive.close()
         if self._host is not None:
             members = self.broker._members(self._host.name)
             if self in members:

@@ -1,0 +1,200 @@
+"""Running an `ActorSystem` as a long-running worker, and describing one.
+
+`load_target` resolves ``module:attr`` (an `ActorSystem`, or a sync or async factory
+returning one); `run_worker` runs it until SIGINT/SIGTERM and then shuts it down
+gracefully; `describe` lists its actors, handlers and subscriptions without starting it.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import logging
+import os
+import signal
+import sys
+from typing import TYPE_CHECKING, Any, Final
+
+import anyio
+
+from ._actor import Actor
+from ._events import event_info
+from ._handlers import HandlerSpec, declaration, spec_for
+from ._mailbox import Mailbox
+from ._supervision import Supervision
+from ._system import ActorSystem
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from ._transport import Transport
+
+__all__ = ["TargetError", "describe", "load_target", "run_worker"]
+
+logger: Final = logging.getLogger("actorbus.worker")
+
+
+class TargetError(Exception):
+    """``module:attr`` could not be turned into an `ActorSystem` (one-line message)."""
+
+
+def _import(target: str) -> object:
+    module_name, colon, attribute = target.partition(":")
+    if not colon or not module_name or not attribute:
+        msg = f"target {target!r} must look like 'module:attribute' (e.g. 'myapp.workers:system')"
+        raise TargetError(msg)
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())  # like uvicorn: modules next to where you run it
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        msg = f"cannot import module {module_name!r} (from {target!r}): {exc}"
+        raise TargetError(msg) from exc
+    found: object = module
+    for part in attribute.split("."):
+        try:
+            found = getattr(found, part)
+        except AttributeError:
+            msg = f"module {module_name!r} has no attribute {attribute!r} (from {target!r})"
+            raise TargetError(msg) from None
+    return found
+
+
+async def load_target(target: str) -> ActorSystem:
+    """Resolve ``module:attr`` to an `ActorSystem` (calling a factory if it is one).
+
+    Raises:
+        TargetError: Naming the module or attribute that was not found, or what the
+            attribute was instead of an `ActorSystem`.
+    """
+    found = _import(target)
+    if not isinstance(found, ActorSystem) and callable(found) and not isinstance(found, type):
+        found = found()
+        if inspect.isawaitable(found):
+            found = await found
+    if not isinstance(found, ActorSystem):
+        msg = (
+            f"{target!r} is a {type(found).__qualname__}, not an ActorSystem or a factory "
+            "returning one"
+        )
+        raise TargetError(msg)
+    return found
+
+
+async def run_worker(
+    target: str | ActorSystem,
+    *,
+    transport: Callable[[], Transport] | None = None,
+    status_every: float | None = None,
+    on_status: Callable[[str], None] | None = None,
+) -> None:
+    """Run a system until SIGINT or SIGTERM, then stop it gracefully.
+
+    The signal handlers are in place before the system starts. The first signal starts
+    a graceful shutdown (stop intake, drain mailboxes within `shutdown_timeout`, run
+    `on_stop`); a second one exits the process at once with status 130.
+
+    Args:
+        target: ``module:attr`` or a system.
+        transport: Builds a transport for a system that has none (``--redis``).
+        status_every: Report per-actor throughput and mailbox depth this often.
+        on_status: Where status lines go.
+
+    Raises:
+        TargetError: If the target cannot be loaded.
+        Exception: What the system failed with (FAIL_FAST), once it has stopped.
+    """
+    system = target if isinstance(target, ActorSystem) else await load_target(target)
+    if transport is not None:
+        system._use_transport(transport())
+    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        stop = anyio.Event()
+        async with anyio.create_task_group() as tasks:
+
+            async def watch_signals() -> None:
+                async for signum in signals:
+                    if stop.is_set():
+                        logger.critical("second %s: exiting now", signal.Signals(signum).name)
+                        os._exit(130)
+                    logger.warning(
+                        "%s received: stopping system %r gracefully (again to force)",
+                        signal.Signals(signum).name,
+                        system.name,
+                    )
+                    stop.set()
+
+            tasks.start_soon(watch_signals)
+            async with system:
+                logger.info("system %r running; Ctrl+C or SIGTERM to stop", system.name)
+                if status_every is not None:
+                    tasks.start_soon(_report_status, system, status_every, on_status or print, stop)
+                await stop.wait()
+            tasks.cancel_scope.cancel()
+    logger.info("system %r stopped", system.name)
+
+
+async def _report_status(
+    system: ActorSystem, every: float, out: Callable[[str], None], stop: anyio.Event
+) -> None:
+    before = {name: stats.processed for name, stats in system.stats().items()}
+    while not stop.is_set():
+        with anyio.move_on_after(every):
+            await stop.wait()
+        now = system.stats()
+        parts = [
+            f"{name}: {(stats.processed - before.get(name, 0)) / every:.0f}/s depth {stats.depth}"
+            for name, stats in now.items()
+        ]
+        before = {name: stats.processed for name, stats in now.items()}
+        out(" | ".join(parts) or "no actors")
+
+
+def _spec_rows(
+    owner: str, specs: tuple[HandlerSpec, ...], settings: dict[str, Any]
+) -> list[dict[str, Any]]:
+    rows = []
+    for spec in specs:
+        scopes = sorted(
+            {(event_info(c).scope.value if event_info(c) else "process") for c in spec.classes}
+        )
+        rows.append(
+            {
+                "actor": owner,
+                "handler": spec.name,
+                "subscriptions": spec.subscriptions(),
+                "scope": ",".join(scopes) or "any",
+                "group": spec.group if spec.group is not None else settings.get("group"),
+                **settings,
+            }
+        )
+    return rows
+
+
+def _settings(
+    mailbox: Mailbox | None, supervision: Supervision | None, group: str | None
+) -> dict[str, Any]:
+    mailbox = mailbox or Mailbox()
+    supervision = supervision or Supervision()
+    return {
+        "group": group,
+        "mailbox": f"{mailbox.capacity}/{mailbox.overflow.name}",
+        "supervision": supervision.policy.name,
+    }
+
+
+def describe(system: ActorSystem) -> list[dict[str, Any]]:
+    """One row per handler of the system's start-up actors and router functions."""
+    rows: list[dict[str, Any]] = []
+    for actor in system._startup_actors:
+        if isinstance(actor, type) and issubclass(actor, Actor):
+            settings = _settings(actor.mailbox, actor.supervision, actor.group)
+            rows += _spec_rows(actor.__name__, actor.__actorbus_table__.specs, settings)
+    for router in system._routers:
+        for entry in router.entries:
+            found = declaration(entry.func)
+            if found is None:
+                continue
+            spec = spec_for(entry.func, found.targets, group=found.group, inline=found.inline)
+            name = entry.name or getattr(entry.func, "__name__", "function")
+            rows += _spec_rows(name, (spec,), _settings(entry.mailbox, entry.supervision, None))
+    return rows

@@ -1,0 +1,138 @@
+"""The `actorbus` command line, run as a user runs it: in a subprocess."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+import actorbus
+
+TESTS = Path(__file__).parent
+pytestmark = pytest.mark.slow
+
+
+def actorbus_cmd(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "actorbus", *args],
+        cwd=TESTS,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+        check=False,
+    )
+
+
+def test_version_and_help() -> None:
+    result = actorbus_cmd("--version")
+    assert result.returncode == 0
+    assert actorbus.__version__ in result.stdout
+    for command in ("run", "handlers", "demo"):
+        helped = actorbus_cmd(command, "--help")
+        assert helped.returncode == 0
+        assert "Examples:" in helped.stdout
+
+
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+def test_demo_runs_on_both_backends(backend: str) -> None:
+    result = actorbus_cmd("demo", "--backend", backend)
+    assert result.returncode == 0, result.stderr
+    assert "system stopped cleanly" in result.stdout
+    assert "dead letter" in result.stdout
+
+
+def test_handlers_lists_subscriptions() -> None:
+    result = actorbus_cmd("handlers", "worker_targets:system")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].split()[:3] == ["ACTOR", "HANDLER", "SUBSCRIPTIONS"]
+    assert any(
+        "Ticker.tick" in line and "targets.tick" in line and "tickers" in line for line in lines
+    )
+    assert any("targets.*" in line for line in lines)
+    assert any("payment.*" in line for line in lines)
+
+
+def test_handlers_json() -> None:
+    result = actorbus_cmd("handlers", "worker_targets:system", "--json")
+    rows = json.loads(result.stdout)
+    tick = next(row for row in rows if row["handler"] == "Ticker.tick")
+    assert tick["subscriptions"] == ["targets.tick"]
+    assert tick["scope"] == "app"
+    assert tick["group"] == "tickers"
+    assert tick["supervision"] == "RESTART"
+    assert tick["mailbox"] == "1000/BLOCK"
+
+
+@pytest.mark.parametrize(
+    ("target", "message"),
+    [
+        ("no_such_module:system", "cannot import module 'no_such_module'"),
+        ("worker_targets:missing", "has no attribute 'missing'"),
+        ("worker_targets:not_a_system", "is a int, not an ActorSystem"),
+        ("worker_targets", "must look like 'module:attribute'"),
+    ],
+)
+@pytest.mark.parametrize("command", ["run", "handlers"])
+def test_bad_targets_get_one_line_without_traceback(
+    command: str, target: str, message: str
+) -> None:
+    result = actorbus_cmd(command, target)
+    assert result.returncode != 0
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+@pytest.mark.parametrize(
+    "target",
+    ["worker_targets:system", "worker_targets:make_system", "worker_targets:make_system_async"],
+)
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_run_stops_gracefully_on_a_signal(
+    tmp_path: Path, backend: str, target: str, signum: int
+) -> None:
+    marks = tmp_path / "marks"
+    env = {**os.environ, "ACTORBUS_TEST_MARKS": str(marks)}
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "actorbus", "run", target, "--backend", backend],
+        cwd=TESTS,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while not (marks.exists() and "started" in marks.read_text()):
+            assert worker.poll() is None, worker.communicate()
+            assert time.monotonic() < deadline, "the worker did not start"
+            time.sleep(0.05)
+        worker.send_signal(signum)
+        _, stderr = worker.communicate(timeout=30)
+    finally:
+        worker.kill()
+    assert worker.returncode == 0, stderr
+    assert marks.read_text().split() == ["started", "stopped"]  # on_stop ran
+    assert "stopping system" in stderr
+
+
+def test_run_exits_non_zero_once_when_the_system_fails() -> None:
+    result = actorbus_cmd("run", "worker_targets:make_failing", "--log-level", "CRITICAL")
+    assert result.returncode == 1
+    reports = [line for line in result.stderr.splitlines() if line.startswith("actorbus: ")]
+    assert reports == ["actorbus: the system failed: RuntimeError: fragile broke on tick 1"]
+
+
+def test_run_rejects_instance_without_redis() -> None:
+    result = actorbus_cmd("run", "worker_targets:system", "--instance", "w1")
+    assert result.returncode != 0
+    assert "--instance only applies with --redis" in result.stderr
