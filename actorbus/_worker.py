@@ -13,6 +13,7 @@ import logging
 import os
 import signal
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
 import anyio
@@ -43,8 +44,9 @@ def _import(target: str) -> object:
     if not colon or not module_name or not attribute:
         msg = f"target {target!r} must look like 'module:attribute' (e.g. 'myapp.workers:system')"
         raise TargetError(msg)
-    if os.getcwd() not in sys.path:
-        sys.path.insert(0, os.getcwd())  # like uvicorn: modules next to where you run it
+    here = str(Path.cwd())
+    if here not in sys.path:
+        sys.path.insert(0, here)  # like uvicorn: modules next to where you run it
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:

@@ -29,7 +29,7 @@ def _backend_options(backend: str, uvloop: bool) -> dict[str, Any]:
         msg = "--uvloop only applies to --backend asyncio"
         raise click.UsageError(msg)
     try:
-        import uvloop  # noqa: F401, PLC0415 - only checking that it is installed
+        import uvloop  # noqa: PLC0415 - only checking that it is installed
     except ImportError:
         msg = "uvloop is not installed: pip install 'actorbus[uvloop]'"
         raise click.UsageError(msg) from None
@@ -81,7 +81,7 @@ def run(
     log_level: str,
     status_every: float | None,
 ) -> None:
-    """Run TARGET (module:attr — an ActorSystem or a factory returning one) as a worker.
+    r"""Run TARGET (module:attr — an ActorSystem or a factory returning one) as a worker.
 
     SIGINT or SIGTERM stops it gracefully (exit status 0); a second signal exits at once.
     A system that fails (an unhandled FAIL_FAST escalation) exits with status 1.
@@ -115,7 +115,7 @@ def run(
         anyio.run(go, backend=backend, backend_options=options)
     except TargetError as exc:
         raise click.ClickException(str(exc)) from None
-    except BaseException as exc:  # noqa: BLE001 - report once, exit non-zero
+    except BaseException as exc:  # report once, exit non-zero
         if isinstance(exc, KeyboardInterrupt | SystemExit):
             raise
         click.echo(f"actorbus: the system failed: {_describe_error(exc)}", err=True)
@@ -145,7 +145,7 @@ def _redis_factory(url: str, instance: str | None) -> Any:
 @click.argument("target")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (one object per handler).")
 def handlers(target: str, as_json: bool) -> None:
-    """List the actors, handlers and subscriptions of TARGET (module:attr).
+    r"""List the actors, handlers and subscriptions of TARGET (module:attr).
 
     \b
     Examples:
@@ -185,7 +185,7 @@ def _cell(value: object) -> str:
     help="The async backend to run on.",
 )
 def demo(backend: str) -> None:
-    """Run a self-contained demo (no infrastructure needed).
+    r"""Run a self-contained demo (no infrastructure needed).
 
     \b
     Examples:

@@ -1,6 +1,7 @@
 """Targets for the CLI tests (`actorbus run worker_targets:...`)."""
 
 import os
+from pathlib import Path
 
 from actorbus import Actor, ActorSystem, Policy, Router, Scope, Supervision, event, handle
 
@@ -45,7 +46,7 @@ class Fragile(Actor):
 def _mark(what: str) -> None:
     path = os.environ.get("ACTORBUS_TEST_MARKS")
     if path:
-        with open(path, "a", encoding="utf-8") as marks:
+        with Path(path).open("a", encoding="utf-8") as marks:
             marks.write(what + "\n")
 
 

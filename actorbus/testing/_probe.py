@@ -13,13 +13,12 @@ from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 import anyio
 
-from actorbus._envelope import Envelope
+from actorbus._envelope import Envelope  # noqa: TC001 - resolved at run time by @handle
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
     from actorbus._actor import ActorRef
-
     from actorbus._system import ActorSystem
 
 __all__ = ["Probe"]
@@ -123,8 +122,5 @@ class Probe:
 
     async def receive_n(self, count: int, *, timeout: float = 1.0) -> list[object]:
         """Take the next `count` messages, whatever they are; return their events."""
-        events = []
         with anyio.fail_after(timeout):
-            for _ in range(count):
-                events.append((await self._next(timeout, f"{count} messages"))[0])
-        return events
+            return [(await self._next(timeout, f"{count} messages"))[0] for _ in range(count)]
