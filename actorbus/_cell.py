@@ -18,6 +18,7 @@ import anyio
 import anyio.abc
 from anyio.lowlevel import checkpoint
 
+from . import _tracing
 from ._exceptions import ActorStopped, MailboxFull
 from ._mailbox import FULL, QUEUED, Mailbox, MailboxQueue
 from ._message import Message
@@ -353,11 +354,18 @@ class Cell:
         self.busy = True
         started = time.perf_counter()
         finished = False
+        envelope = message.envelope
+        # The message's trace becomes the current one while its handlers run (this is the
+        # actor task's own context, so nothing leaks to other actors).
+        parent = envelope.headers.get(_tracing.HEADER) if envelope is not None else None
+        if parent is not None or _tracing.current.get() is not None:
+            _tracing.current.set(parent)
         try:
-            for index, spec in enumerate(specs):
-                if not await self._call(spec, message, first=index == 0):
-                    break
-            finished = True
+            if _tracing.instrumentation is None:
+                finished = await self._call_all(specs, message)
+            else:
+                with _tracing.instrumentation.handling(self.envelope_of(message), self.name):
+                    finished = await self._call_all(specs, message)
         finally:
             self.busy = False
             elapsed = time.perf_counter() - started
@@ -375,6 +383,12 @@ class Cell:
                     )
                 tracker.finish(handled=finished)
             self.system._message_done()
+
+    async def _call_all(self, specs: tuple[HandlerSpec, ...], message: Message) -> bool:
+        for index, spec in enumerate(specs):
+            if not await self._call(spec, message, first=index == 0):
+                break
+        return True
 
     async def _call(self, spec: HandlerSpec, message: Message, *, first: bool) -> bool:
         """Call one handler under supervision; False when the rest of the message is skipped."""

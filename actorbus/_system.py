@@ -24,6 +24,7 @@ from ._mailbox import Mailbox
 from ._message import Delivery, Message, Tracker
 from ._records import ActorStats, DeadLetter, SystemStarted, SystemStopping, Terminated
 from ._supervision import Supervision
+from ._tracing import outgoing
 
 if TYPE_CHECKING:
     import contextvars
@@ -543,7 +544,7 @@ class ActorSystem:
             source=source or self._name,
             scope=scope,
             subject=subject,
-            headers=headers,  # None becomes empty
+            headers=outgoing(headers, type_),  # None becomes empty
         )
         return envelope, event, cls
 
@@ -565,6 +566,9 @@ class ActorSystem:
             changes["subject"] = subject
         if headers is not None:
             changes["headers"] = {**envelope.headers, **headers}
+        traced = outgoing(changes.get("headers", envelope.headers), envelope.type)
+        if traced is not changes.get("headers", envelope.headers):
+            changes["headers"] = traced
         data = envelope.data
         payload: object = data
         cls: type[Any] | None = None
@@ -660,7 +664,13 @@ class ActorSystem:
         self._check_open("emit")
         await self._checkpoint()
         adhoc = AdHoc(args, kwargs)
-        envelope = Envelope(type=type_, data=adhoc.to_data(), source=self._name, subject=subject)
+        envelope = Envelope(
+            type=type_,
+            data=adhoc.to_data(),
+            source=self._name,
+            subject=subject,
+            headers=outgoing(None, type_),
+        )
         await self._deliver_local(envelope, adhoc, None)
         return envelope
 
