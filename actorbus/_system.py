@@ -556,7 +556,7 @@ class ActorSystem:
         subject: str | None = None,
         headers: Mapping[str, str] | None = None,
     ) -> tuple[Envelope, object, type[Any] | None]:
-        """Normalise an envelope: fill in the source, rebuild registered event classes."""
+        """Normalise an envelope being sent: source, overrides, trace context, payload."""
         changes: dict[str, Any] = {}
         if scope is not None and scope is not envelope.scope:
             changes["scope"] = scope
@@ -564,40 +564,47 @@ class ActorSystem:
             changes["source"] = source or self._name
         if subject is not None:
             changes["subject"] = subject
-        if headers is not None:
-            changes["headers"] = {**envelope.headers, **headers}
-        traced = outgoing(changes.get("headers", envelope.headers), envelope.type)
-        if traced is not changes.get("headers", envelope.headers):
+        merged = {**envelope.headers, **headers} if headers is not None else envelope.headers
+        traced = outgoing(merged, envelope.type)
+        if traced is not envelope.headers:
             changes["headers"] = traced
-        data = envelope.data
-        payload: object = data
-        cls: type[Any] | None = None
-        if isinstance(data, Mapping):
-            data = cast("Mapping[str, Any]", data)
-            registered = lookup(envelope.type)
-            if registered is not None:
-                payload = structure(
-                    data, registered, where=f"event {envelope.type!r} (id {envelope.id})"
-                )
-                changes["data"] = payload
-                cls = registered
-            else:
-                payload = AdHoc.from_data(data) or data
-        elif data is not None:
-            cls = cast("type[Any]", type(data))
-            if (
-                (scope or envelope.scope) is Scope.APP
-                and INFO_ATTRIBUTE not in cls.__dict__
-                and not isinstance(data, str | int | float | bool | list)
-            ):
-                msg = (
-                    f"cannot publish envelope {envelope.type!r} with APP scope: its data is an "
-                    f"unregistered {cls.__qualname__}; register it with @event or send plain data"
-                )
-                raise TypeError(msg)
         if changes:
             envelope = attrs.evolve(envelope, **changes)
-        return envelope, payload, cls
+        return self._received(envelope, check_app=True)
+
+    def _received(
+        self, envelope: Envelope, *, check_app: bool = False
+    ) -> tuple[Envelope, object, type[Any] | None]:
+        """(envelope, payload, routing class): dict data of a registered type is rebuilt.
+
+        Raises:
+            DecodeError: If the data does not fit the registered class.
+            TypeError: With `check_app`, for APP scope data that could not be rebuilt.
+        """
+        data = envelope.data
+        if isinstance(data, Mapping):
+            fields = cast("Mapping[str, Any]", data)
+            registered = lookup(envelope.type)
+            if registered is None:
+                return envelope, AdHoc.from_data(fields) or fields, None
+            where = f"event {envelope.type!r} (id {envelope.id})"
+            payload = structure(fields, registered, where=where)
+            return attrs.evolve(envelope, data=payload), payload, registered
+        if data is None:
+            return envelope, None, None
+        cls = cast("type[Any]", type(data))
+        if (
+            check_app
+            and envelope.scope is Scope.APP
+            and INFO_ATTRIBUTE not in cls.__dict__
+            and not isinstance(data, str | int | float | bool | list)
+        ):
+            msg = (
+                f"cannot publish envelope {envelope.type!r} with APP scope: its data is an "
+                f"unregistered {cls.__qualname__}; register it with @event or send plain data"
+            )
+            raise TypeError(msg)
+        return envelope, cast("object", data), cls
 
     async def publish(
         self,
@@ -813,7 +820,7 @@ class ActorSystem:
     async def deliver(self, envelope: Envelope, group: str | None) -> Delivery:
         """Put a received envelope in the matching local mailboxes; see `TransportHost`."""
         try:
-            envelope, payload, cls = self._adopt(envelope)
+            envelope, payload, cls = self._received(envelope)
         except DecodeError as exc:
             self._record_dead_letter(envelope, "", exc)
             delivery = Tracker(0)
@@ -837,7 +844,7 @@ class ActorSystem:
 
     async def answer(self, envelope: Envelope, timeout: float) -> Any:
         """Answer a request received by the transport with one local handler."""
-        envelope, payload, cls = self._adopt(envelope)
+        envelope, payload, cls = self._received(envelope)
         return await self._answer(envelope, payload, cls, timeout)
 
     # -- dead letters and stats ------------------------------------------------------------------

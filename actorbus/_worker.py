@@ -154,11 +154,9 @@ async def _report_status(
 def _spec_rows(
     owner: str, specs: tuple[HandlerSpec, ...], settings: dict[str, Any]
 ) -> list[dict[str, Any]]:
-    rows = []
+    rows: list[dict[str, Any]] = []
     for spec in specs:
-        scopes = sorted(
-            {(event_info(c).scope.value if event_info(c) else "process") for c in spec.classes}
-        )
+        scopes = sorted({_scope_of(c) for c in spec.classes})
         rows.append(
             {
                 "actor": owner,
@@ -170,6 +168,11 @@ def _spec_rows(
             }
         )
     return rows
+
+
+def _scope_of(cls: type[Any]) -> str:
+    info = event_info(cls)
+    return info.scope.value if info is not None else "process"
 
 
 def _settings(
@@ -197,6 +200,6 @@ def describe(system: ActorSystem) -> list[dict[str, Any]]:
             if found is None:
                 continue
             spec = spec_for(entry.func, found.targets, group=found.group, inline=found.inline)
-            name = entry.name or getattr(entry.func, "__name__", "function")
+            name = entry.name or str(getattr(entry.func, "__name__", "function"))
             rows += _spec_rows(name, (spec,), _settings(entry.mailbox, entry.supervision, None))
     return rows

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import logging
 import sys
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import anyio
 import click
@@ -22,17 +23,15 @@ _BACKENDS = click.Choice(["asyncio", "trio"])
 _LEVELS = click.Choice(["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"], case_sensitive=False)
 
 
-def _backend_options(backend: str, uvloop: bool) -> dict[str, Any]:
-    if not uvloop:
+def _backend_options(backend: str, use_uvloop: bool) -> dict[str, Any]:
+    if not use_uvloop:
         return {}
     if backend != "asyncio":
         msg = "--uvloop only applies to --backend asyncio"
         raise click.UsageError(msg)
-    try:
-        import uvloop  # noqa: PLC0415 - only checking that it is installed
-    except ImportError:
+    if importlib.util.find_spec("uvloop") is None:
         msg = "uvloop is not installed: pip install 'actorbus[uvloop]'"
-        raise click.UsageError(msg) from None
+        raise click.UsageError(msg)
     return {"use_uvloop": True}
 
 
@@ -123,9 +122,12 @@ def run(
 
 
 def _describe_error(exc: BaseException) -> str:
-    if isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
-        return _describe_error(exc.exceptions[0])
-    return f"{type(exc).__name__}: {exc}"
+    if isinstance(exc, BaseExceptionGroup):
+        inner: tuple[BaseException, ...] = cast("Any", exc).exceptions
+        if len(inner) == 1:
+            return _describe_error(inner[0])
+    plain: BaseException = cast("BaseException", exc)
+    return f"{type(plain).__name__}: {plain}"
 
 
 def _redis_factory(url: str, instance: str | None) -> Any:
@@ -172,7 +174,7 @@ def handlers(target: str, as_json: bool) -> None:
 
 def _cell(value: object) -> str:
     if isinstance(value, list):
-        return ", ".join(str(v) for v in value)
+        return ", ".join(str(v) for v in cast("list[object]", value))
     return "-" if value is None else str(value)
 
 
