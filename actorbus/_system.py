@@ -319,6 +319,29 @@ class ActorSystem:
     ) -> ActorRef:
         self._check_open("spawn")
         assert self._tg is not None  # noqa: S101 - entered
+        cell = self._new_cell(target, args, kwargs, name, mailbox, supervision, group, parent)
+        try:
+            await self._add_groups(cell)
+            await self._tg.start(cell.run)
+        except BaseException:
+            self._cells.pop(cell.name, None)
+            raise
+        (parent.children if parent is not None else self._top).append(cell)
+        self._dispatcher.subscribe(cell)
+        return ActorRef(cell)
+
+    def _new_cell(
+        self,
+        target: type[Actor] | Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        name: str | None,
+        mailbox: Mailbox | None,
+        supervision: Supervision | None,
+        group: str | None,
+        parent: Cell | None,
+    ) -> Cell:
+        """Validate a spawn request and build the actor's cell (its name is taken now)."""
         if isinstance(target, type) and issubclass(target, Actor):
             actor_cls: type[Actor] = target
             table = actor_cls.__actorbus_table__
@@ -362,15 +385,7 @@ class ActorSystem:
             parent=parent,
         )
         self._cells[cell.name] = cell  # the name is taken from here on (no await since the check)
-        try:
-            await self._add_groups(cell)
-            await self._tg.start(cell.run)
-        except BaseException:
-            self._cells.pop(cell.name, None)
-            raise
-        (parent.children if parent is not None else self._top).append(cell)
-        self._dispatcher.subscribe(cell)
-        return ActorRef(cell)
+        return cell
 
     async def _add_groups(self, cell: Cell) -> None:
         if self._transport is None:
@@ -438,22 +453,7 @@ class ActorSystem:
             self._check_open("subscribe")
             assert self._tg is not None  # noqa: S101 - entered
             marked = handle(*targets, group=group, inline=inline)(func)
-            found = declaration(marked)
-            assert found is not None  # noqa: S101 - just marked
-            spec = spec_for(func, found.targets, group=group, inline=inline)
-            cell = Cell(
-                self,
-                self._free_name(name, getattr(func, "__name__", "function")),
-                factory=None,
-                args=(),
-                kwargs={},
-                table=HandlerTable((spec,)),
-                mailbox=mailbox or Mailbox(),
-                supervision=supervision or Supervision(),
-                group=None,
-                parent=None,
-            )
-            self._cells[cell.name] = cell
+            cell = self._new_cell(marked, (), {}, name, mailbox, supervision, None, None)
             if (
                 self._transport is not None
                 and group is not None

@@ -20,6 +20,13 @@ if TYPE_CHECKING:
 __all__ = ["main"]
 
 _BACKENDS = click.Choice(["asyncio", "trio"])
+_backend_option = click.option(
+    "--backend",
+    type=_BACKENDS,
+    default="asyncio",
+    show_default=True,
+    help="The async backend to run on.",
+)
 _LEVELS = click.Choice(["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"], case_sensitive=False)
 
 
@@ -43,13 +50,7 @@ def main() -> None:
 
 @main.command()
 @click.argument("target")
-@click.option(
-    "--backend",
-    type=_BACKENDS,
-    default="asyncio",
-    show_default=True,
-    help="The async backend to run on.",
-)
+@_backend_option
 @click.option("--uvloop", "use_uvloop", is_flag=True, help="Run asyncio on uvloop.")
 @click.option(
     "--redis",
@@ -179,13 +180,7 @@ def _cell(value: object) -> str:
 
 
 @main.command()
-@click.option(
-    "--backend",
-    type=_BACKENDS,
-    default="asyncio",
-    show_default=True,
-    help="The async backend to run on.",
-)
+@_backend_option
 def demo(backend: str) -> None:
     r"""Run a self-contained demo (no infrastructure needed).
 
