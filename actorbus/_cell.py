@@ -405,6 +405,8 @@ class Cell:
                     result = await spec.call(*args, **kwargs)
             except Exception as exc:
                 self.failed += 1
+                if _tracing.instrumentation is not None:
+                    _tracing.instrumentation.failed(exc)
                 supervision = self.supervision
                 policy = supervision.policy_for(exc)
                 if policy is Policy.RETRY:

@@ -42,7 +42,15 @@ class Instrumentation(Protocol):
         ...
 
     def handling(self, envelope: Envelope, actor: str) -> AbstractContextManager[object]:
-        """A context manager around the handling of one message (a consumer span)."""
+        """A context manager around the handling of one message (a consumer span).
+
+        Exceptions reach it only when they end the handling (STOP, FAIL_FAST, an
+        escalation, cancellation); supervision catches the rest, see `failed`.
+        """
+        ...
+
+    def failed(self, error: Exception) -> None:
+        """A handler call raised `error`; called inside `handling`, before supervision acts."""
         ...
 
 

@@ -81,7 +81,7 @@ def run(
     log_level: str,
     status_every: float | None,
 ) -> None:
-    r"""Run TARGET (module:attr — an ActorSystem or a factory returning one) as a worker.
+    """Run TARGET (module:attr — an ActorSystem or a factory returning one) as a worker.
 
     SIGINT or SIGTERM stops it gracefully (exit status 0); a second signal exits at once.
     A system that fails (an unhandled FAIL_FAST escalation) exits with status 1.
@@ -148,7 +148,7 @@ def _redis_factory(url: str, instance: str | None) -> Any:
 @click.argument("target")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (one object per handler).")
 def handlers(target: str, as_json: bool) -> None:
-    r"""List the actors, handlers and subscriptions of TARGET (module:attr).
+    """List the actors, handlers and subscriptions of TARGET (module:attr).
 
     \b
     Examples:
@@ -182,7 +182,7 @@ def _cell(value: object) -> str:
 @main.command()
 @_backend_option
 def demo(backend: str) -> None:
-    r"""Run a self-contained demo (no infrastructure needed).
+    """Run a self-contained demo (no infrastructure needed).
 
     \b
     Examples:

@@ -1,0 +1,1 @@
+"""Integrations with other libraries: FastAPI, OpenTelemetry and Prometheus."""
