@@ -63,22 +63,25 @@ class Route:
 class Dispatcher:
     """Local subscriptions and the route cache."""
 
-    __slots__ = ("_cells", "_routes")
+    __slots__ = ("_cells", "_groups", "_routes")
 
     def __init__(self) -> None:
         self._cells: dict[Cell, None] = {}
         self._routes: dict[tuple[type[Any] | None, str], Route] = {}
+        self._groups: frozenset[str] | None = None
 
     def subscribe(self, cell: Cell) -> None:
         """Route events to `cell` from now on."""
         if cell.table.specs:
             self._cells[cell] = None
             self._routes.clear()
+            self._groups = None
 
     def unsubscribe(self, cell: Cell) -> None:
         """Stop routing to `cell`."""
         if self._cells.pop(cell, 0) is None:
             self._routes.clear()
+            self._groups = None
 
     def route(self, cls: type[Any] | None, type_: str) -> Route:
         """The subscribers of an event of class `cls` (None: plain data) and type `type_`."""
@@ -105,15 +108,16 @@ class Dispatcher:
                     groups.setdefault(name, []).append(cell)
         return Route(tuple(broadcast), {k: tuple(v) for k, v in groups.items()})
 
-    def groups(self) -> set[str]:
-        """Every group name some local subscriber belongs to."""
-        found: set[str] = set()
-        for cell in self._cells:
-            for spec in cell.table.specs:
-                name = spec.group if spec.group is not None else cell.group
-                if name is not None:
-                    found.add(name)
-        return found
+    def groups(self) -> frozenset[str]:
+        """Every group name some local subscriber belongs to (cached like the routes)."""
+        if self._groups is None:
+            self._groups = frozenset(
+                name
+                for cell in self._cells
+                for spec in cell.table.specs
+                if (name := spec.group if spec.group is not None else cell.group) is not None
+            )
+        return self._groups
 
     def __len__(self) -> int:
         return len(self._cells)

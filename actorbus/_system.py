@@ -390,7 +390,7 @@ class ActorSystem:
     async def _add_groups(self, cell: Cell) -> None:
         if self._transport is None:
             return
-        known = self._dispatcher.groups()
+        known = set(self._dispatcher.groups())
         for spec in cell.table.specs:
             name = spec.group if spec.group is not None else cell.group
             if name is not None and name not in known:
@@ -499,7 +499,7 @@ class ActorSystem:
 
     def groups(self) -> set[str]:
         """The competing-consumer groups local subscribers belong to."""
-        return self._dispatcher.groups()
+        return set(self._dispatcher.groups())
 
     # -- messages -----------------------------------------------------------------------------
 

@@ -13,11 +13,13 @@ import actorbus
 import actorbus.contrib.fastapi
 import actorbus.contrib.otel
 import actorbus.contrib.prometheus
+import actorbus.redis
 import actorbus.testing
 
 PACKAGES = [
     pytest.param(actorbus, id="actorbus"),
     pytest.param(actorbus.testing, id="actorbus.testing"),
+    pytest.param(actorbus.redis, id="actorbus.redis"),
     pytest.param(actorbus.contrib.fastapi, id="actorbus.contrib.fastapi"),
     pytest.param(actorbus.contrib.otel, id="actorbus.contrib.otel"),
     pytest.param(actorbus.contrib.prometheus, id="actorbus.contrib.prometheus"),

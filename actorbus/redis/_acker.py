@@ -1,0 +1,211 @@
+"""Acknowledging one consumer group: settle each entry once handled, send the results.
+
+The acker receives the entries a `GroupConsumer` handed to the local mailboxes, in
+batches, and waits for each one's outcome in order:
+
+- handled → acknowledge it (XACK);
+- dead-lettered by supervision (or undecodable, or delivered too often) → add it to the
+  dead-letter stream, then acknowledge it;
+- not handled (its actor stopped first, or the group has no local member any more) →
+  leave it pending, to be claimed and delivered again.
+
+A request (an entry carrying ``replyto``) whose handler replied also gets its reply sent.
+A second task sends what was settled in one pipeline — dead letters, replies, then one
+XACK — retrying while Redis is unreachable. It waits a few milliseconds first so that one
+XACK covers many entries: a round trip costs far more than the delay, and a later
+acknowledgement only widens what a crash would leave pending.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Final
+
+import anyio
+from coredis.exceptions import RedisError
+from coredis.tokens import PureToken
+
+from actorbus._message import Outcome
+from actorbus.redis._health import TRANSIENT, Backoff, logger
+from actorbus.redis._replies import REPLY_MAXLEN, REPLY_TTL, reply_fields, reply_target
+
+if TYPE_CHECKING:
+    import coredis
+    from anyio.streams.memory import MemoryObjectReceiveStream
+
+    from actorbus._envelope import Envelope
+    from actorbus._message import Delivery
+    from actorbus.redis._context import Context
+
+__all__ = ["Acker", "Entry"]
+
+_ACK_DELAY: Final = 0.005
+"""Seconds settled entries wait so that they are sent together."""
+
+
+class Entry:
+    """One stream entry on its way from a consumer's reader (or claimer) to its acker."""
+
+    __slots__ = ("deliveries", "delivery", "envelope", "id", "raw")
+
+    def __init__(
+        self,
+        id_: bytes,
+        raw: bytes,
+        envelope: Envelope | None,
+        delivery: Delivery,
+        deliveries: int,
+    ) -> None:
+        self.id = id_
+        self.raw = raw
+        self.envelope = envelope  # None when it could not be decoded
+        self.delivery = delivery
+        self.deliveries = deliveries
+
+
+class Acker:
+    """Settles and acknowledges the entries of consumer group `group`.
+
+    Args:
+        context: The transport's shared state.
+        group: The Redis consumer group.
+        inflight: The consumer's entries being handled; settled ones are removed.
+    """
+
+    def __init__(self, context: Context, group: str, inflight: dict[bytes, float]) -> None:
+        self._context = context
+        self._group = group
+        self._key = context.keys.events
+        self._instance = context.instance
+        self._inflight = inflight
+        self._dead_trim: dict[str, Any] = {}
+        if context.settings.dead_maxlen is not None:
+            self._dead_trim = {
+                "trim_strategy": PureToken.MAXLEN,
+                "threshold": context.settings.dead_maxlen,
+                "trim_operator": PureToken.APPROXIMATELY,
+            }
+
+    async def run(
+        self, client: coredis.Redis[bytes], receive: MemoryObjectReceiveStream[list[Entry]]
+    ) -> None:
+        """Settle entries in order until `receive` ends, then send the rest and return."""
+        batch = _Batch()
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(self._flush_loop, client, batch)
+            try:
+                with receive:
+                    async for items in receive:
+                        for item in items:
+                            if item.delivery.pending > 0:
+                                await item.delivery.wait()
+                            self._settle(item, batch)
+                            batch.ready.set()
+            finally:
+                batch.closed = True
+                batch.ready.set()
+
+    async def _flush_loop(self, client: coredis.Redis[bytes], batch: _Batch) -> None:
+        while True:
+            await batch.ready.wait()
+            batch.ready = anyio.Event()
+            if not (batch.closed or batch.replies):  # a requester waits for replies
+                await anyio.sleep(_ACK_DELAY)
+            await self._flush(client, batch.take())
+            if batch.closed and batch.empty():
+                return
+
+    def _settle(self, item: Entry, batch: _Batch) -> None:
+        delivery = item.delivery
+        envelope = item.envelope
+        if envelope is not None and delivery.has_reply:
+            target = reply_target(envelope)
+            if target is not None:
+                key = self._context.keys.replies(target)
+                batch.replies.append((key, reply_fields(envelope, delivery, self._instance)))
+        outcome = delivery.outcome
+        if outcome is Outcome.NOT_HANDLED:
+            self._inflight.pop(item.id, None)  # left pending: claimed again later
+            return
+        if outcome is Outcome.DEAD_LETTERED:
+            error = delivery.dead_error
+            batch.dead.append(
+                {
+                    b"e": item.raw,
+                    b"error": f"{type(error).__name__}: {error}".encode(),
+                    b"group": self._group.encode(),
+                    b"deliveries": str(item.deliveries).encode(),
+                    b"entry": item.id,
+                    b"instance": self._instance.encode(),
+                }
+            )
+        batch.acks.append(item.id)
+
+    async def _flush(self, client: coredis.Redis[bytes], batch: _Batch) -> None:
+        """Send the batch's dead letters, replies and XACK; retry while Redis is away."""
+        if batch.empty():
+            return
+        backoff = Backoff()
+        while True:
+            try:
+                dead, ack = await self._send(client, batch)
+            except TRANSIENT as exc:
+                self._context.health.failed(exc)
+                await backoff.sleep()
+                continue
+            break
+        self._context.health.succeeded()
+        counters = self._context.counters
+        for request in dead:
+            try:
+                await request
+            except RedisError as exc:
+                logger.error("adding a dead letter failed: %s", exc)
+            else:
+                counters.dead_lettered += 1
+        if ack is not None:
+            try:
+                counters.acked += await ack
+            except RedisError as exc:
+                logger.error("acknowledging entries of group %r failed: %s", self._group, exc)
+        for entry in batch.acks:
+            self._inflight.pop(entry, None)
+
+    async def _send(self, client: coredis.Redis[bytes], batch: _Batch) -> tuple[list[Any], Any]:
+        """One pipeline: dead letters, then replies, then one XACK (requests returned)."""
+        async with client.pipeline(transaction=False, raise_on_error=False) as pipe:
+            dead = [pipe.xadd(self._context.keys.dead, f, **self._dead_trim) for f in batch.dead]
+            for key, fields in batch.replies:
+                pipe.xadd(
+                    key,
+                    fields,
+                    trim_strategy=PureToken.MAXLEN,
+                    threshold=REPLY_MAXLEN,
+                    trim_operator=PureToken.APPROXIMATELY,
+                )
+                pipe.expire(key, REPLY_TTL)
+            ack = pipe.xack(self._key, self._group, batch.acks) if batch.acks else None
+        return dead, ack
+
+
+class _Batch:
+    """What was settled and not sent yet."""
+
+    __slots__ = ("acks", "closed", "dead", "ready", "replies")
+
+    def __init__(self) -> None:
+        self.acks: list[bytes] = []
+        self.dead: list[dict[bytes, bytes]] = []
+        self.replies: list[tuple[str, dict[bytes, bytes]]] = []
+        self.ready = anyio.Event()
+        self.closed = False
+
+    def empty(self) -> bool:
+        return not (self.acks or self.dead or self.replies)
+
+    def take(self) -> _Batch:
+        """Move the contents into a new batch (the one to send) and start afresh."""
+        taken = _Batch()
+        taken.acks, self.acks = self.acks, []
+        taken.dead, self.dead = self.dead, []
+        taken.replies, self.replies = self.replies, []
+        return taken

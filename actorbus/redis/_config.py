@@ -1,0 +1,151 @@
+"""Settings, key names, stream ids and the redacted URL of the Redis bridge."""
+
+from __future__ import annotations
+
+import re
+import secrets
+from typing import Final
+from urllib.parse import urlsplit, urlunsplit
+
+import attrs
+
+__all__ = [
+    "Keys",
+    "Settings",
+    "StreamId",
+    "anonymous_instance",
+    "broadcast_group",
+    "check_instance",
+    "format_id",
+    "is_anonymous",
+    "member_group",
+    "parse_id",
+    "redact_url",
+    "scrub",
+]
+
+StreamId = tuple[int, int]
+"""A stream entry id as (milliseconds, sequence), ordered as Redis orders them."""
+
+_INSTANCE: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
+_ANONYMOUS: Final = "~"
+
+
+@attrs.frozen
+class Settings:
+    """The tunables of one `RedisTransport` (see its docstring)."""
+
+    claim_after: float
+    max_deliveries: int
+    maxlen: int | None
+    max_message_bytes: int
+    publish_timeout: float
+    block: float
+    batch: int
+    trim_interval: float
+    stale_after: float
+    dead_maxlen: int | None
+
+    @property
+    def block_ms(self) -> int:
+        """`block` in whole milliseconds (at least 1: 0 would block forever)."""
+        return max(1, round(self.block * 1000))
+
+    @property
+    def claim_after_ms(self) -> int:
+        """`claim_after` in whole milliseconds."""
+        return max(1, round(self.claim_after * 1000))
+
+
+@attrs.frozen
+class Keys:
+    """The Redis keys of one application; every one starts with ``{prefix}:app:{app}:``."""
+
+    prefix: str
+    app: str
+
+    @property
+    def base(self) -> str:
+        """The common start of the application's keys (what an ACL pattern grants)."""
+        return f"{self.prefix}:app:{self.app}:"
+
+    @property
+    def events(self) -> str:
+        """The stream of every APP event of the application."""
+        return f"{self.base}events"
+
+    @property
+    def dead(self) -> str:
+        """The dead-letter stream."""
+        return f"{self.base}dead"
+
+    def replies(self, instance: str) -> str:
+        """The stream an instance reads the replies to its requests from."""
+        return f"{self.base}replies:{instance}"
+
+
+def broadcast_group(instance: str) -> str:
+    """The consumer group through which `instance` receives every event."""
+    return f"b:{instance}"
+
+
+def member_group(group: str) -> str:
+    """The consumer group shared by the members of a competing-consumer `group`."""
+    return f"g:{group}"
+
+
+def anonymous_instance() -> str:
+    """A fresh random instance name, marked as anonymous (not durable)."""
+    return f"{_ANONYMOUS}{secrets.token_hex(6)}"
+
+
+def is_anonymous(instance: str) -> bool:
+    """Whether `instance` is a random name given to an instance started without one."""
+    return instance.startswith(_ANONYMOUS)
+
+
+def check_instance(instance: str) -> str:
+    """Validate a durable instance name; return it.
+
+    Raises:
+        ValueError: If it is empty, too long, or has characters other than ASCII letters,
+            digits, ``_``, ``.`` and ``-`` (it becomes part of key and group names).
+    """
+    if not isinstance(instance, str) or not _INSTANCE.fullmatch(instance):
+        msg = (
+            f"invalid instance name {instance!r}: use 1-100 ASCII letters, digits, '_', '.' "
+            "or '-', starting with a letter or digit (e.g. 'worker-1'); it must be unique "
+            "among the running instances of the application"
+        )
+        raise ValueError(msg)
+    return instance
+
+
+def parse_id(raw: bytes | str) -> StreamId:
+    """Read a stream id (``b"1700000000000-3"``) as a comparable pair."""
+    text = raw.decode() if isinstance(raw, bytes) else raw
+    millis, _, sequence = text.partition("-")
+    return int(millis), int(sequence or 0)
+
+
+def format_id(value: StreamId) -> str:
+    """The text form of a stream id."""
+    return f"{value[0]}-{value[1]}"
+
+
+def redact_url(url: str) -> str:
+    """`url` with its password replaced by ``***``, for logs, errors and reprs."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    location = parts.netloc.rpartition("@")[2]
+    netloc = f"{parts.username or ''}:***@{location}"
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def scrub(text: str, url: str) -> str:
+    """`text` with the password of `url` (if any) replaced by ``***``."""
+    password = urlsplit(url).password
+    if password:
+        text = text.replace(password, "***")
+    return text

@@ -1,0 +1,372 @@
+"""Consuming one consumer group: read, hand over to the mailboxes, acknowledge, claim.
+
+Each `GroupConsumer` owns one client (its blocking read holds a connection) and runs
+three tasks:
+
+- the **reader** first takes back this consumer's own pending entries (a durable
+  instance resuming after a restart), then reads new entries (XREADGROUP ``>``, up to
+  `batch`, blocking up to `block`), decodes each, gives it to the local mailboxes
+  (`TransportHost.deliver`, which waits while they are full: backpressure) and passes it
+  on to the acker;
+- the **claimer**, every ``claim_after / 2`` seconds, refreshes the entries still being
+  handled here (so a live but slow consumer keeps them) and claims the entries left idle
+  for ``claim_after`` by silent consumers (XPENDING + XCLAIM), dead-lettering those
+  already delivered ``max_deliveries`` times;
+- the **acker** (`actorbus.redis._acker`) waits for each entry's outcome in order and
+  acknowledges or dead-letters it, or leaves it pending for redelivery.
+
+Entries go from the reader and the claimer to the acker one read batch at a time through
+a stream holding one batch, so a consumer has at most a few batches in flight: when the
+handlers fall behind, it stops reading.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from typing import TYPE_CHECKING, Any, Final
+
+import anyio
+from coredis.exceptions import (
+    RedisError,
+    StreamConsumerGroupError,
+    StreamDuplicateConsumerGroupError,
+)
+
+from actorbus._exceptions import ActorbusError, DecodeError
+from actorbus._message import Tracker
+from actorbus._wire import decode
+from actorbus.redis._acker import Acker, Entry
+from actorbus.redis._health import TRANSIENT, Backoff, logger
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+    import coredis
+    from anyio.streams.memory import MemoryObjectSendStream
+    from coredis.response.types import StreamEntry
+
+    from actorbus._envelope import Envelope
+    from actorbus._transport import TransportHost
+    from actorbus.redis._context import Context
+
+__all__ = ["GroupConsumer"]
+
+_ABSENT_POLL: Final = 0.05
+"""Seconds between checks while a group has no local member (nothing is read then)."""
+_HAND_OVER_TIMEOUT: Final = 5.0
+
+
+class GroupConsumer:
+    """Reads one consumer group of the events stream for the local subscribers.
+
+    Args:
+        context: The transport's shared state.
+        host: The system receiving the events.
+        group: The Redis consumer group (``b:{instance}`` or ``g:{group}``).
+        local_group: None for the broadcast group, else the local group name.
+        resume: Take back this consumer's own pending entries first.
+    """
+
+    def __init__(
+        self,
+        context: Context,
+        host: TransportHost,
+        group: str,
+        local_group: str | None,
+        *,
+        resume: bool,
+    ) -> None:
+        self._context = context
+        self._settings = context.settings
+        self._host = host
+        self.group = group
+        self._local_group = local_group
+        self._resume = resume
+        self._key = context.keys.events
+        self._stream = self._key.encode()
+        self._consumer = context.instance
+        self._inflight: dict[bytes, float] = {}  # entry id -> when last refreshed
+        self._intake = anyio.CancelScope()
+        self.scope = anyio.CancelScope()
+        self.finished = anyio.Event()
+
+    def stop_intake(self) -> None:
+        """Stop reading and claiming; what was read is still acknowledged."""
+        self._intake.cancel()
+
+    async def run(self) -> None:
+        """Consume until cancelled through `scope` (or `stop_intake` and the acks are done)."""
+        try:
+            with self.scope:
+                async with self._context.connect() as client:
+                    send, receive = anyio.create_memory_object_stream[list[Entry]](1)
+                    acker = Acker(self._context, self.group, self._inflight)
+                    async with anyio.create_task_group() as tasks:
+                        tasks.start_soon(acker.run, client, receive)
+                        with send, self._intake:
+                            async with anyio.create_task_group() as producers:
+                                producers.start_soon(self._read_loop, client, send.clone())
+                                producers.start_soon(self._claim_loop, client, send.clone())
+        finally:
+            self.finished.set()
+
+    # -- reading ----------------------------------------------------------------------------
+
+    async def _read_loop(
+        self, client: coredis.Redis[bytes], send: MemoryObjectSendStream[list[Entry]]
+    ) -> None:
+        health = self._context.health
+        backoff = Backoff()
+        with send:
+            if self._resume:
+                await self._take_back_own(client, send, backoff)
+            while True:
+                if self._local_group is not None and self._local_group not in self._host.groups():
+                    await anyio.sleep(_ABSENT_POLL)
+                    continue
+                try:
+                    found = await client.xreadgroup(
+                        self.group,
+                        self._consumer,
+                        streams={self._key: ">"},
+                        count=self._settings.batch,
+                        block=self._settings.block_ms,
+                    )
+                except StreamConsumerGroupError:
+                    await self._recreate(client, backoff)
+                    continue
+                except TRANSIENT as exc:
+                    health.failed(exc)
+                    await backoff.sleep()
+                    continue
+                except RedisError as exc:
+                    self._refused("reading", exc)
+                    await backoff.sleep()
+                    continue
+                health.succeeded()
+                backoff.reset()
+                entries = (found or {}).get(self._stream, ())
+                self._hold(entries)
+                items: list[Entry] = []
+                try:
+                    for entry in entries:  # one by one: a cancellation keeps what was delivered
+                        items.append(await self._dispatch(entry, 1))  # noqa: PERF401
+                finally:
+                    await _hand_over(send, items)
+
+    def _hold(self, entries: Iterable[StreamEntry]) -> None:
+        """Note entries as being handled here (before anything awaits: nobody claims them)."""
+        now = anyio.current_time()
+        for entry in entries:
+            self._inflight[_bytes(entry.identifier)] = now
+
+    async def _recreate(self, client: coredis.Redis[bytes], backoff: Backoff) -> None:
+        """The group is gone (Redis lost its data, or it was removed as stale): recreate it.
+
+        From the start of what the stream still holds, so nothing published since is
+        missed (entries handled before may come again: at-least-once).
+        """
+        try:
+            await client.xgroup_create(self._key, self.group, identifier="0", mkstream=True)
+        except StreamDuplicateConsumerGroupError:
+            return
+        except TRANSIENT as exc:
+            self._context.health.failed(exc)
+            await backoff.sleep()
+            return
+        logger.warning(
+            "consumer group %r of %s was missing (Redis restarted without persistence, or "
+            "the group was removed as stale); recreated it from the oldest entry kept: "
+            "events may be handled twice",
+            self.group,
+            self._key,
+        )
+
+    async def _dispatch(self, entry: StreamEntry, deliveries: int) -> Entry:
+        """Hand one entry to the local mailboxes (or mark it undecodable) for the acker."""
+        entry_id = _bytes(entry.identifier)
+        fields: Any = entry.field_values or {}
+        raw = fields.get(b"e")
+        try:
+            envelope = _decode(raw, fields, self._settings.max_message_bytes)
+        except DecodeError as exc:
+            logger.warning(
+                "cannot decode stream entry %s of %s for group %r: %s; dead-lettering it",
+                entry_id.decode(),
+                self._key,
+                self.group,
+                exc,
+            )
+            if raw is None:
+                shown = {
+                    bytes(k).decode(errors="replace"): bytes(v).decode(errors="replace")
+                    for k, v in fields.items()
+                }
+                raw = json.dumps(shown).encode()
+            delivery = Tracker(0)
+            delivery.dead(exc)
+            item = Entry(entry_id, bytes(raw), None, delivery, deliveries)
+        else:
+            delivery = await self._host.deliver(envelope, self._local_group)
+            self._context.counters.delivered += 1
+            item = Entry(entry_id, bytes(raw), envelope, delivery, deliveries)
+        return item
+
+    # -- claiming ---------------------------------------------------------------------------
+
+    async def _claim_loop(
+        self, client: coredis.Redis[bytes], send: MemoryObjectSendStream[list[Entry]]
+    ) -> None:
+        health = self._context.health
+        with send:
+            while True:
+                try:
+                    await self._refresh(client)
+                    await self._claim(client, send, min_idle=self._settings.claim_after_ms)
+                except StreamConsumerGroupError:
+                    pass  # the reader recreates the group
+                except TRANSIENT as exc:
+                    health.failed(exc)
+                except RedisError as exc:
+                    self._refused("claiming", exc)
+                else:
+                    health.succeeded()
+                await anyio.sleep(self._settings.claim_after / 2)
+
+    def _refused(self, what: str, error: RedisError) -> None:
+        logger.error(
+            "%s group %r of %s failed: %s (check the ACL user's permissions); retrying",
+            what,
+            self.group,
+            self._key,
+            self._context.health.describe(error),
+        )
+
+    async def _take_back_own(
+        self,
+        client: coredis.Redis[bytes],
+        send: MemoryObjectSendStream[list[Entry]],
+        backoff: Backoff,
+    ) -> None:
+        """Process again what this consumer had read but not acknowledged before a restart."""
+        start = "-"
+        while True:
+            try:
+                last = await self._claim(client, send, min_idle=0, start=start, own=True)
+            except StreamConsumerGroupError:
+                return  # no group yet: nothing to take back
+            except TRANSIENT as exc:
+                self._context.health.failed(exc)
+                await backoff.sleep()
+                continue
+            except RedisError as exc:
+                self._refused("resuming", exc)
+                return
+            if last is None:
+                return
+            start = "(" + last.decode()
+
+    async def _refresh(self, client: coredis.Redis[bytes]) -> None:
+        """Reset the idle time of entries still being handled here, so nobody claims them.
+
+        Runs every ``claim_after / 2`` and refreshes entries older than a quarter of it,
+        so a live entry is never idle for more than about three quarters of ``claim_after``. The
+        XCLAIM's own minimum idle time keeps an entry another instance took over in the
+        meantime from being taken back.
+        """
+        quarter = self._settings.claim_after / 4
+        now = anyio.current_time()
+        stale = [entry for entry, since in self._inflight.items() if now - since >= quarter]
+        min_idle = round(quarter * 500)  # ms: half the quarter, below what it must have
+        for start in range(0, len(stale), self._settings.batch):
+            chunk = stale[start : start + self._settings.batch]
+            await client.xclaim(self._key, self.group, self._consumer, min_idle, chunk, justid=True)
+            for entry in chunk:
+                if entry in self._inflight:
+                    self._inflight[entry] = now
+
+    async def _claim(
+        self,
+        client: coredis.Redis[bytes],
+        send: MemoryObjectSendStream[list[Entry]],
+        *,
+        min_idle: int,
+        start: str = "-",
+        own: bool = False,
+    ) -> bytes | None:
+        """Claim up to `batch` pending entries idle for `min_idle` ms and process them.
+
+        Returns the last pending id looked at when a full page was found (more may
+        follow), else None.
+        """
+        pending: Any = await client.xpending(
+            self._key,
+            self.group,
+            start=start,
+            end="+",
+            count=self._settings.batch,
+            idle=min_idle or None,
+            consumer=self._consumer if own else None,
+        )
+        if not pending:
+            return None
+        found = {bytes(p.identifier): p for p in pending if p.identifier not in self._inflight}
+        if found:
+            claimed: Any = await client.xclaim(
+                self._key, self.group, self._consumer, min_idle, list(found)
+            )
+            self._hold(claimed)
+            items: list[Entry] = []
+            try:
+                for entry in claimed:
+                    info = found[_bytes(entry.identifier)]
+                    if _bytes(info.consumer) != self._consumer.encode():
+                        self._context.counters.claimed += 1
+                    items.append(await self._process_claimed(entry, int(info.delivered)))
+            finally:
+                await _hand_over(send, items)
+        last: bytes = bytes(pending[-1].identifier)
+        return last if len(pending) >= self._settings.batch else None
+
+    async def _process_claimed(self, entry: StreamEntry, delivered: int) -> Entry:
+        limit = self._settings.max_deliveries
+        if delivered < limit:
+            return await self._dispatch(entry, delivered + 1)
+        entry_id = _bytes(entry.identifier)
+        error = ActorbusError(
+            f"entry {entry_id.decode()} was delivered {delivered} times without being "
+            f"acknowledged (max_deliveries={limit})"
+        )
+        logger.warning("%s in group %r; dead-lettering it", error, self.group)
+        delivery = Tracker(0)
+        delivery.dead(error)
+        fields: Any = entry.field_values or {}
+        return Entry(entry_id, bytes(fields.get(b"e", b"")), None, delivery, delivered)
+
+
+async def _hand_over(send: MemoryObjectSendStream[list[Entry]], items: list[Entry]) -> None:
+    """Pass delivered entries to the acker, even while intake is being cancelled.
+
+    They are in the mailboxes: once handled they must be acknowledged, or another member
+    would handle them again after `claim_after`. Shielded, but only for a bounded time,
+    so a stuck acker cannot hold up shutdown.
+    """
+    if not items:
+        return
+    # If the acker is gone, the entries stay pending and are delivered again.
+    closed = (anyio.BrokenResourceError, anyio.ClosedResourceError)
+    with anyio.move_on_after(_HAND_OVER_TIMEOUT, shield=True), contextlib.suppress(*closed):
+        await send.send(items)
+
+
+def _bytes(value: str | bytes) -> bytes:
+    """A stream id or name as bytes (the client returns bytes; the types allow str)."""
+    return value if isinstance(value, bytes) else value.encode()
+
+
+def _decode(raw: bytes | None, fields: Any, max_bytes: int) -> Envelope:
+    if raw is None:
+        msg = f"stream entry has no 'e' field (fields: {sorted(fields)!r})"
+        raise DecodeError(msg)
+    return decode(raw, max_bytes=max_bytes)

@@ -1,0 +1,130 @@
+"""Connection health of the Redis bridge: outage detection, logging, backoff, counters."""
+
+from __future__ import annotations
+
+import logging
+import random
+from typing import Final
+
+import anyio
+import attrs
+from coredis.exceptions import ConnectionError as RedisConnectionError
+from coredis.exceptions import ReadOnlyError
+
+from actorbus.redis._config import scrub
+
+__all__ = ["TRANSIENT", "Backoff", "Counters", "Health", "RedisStats", "logger"]
+
+logger: Final = logging.getLogger("actorbus.redis")
+
+TRANSIENT: Final = (RedisConnectionError, ReadOnlyError, TimeoutError, OSError)
+"""Errors that mean "Redis is not reachable right now": back off and try again.
+
+coredis raises its `ConnectionError` when it cannot connect or loses the connection,
+and the builtin `TimeoutError` when a reply takes longer than the stream timeout;
+``READONLY`` is what a demoted primary answers during a failover.
+"""
+
+
+@attrs.frozen
+class RedisStats:
+    """A snapshot of a `RedisTransport`'s counters (see `RedisTransport.stats`).
+
+    Attributes:
+        published: Events Redis accepted from this instance.
+        delivered: Stream entries this instance handed to its local mailboxes (claimed
+            ones included), undecodable entries excluded.
+        acked: Entries acknowledged (handled, or dead-lettered) by this instance.
+        dead_lettered: Entries this instance added to the dead-letter stream.
+        claimed: Entries this instance took over from silent consumers.
+        reconnects: Outages that ended (the connection came back).
+        outages: Times the connection to Redis was lost.
+        connected: Whether the last command sent to Redis succeeded.
+    """
+
+    published: int
+    delivered: int
+    acked: int
+    dead_lettered: int
+    claimed: int
+    reconnects: int
+    outages: int
+    connected: bool
+
+
+class Counters:
+    """The mutable counters behind `RedisStats`."""
+
+    __slots__ = ("acked", "claimed", "dead_lettered", "delivered", "published")
+
+    def __init__(self) -> None:
+        self.published = 0
+        self.delivered = 0
+        self.acked = 0
+        self.dead_lettered = 0
+        self.claimed = 0
+
+
+class Health:
+    """Whether Redis answers; logs each outage once (WARNING) and its end (INFO)."""
+
+    __slots__ = ("_down_since", "_url", "_where", "connected", "outages", "reconnects")
+
+    def __init__(self, url: str, where: str) -> None:
+        self._url = url
+        self._where = where
+        self.connected = True
+        self.outages = 0
+        self.reconnects = 0
+        self._down_since = 0.0
+
+    def describe(self, error: BaseException) -> str:
+        """`error` as one line, with any password removed."""
+        return scrub(f"{type(error).__name__}: {error}", self._url)
+
+    def failed(self, error: BaseException) -> None:
+        """A command failed for a transient reason: an outage starts (or goes on)."""
+        if not self.connected:
+            return
+        self.connected = False
+        self.outages += 1
+        self._down_since = anyio.current_time()
+        logger.warning(
+            "lost the connection to Redis at %s (%s); retrying with backoff, events stay "
+            "in Redis until they are handled",
+            self._where,
+            self.describe(error),
+        )
+
+    def succeeded(self) -> None:
+        """A command succeeded: an outage, if any, is over."""
+        if self.connected:
+            return
+        self.connected = True
+        self.reconnects += 1
+        logger.info(
+            "reconnected to Redis at %s after %.1fs",
+            self._where,
+            anyio.current_time() - self._down_since,
+        )
+
+
+class Backoff:
+    """Delays between attempts: 0.1 s doubling up to 5 s, with full jitter."""
+
+    __slots__ = ("_current", "initial", "maximum")
+
+    def __init__(self, initial: float = 0.1, maximum: float = 5.0) -> None:
+        self.initial = initial
+        self.maximum = maximum
+        self._current = initial
+
+    def reset(self) -> None:
+        """Start again from the initial delay (after a success)."""
+        self._current = self.initial
+
+    async def sleep(self) -> None:
+        """Sleep for the next delay: half to all of it, so instances do not retry in step."""
+        delay = self._current * random.uniform(0.5, 1.0)  # noqa: S311 - jitter, not crypto
+        self._current = min(self.maximum, self._current * 2)
+        await anyio.sleep(delay)

@@ -1,0 +1,410 @@
+"""`RedisTransport`: APP-scope events between the instances of an application, on Redis Streams.
+
+Key layout (``{prefix}:app:{app}:`` is the same for every key, so one ACL key pattern
+covers an application):
+
+- ``…:events`` — one stream holding every APP event of the application, one entry per
+  event with one field, ``e``, the CloudEvents JSON;
+- ``…:dead`` — dead letters: ``e`` (the entry as read), ``error``, ``group``,
+  ``deliveries``, ``entry`` (its id in the events stream) and ``instance``;
+- ``…:replies:{instance}`` — replies to the requests of one instance.
+
+Consumer groups of the events stream: ``b:{instance}``, one per instance, through which
+it receives every event (broadcast), and ``g:{group}``, shared by the members of each
+competing-consumer group. The consumer name is always the instance name. See
+``docs/guides/redis.md`` for the guarantees.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import TYPE_CHECKING, Any, Final
+
+import anyio
+import anyio.abc
+from coredis.exceptions import RedisError, StreamDuplicateConsumerGroupError
+
+from actorbus._exceptions import TransportError
+from actorbus._transport import Transport, TransportHost
+from actorbus._wire import MAX_MESSAGE_BYTES, encode
+from actorbus.redis._config import (
+    Keys,
+    Settings,
+    anonymous_instance,
+    broadcast_group,
+    check_instance,
+    member_group,
+    redact_url,
+)
+from actorbus.redis._consumer import GroupConsumer
+from actorbus.redis._context import Context
+from actorbus.redis._health import TRANSIENT, RedisStats, logger
+from actorbus.redis._maintenance import Maintenance
+from actorbus.redis._publisher import Publisher
+from actorbus.redis._replies import Requests
+
+if TYPE_CHECKING:
+    import coredis
+
+    from actorbus._envelope import Envelope
+
+__all__ = ["RedisTransport"]
+
+_DRAIN_TIMEOUT: Final = 5.0
+"""Seconds `close` lets the ackers finish acknowledging what was handled."""
+_CLEANUP_TIMEOUT: Final = 3.0
+
+
+class RedisTransport(Transport):
+    """Carries APP-scope events between the instances of an application through Redis Streams.
+
+    Give it to ``ActorSystem(name, transport=RedisTransport(url))``; systems with the same
+    name on the same Redis are instances of one application. Delivery is at-least-once:
+    an entry is acknowledged only once its local handlers finished (or supervision
+    dead-lettered it), so after a crash or an outage an event may be handled again — use
+    the envelope's ``id`` as the idempotency key. Works natively on asyncio and trio.
+
+    Args:
+        url: ``redis://[[user]:password@]host[:port][/db]``; ``rediss://`` for TLS.
+        instance: A stable name makes the instance durable: after a restart it resumes
+            where it stopped, receiving what was published meanwhile. None (the
+            default) gives it a random anonymous name and a subscription that is
+            removed on a clean shutdown. Names must be unique among running instances.
+        claim_after: Seconds an entry may stay unacknowledged by a silent consumer
+            before a live member of the same group takes it over. Entries still being
+            handled by a live instance are refreshed and never taken.
+        max_deliveries: Deliveries after which an unacknowledged entry goes to the
+            dead-letter stream instead of being delivered again.
+        maxlen: Optional hard cap on the events stream (approximate ``MAXLEN`` on each
+            XADD). It can drop entries that some group has not read yet; without it the
+            stream is trimmed only below what every group still needs.
+        prefix: First part of every key, to share one Redis between deployments.
+        max_message_bytes: Larger entries are not published (`ValueError`) and, when
+            read, are dead-lettered.
+        publish_timeout: Seconds `publish` waits for Redis to accept an event before it
+            raises `TransportError`.
+        block: Seconds each blocking read waits for new entries.
+        batch: Entries read, claimed or published per round trip; also the number of
+            read entries that may wait for their handlers at once per group.
+        trim_interval: Seconds between trims of the events stream.
+        stale_after: Seconds after which the subscription of a silent anonymous
+            instance (one that crashed) is removed.
+        dead_maxlen: Approximate cap on the dead-letter stream (None: unbounded).
+
+    Raises:
+        ValueError: For an invalid instance name or setting.
+    """
+
+    def __init__(
+        self,
+        url: str = "redis://localhost:6379/0",
+        *,
+        instance: str | None = None,
+        claim_after: float = 30.0,
+        max_deliveries: int = 5,
+        maxlen: int | None = None,
+        prefix: str = "actorbus",
+        max_message_bytes: int = MAX_MESSAGE_BYTES,
+        publish_timeout: float = 5.0,
+        block: float = 1.0,
+        batch: int = 100,
+        trim_interval: float = 10.0,
+        stale_after: float = 300.0,
+        dead_maxlen: int | None = 10_000,
+    ) -> None:
+        positive = {
+            "claim_after": claim_after,
+            "publish_timeout": publish_timeout,
+            "block": block,
+            "trim_interval": trim_interval,
+            "stale_after": stale_after,
+        }
+        for name, value in positive.items():
+            if not value > 0:
+                msg = f"RedisTransport({name}=...) must be > 0 seconds, got {value!r}"
+                raise ValueError(msg)
+        counts = {"max_deliveries": max_deliveries, "batch": batch, "maxlen": maxlen or 1}
+        counts |= {"max_message_bytes": max_message_bytes, "dead_maxlen": dead_maxlen or 1}
+        for name, value in counts.items():
+            if not isinstance(value, int) or value < 1:
+                msg = f"RedisTransport({name}=...) must be a positive integer, got {value!r}"
+                raise ValueError(msg)
+        if not prefix or any(char.isspace() for char in prefix):
+            msg = f"RedisTransport(prefix=...) must be a non-empty word, got {prefix!r}"
+            raise ValueError(msg)
+        self.url = url
+        self.prefix = prefix
+        self.durable = instance is not None
+        self.instance = check_instance(instance) if instance is not None else anonymous_instance()
+        self.settings = Settings(
+            claim_after=claim_after,
+            max_deliveries=max_deliveries,
+            maxlen=maxlen,
+            max_message_bytes=max_message_bytes,
+            publish_timeout=publish_timeout,
+            block=block,
+            batch=batch,
+            trim_interval=trim_interval,
+            stale_after=stale_after,
+            dead_maxlen=dead_maxlen,
+        )
+        self._context: Context | None = None
+        self._host: TransportHost | None = None
+        self._task_group: anyio.abc.TaskGroup | None = None
+        self._client: coredis.Redis[bytes] | None = None
+        self._publisher: Publisher | None = None
+        # anyio primitives need a running event loop: created in `open`.
+        self._main_scope: anyio.CancelScope | None = None
+        self._main_done: anyio.Event | None = None
+        self._consumers: dict[str, GroupConsumer] = {}
+        self._running: list[GroupConsumer] = []
+        self._maintenance: Maintenance | None = None
+        self._requests: Requests | None = None
+        self._consuming = False
+        self._intake_stopped = False
+
+    def __repr__(self) -> str:
+        app = self._context.keys.app if self._context is not None else None
+        return (
+            f"<RedisTransport {redact_url(self.url)} app={app!r} instance={self.instance!r}"
+            f"{' durable' if self.durable else ''}>"
+        )
+
+    @property
+    def keys(self) -> Keys:
+        """The application's Redis keys (known once the system started)."""
+        return self._opened().keys
+
+    def stats(self) -> RedisStats:
+        """A snapshot of this transport's counters and connection state."""
+        context = self._context
+        if context is None:
+            return RedisStats(0, 0, 0, 0, 0, 0, 0, connected=False)
+        counters, health = context.counters, context.health
+        return RedisStats(
+            published=counters.published,
+            delivered=counters.delivered,
+            acked=counters.acked,
+            dead_lettered=counters.dead_lettered,
+            claimed=counters.claimed,
+            reconnects=health.reconnects,
+            outages=health.outages,
+            connected=health.connected,
+        )
+
+    def _opened(self) -> Context:
+        if self._context is None:
+            msg = "RedisTransport is not open: give it to ActorSystem(transport=...)"
+            raise RuntimeError(msg)
+        return self._context
+
+    # -- life cycle -------------------------------------------------------------------------
+
+    async def open(self, host: TransportHost, task_group: anyio.abc.TaskGroup) -> None:
+        """Connect, and create this instance's broadcast group (at the end of the stream).
+
+        Raises:
+            TransportError: If Redis cannot be reached or refuses the credentials.
+        """
+        context = Context(self.url, Keys(self.prefix, host.name), self.settings, self.instance)
+        self._context = context
+        self._host = host
+        self._task_group = task_group
+        self._main_scope = anyio.CancelScope()
+        self._main_done = anyio.Event()
+        self._requests = Requests(context, task_group, self._send)
+        self._publisher = Publisher(
+            context.keys.events, self.settings, context.health, context.counters, context.where
+        )
+        await task_group.start(self._own_client)
+        group = broadcast_group(self.instance)
+        await self._create_group(group)
+        # The consumer exists from now on, so the trimmers of other instances see it as live.
+        await self._command(
+            f"join consumer group {group!r}",
+            self._client_now().xgroup_createconsumer,
+            context.keys.events,
+            group,
+            self.instance,
+        )
+        self._consumers[group] = GroupConsumer(context, host, group, None, resume=self.durable)
+
+    async def _own_client(self, *, task_status: anyio.abc.TaskStatus[None]) -> None:
+        """Own the shared client (publishing, acks elsewhere use their own) and publish."""
+        context = self._opened()
+        assert self._publisher is not None  # noqa: S101 - set in open
+        assert self._main_scope is not None  # noqa: S101
+        assert self._main_done is not None  # noqa: S101
+        failure: BaseException | None = None
+        try:
+            with self._main_scope:
+                async with context.connect() as client:
+                    # Errors raised inside the client's block come out wrapped in an
+                    # exception group (its pool is a task group): keep them for later.
+                    try:
+                        await client.ping()
+                    except (RedisError, *TRANSIENT) as exc:
+                        failure = exc
+                    else:
+                        self._client = client
+                        task_status.started()
+                        await self._publisher.run(client)
+        finally:
+            self._client = None
+            self._publisher.discard()
+            self._main_done.set()
+        if failure is not None:
+            msg = f"cannot connect to Redis at {context.where}: {context.health.describe(failure)}"
+            raise TransportError(msg)
+
+    def _client_now(self) -> coredis.Redis[bytes]:
+        if self._client is None:
+            msg = "the Redis transport is closed"
+            raise TransportError(msg)
+        return self._client
+
+    async def _command(self, what: str, method: Any, *args: Any, **kwargs: Any) -> Any:
+        """Run one command on the shared client, as a `TransportError` on failure."""
+        context = self._opened()
+        try:
+            with anyio.fail_after(self.settings.publish_timeout):
+                return await method(*args, **kwargs)
+        except (RedisError, *TRANSIENT) as exc:
+            msg = f"cannot {what} on Redis at {context.where}: {context.health.describe(exc)}"
+            raise TransportError(msg) from None
+
+    async def _create_group(self, group: str) -> None:
+        """Create `group` at the end of the stream, unless it exists (then it resumes)."""
+        client = self._client_now()
+        events = self._opened().keys.events
+        await self._command(f"create consumer group {group!r}", _create, client, events, group)
+
+    async def add_group(self, group: str) -> None:
+        """Join competing-consumer `group`; events published from now on reach it.
+
+        Raises:
+            TransportError: If Redis cannot be reached.
+        """
+        name = member_group(group)
+        if name in self._consumers:
+            return
+        await self._create_group(name)
+        context = self._opened()
+        assert self._host is not None  # noqa: S101 - opened
+        consumer = GroupConsumer(context, self._host, name, group, resume=self.durable)
+        self._consumers[name] = consumer
+        if self._consuming and not self._intake_stopped and self._task_group is not None:
+            self._launch(self._task_group, consumer)
+
+    async def start(self, task_group: anyio.abc.TaskGroup) -> None:
+        """Start a consumer per group, and the periodic trimming."""
+        self._task_group = task_group
+        self._consuming = True
+        for consumer in self._consumers.values():
+            self._launch(task_group, consumer)
+        self._maintenance = Maintenance(self._opened())
+        task_group.start_soon(self._maintenance.run, self._client_now())
+
+    def _launch(self, task_group: anyio.abc.TaskGroup, consumer: GroupConsumer) -> None:
+        self._running.append(consumer)
+        task_group.start_soon(consumer.run)
+
+    async def stop_intake(self) -> None:
+        """Stop reading; what was read is still acknowledged once handled."""
+        self._intake_stopped = True
+        for consumer in self._running:
+            consumer.stop_intake()
+
+    async def close(self) -> None:
+        """Acknowledge what was handled, remove an anonymous instance's state, disconnect."""
+        for consumer in self._running:
+            consumer.stop_intake()
+        with anyio.move_on_after(_DRAIN_TIMEOUT):
+            for consumer in self._running:
+                await consumer.finished.wait()
+        for scope in self._scopes():
+            scope.cancel()
+        with anyio.move_on_after(_CLEANUP_TIMEOUT):
+            for consumer in self._running:
+                await consumer.finished.wait()
+            if self._client is not None and not self.durable:
+                await self._forget_instance(self._client)
+        if self._publisher is not None:
+            self._publisher.close()
+        if self._client is not None and self._main_done is not None:
+            with anyio.move_on_after(_CLEANUP_TIMEOUT):
+                await self._main_done.wait()
+        if self._main_scope is not None:
+            self._main_scope.cancel()
+
+    def _scopes(self) -> list[anyio.CancelScope]:
+        scopes = [consumer.scope for consumer in self._running]
+        scopes += [part.scope for part in (self._maintenance, self._requests) if part is not None]
+        return scopes
+
+    async def _forget_instance(self, client: coredis.Redis[bytes]) -> None:
+        """Remove what only this anonymous instance used; keep anything still pending."""
+        context = self._opened()
+        keys = context.keys
+        try:
+            await client.xgroup_destroy(keys.events, broadcast_group(self.instance))
+            for name in self._consumers:
+                if name.startswith("g:"):
+                    consumers: Any = await client.xinfo_consumers(keys.events, name)
+                    mine = [c for c in consumers if c[b"name"] == self.instance.encode()]
+                    if mine and int(mine[0][b"pending"]) == 0:
+                        await client.xgroup_delconsumer(keys.events, name, self.instance)
+            await client.delete([keys.replies(self.instance)])
+        except (RedisError, *TRANSIENT) as exc:
+            logger.warning(
+                "could not remove anonymous instance %r from Redis at %s (%s); "
+                "its subscription will be removed after stale_after=%ss",
+                self.instance,
+                context.where,
+                context.health.describe(exc),
+                self.settings.stale_after,
+            )
+
+    # -- publishing -------------------------------------------------------------------------
+
+    async def publish(self, envelope: Envelope) -> None:
+        """Add `envelope` to the events stream; return once Redis accepted it.
+
+        Raises:
+            TransportError: If Redis did not accept it within `publish_timeout`.
+            ValueError: If it is larger than `max_message_bytes` once encoded.
+            TypeError: If its data cannot be encoded as JSON.
+        """
+        await self._send(envelope)
+
+    async def _send(self, envelope: Envelope) -> None:
+        payload = encode(envelope)
+        if len(payload) > self.settings.max_message_bytes:
+            msg = (
+                f"event {envelope.type!r} (id {envelope.id}) is {len(payload)} bytes as JSON, "
+                f"over max_message_bytes={self.settings.max_message_bytes}; send a reference "
+                "to the data (a key, a URL) instead of the data itself"
+            )
+            raise ValueError(msg)
+        if self._publisher is None:
+            msg = "RedisTransport is not open: give it to ActorSystem(transport=...)"
+            raise TransportError(msg)
+        await self._publisher.publish(payload, f"event {envelope.type!r} (id {envelope.id})")
+
+    async def request(self, envelope: Envelope, timeout: float) -> Any:
+        """Publish `envelope` as a request and return the first reply from any instance.
+
+        Raises:
+            AskTimeout: If no reply came within `timeout`.
+            ActorbusError: If the remote handler raised (its type and message included).
+            TransportError: If Redis did not accept the request.
+        """
+        if self._requests is None:
+            msg = "RedisTransport is not open: give it to ActorSystem(transport=...)"
+            raise TransportError(msg)
+        return await self._requests.request(envelope, timeout)
+
+
+async def _create(client: coredis.Redis[bytes], key: str, group: str) -> None:
+    with contextlib.suppress(StreamDuplicateConsumerGroupError):  # it exists: keep its place
+        await client.xgroup_create(key, group, identifier="$", mkstream=True)
