@@ -125,6 +125,57 @@ def test_run_stops_gracefully_on_a_signal(
     assert "stopping system" in stderr
 
 
+def start_worker(tmp_path: Path, *args: str) -> tuple[subprocess.Popen[str], Path]:
+    marks = tmp_path / "marks"
+    env = {**os.environ, "ACTORBUS_TEST_MARKS": str(marks)}
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "actorbus", "run", *args],
+        cwd=TESTS,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    wait_for_mark(worker, marks, "started")
+    return worker, marks
+
+
+def wait_for_mark(worker: subprocess.Popen[str], marks: Path, mark: str) -> None:
+    deadline = time.monotonic() + 30
+    while not (marks.exists() and mark in marks.read_text().split()):
+        assert worker.poll() is None, worker.communicate()
+        assert time.monotonic() < deadline, f"the worker never marked {mark!r}"
+        time.sleep(0.05)
+
+
+def test_a_second_signal_forces_the_exit(tmp_path: Path) -> None:
+    worker, marks = start_worker(tmp_path, "worker_targets:make_slow_to_stop")
+    try:
+        worker.send_signal(signal.SIGTERM)
+        wait_for_mark(worker, marks, "stopping")  # graceful shutdown is under way, and slow
+        worker.send_signal(signal.SIGTERM)
+        _, stderr = worker.communicate(timeout=20)
+    finally:
+        worker.kill()
+    assert worker.returncode == 130
+    assert "exiting now" in stderr
+
+
+def test_status_reports_throughput_and_depth(tmp_path: Path) -> None:
+    worker, _ = start_worker(tmp_path, "worker_targets:system", "--status", "0.2")
+    try:
+        time.sleep(1.0)  # a few status periods: what is measured is the output, not timing
+        worker.send_signal(signal.SIGTERM)
+        _, stderr = worker.communicate(timeout=30)
+    finally:
+        worker.kill()
+    assert worker.returncode == 0
+    status = [line for line in stderr.splitlines() if "depth" in line]
+    assert status, stderr
+    assert "Ticker: 0/s depth 0" in status[0]
+    assert "paid: 0/s depth 0" in status[0]
+
+
 def test_run_exits_non_zero_once_when_the_system_fails() -> None:
     result = actorbus_cmd("run", "worker_targets:make_failing", "--log-level", "CRITICAL")
     assert result.returncode == 1

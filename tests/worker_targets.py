@@ -3,6 +3,8 @@
 import os
 from pathlib import Path
 
+import anyio
+
 from actorbus import Actor, ActorSystem, Policy, Router, Scope, Supervision, event, handle
 
 
@@ -74,3 +76,18 @@ def make_failing() -> ActorSystem:
 
 
 not_a_system = 42
+
+
+class SlowToStop(Actor):
+    """Its on_stop takes far longer than a test waits: only a second signal ends it."""
+
+    async def on_start(self) -> None:
+        _mark("started")
+
+    async def on_stop(self) -> None:
+        _mark("stopping")
+        await anyio.sleep(120)
+
+
+def make_slow_to_stop() -> ActorSystem:
+    return ActorSystem("targets-slow", actors=[SlowToStop], shutdown_timeout=120)
