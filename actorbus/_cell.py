@@ -104,7 +104,7 @@ class Cell:
         self.parent = parent
         self.queue: MailboxQueue[Any] = MailboxQueue(mailbox, self._dropped)
         self.instance: Any = None
-        self.children: list[Cell] = []
+        self.children: dict[Cell, None] = {}  # in start order; O(1) removal
         self.watchers: list[Cell] = []
         self.state = _NEW
         self.reason: BaseException | None = None
@@ -314,8 +314,8 @@ class Cell:
         self.request_stop(self.reason)  # no-op if already stopping; else dead-letters leftovers
         self.state = _STOPPED
         self.system._forget(self)
-        if self.parent is not None and self in self.parent.children:
-            self.parent.children.remove(self)
+        if self.parent is not None:
+            self.parent.children.pop(self, None)
         notice = Terminated(self.name, self.reason)
         for watcher in self.watchers:
             watcher.notify(self.system._local_message(notice))

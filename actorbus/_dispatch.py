@@ -1,9 +1,12 @@
 """The dispatcher: which local actors get an event, resolved once per class and type.
 
-Routes are cached per (event class, event type) and the cache is dropped whenever an
-actor subscribes or unsubscribes, so routing costs one dict lookup however many
-subscriptions exist. Within a route, actors whose handlers form a competing-consumer
-group share each event: one member per group gets it (round-robin).
+Routes are cached per (event class, event type). When an actor subscribes or stops, only
+the cached routes it belongs to are dropped (a reverse index says which), to be resolved
+again by the next event of that kind. So routing costs one dict lookup however many
+subscriptions exist, stopping an actor costs nothing per other subscriber, and actors
+coming and going do not make every event type resolve again. Within a route, actors
+whose handlers form a competing-consumer group share each event: one member per group
+gets it (round-robin).
 """
 
 from __future__ import annotations
@@ -20,6 +23,8 @@ if TYPE_CHECKING:
 
 __all__ = ["Dispatcher", "Route"]
 
+_Key = tuple[type[Any] | None, str]
+
 
 class Route:
     """The local subscribers of one (class, type): broadcast cells and group members."""
@@ -33,6 +38,12 @@ class Route:
 
     def __bool__(self) -> bool:
         return bool(self.broadcast or self.groups)
+
+    def members(self) -> Iterator[Cell]:
+        """Every cell of the route (broadcast and group members)."""
+        yield from self.broadcast
+        for members in self.groups.values():
+            yield from members
 
     def pick(self, group: str) -> Cell | None:
         """The next member of `group` (round-robin), or None when it has no local member."""
@@ -63,25 +74,37 @@ class Route:
 class Dispatcher:
     """Local subscriptions and the route cache."""
 
-    __slots__ = ("_cells", "_groups", "_routes")
+    __slots__ = ("_cells", "_groups", "_keys", "_routes")
 
     def __init__(self) -> None:
         self._cells: dict[Cell, None] = {}
-        self._routes: dict[tuple[type[Any] | None, str], Route] = {}
+        self._routes: dict[_Key, Route] = {}
+        self._keys: dict[Cell, set[_Key]] = {}  # the cached routes each cell is in
         self._groups: frozenset[str] | None = None
 
     def subscribe(self, cell: Cell) -> None:
         """Route events to `cell` from now on."""
         if cell.table.specs:
             self._cells[cell] = None
-            self._routes.clear()
             self._groups = None
+            match = cell.table.match
+            for key in [key for key in self._routes if match(*key)]:
+                self._drop(key)
 
     def unsubscribe(self, cell: Cell) -> None:
         """Stop routing to `cell`."""
         if self._cells.pop(cell, 0) is None:
-            self._routes.clear()
             self._groups = None
+            for key in self._keys.pop(cell, ()):
+                self._drop(key)
+
+    def _drop(self, key: _Key) -> None:
+        route = self._routes.pop(key, None)
+        if route is not None:
+            for cell in route.members():
+                keys = self._keys.get(cell)
+                if keys is not None:
+                    keys.discard(key)
 
     def route(self, cls: type[Any] | None, type_: str) -> Route:
         """The subscribers of an event of class `cls` (None: plain data) and type `type_`."""
@@ -90,7 +113,10 @@ class Dispatcher:
         if found is None:
             if len(self._routes) >= CACHE_LIMIT:
                 self._routes.clear()  # type strings may come from the wire: stay bounded
+                self._keys.clear()
             found = self._routes[key] = self._resolve(cls, type_)
+            for cell in found.members():
+                self._keys.setdefault(cell, set()).add(key)
         return found
 
     def _resolve(self, cls: type[Any] | None, type_: str) -> Route:

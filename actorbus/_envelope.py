@@ -109,6 +109,36 @@ class Envelope:
     scope: Scope = Scope.PROCESS
     headers: Mapping[str, str] = attrs.field(default=_EMPTY, converter=_freeze_headers)
 
+    @classmethod
+    def _build(
+        cls,
+        type_: str,
+        data: object,
+        source: str,
+        scope: Scope,
+        subject: str | None,
+        headers: Mapping[str, str] | None,
+    ) -> Envelope:
+        """Build an envelope for `publish` without re-validating what actorbus made itself.
+
+        Equivalent to the keyword constructor (headers are still validated), but skips the
+        converters that a fresh id and a fresh UTC time do not need: this is the publish
+        hot path.
+        """
+        envelope = object.__new__(cls)
+        put = object.__setattr__
+        put(envelope, "type", type_)
+        put(envelope, "data", data)
+        put(envelope, "source", source)
+        put(envelope, "id", f"{_ID_PREFIX}-{next(_counter):x}")
+        put(envelope, "specversion", "1.0")
+        put(envelope, "time", dt.datetime.now(_UTC))
+        put(envelope, "subject", subject)
+        put(envelope, "datacontenttype", "application/json")
+        put(envelope, "scope", scope)
+        put(envelope, "headers", _freeze_headers(headers) if headers else _EMPTY)
+        return envelope
+
     def to_cloudevent(self) -> dict[str, Any]:
         """The CloudEvents JSON structured-mode dict (JSON-ready; headers as extensions)."""
         out: dict[str, Any] = {

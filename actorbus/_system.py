@@ -5,7 +5,7 @@ from __future__ import annotations
 import collections
 import logging
 import weakref
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Final, Self, cast
 
 import anyio
@@ -14,6 +14,7 @@ import attrs
 from anyio.lowlevel import checkpoint, checkpoint_if_cancelled
 
 from ._actor import Actor, ActorRef
+from ._backend import resolve_checkpoints
 from ._cell import YIELD_EVERY, Cell, current_system_var
 from ._convert import structure
 from ._envelope import Envelope
@@ -110,7 +111,8 @@ class ActorSystem:
         self.shutdown_timeout = shutdown_timeout
         self._dispatcher = Dispatcher()
         self._cells: dict[str, Cell] = {}
-        self._top: list[Cell] = []
+        self._top: dict[Cell, None] = {}  # top-level actors in start order; O(1) removal
+        self._name_counts: dict[str, int] = {}
         self._dead_letters: collections.deque[DeadLetter] = collections.deque(
             maxlen=max_dead_letters
         )
@@ -120,6 +122,8 @@ class ActorSystem:
         self._inflight = 0
         self._idle: anyio.Event | None = None
         self._ops = 0
+        self._check_cancelled: Callable[[], Awaitable[None]] = checkpoint_if_cancelled
+        self._yield: Callable[[], Awaitable[None]] = checkpoint
         self._tg: anyio.abc.TaskGroup | None = None
         self._body: anyio.CancelScope | None = None
         self._token: contextvars.Token[ActorSystem | None] | None = None
@@ -159,6 +163,7 @@ class ActorSystem:
             msg = f"ActorSystem {self._name!r} was already started; create a new one"
             raise RuntimeError(msg)
         self._state = _STARTING
+        self._check_cancelled, self._yield = resolve_checkpoints()
         self._tg = anyio.create_task_group()
         await self._tg.__aenter__()
         self._token = _current.set(self)
@@ -326,7 +331,7 @@ class ActorSystem:
         except BaseException:
             self._cells.pop(cell.name, None)
             raise
-        (parent.children if parent is not None else self._top).append(cell)
+        (parent.children if parent is not None else self._top)[cell] = None
         self._dispatcher.subscribe(cell)
         return ActorRef(cell)
 
@@ -409,11 +414,13 @@ class ActorSystem:
                 )
                 raise ValueError(msg)
         else:
-            name = default
-            number = 1
+            # Remember where numbering got to, so spawning many unnamed actors stays linear.
+            number = self._name_counts.get(default, 0)
+            name = default if number == 0 else f"{default}-{number + 1}"
             while name in self._cells:
                 number += 1
-                name = f"{default}-{number}"
+                name = f"{default}-{number + 1}"
+            self._name_counts[default] = number + 1
         return name
 
     def _construct(self, cell: Cell) -> Actor:
@@ -461,7 +468,7 @@ class ActorSystem:
             ):
                 self._tg.start_soon(self._transport.add_group, group)
             self._tg.start_soon(cell.run)
-            self._top.append(cell)
+            self._top[cell] = None
             self._dispatcher.subscribe(cell)
             return func
 
@@ -483,8 +490,7 @@ class ActorSystem:
     def _forget(self, cell: Cell) -> None:
         if self._cells.get(cell.name) is cell:
             del self._cells[cell.name]
-        if cell in self._top:
-            self._top.remove(cell)
+        self._top.pop(cell, None)
         self._dispatcher.unsubscribe(cell)
         self._stop_errors.extend(cell.stop_errors)
 
@@ -509,9 +515,9 @@ class ActorSystem:
         self._ops += 1
         if self._ops >= YIELD_EVERY:
             self._ops = 0
-            await checkpoint()
+            await self._yield()
         else:
-            await checkpoint_if_cancelled()
+            await self._check_cancelled()
 
     def _wrap(
         self,
@@ -538,13 +544,8 @@ class ActorSystem:
         else:
             type_ = info.type
             scope = info.scope if scope is None else scope
-        envelope = Envelope(
-            type=type_,
-            data=event,
-            source=source or self._name,
-            scope=scope,
-            subject=subject,
-            headers=outgoing(headers, type_),  # None becomes empty
+        envelope = Envelope._build(
+            type_, event, source or self._name, scope, subject, outgoing(headers, type_)
         )
         return envelope, event, cls
 

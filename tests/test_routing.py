@@ -862,3 +862,41 @@ async def test_routes_follow_actors_that_start_and_stop() -> None:
         await sys.drain()
     assert [e.order_id for _, e in first] == ["a", "b"]
     assert [e.order_id for _, e in second] == ["b", "c"]
+
+
+async def test_cached_routes_follow_actors_that_come_and_go() -> None:
+    @event("routing.cache.ping")
+    class CachePing:
+        n: int
+
+    seen: list[tuple[str, int]] = []
+
+    class Listener(Actor):
+        @handle()
+        async def on(self, ping: CachePing) -> None:
+            seen.append((self.name, ping.n))
+
+    class Member(Actor):
+        group = "workers"
+
+        @handle()
+        async def on(self, ping: CachePing) -> None:
+            seen.append(("group:" + self.name, ping.n))
+
+    async with system() as sys:
+        first = await sys.spawn(Listener, name="first")
+        await sys.publish(CachePing(1))  # the route is now cached
+        await sys.spawn(Listener, name="second")
+        await sys.spawn(Member, name="m1")
+        await sys.publish(CachePing(2))
+        await first.stop()
+        await sys.publish(CachePing(3))
+        await sys.spawn(Member, name="m2")
+        await sys.publish(CachePing(4))
+        await sys.publish(CachePing(5))
+        await sys.drain()
+    assert sorted(n for name, n in seen if name == "first") == [1, 2]
+    assert sorted(n for name, n in seen if name == "second") == [2, 3, 4, 5]
+    grouped = sorted((n, name) for name, n in seen if name.startswith("group:"))
+    assert [n for n, _ in grouped] == [2, 3, 4, 5]  # one member per event
+    assert {name for n, name in grouped if n >= 4} == {"group:m1", "group:m2"}  # shared again
