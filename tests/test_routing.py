@@ -889,6 +889,7 @@ async def test_cached_routes_follow_actors_that_come_and_go() -> None:
         await sys.spawn(Listener, name="second")
         await sys.spawn(Member, name="m1")
         await sys.publish(CachePing(2))
+        await sys.drain()  # stop() dead-letters what is still waiting
         await first.stop()
         await sys.publish(CachePing(3))
         await sys.spawn(Member, name="m2")
