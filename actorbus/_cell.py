@@ -105,7 +105,8 @@ class Cell:
         self.queue: MailboxQueue[Any] = MailboxQueue(mailbox, self._dropped)
         self.instance: Any = None
         self.children: dict[Cell, None] = {}  # in start order; O(1) removal
-        self.watchers: list[Cell] = []
+        self.watchers: dict[Cell, None] = {}  # who gets Terminated when this one stops
+        self.watching: dict[Cell, None] = {}  # whom this one watches (to unregister)
         self.state = _NEW
         self.reason: BaseException | None = None
         self.stop_errors: list[BaseException] = []
@@ -162,9 +163,8 @@ class Cell:
 
     def notify(self, item: object) -> None:
         """Queue a system notice (Terminated, a child's failure) ahead of user messages."""
-        if isinstance(item, Message):
+        if self.queue.urgent(item) and isinstance(item, Message):
             self.system._inflight += 1
-        self.queue.urgent(item)
 
     def _dropped(self, message: Message, error: Exception, queued: bool) -> None:
         self.dropped += 1
@@ -234,10 +234,16 @@ class Cell:
             self._escalate(escalated)
 
     async def _start_instance(self) -> None:
+        """Build a fresh instance and run its `on_start`; it becomes current only then.
+
+        A failed `on_start` leaves no instance, so no `on_stop` runs for it (as at spawn).
+        """
+        self.instance = None
         if self.factory is None:
             return
-        self.instance = self.system._construct(self)
-        await self.instance.on_start()
+        instance = self.system._construct(self)
+        await instance.on_start()
+        self.instance = instance
 
     async def _loop(self) -> None:
         queue = self.queue
@@ -318,8 +324,12 @@ class Cell:
             self.parent.children.pop(self, None)
         notice = Terminated(self.name, self.reason)
         for watcher in self.watchers:
+            watcher.watching.pop(self, None)
             watcher.notify(self.system._local_message(notice))
         self.watchers.clear()
+        for watched in self.watching:  # a stopped watcher is nobody's concern any more
+            watched.watchers.pop(self, None)
+        self.watching.clear()
         if self._stopped is not None:
             self._stopped.set()
 
@@ -507,6 +517,7 @@ class Cell:
             if self.instance is not None:
                 try:
                     await self.instance.on_stop()
+                    self.instance = None
                 except Exception:
                     logger.exception(
                         "on_stop of actor %r failed during restart",

@@ -178,11 +178,17 @@ class MailboxQueue(Generic[T]):
         self._wake_getter()
         return QUEUED
 
-    def urgent(self, item: T) -> None:
-        """Queue a system notice ahead of the user messages, ignoring the capacity."""
-        if not self._closed:
-            self._urgent.append(item)
-            self._wake_getter()
+    def urgent(self, item: T) -> bool:
+        """Queue a system notice ahead of the user messages, ignoring the capacity.
+
+        Returns:
+            Whether it was queued (False once the mailbox is closed).
+        """
+        if self._closed:
+            return False
+        self._urgent.append(item)
+        self._wake_getter()
+        return True
 
     def _wake_putter(self) -> None:
         putters = self._putters

@@ -43,6 +43,19 @@ _DEAD_LETTER_TYPE: Final = "actorbus.dead_letter"
 _NEW, _STARTING, _RUNNING, _STOPPING, _STOPPED = range(5)
 
 
+_REPLY_TO: Final = "replyto"
+
+
+def _answerer(
+    targets: list[tuple[Cell, str | None]], cls: type[Any] | None
+) -> tuple[Cell, str | None] | None:
+    """The one target that answers a request: a handler naming the class, else the first."""
+    return next(
+        (t for t in targets if cls is not None and t[0].table.handles_class(cls)),
+        targets[0] if targets else None,
+    )
+
+
 def current_system() -> ActorSystem:
     """The system the calling code runs in.
 
@@ -492,7 +505,9 @@ class ActorSystem:
             del self._cells[cell.name]
         self._top.pop(cell, None)
         self._dispatcher.unsubscribe(cell)
-        self._stop_errors.extend(cell.stop_errors)
+        if self._state == _STOPPING:
+            # Raised together at shutdown; earlier ones were logged when they happened.
+            self._stop_errors.extend(cell.stop_errors)
 
     def _unsubscribe(self, cell: Cell) -> None:
         self._dispatcher.unsubscribe(cell)
@@ -500,8 +515,9 @@ class ActorSystem:
     def _watch(self, watcher: Cell, watched: Cell) -> None:
         if watched.stopped:
             watcher.notify(self._local_message(Terminated(watched.name, watched.reason)))
-        elif watcher not in watched.watchers:
-            watched.watchers.append(watcher)
+        else:
+            watched.watchers[watcher] = None
+            watcher.watching[watched] = None
 
     def groups(self) -> set[str]:
         """The competing-consumer groups local subscribers belong to."""
@@ -777,12 +793,7 @@ class ActorSystem:
     async def _answer(
         self, envelope: Envelope, payload: object, cls: type[Any] | None, timeout: float
     ) -> Any:
-        targets = list(self._dispatcher.route(cls, envelope.type).targets())
-        # A handler that names the event's class answers before a glob that merely matches.
-        target = next(
-            (t for t in targets if cls is not None and t[0].table.handles_class(cls)),
-            targets[0] if targets else None,
-        )
+        target = _answerer(list(self._dispatcher.route(cls, envelope.type).targets()), cls)
         if target is None:
             msg = f"no actor of system {self._name!r} handles {envelope.type!r}"
             raise AskTimeout(msg)
@@ -828,6 +839,9 @@ class ActorSystem:
             delivery.dead(exc)
             return delivery
         targets = list(self._dispatcher.route(cls, envelope.type).targets(group))
+        if _REPLY_TO in envelope.headers and targets:
+            # A request: one handler of this instance answers, as `request` does locally.
+            targets = [_answerer(targets, cls)]  # type: ignore[list-item]
         delivery = Tracker(len(targets))
         if not targets and group is not None and group not in self._dispatcher.groups():
             # The group has no member here any more: leave the event for a live member.

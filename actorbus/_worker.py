@@ -52,6 +52,11 @@ def _import(target: str) -> object:
     except ImportError as exc:
         msg = f"cannot import module {module_name!r} (from {target!r}): {exc}"
         raise TargetError(msg) from exc
+    except Exception as exc:
+        msg = (
+            f"importing module {module_name!r} (from {target!r}) raised {type(exc).__name__}: {exc}"
+        )
+        raise TargetError(msg) from exc
     found: object = module
     for part in attribute.split("."):
         try:
@@ -71,9 +76,13 @@ async def load_target(target: str) -> ActorSystem:
     """
     found = _import(target)
     if not isinstance(found, ActorSystem) and callable(found) and not isinstance(found, type):
-        found = found()
-        if inspect.isawaitable(found):
-            found = await found
+        try:
+            found = found()
+            if inspect.isawaitable(found):
+                found = await found
+        except Exception as exc:
+            msg = f"the factory {target!r} raised {type(exc).__name__}: {exc}"
+            raise TargetError(msg) from exc
     if not isinstance(found, ActorSystem):
         msg = (
             f"{target!r} is a {type(found).__qualname__}, not an ActorSystem or a factory "

@@ -78,6 +78,13 @@ def test_handlers_json() -> None:
         ("worker_targets:missing", "has no attribute 'missing'"),
         ("worker_targets:not_a_system", "is a int, not an ActorSystem"),
         ("worker_targets", "must look like 'module:attribute'"),
+        (
+            "broken_target:system",
+            (
+                "importing module 'broken_target' (from 'broken_target:system') raised "
+                "RuntimeError: config missing"
+            ),
+        ),
     ],
 )
 @pytest.mark.parametrize("command", ["run", "handlers"])

@@ -616,3 +616,57 @@ async def test_watchers_get_terminated_when_supervision_gives_up() -> None:
         assert isinstance(got[0].reason, BoomError)
         assert child.stopped
         assert not system.actor("parent").stopped
+
+
+async def test_a_restart_whose_on_start_fails_runs_no_on_stop_for_that_instance() -> None:
+    events: list[str] = []
+    starts = 0
+
+    class Shaky(Actor):
+        supervision = Supervision(Policy.RESTART, max_restarts=5, within=60.0)
+
+        def __init__(self) -> None:
+            nonlocal starts
+            starts += 1
+            self.number = starts
+
+        async def on_start(self) -> None:
+            events.append(f"start#{self.number}")
+            if self.number == 2:
+                raise BoomError("start")
+
+        async def on_stop(self) -> None:
+            events.append(f"stop#{self.number}")
+
+        @handle()
+        async def work(self, job: Job) -> None:
+            raise BoomError(job.n)
+
+    async with ActorSystem() as system:
+        ref = await system.spawn(Shaky)
+        await ref.tell(Job(1))
+        await system.drain()
+        events.append("--shutdown--")
+    assert events == ["start#1", "stop#1", "start#2", "start#3", "--shutdown--", "stop#3"]
+
+
+async def test_a_watcher_that_stops_first_leaves_nothing_behind() -> None:
+    log: list[Any] = []
+
+    class Watcher(Actor):
+        def __init__(self, target: ActorRef) -> None:
+            self.target = target
+
+        async def on_start(self) -> None:
+            await self.watch(self.target)
+
+    async with ActorSystem(shutdown_timeout=30) as system:
+        target = await spawn(system, Supervision(), log, name="target")
+        watchers = [await system.spawn(Watcher, target) for _ in range(3)]
+        for watcher in watchers:
+            await watcher.stop()
+        await target.stop()
+        with anyio.fail_after(1):  # virtual time: only a hang would reach it
+            await system.drain()
+        started = anyio.current_time()
+    assert anyio.current_time() - started < 1  # no shutdown_timeout wait either

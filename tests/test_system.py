@@ -1249,3 +1249,16 @@ async def test_constructor_failure_is_raised_by_spawn() -> None:
             sys.actor("picky")
         ref = await sys.spawn(Picky, 1, name="picky")
         assert ref.name == "picky"
+
+
+async def test_on_stop_errors_of_actors_stopped_earlier_are_not_raised_at_shutdown(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    class FailsToStop(Actor):
+        async def on_stop(self) -> None:
+            raise RuntimeError("stop failed")
+
+    async with ActorSystem() as sys:
+        ref = await sys.spawn(FailsToStop)
+        await ref.stop()  # logged now, with its traceback
+    assert any("on_stop of actor" in r.getMessage() for r in caplog.records)

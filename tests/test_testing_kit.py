@@ -161,3 +161,22 @@ async def test_actor_system_fixture(actor_system: ActorSystem) -> None:
     await probe.expect(Shipped)
     with anyio.fail_after(1):
         await actor_system.drain()
+
+
+async def test_a_request_over_a_transport_is_answered_by_one_handler_per_instance(
+    memory_broker: MemoryBroker,
+) -> None:
+    calls: list[str] = []
+
+    class Quoter(Actor):
+        @handle()
+        async def price(self, query: PriceQuery) -> str:
+            calls.append(self.name)
+            return self.name
+
+    async with ActorSystem("quotes", transport=memory_broker.transport()) as a:
+        await a.spawn(Quoter, name="q1")
+        await a.spawn(Quoter, name="q2")
+        assert await a.request(PriceQuery("book"), timeout=1) == "q1"
+        await a.drain()
+    assert calls == ["q1"]
