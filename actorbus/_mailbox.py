@@ -115,7 +115,10 @@ class MailboxQueue(Generic[T]):
 
     def _check_open(self, name: str) -> None:
         if self._closed:
-            msg = f"actor {name!r} has stopped and takes no more messages"
+            msg = (
+                f"actor {name!r} has stopped and takes no more messages; watch it to know "
+                "when it stops, or send to its replacement"
+            )
             raise ActorStopped(msg)
 
     def offer(self, item: T, name: str) -> int:

@@ -754,7 +754,11 @@ class ActorSystem:
             )
             raise TypeError(msg)
         if not cell.accepting:
-            msg = f"actor {cell.name!r} has stopped; it cannot take {item.type!r}"
+            msg = (
+                f"actor {cell.name!r} has stopped; it cannot take {item.type!r}: watch it "
+                "(`self.watch(ref)` / `ref.wait_stopped()`) or look it up again with "
+                "`system.actor(name)` after a restart"
+            )
             raise ActorStopped(msg)
         await cell.put(item)
 
@@ -795,7 +799,10 @@ class ActorSystem:
     ) -> Any:
         target = _answerer(list(self._dispatcher.route(cls, envelope.type).targets()), cls)
         if target is None:
-            msg = f"no actor of system {self._name!r} handles {envelope.type!r}"
+            msg = (
+                f"no actor of system {self._name!r} handles {envelope.type!r}: spawn one "
+                "with a @handle for it before the request (see `actorbus handlers`)"
+            )
             raise AskTimeout(msg)
         cell, group = target
         tracker = Tracker()
@@ -804,7 +811,10 @@ class ActorSystem:
                 await cell.put(Message(payload, envelope, cls, envelope.type, group, tracker))
                 await tracker.wait()
         except TimeoutError:
-            msg = f"actor {cell.name!r} did not answer {envelope.type!r} within {timeout}s"
+            msg = (
+                f"actor {cell.name!r} did not answer {envelope.type!r} within {timeout}s; "
+                "raise the timeout or check that the handler returns"
+            )
             raise AskTimeout(msg) from None
         return tracker.result()
 
