@@ -651,7 +651,7 @@ async def test_the_documented_acl_line_is_enough(redis_server: RedisServer) -> N
         f"ACL SETUSER {user} on >{secret} resetkeys ~actorbus:app:{app}:* resetchannels "
         "-@all +hello +auth +ping +select +xadd +xreadgroup +xread +xack +xclaim +xpending "
         "+xrevrange +xtrim +xgroup|create +xgroup|createconsumer +xgroup|destroy "
-        "+xgroup|delconsumer +xinfo|groups +xinfo|consumers +expire +del"
+        "+xgroup|delconsumer +xinfo|groups +xinfo|consumers +expire +del +set +exists"
     )
     redis_server.cli(*acl.split())
     url = f"redis://{user}:{secret}@{redis_server.host}:{redis_server.port}/0"
@@ -737,3 +737,50 @@ async def test_a_killed_worker_process_loses_nothing(
         await eventually(lambda: set(published) <= by_worker | live, timeout=15)
     assert transport.stats().claimed > 0  # what the dead worker had read was taken over
     assert set(published) == by_worker | live
+
+
+async def test_quiet_live_instances_keep_their_groups_and_crashed_ones_are_removed(
+    redis_server: RedisServer,
+) -> None:
+    """The janitor goes by heartbeats, not by `idle`.
+
+    Before Redis 7.2 a consumer's idle time only restarts when a read returns entries, so a
+    live instance with nothing to read looks idle: going by it, instances removed each
+    other's groups and then replayed the stream.
+    """
+    app = new_app()
+    seen: list[tuple[str, int]] = []
+
+    def recorder(label: str) -> Callable[[Job], Any]:
+        @handle(Job)
+        async def on_job(job: Job) -> None:
+            seen.append((label, job.n))
+
+        on_job.__name__ = f"on_job_{label}"
+        return on_job
+
+    settings = {"trim_interval": 0.05, "stale_after": 0.3}
+    async with coredis.Redis.from_url(redis_server.url) as client:
+        # A crashed anonymous instance: its group has a consumer that read once and no
+        # heartbeat any more.
+        await client.xgroup_create(events_key(app), "b:~crashed", identifier="$", mkstream=True)
+        await client.xreadgroup("b:~crashed", "~crashed", streams={events_key(app): ">"}, count=1)
+        async with (
+            ActorSystem(app, transport=RedisTransport(redis_server.url, **settings)) as a,
+            ActorSystem(app, transport=RedisTransport(redis_server.url, **settings)) as b,
+        ):
+            await a.spawn(recorder("a"))
+            await b.spawn(recorder("b"))
+            await a.publish(Job(1))
+            await eventually(lambda: len(seen) == 2)
+            # Quiet for several stale_after periods: real Redis time has to pass here.
+            await anyio.sleep(1.2)
+            groups = {
+                bytes(g[b"name"]).decode() for g in await client.xinfo_groups(events_key(app))
+            }
+            await a.publish(Job(2))
+            await eventually(lambda: len(seen) == 4)
+            await anyio.sleep(0.2)  # a replay, if any, would arrive now
+    assert "b:~crashed" not in groups
+    assert len([g for g in groups if g.startswith("b:~")]) == 2  # both live instances kept theirs
+    assert sorted(seen) == [("a", 1), ("a", 2), ("b", 1), ("b", 2)]  # nothing replayed

@@ -83,6 +83,10 @@ class Keys:
         """The stream an instance reads the replies to its requests from."""
         return f"{self.base}replies:{instance}"
 
+    def alive(self, instance: str) -> str:
+        """The heartbeat key a running instance keeps refreshing (with a time to live)."""
+        return f"{self.base}alive:{instance}"
+
 
 def broadcast_group(instance: str) -> str:
     """The consumer group through which `instance` receives every event."""

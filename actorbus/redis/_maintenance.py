@@ -8,8 +8,11 @@ internal nodes and trimming is cheap). A group can only move forward, so a thres
 computed a moment ago is still safe when the XTRIM runs.
 
 On the way it removes what crashed anonymous instances left behind: their broadcast
-groups (``b:~…``) once every consumer in them has been idle for `stale_after` seconds,
-and their idle consumers with nothing pending from the competing-consumer groups.
+groups (``b:~…``) and their consumers with nothing pending in the competing-consumer
+groups. An instance counts as gone when its heartbeat key (``…:alive:{instance}``, which
+every running instance refreshes each `trim_interval` with a time to live of at least
+`stale_after`) has expired. The consumers' ``idle`` time cannot tell: before Redis 7.2 it
+only restarts when a read returns entries, so a live but quiet instance looks idle.
 """
 
 from __future__ import annotations
@@ -29,7 +32,14 @@ if TYPE_CHECKING:
     from actorbus.redis._config import StreamId
     from actorbus.redis._context import Context
 
-__all__ = ["Maintenance"]
+__all__ = ["Maintenance", "beat"]
+
+
+async def beat(client: coredis.Redis[bytes], context: Context) -> None:
+    """Refresh `context`'s instance heartbeat: alive for `stale_after` (≥ 3 beats) more."""
+    settings = context.settings
+    ttl = max(1, int(max(settings.stale_after, 3 * settings.trim_interval)))
+    await client.set(context.keys.alive(context.instance), b"1", ex=ttl)
 
 
 class Maintenance:
@@ -42,9 +52,15 @@ class Maintenance:
         self.scope = anyio.CancelScope()
 
     async def run(self, client: coredis.Redis[bytes]) -> None:
-        """Trim every `trim_interval` seconds until cancelled through `scope`."""
+        """Beat and trim every `trim_interval` seconds until cancelled through `scope`."""
         with self.scope:
             while True:
+                try:
+                    await self.beat(client)
+                except TRANSIENT as exc:
+                    self._context.health.failed(exc)
+                except RedisError as exc:
+                    logger.warning("heartbeat failed: %s", self._context.health.describe(exc))
                 await anyio.sleep(self._context.settings.trim_interval)
                 try:
                     await self.trim(client)
@@ -54,6 +70,14 @@ class Maintenance:
                     logger.warning(
                         "trimming %s failed: %s", self._key, self._context.health.describe(exc)
                     )
+
+    async def beat(self, client: coredis.Redis[bytes]) -> None:
+        """Say this instance is alive until well after the next beat."""
+        await beat(client, self._context)
+
+    async def _alive(self, client: coredis.Redis[bytes], instance: str) -> bool:
+        found: int = await client.exists([self._context.keys.alive(instance)])
+        return found > 0
 
     async def trim(self, client: coredis.Redis[bytes]) -> int:
         """Trim once; return how many entries Redis removed."""
@@ -87,27 +111,26 @@ class Maintenance:
         anonymous_broadcast = group.startswith("b:") and is_anonymous(group[2:])
         if not (anonymous_broadcast or group.startswith("g:")):
             return False
-        stale_ms = self._context.settings.stale_after * 1000
-        consumers: Any = await client.xinfo_consumers(self._key, group)
         if anonymous_broadcast:
-            if consumers and all(int(c[b"idle"]) > stale_ms for c in consumers):
+            if not await self._alive(client, group[2:]):
                 await client.xgroup_destroy(self._key, group)
                 logger.info(
-                    "removed consumer group %r of %s: its anonymous instance has been silent "
-                    "for over %ss (stale_after)",
+                    "removed consumer group %r of %s: its anonymous instance stopped "
+                    "beating more than %ss ago (stale_after)",
                     group,
                     self._key,
                     self._context.settings.stale_after,
                 )
                 return True
             return False
+        consumers: Any = await client.xinfo_consumers(self._key, group)
         for consumer in consumers:
             name = bytes(consumer[b"name"]).decode(errors="replace")
             if (
                 is_anonymous(name)
                 and name != self._context.instance
                 and int(consumer[b"pending"]) == 0
-                and int(consumer[b"idle"]) > stale_ms
+                and not await self._alive(client, name)
             ):
                 await client.xgroup_delconsumer(self._key, group, name)
         return False

@@ -39,7 +39,7 @@ from actorbus.redis._config import (
 from actorbus.redis._consumer import GroupConsumer
 from actorbus.redis._context import Context
 from actorbus.redis._health import TRANSIENT, RedisStats, logger
-from actorbus.redis._maintenance import Maintenance
+from actorbus.redis._maintenance import Maintenance, beat
 from actorbus.redis._publisher import Publisher
 from actorbus.redis._replies import Requests
 
@@ -217,9 +217,10 @@ class RedisTransport(Transport):
             context.keys.events, self.settings, context.health, context.counters, context.where
         )
         await task_group.start(self._own_client)
+        # The heartbeat comes first: from now on other instances' janitors see this one live.
+        await self._command("write the heartbeat", beat, self._client_now(), context)
         group = broadcast_group(self.instance)
         await self._create_group(group)
-        # The consumer exists from now on, so the trimmers of other instances see it as live.
         await self._command(
             f"join consumer group {group!r}",
             self._client_now().xgroup_createconsumer,
@@ -354,7 +355,7 @@ class RedisTransport(Transport):
                     mine = [c for c in consumers if c[b"name"] == self.instance.encode()]
                     if mine and int(mine[0][b"pending"]) == 0:
                         await client.xgroup_delconsumer(keys.events, name, self.instance)
-            await client.delete([keys.replies(self.instance)])
+            await client.delete([keys.replies(self.instance), keys.alive(self.instance)])
         except (RedisError, *TRANSIENT) as exc:
             logger.warning(
                 "could not remove anonymous instance %r from Redis at %s (%s); "
