@@ -121,6 +121,15 @@ class ActorSystem:
         self._transport = transport
         self._startup_actors = tuple(actors)
         self._routers = tuple(routers)
+        from ._router import Router  # noqa: PLC0415 - the router imports the system's helpers
+
+        for router in self._routers:
+            if not isinstance(router, Router):
+                msg = (
+                    f"routers= takes Router objects, got {router!r}; pass functions decorated "
+                    "with @handle to actors=... or spawn(), or register them on a Router()"
+                )
+                raise TypeError(msg)
         self.shutdown_timeout = shutdown_timeout
         self._dispatcher = Dispatcher()
         self._cells: dict[str, Cell] = {}
@@ -849,9 +858,10 @@ class ActorSystem:
             delivery.dead(exc)
             return delivery
         targets = list(self._dispatcher.route(cls, envelope.type).targets(group))
-        if _REPLY_TO in envelope.headers and targets:
+        answerer = _answerer(targets, cls) if _REPLY_TO in envelope.headers else None
+        if answerer is not None:
             # A request: one handler of this instance answers, as `request` does locally.
-            targets = [_answerer(targets, cls)]  # type: ignore[list-item]
+            targets = [answerer]
         delivery = Tracker(len(targets))
         if not targets and group is not None and group not in self._dispatcher.groups():
             # The group has no member here any more: leave the event for a live member.

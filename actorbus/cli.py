@@ -30,7 +30,10 @@ _backend_option = click.option(
 _LEVELS = click.Choice(["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"], case_sensitive=False)
 
 
-def _backend_options(backend: str, use_uvloop: bool) -> dict[str, Any]:
+def _backend_options(backend: str, *, use_uvloop: bool) -> dict[str, Any]:
+    if backend == "trio" and importlib.util.find_spec("trio") is None:
+        msg = "trio is not installed: pip install 'actorbus[trio]'"
+        raise click.UsageError(msg)
     if not use_uvloop:
         return {}
     if backend != "asyncio":
@@ -95,7 +98,7 @@ def run(
     logging.basicConfig(
         level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    options = _backend_options(backend, use_uvloop)
+    options = _backend_options(backend, use_uvloop=use_uvloop)
     transport = None
     if redis_url is not None:
         transport = _redis_factory(redis_url, instance)
@@ -193,7 +196,9 @@ def demo(backend: str) -> None:
 
     # The demo prints its own story; library logs below ERROR would repeat it.
     logging.basicConfig(level=logging.ERROR, format="  log: %(levelname)s %(name)s: %(message)s")
-    anyio.run(run_demo, backend=backend)
+    anyio.run(
+        run_demo, backend=backend, backend_options=_backend_options(backend, use_uvloop=False)
+    )
 
 
 if __name__ == "__main__":  # pragma: no cover

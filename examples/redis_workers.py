@@ -3,6 +3,7 @@
 Start Redis (``redis-server``, or ``docker run -p 6379:6379 redis:7``), then in three
 terminals::
 
+    pip install -e '.[redis]'        # the Redis extra (coredis); a redis-server >= 6.2 running
     python examples/redis_workers.py worker --name w1 --url redis://localhost:6379/0
     python examples/redis_workers.py worker --name w2 --url redis://localhost:6379/0
     python examples/redis_workers.py producer --count 20 --url redis://localhost:6379/0

@@ -784,3 +784,9 @@ async def test_quiet_live_instances_keep_their_groups_and_crashed_ones_are_remov
     assert "b:~crashed" not in groups
     assert len([g for g in groups if g.startswith("b:~")]) == 2  # both live instances kept theirs
     assert sorted(seen) == [("a", 1), ("a", 2), ("b", 1), ("b", 2)]  # nothing replayed
+
+
+@pytest.mark.parametrize("url", ["localhost:6379", "http://localhost:6379/0", ""])
+def test_a_url_that_is_not_redis_is_refused_at_once(url: str) -> None:
+    with pytest.raises(ValueError, match="not a Redis URL"):
+        RedisTransport(url)

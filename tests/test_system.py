@@ -1262,3 +1262,12 @@ async def test_on_stop_errors_of_actors_stopped_earlier_are_not_raised_at_shutdo
         ref = await sys.spawn(FailsToStop)
         await ref.stop()  # logged now, with its traceback
     assert any("on_stop of actor" in r.getMessage() for r in caplog.records)
+
+
+def test_routers_must_be_routers() -> None:
+    @handle("x.*")
+    async def loose(envelope: Envelope) -> None:
+        pass
+
+    with pytest.raises(TypeError, match="routers= takes Router objects"):
+        ActorSystem(routers=[loose])  # type: ignore[list-item]

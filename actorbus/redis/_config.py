@@ -16,6 +16,7 @@ __all__ = [
     "anonymous_instance",
     "broadcast_group",
     "check_instance",
+    "check_url",
     "format_id",
     "is_anonymous",
     "member_group",
@@ -135,6 +136,22 @@ def parse_id(raw: bytes | str) -> StreamId:
 def format_id(value: StreamId) -> str:
     """The text form of a stream id."""
     return f"{value[0]}-{value[1]}"
+
+
+def check_url(url: str) -> str:
+    """Validate a Redis URL's scheme early, with a message that says what is expected.
+
+    Raises:
+        ValueError: For anything but ``redis://``, ``rediss://`` or ``unix://`` URLs.
+    """
+    scheme = urlsplit(url).scheme if isinstance(url, str) else ""
+    if scheme not in ("redis", "rediss", "unix"):
+        msg = (
+            f"not a Redis URL: {redact_url(str(url))!r}; use redis://[[user]:password@]host"
+            "[:port][/db], rediss:// for TLS, or unix:///path/to/socket"
+        )
+        raise ValueError(msg)
+    return url
 
 
 def redact_url(url: str) -> str:

@@ -33,6 +33,7 @@ from actorbus.redis._config import (
     anonymous_instance,
     broadcast_group,
     check_instance,
+    check_url,
     member_group,
     redact_url,
 )
@@ -132,7 +133,7 @@ class RedisTransport(Transport):
         if not prefix or any(char.isspace() for char in prefix):
             msg = f"RedisTransport(prefix=...) must be a non-empty word, got {prefix!r}"
             raise ValueError(msg)
-        self.url = url
+        self.url = check_url(url)
         self.prefix = prefix
         self.durable = instance is not None
         self.instance = check_instance(instance) if instance is not None else anonymous_instance()
