@@ -372,10 +372,11 @@ class Cell:
             _tracing.current.set(parent)
         try:
             if _tracing.instrumentation is None:
-                finished = await self._call_all(specs, message)
+                await self._call_all(specs, message)
             else:
                 with _tracing.instrumentation.handling(self.envelope_of(message), self.name):
-                    finished = await self._call_all(specs, message)
+                    await self._call_all(specs, message)
+            finished = True
         finally:
             self.busy = False
             elapsed = time.perf_counter() - started
@@ -394,11 +395,10 @@ class Cell:
                 tracker.finish(handled=finished)
             self.system._message_done()
 
-    async def _call_all(self, specs: tuple[HandlerSpec, ...], message: Message) -> bool:
+    async def _call_all(self, specs: tuple[HandlerSpec, ...], message: Message) -> None:
         for index, spec in enumerate(specs):
             if not await self._call(spec, message, first=index == 0):
                 break
-        return True
 
     async def _call(self, spec: HandlerSpec, message: Message, *, first: bool) -> bool:
         """Call one handler under supervision; False when the rest of the message is skipped."""
@@ -517,13 +517,15 @@ class Cell:
             if self.instance is not None:
                 try:
                     await self.instance.on_stop()
-                    self.instance = None
                 except Exception:
                     logger.exception(
                         "on_stop of actor %r failed during restart",
                         self.name,
                         extra={"actor": self.name},
                     )
+                # Discarded whatever on_stop did: nothing may stop it again (say, when the
+                # backoff below is cancelled and the actor finishes).
+                self.instance = None
             if supervision.restart_backoff is not None:
                 await anyio.sleep(supervision.restart_backoff.delay(number))
             try:

@@ -730,9 +730,15 @@ class ActorSystem:
     async def _publish_local_nowait(self, event: object) -> None:
         """Publish a lifecycle event locally without ever waiting for mailbox room."""
         envelope, payload, cls = self._wrap(event, Scope.PROCESS, None, None, None)
-        for cell, group in self._dispatcher.route(cls, envelope.type).targets():
-            cell.offer(Message(payload, envelope, cls, envelope.type, group))
+        self._offer_local(payload, envelope, cls, envelope.type)
         await checkpoint()
+
+    def _offer_local(
+        self, payload: object, envelope: Envelope | None, cls: type[Any] | None, type_: str
+    ) -> None:
+        """Deliver locally without ever waiting: a full mailbox drops it (dead letter)."""
+        for cell, group in self._dispatcher.route(cls, type_).targets():
+            cell.offer(Message(payload, envelope, cls, type_, group))
 
     def _local_message(self, event: object) -> Message:
         cls = type(event)
@@ -772,15 +778,30 @@ class ActorSystem:
         await cell.put(item)
 
     async def _ask(self, cell: Cell, message: object, timeout: float) -> Any:
+        what = type(message).__qualname__
+        return await self._reply(cell, what, timeout, lambda t: self._tell(cell, message, t))
+
+    async def _reply(
+        self,
+        cell: Cell,
+        what: str,
+        timeout: float,
+        send: Callable[[Tracker], Awaitable[None]],
+    ) -> Any:
+        """Send with a fresh tracker and wait for the reply; `AskTimeout` past `timeout`.
+
+        The timeout covers waiting for mailbox room too. The handler's own exception is
+        re-raised outside the timeout scope, so its TimeoutError stays a TimeoutError.
+        """
         tracker = Tracker()
         try:
             with anyio.fail_after(timeout):
-                await self._tell(cell, message, tracker)
+                await send(tracker)
                 await tracker.wait()
         except TimeoutError:
             msg = (
-                f"actor {cell.name!r} did not reply to {type(message).__qualname__} within "
-                f"{timeout}s; raise the timeout or check that the handler returns"
+                f"actor {cell.name!r} did not answer {what} within {timeout}s; "
+                "raise the timeout or check that the handler returns"
             )
             raise AskTimeout(msg) from None
         return tracker.result()
@@ -814,18 +835,11 @@ class ActorSystem:
             )
             raise AskTimeout(msg)
         cell, group = target
-        tracker = Tracker()
-        try:
-            with anyio.fail_after(timeout):
-                await cell.put(Message(payload, envelope, cls, envelope.type, group, tracker))
-                await tracker.wait()
-        except TimeoutError:
-            msg = (
-                f"actor {cell.name!r} did not answer {envelope.type!r} within {timeout}s; "
-                "raise the timeout or check that the handler returns"
-            )
-            raise AskTimeout(msg) from None
-        return tracker.result()
+
+        async def send(tracker: Tracker) -> None:
+            await cell.put(Message(payload, envelope, cls, envelope.type, group, tracker))
+
+        return await self._reply(cell, repr(envelope.type), timeout, send)
 
     async def drain(self) -> None:
         """Wait until every local mailbox is empty and every handler is idle.
@@ -899,10 +913,7 @@ class ActorSystem:
         )
         if envelope.type == _DEAD_LETTER_TYPE or self._state not in (_RUNNING, _STOPPING):
             return  # never a dead letter about a dead letter
-        route = self._dispatcher.route(DeadLetter, _DEAD_LETTER_TYPE)
-        if route:
-            for cell, group in route.targets():
-                cell.offer(Message(record, None, DeadLetter, _DEAD_LETTER_TYPE, group))
+        self._offer_local(record, None, DeadLetter, _DEAD_LETTER_TYPE)
 
     def stats(self) -> dict[str, ActorStats]:
         """A snapshot of every running actor's counters, by name."""
