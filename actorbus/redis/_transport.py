@@ -4,7 +4,8 @@ Key layout (``{prefix}:app:{app}:`` is the same for every key, so one ACL key pa
 covers an application):
 
 - ``…:events`` — one stream holding every APP event of the application, one entry per
-  event with one field, ``e``, the CloudEvents JSON;
+  event with the fields ``e``, the CloudEvents JSON, and ``t``, its type (which lets
+  consumers acknowledge what no local subscriber wants without decoding it);
 - ``…:dead`` — dead letters: ``e`` (the entry as read), ``error``, ``group``,
   ``deliveries``, ``entry`` (its id in the events stream) and ``instance``;
 - ``…:replies:{instance}`` — replies to the requests of one instance.
@@ -214,9 +215,7 @@ class RedisTransport(Transport):
         self._main_scope = anyio.CancelScope()
         self._main_done = anyio.Event()
         self._requests = Requests(context, task_group, self._send)
-        self._publisher = Publisher(
-            context.keys.events, self.settings, context.health, context.counters, context.where
-        )
+        self._publisher = Publisher(context)
         await task_group.start(self._own_client)
         # The heartbeat comes first: from now on other instances' janitors see this one live.
         await self._command("write the heartbeat", beat, self._client_now(), context)
@@ -250,7 +249,7 @@ class RedisTransport(Transport):
                     else:
                         self._client = client
                         task_status.started()
-                        await self._publisher.run(client)
+                        await self._publisher.run()
         finally:
             self._client = None
             self._publisher.discard()
@@ -391,7 +390,8 @@ class RedisTransport(Transport):
         if self._publisher is None:
             msg = "RedisTransport is not open: give it to ActorSystem(transport=...)"
             raise TransportError(msg)
-        await self._publisher.publish(payload, f"event {envelope.type!r} (id {envelope.id})")
+        what = f"event {envelope.type!r} (id {envelope.id})"
+        await self._publisher.publish(payload, envelope.type, what)
 
     async def request(self, envelope: Envelope, timeout: float) -> Any:
         """Publish `envelope` as a request and return the first reply from any instance.

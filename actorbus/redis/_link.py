@@ -1,0 +1,191 @@
+"""`Link`: one Redis connection driven by one task, for the bridge's hot paths.
+
+coredis runs a writer task and a reader task behind every connection: each command goes
+caller → writer task → socket, and its reply socket → reader task → caller, with a pool
+lease and several cancel scopes on the way. On a small machine that costs about
+350-470 µs of CPU per awaited command and doubles the round trip (see the Redis section
+of ``benchmarks/README.md``). The publisher, each consumer's reader and each acker are
+single tasks that own their connection anyway, so they use a `Link` instead: the task
+itself writes a batch of commands in one ``send`` and reads the replies as they come,
+with coredis's compiled RESP parser (so server errors become the same coredis exception
+classes the rest of the bridge handles). Everything else keeps using coredis.
+
+A `Link` connects lazily (AUTH and SELECT as the URL says; ``rediss://`` and ``unix://``
+work as with coredis, whose URL parsing it reuses) and reconnects on the next command
+after any failure. It speaks RESP2, so replies have the plain shapes documented for each
+command.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Final
+
+import anyio
+import anyio.abc
+import coredis
+from coredis.connection import TCPLocation, UnixDomainSocketLocation
+from coredis.exceptions import ConnectionError as RedisConnectionError
+from coredis.exceptions import RedisError
+from coredis.parser import NotEnoughData, Parser
+
+if TYPE_CHECKING:
+    import ssl
+    from collections.abc import Sequence
+
+    from actorbus.redis._context import Context
+
+__all__ = ["CONNECT_TIMEOUT", "Command", "Link", "link_for", "pack"]
+
+CONNECT_TIMEOUT: Final = 5.0
+"""Seconds a `Link` may take to connect and authenticate."""
+
+Command = tuple[bytes | str | int, ...]
+"""One command and its arguments, e.g. ``(b"XACK", key, group, entry_id)``."""
+
+_LOST: Final = (anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError)
+
+
+def link_for(context: Context) -> Link:
+    """A new `Link` to the transport's Redis, with the transport's own TLS context."""
+    tls: ssl.SSLContext | None = getattr(context, "tls", None)
+    return Link(context.url, ssl_context=tls)
+
+
+def pack(commands: Sequence[Command]) -> bytes:
+    """`commands` in the RESP wire format, ready to be sent together."""
+    out: list[bytes] = []
+    for command in commands:
+        out.append(b"*%d\r\n" % len(command))
+        for argument in command:
+            if isinstance(argument, bytes):
+                value = argument
+            elif isinstance(argument, str):
+                value = argument.encode()
+            else:
+                value = b"%d" % argument
+            out.append(b"$%d\r\n%b\r\n" % (len(value), value))
+    return b"".join(out)
+
+
+class Link:
+    """One Redis connection, used by one task at a time (never shared concurrently).
+
+    Args:
+        url: The Redis URL (as given to `RedisTransport`).
+        connect_timeout: Seconds to connect and authenticate.
+        ssl_context: The TLS context for a ``rediss://`` URL; None: the URL's options.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        connect_timeout: float = CONNECT_TIMEOUT,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
+        pool: Any = coredis.ConnectionPool.from_url(url, decode_components=True)
+        self._location = pool.location
+        options: dict[str, Any] = pool.connection_kwargs
+        self._username: str | None = options.get("username")
+        self._password: str | None = options.get("password")
+        self._db: int = int(options.get("db") or 0)
+        self._ssl_context = ssl_context or options.get("ssl_context")
+        self._connect_timeout = connect_timeout
+        self._stream: anyio.abc.ByteStream | None = None
+        self._parser = Parser()
+
+    async def call(self, command: Command, *, timeout: float) -> Any:
+        """Send one command and return its reply.
+
+        Raises:
+            coredis.exceptions.RedisError: The server's error reply, as coredis maps it
+                (`ConnectionError` when the connection was lost).
+            TimeoutError: If the reply took longer than `timeout` seconds.
+        """
+        (reply,) = await self.pipeline([command], timeout=timeout)
+        if isinstance(reply, RedisError):
+            raise reply
+        return reply
+
+    async def pipeline(self, commands: Sequence[Command], *, timeout: float) -> list[Any]:
+        """Send `commands` in one write; return their replies, a server error as its value.
+
+        The connection is closed after any failure — a lost connection, `timeout`
+        seconds passing, or a cancellation — since later replies could no longer be
+        told apart; the next call reconnects. A command may have run even when this
+        raised.
+
+        Raises:
+            coredis.exceptions.ConnectionError: If the connection was lost (or refused).
+            coredis.exceptions.RedisError: If connecting was refused (credentials).
+            TimeoutError: If the replies took longer than `timeout` seconds.
+        """
+        try:
+            with anyio.fail_after(timeout):
+                stream = self._stream
+                if stream is None:
+                    stream = await self._connect()
+                await stream.send(pack(commands))
+                return await self._replies(stream, len(commands))
+        except _LOST as exc:
+            await self.close()
+            msg = f"connection to Redis lost: {type(exc).__name__}"
+            raise RedisConnectionError(msg) from exc
+        except OSError as exc:
+            await self.close()
+            msg = f"cannot reach Redis: {exc}"
+            raise RedisConnectionError(msg) from exc
+        except BaseException:
+            await self.close()
+            raise
+
+    async def close(self) -> None:
+        """Close the connection (the next call opens a new one); safe when cancelled."""
+        stream, self._stream = self._stream, None
+        self._parser.on_disconnect()
+        if stream is not None:
+            with anyio.CancelScope(shield=True):
+                await anyio.aclose_forcefully(stream)
+
+    async def _replies(self, stream: anyio.abc.ByteStream, count: int) -> list[Any]:
+        parser = self._parser
+        replies: list[Any] = []
+        while len(replies) < count:
+            parsed = parser.parse(decode=False)
+            if isinstance(parsed, NotEnoughData):
+                parser.feed(await stream.receive())
+                continue
+            replies.append(parsed[1])
+        return replies
+
+    async def _connect(self) -> anyio.abc.ByteStream:
+        with anyio.fail_after(self._connect_timeout):
+            stream = await self._open()
+            self._stream = stream
+            handshake: list[Command] = []
+            if self._password is not None:
+                user = (self._username,) if self._username else ()
+                handshake.append((b"AUTH", *user, self._password))
+            if self._db:
+                handshake.append((b"SELECT", self._db))
+            if handshake:
+                await stream.send(pack(handshake))
+                for reply in await self._replies(stream, len(handshake)):
+                    if isinstance(reply, RedisError):
+                        raise reply
+        return stream
+
+    async def _open(self) -> anyio.abc.ByteStream:
+        location = self._location
+        if isinstance(location, UnixDomainSocketLocation):
+            return await anyio.connect_unix(location.path)
+        assert isinstance(location, TCPLocation)  # noqa: S101 - the only other kind
+        if self._ssl_context is None:
+            return await anyio.connect_tcp(location.host, location.port)
+        return await anyio.connect_tcp(
+            location.host,
+            location.port,
+            tls=True,
+            ssl_context=self._ssl_context,
+            tls_standard_compatible=False,
+        )
