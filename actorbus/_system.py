@@ -891,6 +891,21 @@ class ActorSystem:
                 pass  # dead-lettered and its tracker finished by the mailbox
         return delivery
 
+    def subscribed(self, type_: str, group: str | None) -> bool:
+        """Whether `deliver` could give a received event of `type_` to a subscriber here.
+
+        False only when no local subscriber of that delivery (`group`, or None for the
+        broadcast subscribers) matches the type, whatever data the event carries, and
+        the group is here: `deliver` would then report the event handled without
+        handing it to anyone, so a transport may acknowledge it without decoding it.
+        """
+        # Wire data is routed by its registered class, or by its JSON value's class.
+        for cls in (lookup(type_), None, str, int, float, bool, list):
+            route = self._dispatcher.route(cls, type_)
+            if route.broadcast if group is None else group in route.groups:
+                return True
+        return group is not None and group not in self._dispatcher.groups()
+
     async def answer(self, envelope: Envelope, timeout: float) -> Any:
         """Answer a request received by the transport with one local handler."""
         envelope, payload, cls = self._received(envelope)

@@ -45,6 +45,15 @@ class TransportHost(Protocol):
         """
         ...
 
+    def subscribed(self, type_: str, group: str | None) -> bool:
+        """Whether a received event of `type_` could reach a local subscriber of `group`.
+
+        `group` None asks about the broadcast subscribers. False means `deliver` would
+        hand it to nobody and report it handled: the transport may acknowledge it
+        without decoding it.
+        """
+        ...
+
     async def answer(self, envelope: Envelope, timeout: float) -> Any:
         """Handle a request locally with one handler and return its reply (or raise)."""
         ...

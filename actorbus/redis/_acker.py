@@ -11,25 +11,25 @@ batches, and waits for each one's outcome in order:
 
 A request (an entry carrying ``replyto``) whose handler replied also gets its reply sent.
 A second task sends what was settled in one pipeline — dead letters, replies, then one
-XACK — retrying while Redis is unreachable. It waits a few milliseconds first so that one
-XACK covers many entries: a round trip costs far more than the delay, and a later
-acknowledgement only widens what a crash would leave pending.
+XACK — on a connection of its own (a `Link`), retrying while Redis is unreachable. It
+waits a few milliseconds first so that one XACK covers many entries: a round trip costs
+far more than the delay, and a later acknowledgement only widens what a crash would
+leave pending.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Final
 
 import anyio
 from coredis.exceptions import RedisError
-from coredis.tokens import PureToken
 
 from actorbus._message import Outcome
 from actorbus.redis._health import TRANSIENT, Backoff, logger
+from actorbus.redis._link import Command, Link, link_for
 from actorbus.redis._replies import REPLY_MAXLEN, REPLY_TTL, reply_fields, reply_target
 
 if TYPE_CHECKING:
-    import coredis
     from anyio.streams.memory import MemoryObjectReceiveStream
 
     from actorbus._envelope import Envelope
@@ -40,6 +40,8 @@ __all__ = ["Acker", "Entry"]
 
 _ACK_DELAY: Final = 0.005
 """Seconds settled entries wait so that they are sent together."""
+_SEND_TIMEOUT: Final = 10.0
+"""Seconds one pipeline of dead letters, replies and acknowledgements may take."""
 
 
 class Entry:
@@ -77,21 +79,17 @@ class Acker:
         self._key = context.keys.events
         self._instance = context.instance
         self._inflight = inflight
-        self._dead_trim: dict[str, Any] = {}
+        self._dead_head: Command = (b"XADD", context.keys.dead)
         if context.settings.dead_maxlen is not None:
-            self._dead_trim = {
-                "trim_strategy": PureToken.MAXLEN,
-                "threshold": context.settings.dead_maxlen,
-                "trim_operator": PureToken.APPROXIMATELY,
-            }
+            self._dead_head += (b"MAXLEN", b"~", context.settings.dead_maxlen)
+        self._dead_head += (b"*",)
 
-    async def run(
-        self, client: coredis.Redis[bytes], receive: MemoryObjectReceiveStream[list[Entry]]
-    ) -> None:
+    async def run(self, receive: MemoryObjectReceiveStream[list[Entry]]) -> None:
         """Settle entries in order until `receive` ends, then send the rest and return."""
         batch = _Batch()
+        link = link_for(self._context)
         async with anyio.create_task_group() as tasks:
-            tasks.start_soon(self._flush_loop, client, batch)
+            tasks.start_soon(self._flush_loop, link, batch)
             try:
                 with receive:
                     async for items in receive:
@@ -104,15 +102,18 @@ class Acker:
                 batch.closed = True
                 batch.ready.set()
 
-    async def _flush_loop(self, client: coredis.Redis[bytes], batch: _Batch) -> None:
-        while True:
-            await batch.ready.wait()
-            batch.ready = anyio.Event()
-            if not (batch.closed or batch.replies):  # a requester waits for replies
-                await anyio.sleep(_ACK_DELAY)
-            await self._flush(client, batch.take())
-            if batch.closed and batch.empty():
-                return
+    async def _flush_loop(self, link: Link, batch: _Batch) -> None:
+        try:
+            while True:
+                await batch.ready.wait()
+                batch.ready = anyio.Event()
+                if not (batch.closed or batch.replies):  # a requester waits for replies
+                    await anyio.sleep(_ACK_DELAY)
+                await self._flush(link, batch.take())
+                if batch.closed and batch.empty():
+                    return
+        finally:
+            await link.close()
 
     def _settle(self, item: Entry, batch: _Batch) -> None:
         delivery = item.delivery
@@ -140,51 +141,53 @@ class Acker:
             )
         batch.acks.append(item.id)
 
-    async def _flush(self, client: coredis.Redis[bytes], batch: _Batch) -> None:
+    async def _flush(self, link: Link, batch: _Batch) -> None:
         """Send the batch's dead letters, replies and XACK; retry while Redis is away."""
         if batch.empty():
             return
+        commands = self._commands(batch)
         backoff = Backoff()
         while True:
             try:
-                dead, ack = await self._send(client, batch)
+                replies = await link.pipeline(commands, timeout=_SEND_TIMEOUT)
             except TRANSIENT as exc:
                 self._context.health.failed(exc)
+                await backoff.sleep()
+                continue
+            except RedisError as exc:  # refused while connecting (credentials)
+                logger.error("connecting to acknowledge entries failed: %s", exc)
                 await backoff.sleep()
                 continue
             break
         self._context.health.succeeded()
         counters = self._context.counters
-        for request in dead:
-            try:
-                await request
-            except RedisError as exc:
-                logger.error("adding a dead letter failed: %s", exc)
+        for reply in replies[: len(batch.dead)]:
+            if isinstance(reply, RedisError):
+                logger.error("adding a dead letter failed: %s", reply)
             else:
                 counters.dead_lettered += 1
-        if ack is not None:
-            try:
-                counters.acked += await ack
-            except RedisError as exc:
-                logger.error("acknowledging entries of group %r failed: %s", self._group, exc)
+        if batch.acks:
+            ack = replies[-1]
+            if isinstance(ack, RedisError):
+                logger.error("acknowledging entries of group %r failed: %s", self._group, ack)
+            else:
+                counters.acked += ack
         for entry in batch.acks:
             self._inflight.pop(entry, None)
 
-    async def _send(self, client: coredis.Redis[bytes], batch: _Batch) -> tuple[list[Any], Any]:
-        """One pipeline: dead letters, then replies, then one XACK (requests returned)."""
-        async with client.pipeline(transaction=False, raise_on_error=False) as pipe:
-            dead = [pipe.xadd(self._context.keys.dead, f, **self._dead_trim) for f in batch.dead]
-            for key, fields in batch.replies:
-                pipe.xadd(
-                    key,
-                    fields,
-                    trim_strategy=PureToken.MAXLEN,
-                    threshold=REPLY_MAXLEN,
-                    trim_operator=PureToken.APPROXIMATELY,
-                )
-                pipe.expire(key, REPLY_TTL)
-            ack = pipe.xack(self._key, self._group, batch.acks) if batch.acks else None
-        return dead, ack
+    def _commands(self, batch: _Batch) -> list[Command]:
+        """One pipeline: dead letters, then replies, then one XACK."""
+        commands: list[Command] = [(*self._dead_head, *_flat(fields)) for fields in batch.dead]
+        for key, fields in batch.replies:
+            commands.append((b"XADD", key, b"MAXLEN", b"~", REPLY_MAXLEN, b"*", *_flat(fields)))
+            commands.append((b"EXPIRE", key, REPLY_TTL))
+        if batch.acks:
+            commands.append((b"XACK", self._key, self._group, *batch.acks))
+        return commands
+
+
+def _flat(fields: dict[bytes, bytes]) -> tuple[bytes, ...]:
+    return tuple(part for pair in fields.items() for part in pair)
 
 
 class _Batch:

@@ -1,13 +1,13 @@
 """Consuming one consumer group: read, hand over to the mailboxes, acknowledge, claim.
 
-Each `GroupConsumer` owns one client (its blocking read holds a connection) and runs
-three tasks:
+Each `GroupConsumer` owns one client (for claiming) and runs three tasks:
 
 - the **reader** first takes back this consumer's own pending entries (a durable
   instance resuming after a restart), then reads new entries (XREADGROUP ``>``, up to
-  `batch`, blocking up to `block`), decodes each, gives it to the local mailboxes
-  (`TransportHost.deliver`, which waits while they are full: backpressure) and passes it
-  on to the acker;
+  `batch`, blocking up to `block`, on a connection of its own: a `Link`), decodes each,
+  gives it to the local mailboxes (`TransportHost.deliver`, which waits while they are
+  full: backpressure) and passes it on to the acker. An entry whose type (field ``t``)
+  no local subscriber of the group wants is passed on as handled without being decoded;
 - the **claimer**, every ``claim_after / 2`` seconds, refreshes the entries still being
   handled here (so a live but slow consumer keeps them) and claims the entries left idle
   for ``claim_after`` by silent consumers (XPENDING + XCLAIM), dead-lettering those
@@ -32,19 +32,20 @@ from coredis.exceptions import (
     StreamConsumerGroupError,
     StreamDuplicateConsumerGroupError,
 )
+from coredis.response.types import StreamEntry
 
 from actorbus._exceptions import ActorbusError, DecodeError
 from actorbus._message import Tracker
 from actorbus._wire import decode
 from actorbus.redis._acker import Acker, Entry
 from actorbus.redis._health import TRANSIENT, Backoff, logger
+from actorbus.redis._link import Command, Link, link_for
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
 
     import coredis
     from anyio.streams.memory import MemoryObjectSendStream
-    from coredis.response.types import StreamEntry
 
     from actorbus._envelope import Envelope
     from actorbus._transport import TransportHost
@@ -55,6 +56,8 @@ __all__ = ["GroupConsumer"]
 _ABSENT_POLL: Final = 0.05
 """Seconds between checks while a group has no local member (nothing is read then)."""
 _HAND_OVER_TIMEOUT: Final = 5.0
+_REPLY_SLACK: Final = 10.0
+"""Seconds a blocking read may take beyond `block` and `publish_timeout` (a hung server)."""
 
 
 class GroupConsumer:
@@ -84,12 +87,12 @@ class GroupConsumer:
         self._local_group = local_group
         self._resume = resume
         self._key = context.keys.events
-        self._stream = self._key.encode()
         self._consumer = context.instance
         self._inflight: dict[bytes, float] = {}  # entry id -> when last refreshed
         self._intake = anyio.CancelScope()
         self.scope = anyio.CancelScope()
         self.finished = anyio.Event()
+        self._unwanted = Tracker(0)  # the outcome of entries no local subscriber wants
 
     def stop_intake(self) -> None:
         """Stop reading and claiming; what was read is still acknowledged."""
@@ -102,22 +105,35 @@ class GroupConsumer:
                 async with self._context.connect() as client:
                     send, receive = anyio.create_memory_object_stream[list[Entry]](1)
                     acker = Acker(self._context, self.group, self._inflight)
-                    async with anyio.create_task_group() as tasks:
-                        tasks.start_soon(acker.run, client, receive)
-                        with send, self._intake:
-                            async with anyio.create_task_group() as producers:
-                                producers.start_soon(self._read_loop, client, send.clone())
-                                producers.start_soon(self._claim_loop, client, send.clone())
+                    reader = link_for(self._context)
+                    try:
+                        async with anyio.create_task_group() as tasks:
+                            tasks.start_soon(acker.run, receive)
+                            with send, self._intake:
+                                async with anyio.create_task_group() as producers:
+                                    read = self._read_loop
+                                    producers.start_soon(read, client, reader, send.clone())
+                                    producers.start_soon(self._claim_loop, client, send.clone())
+                    finally:
+                        await reader.close()
         finally:
             self.finished.set()
 
     # -- reading ----------------------------------------------------------------------------
 
     async def _read_loop(
-        self, client: coredis.Redis[bytes], send: MemoryObjectSendStream[list[Entry]]
+        self,
+        client: coredis.Redis[bytes],
+        reader: Link,
+        send: MemoryObjectSendStream[list[Entry]],
     ) -> None:
         health = self._context.health
         backoff = Backoff()
+        settings = self._settings
+        read: Command = (b"XREADGROUP", b"GROUP", self.group, self._consumer)
+        read += (b"COUNT", settings.batch, b"BLOCK", settings.block_ms)
+        read += (b"STREAMS", self._key, b">")
+        timeout = settings.block + settings.publish_timeout + _REPLY_SLACK
         with send:
             if self._resume:
                 await self._take_back_own(client, send, backoff)
@@ -126,13 +142,7 @@ class GroupConsumer:
                     await anyio.sleep(_ABSENT_POLL)
                     continue
                 try:
-                    found = await client.xreadgroup(
-                        self.group,
-                        self._consumer,
-                        streams={self._key: ">"},
-                        count=self._settings.batch,
-                        block=self._settings.block_ms,
-                    )
+                    found = await reader.call(read, timeout=timeout)
                 except StreamConsumerGroupError:
                     await self._recreate(client, backoff)
                     continue
@@ -146,7 +156,7 @@ class GroupConsumer:
                     continue
                 health.succeeded()
                 backoff.reset()
-                entries = (found or {}).get(self._stream, ())
+                entries = _entries(found)
                 self._hold(entries)
                 items: list[Entry] = []
                 try:
@@ -188,6 +198,13 @@ class GroupConsumer:
         entry_id = _bytes(entry.identifier)
         fields: Any = entry.field_values or {}
         raw = fields.get(b"e")
+        type_ = fields.get(b"t")
+        if (
+            raw is not None
+            and type_ is not None
+            and not self._host.subscribed(bytes(type_).decode(errors="replace"), self._local_group)
+        ):
+            return Entry(entry_id, bytes(raw), None, self._unwanted, deliveries)
         try:
             envelope = _decode(raw, fields, self._settings.max_message_bytes)
         except DecodeError as exc:
@@ -358,6 +375,16 @@ async def _hand_over(send: MemoryObjectSendStream[list[Entry]], items: list[Entr
     closed = (anyio.BrokenResourceError, anyio.ClosedResourceError)
     with anyio.move_on_after(_HAND_OVER_TIMEOUT, shield=True), contextlib.suppress(*closed):
         await send.send(items)
+
+
+def _entries(found: Any) -> list[StreamEntry]:
+    """The entries of an XREADGROUP reply (RESP2: ``[[key, [[id, [field, value, ...]]]]]``)."""
+    if not found:
+        return []
+    return [
+        StreamEntry(entry_id, dict(zip(pairs[::2], pairs[1::2], strict=True)))  # type: ignore[arg-type]
+        for entry_id, pairs in found[0][1]
+    ]
 
 
 def _bytes(value: str | bytes) -> bytes:

@@ -1,16 +1,22 @@
 """Publishing: concurrent XADDs coalesced into pipelines, each caller awaiting its own reply.
 
-`Publisher.publish` queues the encoded envelope and waits (up to the publish timeout) until
-Redis answered *its* XADD. One task, `Publisher.run`, takes what is queued — waiting for
-the first item, then whatever else is already there, up to `batch` — and sends it in one
-write on its own connection (a `Link`: no other task involved), then reads the replies:
-one round trip for many events when many tasks publish at once, and no added delay for a
-lone publisher. Entries reach Redis in the order they were queued, so the events of one
-publishing task keep their order. While Redis is unreachable the batch is retried with a
-short backoff until each caller's own deadline passes; a caller whose deadline passed (or
-who was cancelled) gets `TransportError` and its event is dropped from later attempts, so
-an event is never reported published unless Redis accepted it. (A batch whose replies were
-lost may have been applied: sent again, its events are in the stream twice — at-least-once.)
+`Publisher.publish` queues the encoded envelope and waits until Redis answered *its*
+XADD. One task, `Publisher.run`, takes what is queued — the first item, then, after one
+scheduling round (so publishers woken by the last replies can queue their next events),
+whatever else is queued, up to `batch` — writes it in one send on its own connection (a
+`Link`: no other task involved) and reads the replies: one round trip for many events
+when many tasks publish at once, and no added delay for a lone publisher. Entries reach
+Redis in the order they were queued, so the events of one publishing task keep their
+order.
+
+Each caller has a deadline, `publish_timeout` after it called. The publishing task keeps
+it: no wait of its own (a pipeline, a backoff) outlasts the earliest deadline of the
+items it holds, and since every item gets the same timeout and the queue is FIFO, that
+is also the earliest deadline of anything still queued. An item whose deadline passed
+is answered `TransportError` and dropped from later attempts, so an event is never
+reported published unless Redis accepted it. (A batch whose replies were lost may have
+been applied: sent again, its events are in the stream twice — at-least-once.) This
+spares each publish a cancel scope of its own, the largest cost of the call.
 
 Each entry has two fields: ``e``, the CloudEvents JSON, and ``t``, the event type, so a
 consumer can acknowledge an entry that no local subscriber wants without decoding it.
@@ -21,6 +27,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import anyio
+import anyio.lowlevel
 from coredis.exceptions import RedisError
 
 from actorbus._exceptions import TransportError
@@ -34,18 +41,42 @@ __all__ = ["Publisher"]
 
 
 class _Item:
-    """One queued XADD and its caller's wake-up."""
+    """One queued XADD, its caller's deadline and wake-up."""
 
-    __slots__ = ("abandoned", "done", "entry", "error", "last_error", "payload", "type")
+    __slots__ = (
+        "abandoned",
+        "deadline",
+        "done",
+        "entry",
+        "error",
+        "expired",
+        "last_error",
+        "payload",
+        "type",
+    )
 
-    def __init__(self, payload: bytes, type_: str) -> None:
+    def __init__(self, payload: bytes, type_: str, deadline: float) -> None:
         self.payload = payload
         self.type = type_
+        self.deadline = deadline
         self.done = anyio.Event()
         self.entry: bytes | None = None
         self.error: BaseException | None = None
         self.last_error: BaseException | None = None
+        self.expired = False
         self.abandoned = False
+
+    def expire(self) -> None:
+        """The deadline passed: the caller gets `TransportError`."""
+        if not self.done.is_set():
+            self.expired = True
+            self.done.set()
+
+    def closed(self) -> None:
+        """The transport closed before Redis answered: the caller gets `TransportError`."""
+        if not self.done.is_set():
+            self.error = anyio.ClosedResourceError()
+            self.done.set()
 
 
 class Publisher:
@@ -65,6 +96,7 @@ class Publisher:
         if settings.maxlen is not None:
             self._head += (b"MAXLEN", b"~", settings.maxlen)
         self._head += (b"*", b"e")
+        self._held: list[_Item] = []  # taken from the queue and not answered yet
 
     async def publish(self, payload: bytes, type_: str, what: str) -> bytes:
         """Add `payload` (an event of `type_`) to the stream; return its id once accepted.
@@ -76,16 +108,23 @@ class Publisher:
             TransportError: If Redis did not accept the entry in time, refused it, or the
                 transport is closed. `what` names the event in the message.
         """
-        item = _Item(payload, type_)
         timeout = self._settings.publish_timeout
+        item = _Item(payload, type_, anyio.current_time() + timeout)
         try:
-            with anyio.fail_after(timeout):
-                try:
-                    self._send.send_nowait(item)
-                except anyio.WouldBlock:
+            try:
+                self._send.send_nowait(item)
+            except anyio.WouldBlock:  # a full queue: wait for room, but not past the deadline
+                with anyio.fail_after(timeout):
                     await self._send.send(item)
-                await item.done.wait()
+            await item.done.wait()
         except TimeoutError:
+            item.expired = True
+        except (anyio.ClosedResourceError, anyio.BrokenResourceError):
+            item.error = anyio.ClosedResourceError()
+        except BaseException:
+            item.abandoned = True
+            raise
+        if item.expired:
             item.abandoned = True
             cause = item.last_error
             reason = f" (last error: {self._health.describe(cause)})" if cause else ""
@@ -95,12 +134,9 @@ class Publisher:
                 "reachable"
             )
             raise TransportError(msg) from cause
-        except (anyio.ClosedResourceError, anyio.BrokenResourceError):
+        if isinstance(item.error, anyio.ClosedResourceError):
             msg = f"cannot publish {what}: the Redis transport is closed"
             raise TransportError(msg) from None
-        except BaseException:
-            item.abandoned = True
-            raise
         if item.error is not None:
             msg = (
                 f"Redis at {self._where} refused {what}: {self._health.describe(item.error)}; "
@@ -115,30 +151,57 @@ class Publisher:
         self._send.close()
 
     def discard(self) -> None:
-        """Release the queue once `run` returned (or never ran): nothing more is sent."""
+        """Release the queue once `run` returned (or never ran): what is left fails."""
         self._send.close()
+        for item in self._held:
+            item.closed()
+        self._held = []
+        while True:
+            try:
+                item = self._receive.receive_nowait()
+            except (anyio.WouldBlock, anyio.EndOfStream, anyio.ClosedResourceError):
+                break
+            item.closed()
         self._receive.close()
 
     async def run(self) -> None:
         """Send queued entries in pipelines until `close` (the one publishing task)."""
         try:
-            with self._receive:
-                async for first in self._receive:
-                    await self._send_batch(self._more([first]))
+            async for first in self._receive:
+                self._held = [first]
+                await anyio.lowlevel.checkpoint()
+                await self._send_batch(self._more([first]))
+                self._held = []
         finally:
             await self._link.close()
 
     def _more(self, items: list[_Item]) -> list[_Item]:
-        """`items` plus whatever else is queued right now, up to `batch` live ones."""
-        items = [item for item in items if not item.abandoned]
-        while len(items) < self._settings.batch:
+        """The live ones of `items`, and whatever else is queued, up to `batch` in all.
+
+        Items whose deadline passed are answered (expired) and left out.
+        """
+        now = anyio.current_time()
+        live: list[_Item] = []
+        for item in items:
+            if item.abandoned:
+                continue
+            if item.deadline <= now:
+                item.expire()
+            else:
+                live.append(item)
+        while len(live) < self._settings.batch:
             try:
                 item = self._receive.receive_nowait()
             except (anyio.WouldBlock, anyio.EndOfStream):
                 break
-            if not item.abandoned:
-                items.append(item)
-        return items
+            if item.abandoned:
+                continue
+            if item.deadline <= now:
+                item.expire()
+            else:
+                live.append(item)
+        self._held = live
+        return live
 
     async def _send_batch(self, items: list[_Item]) -> None:
         # A short backoff: callers are waiting, and their own deadlines bound the retries.
@@ -146,10 +209,10 @@ class Publisher:
         head = self._head
         while items:
             commands = [(*head, item.payload, b"t", item.type) for item in items]
+            # Nothing waits past the earliest deadline held (items[0]'s: FIFO, one timeout).
+            wait = items[0].deadline - anyio.current_time()
             try:
-                replies = await self._link.pipeline(
-                    commands, timeout=self._settings.publish_timeout
-                )
+                replies = await self._link.pipeline(commands, timeout=max(wait, 0.001))
             except TRANSIENT as exc:
                 replies = [exc] * len(items)
             except RedisError as exc:  # refused while connecting (credentials, ACL)
@@ -170,5 +233,6 @@ class Publisher:
                 self._health.succeeded()
                 return
             self._health.failed(retry[0].last_error or TimeoutError())
-            await backoff.sleep()
+            with anyio.move_on_after(retry[0].deadline - anyio.current_time()):
+                await backoff.sleep()
             items = self._more(retry)
