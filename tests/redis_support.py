@@ -6,13 +6,15 @@ deliberately independent of any Redis client library: readiness is checked with 
 exchange over a raw socket, so the fixture keeps working while the client under test is broken.
 
 Load it as a pytest plugin (``pytest_plugins = ["redis_support"]`` with ``tests`` on the
-``pythonpath``) to get two fixtures:
+``pythonpath``) to get three fixtures:
 
 * ``redis_server`` — one server for the whole session, shared by every test that asks for it.
   Tests must not stop or kill it, and should use their own keys.
 * ``fresh_redis_server`` — a private server per test, for tests that stop, kill or restart it.
+* ``tls_redis_server`` — one server for the whole session that speaks only TLS
+  (``rediss://``), with a throwaway certificate authority generated for it.
 
-Every test that uses either fixture is given the ``redis`` marker automatically, so
+Every test that uses one of these fixtures is given the ``redis`` marker automatically, so
 ``pytest -m "not redis"`` deselects them. A missing ``redis-server`` makes those tests fail
 (never skip) with the command that installs it.
 
@@ -38,6 +40,7 @@ import secrets
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import tempfile
 import time
@@ -45,7 +48,7 @@ import weakref
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Self, TypeAlias
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 import pytest
 
@@ -60,15 +63,19 @@ __all__ = [
     "RedisServerError",
     "Reply",
     "RespError",
+    "TLSFiles",
     "find_free_port",
     "fresh_redis_server",
     "redis_server",
     "require_redis_server",
     "send_raw",
+    "tls_redis_server",
 ]
 
 #: The command that installs the server (and ``redis-cli``) on Debian and Ubuntu.
 INSTALL_HINT = "apt-get install -y redis-server"
+#: The command that installs ``openssl``, which generates the certificates of TLS servers.
+OPENSSL_HINT = "apt-get install -y openssl"
 
 _LOOPBACK = "127.0.0.1"
 # A start attempt that dies on these log lines lost the race for its port: try another.
@@ -164,6 +171,7 @@ def send_raw(
     *commands: Sequence[str],
     host: str = _LOOPBACK,
     timeout: float = 2.0,
+    ssl_context: ssl.SSLContext | None = None,
 ) -> list[Reply]:
     """Send *commands* on one fresh connection and return their decoded replies.
 
@@ -182,6 +190,8 @@ def send_raw(
         *commands: Each command as a sequence of arguments, e.g. ``("AUTH", password)``.
         host: The server's address.
         timeout: Seconds allowed for connecting and for each read.
+        ssl_context: Speak TLS with this context (for a server started with ``tls=True``;
+            :meth:`TLSFiles.client_context` makes one).
 
     Returns:
         One reply per command, in order.
@@ -190,7 +200,10 @@ def send_raw(
         OSError: The server could not be reached, or closed the connection before replying
             to every command (``SHUTDOWN`` does that on success).
     """
-    with socket.create_connection((host, port), timeout=timeout) as sock:
+    with contextlib.ExitStack() as stack:
+        sock = stack.enter_context(socket.create_connection((host, port), timeout=timeout))
+        if ssl_context is not None:
+            sock = stack.enter_context(ssl_context.wrap_socket(sock, server_hostname=host))
         sock.sendall(b"".join(_encode_command(command) for command in commands))
         reader = _Reader(sock)
         return [reader.reply() for _ in commands]
@@ -211,6 +224,95 @@ def require_redis_server(executable: str = "redis-server") -> str:
             pytrace=False,
         )
     return path
+
+
+@dataclass(frozen=True)
+class TLSFiles:
+    """A throwaway certificate authority and a server certificate it signed, as PEM files.
+
+    Generated with the ``openssl`` command line (no Python dependency), valid for two days,
+    for the names in *hostnames* (DNS names, or IP addresses). Use :meth:`generate`.
+
+    Attributes:
+        ca_cert: The authority's certificate: what a client must trust.
+        cert: The server's certificate.
+        key: The server's private key (unencrypted).
+        hostnames: The names and addresses the server certificate is valid for.
+    """
+
+    ca_cert: Path
+    cert: Path
+    key: Path
+    hostnames: tuple[str, ...]
+
+    @classmethod
+    def generate(
+        cls, directory: Path, hostnames: Sequence[str] = ("localhost", _LOOPBACK)
+    ) -> TLSFiles:
+        """Create a new authority and a server certificate for *hostnames* in *directory*.
+
+        Raises:
+            RedisServerError: ``openssl`` failed (its output is in the message).
+            pytest.fail.Exception: ``openssl`` is not installed.
+        """
+        openssl = shutil.which("openssl")
+        if openssl is None:
+            pytest.fail(f"the TLS tests need openssl; install it with: {OPENSSL_HINT}")
+        directory.mkdir(parents=True, exist_ok=True)
+        ca_key, ca_cert = directory / "ca.key", directory / "ca.pem"
+        key, csr, cert = (
+            directory / "server.key",
+            directory / "server.csr",
+            directory / "server.pem",
+        )
+        names = ",".join(
+            f"IP:{name}" if _is_ip_address(name) else f"DNS:{name}" for name in hostnames
+        )
+        extensions = directory / "server.ext"
+        # What a strict verifier (Python 3.13's VERIFY_X509_STRICT) expects of a leaf.
+        extensions.write_text(
+            f"subjectAltName={names}\n"
+            "basicConstraints=critical,CA:FALSE\n"
+            "keyUsage=critical,digitalSignature,keyEncipherment\n"
+            "extendedKeyUsage=serverAuth\n"
+            "subjectKeyIdentifier=hash\n"
+            "authorityKeyIdentifier=keyid,issuer\n"
+        )
+        new_key = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+        commands = [
+            [openssl, "req", "-x509", *new_key, "-keyout", ca_key, "-out", ca_cert, "-days", "2",
+             "-subj", f"/CN=actorbus test CA {secrets.token_hex(4)}",
+             "-addext", "basicConstraints=critical,CA:TRUE",
+             "-addext", "keyUsage=critical,keyCertSign,cRLSign"],
+            [openssl, "req", *new_key, "-keyout", key, "-out", csr,
+             "-subj", f"/CN={hostnames[0] if hostnames else 'server'}"],
+            [openssl, "x509", "-req", "-in", csr, "-CA", ca_cert, "-CAkey", ca_key,
+             "-CAcreateserial", "-out", cert, "-days", "2", "-extfile", extensions],
+        ]  # fmt: skip
+        for command in commands:
+            completed = subprocess.run(
+                [str(arg) for arg in command], capture_output=True, text=True, check=False
+            )
+            if completed.returncode != 0:
+                raise RedisServerError(
+                    f"openssl {command[1]} failed with status {completed.returncode}: "
+                    f"{completed.stderr.strip()}"
+                )
+        return cls(ca_cert=ca_cert, cert=cert, key=key, hostnames=tuple(hostnames))
+
+    def client_context(self, *, check_hostname: bool = True) -> ssl.SSLContext:
+        """An SSL context that trusts this authority (and nothing else)."""
+        context = ssl.create_default_context(cafile=str(self.ca_cert))
+        context.check_hostname = check_hostname
+        return context
+
+
+def _is_ip_address(name: str) -> bool:
+    try:
+        socket.inet_pton(socket.AF_INET6 if ":" in name else socket.AF_INET, name)
+    except OSError:
+        return False
+    return True
 
 
 @dataclass
@@ -257,6 +359,11 @@ class RedisServer:
         executable: The ``redis-server`` binary (a name looked up on ``PATH``, or a path).
         startup_timeout: Seconds to wait for the server to answer ``PING`` after a start.
         extra_config: Further ``redis.conf`` directives, e.g. ``{"maxmemory": "64mb"}``.
+        tls: Speak only TLS: the server listens on :attr:`port` with ``tls-port`` (its
+            plain port is off, ``port 0``), with a certificate signed by a throwaway
+            authority generated on the first start (see :attr:`tls_files`). Clients are
+            not asked for certificates. :attr:`url` is then a ``rediss://`` URL.
+        tls_hostnames: The names and addresses the server certificate is valid for.
     """
 
     def __init__(
@@ -269,8 +376,14 @@ class RedisServer:
         executable: str = "redis-server",
         startup_timeout: float = 10.0,
         extra_config: dict[str, str] | None = None,
+        tls: bool = False,
+        tls_hostnames: Sequence[str] = ("localhost", _LOOPBACK),
     ) -> None:
         self._executable = executable
+        self._tls = tls
+        self._tls_hostnames = tuple(tls_hostnames)
+        self._tls_files: TLSFiles | None = None
+        self._raw_context: ssl.SSLContext | None = None
         self._startup_timeout = startup_timeout
         self._appendonly = appendonly
         self._extra_config = dict(extra_config or {})
@@ -310,9 +423,33 @@ class RedisServer:
 
     @property
     def url(self) -> str:
-        """A client URL for database 0, e.g. ``redis://:PASSWORD@127.0.0.1:PORT/0``."""
+        """A client URL for database 0, e.g. ``redis://:PASSWORD@127.0.0.1:PORT/0``.
+
+        For a TLS server: ``rediss://:PASSWORD@127.0.0.1:PORT/0?ssl_ca_certs=CA`` (the
+        authority's certificate as a query argument, as Redis clients read it).
+        """
         credentials = f":{self._password}@" if self._password is not None else ""
-        return f"redis://{credentials}{self.host}:{self.port}/0"
+        if self._tls_files is None:
+            return f"redis://{credentials}{self.host}:{self.port}/0"
+        query = urlencode({"ssl_ca_certs": str(self._tls_files.ca_cert)})
+        return f"rediss://{credentials}{self.host}:{self.port}/0?{query}"
+
+    @property
+    def tls(self) -> bool:
+        """Whether the server speaks TLS (only)."""
+        return self._tls
+
+    @property
+    def tls_files(self) -> TLSFiles:
+        """The authority and certificate of a TLS server (created by the first start).
+
+        Raises:
+            RedisServerError: The server does not use TLS, or was never started.
+        """
+        if self._tls_files is None:
+            state = "has not been started yet" if self._tls else "was created without tls=True"
+            raise RedisServerError(f"this redis-server has no TLS files: it {state}")
+        return self._tls_files
 
     @property
     def directory(self) -> Path:
@@ -355,6 +492,8 @@ class RedisServer:
         if not self._finalizer.alive:
             raise RedisServerError("this RedisServer was closed; create a new one")
         executable = require_redis_server(self._executable)
+        if self._tls and self._tls_files is None:
+            self._tls_files = TLSFiles.generate(self.directory / "tls", self._tls_hostnames)
         if self._port is not None:
             self._launch(executable, self._port)
             return self
@@ -383,7 +522,7 @@ class RedisServer:
             return
         with contextlib.suppress(OSError):
             # The server closes the connection instead of replying when SHUTDOWN succeeds.
-            send_raw(self.port, *self._auth_commands(), ("SHUTDOWN", "NOSAVE"), timeout=timeout)
+            self._send(self.port, ("SHUTDOWN", "NOSAVE"), timeout=timeout)
         try:
             process.wait(timeout)
         except subprocess.TimeoutExpired:
@@ -464,6 +603,8 @@ class RedisServer:
         if cli is None:
             raise RedisServerError(f"redis-cli was not found on PATH; install it: {INSTALL_HINT}")
         command = [cli, "-h", self.host, "-p", str(self.port)]
+        if self._tls_files is not None:
+            command += ["--tls", "--cacert", str(self._tls_files.ca_cert)]
         if self._password is not None:
             command += ["-a", self._password, "--no-auth-warning"]
         command += list(args)
@@ -482,7 +623,7 @@ class RedisServer:
         if self._port is None:
             return False
         try:
-            replies = send_raw(self._port, *self._auth_commands(), ("PING",), timeout=1.0)
+            replies = self._send(self._port, ("PING",), timeout=1.0)
         except OSError:
             return False
         return replies[-1] == "PONG"
@@ -499,6 +640,19 @@ class RedisServer:
     def _auth_commands(self) -> list[tuple[str, ...]]:
         return [("AUTH", self._password)] if self._password is not None else []
 
+    def _send(self, port: int, *commands: Sequence[str], timeout: float) -> list[Reply]:
+        """:func:`send_raw` after ``AUTH``, over TLS for a TLS server."""
+        context = None
+        if self._tls_files is not None:
+            if self._raw_context is None:
+                # The fixture checks that *its* server answers; names are the client's
+                # business (a test may give the server a certificate for another name).
+                self._raw_context = self._tls_files.client_context(check_hostname=False)
+            context = self._raw_context
+        return send_raw(
+            port, *self._auth_commands(), *commands, timeout=timeout, ssl_context=context
+        )
+
     def _write_config(self, port: int) -> Path:
         directives = {
             "bind": _LOOPBACK,
@@ -514,6 +668,15 @@ class RedisServer:
         }
         if self._password is not None:
             directives["requirepass"] = self._password
+        if self._tls_files is not None:
+            directives |= {
+                "port": "0",
+                "tls-port": str(port),
+                "tls-cert-file": str(self._tls_files.cert),
+                "tls-key-file": str(self._tls_files.key),
+                "tls-ca-cert-file": str(self._tls_files.ca_cert),
+                "tls-auth-clients": "no",
+            }
         # The password lives in a file rather than on the command line so that ps does not
         # show it; the port is repeated on the command line so that ps identifies a leak.
         config = self.directory / "redis.conf"
@@ -524,8 +687,11 @@ class RedisServer:
         """Start the process on *port* and wait until it answers; raise on failure."""
         config = self._write_config(port)
         log_offset = self._logfile.stat().st_size if self._logfile.exists() else 0
+        ports = ["--port", str(port)]
+        if self._tls_files is not None:
+            ports = ["--port", "0", "--tls-port", str(port)]
         process = subprocess.Popen(
-            [executable, str(config), "--port", str(port)],
+            [executable, str(config), *ports],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -559,9 +725,7 @@ class RedisServer:
         try:
             # A short timeout: whatever else may hold the port need not answer at all, and
             # our own process's exit is checked between attempts.
-            *_, pong, info = send_raw(
-                port, *self._auth_commands(), ("PING",), ("INFO", "server"), timeout=0.25
-            )
+            *_, pong, info = self._send(port, ("PING",), ("INFO", "server"), timeout=0.25)
         except OSError:
             return False
         # A RespError here (-LOADING during AOF replay, for instance) means "not yet".
@@ -578,7 +742,7 @@ def _tail(text: str, lines: int = 20) -> str:
 
 # -- pytest plugin ---------------------------------------------------------------------
 
-_FIXTURES = frozenset({"redis_server", "fresh_redis_server"})
+_FIXTURES = frozenset({"redis_server", "fresh_redis_server", "tls_redis_server"})
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -616,4 +780,16 @@ def fresh_redis_server() -> Iterator[RedisServer]:
     """
     require_redis_server()
     with RedisServer() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def tls_redis_server() -> Iterator[RedisServer]:
+    """One TLS-only ``redis-server`` shared by the whole session (see `redis_server`).
+
+    Its :attr:`~RedisServer.url` is ``rediss://`` with the throwaway authority's
+    certificate as ``ssl_ca_certs``; :attr:`~RedisServer.tls_files` has the files.
+    """
+    require_redis_server()
+    with RedisServer(tls=True) as server:
         yield server

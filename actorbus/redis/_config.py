@@ -1,15 +1,16 @@
-"""Settings, key names, stream ids and the redacted URL of the Redis bridge."""
+"""Settings, key names, stream ids, URL checks and the redacted URL of the Redis bridge."""
 
 from __future__ import annotations
 
 import re
 import secrets
 from typing import Final
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import parse_qs, unquote, urlsplit, urlunsplit
 
 import attrs
 
 __all__ = [
+    "TLS_OPTIONS",
     "Keys",
     "Settings",
     "StreamId",
@@ -30,6 +31,22 @@ StreamId = tuple[int, int]
 
 _INSTANCE: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
 _ANONYMOUS: Final = "~"
+
+TLS_OPTIONS: Final = (
+    "ssl_ca_certs",
+    "ssl_cert_reqs",
+    "ssl_certfile",
+    "ssl_check_hostname",
+    "ssl_keyfile",
+)
+"""The query arguments of a ``rediss://`` URL that `tls_context` reads."""
+_URL_OPTIONS: Final = frozenset({"db", *TLS_OPTIONS})
+_DB_PATH: Final = re.compile(r"/?\d*")
+_QUERY_PASSWORD: Final = re.compile(r"((?:^|&)password=)[^&]*")
+_ESCAPE: Final = (
+    "percent-escape special characters in the user name and password "
+    "(urllib.parse.quote(password, safe=''))"
+)
 
 
 @attrs.frozen
@@ -139,10 +156,16 @@ def format_id(value: StreamId) -> str:
 
 
 def check_url(url: str) -> str:
-    """Validate a Redis URL's scheme early, with a message that says what is expected.
+    """Validate a Redis URL early, with a message that says what is expected.
+
+    Messages never show a URL that cannot be read reliably: a password with an unescaped
+    ``/``, ``?``, ``#`` or ``@`` spills into the parts shown.
 
     Raises:
-        ValueError: For anything but ``redis://``, ``rediss://`` or ``unix://`` URLs.
+        ValueError: For anything but ``redis://``, ``rediss://`` or ``unix://`` URLs, a
+            port that is not a number, a path other than a database number, a fragment,
+            or a query argument the transport does not read (a typo in a TLS option
+            would otherwise silently weaken or break TLS).
     """
     scheme = urlsplit(url).scheme if isinstance(url, str) else ""
     if scheme not in ("redis", "rediss", "unix"):
@@ -151,22 +174,58 @@ def check_url(url: str) -> str:
             "[:port][/db], rediss:// for TLS, or unix:///path/to/socket"
         )
         raise ValueError(msg)
+    problem = _malformed(url)
+    if problem is not None:
+        msg = f"invalid Redis URL {redact_url(url)!r}: {problem}"
+        raise ValueError(msg)
     return url
 
 
-def redact_url(url: str) -> str:
-    """`url` with its password replaced by ``***``, for logs, errors and reprs."""
+def _malformed(url: str) -> str | None:
+    """What is wrong with `url` (without quoting any part of it), or None."""
     parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    location = parts.netloc.rpartition("@")[2]
-    netloc = f"{parts.username or ''}:***@{location}"
-    return urlunsplit(parts._replace(netloc=netloc))
+    if "#" in url:
+        return f"it contains '#'; {_ESCAPE}"
+    try:
+        parts.port  # noqa: B018 - parsing it is the check
+    except ValueError:
+        return f"its port is not a number; {_ESCAPE}"
+    if parts.scheme != "unix" and not _DB_PATH.fullmatch(parts.path):
+        return f"its path must be the database number (/0) or nothing; {_ESCAPE}"
+    try:
+        query = parse_qs(parts.query, keep_blank_values=True, strict_parsing=bool(parts.query))
+    except ValueError:
+        return f"its query is not name=value arguments separated by '&'; {_ESCAPE}"
+    unknown = sorted(set(query) - _URL_OPTIONS)
+    if unknown:
+        named = ", ".join(repr(name) for name in unknown if name.isidentifier()) or "(unreadable)"
+        known = ", ".join(sorted(_URL_OPTIONS))
+        return f"unknown query argument {named}; the transport reads {known}"
+    if any(not value.isdigit() for value in query.get("db", ())):
+        return "its db argument must be a number"
+    return None
+
+
+def redact_url(url: str) -> str:
+    """`url` with its password replaced by ``***``, for logs, errors and reprs.
+
+    A URL whose password spilled out of the user-info part (an unescaped ``/``, ``?``,
+    ``#`` or ``@``) is shown as its scheme only.
+    """
+    parts = urlsplit(url)
+    if "@" in url and "@" not in parts.netloc and _malformed(url) is not None:
+        return f"{parts.scheme}://(the rest is hidden: it may contain a password)"
+    if parts.password is not None:
+        location = parts.netloc.rpartition("@")[2]
+        parts = parts._replace(netloc=f"{parts.username or ''}:***@{location}")
+    parts = parts._replace(query=_QUERY_PASSWORD.sub(r"\1***", parts.query))
+    return urlunsplit(parts)
 
 
 def scrub(text: str, url: str) -> str:
-    """`text` with the password of `url` (if any) replaced by ``***``."""
-    password = urlsplit(url).password
-    if password:
-        text = text.replace(password, "***")
+    """`text` with the password of `url` (if any, as written or decoded) replaced by ``***``."""
+    parts = urlsplit(url)
+    found = [parts.password or "", *parse_qs(parts.query).get("password", ())]
+    for secret in sorted({*found, *map(unquote, found)} - {""}, key=len, reverse=True):
+        text = text.replace(secret, "***")
     return text

@@ -11,6 +11,8 @@ from actorbus.redis._config import redact_url
 from actorbus.redis._health import Counters, Health
 
 if TYPE_CHECKING:
+    import ssl
+
     from actorbus.redis._config import Keys, Settings
 
 __all__ = ["Context"]
@@ -24,10 +26,18 @@ _REPLY_SLACK = 10.0
 class Context:
     """The shared state of one transport's tasks (one per transport, never global)."""
 
-    __slots__ = ("counters", "health", "instance", "keys", "settings", "url", "where")
+    __slots__ = ("counters", "health", "instance", "keys", "settings", "tls", "url", "where")
 
-    def __init__(self, url: str, keys: Keys, settings: Settings, instance: str) -> None:
+    def __init__(
+        self,
+        url: str,
+        keys: Keys,
+        settings: Settings,
+        instance: str,
+        tls: ssl.SSLContext | None = None,
+    ) -> None:
         self.url = url
+        self.tls = tls
         self.where = redact_url(url)
         self.keys = keys
         self.settings = settings
@@ -41,10 +51,14 @@ class Context:
         Nothing connects until the first command. Percent-escapes in the URL's user name
         and password are decoded, as in other Redis clients. The client's own retries are
         off: they would silently send an XADD again when its reply is late (a duplicate
-        event); the transport retries where it can report it, with backoff.
+        event); the transport retries where it can report it, with backoff. TLS uses the
+        transport's own SSL context (`tls_context`), never coredis's lax URL defaults.
         """
         return coredis.Redis.from_url(
             self.url,
+            # Given (even None, for redis:// URLs), it keeps coredis from reading the URL's
+            # ssl_* arguments itself.
+            ssl_context=self.tls,
             retry_policy=NoRetryPolicy(),
             decode_components=True,
             connect_timeout=_CONNECT_TIMEOUT,

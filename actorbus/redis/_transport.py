@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 import anyio
 import anyio.abc
-from coredis.exceptions import RedisError, StreamDuplicateConsumerGroupError
+from coredis.exceptions import AuthorizationError, RedisError, StreamDuplicateConsumerGroupError
 
 from actorbus._exceptions import TransportError
 from actorbus._transport import Transport, TransportHost
@@ -44,8 +44,11 @@ from actorbus.redis._health import TRANSIENT, RedisStats, logger
 from actorbus.redis._maintenance import Maintenance, beat
 from actorbus.redis._publisher import Publisher
 from actorbus.redis._replies import Requests
+from actorbus.redis._tls import connect_failure, tls_context
 
 if TYPE_CHECKING:
+    import ssl
+
     import coredis
 
     from actorbus._envelope import Envelope
@@ -67,7 +70,11 @@ class RedisTransport(Transport):
     the envelope's ``id`` as the idempotency key. Works natively on asyncio and trio.
 
     Args:
-        url: ``redis://[[user]:password@]host[:port][/db]``; ``rediss://`` for TLS.
+        url: ``redis://[[user]:password@]host[:port][/db]``; ``rediss://`` for TLS, which
+            verifies the server's certificate and host name; give a private certificate
+            authority as ``?ssl_ca_certs=/path/to/ca.pem`` (``ssl_certfile`` and
+            ``ssl_keyfile`` add a client certificate). The password never appears in
+            logs, errors or reprs.
         instance: A stable name makes the instance durable: after a restart it resumes
             where it stopped, receiving what was published meanwhile. None (the
             default) gives it a random anonymous name and a subscription that is
@@ -92,9 +99,12 @@ class RedisTransport(Transport):
         stale_after: Seconds after which the subscription of a silent anonymous
             instance (one that crashed) is removed.
         dead_maxlen: Approximate cap on the dead-letter stream (None: unbounded).
+        ssl_context: For ``rediss://`` URLs, the `ssl.SSLContext` to connect with,
+            instead of TLS options in the URL.
 
     Raises:
-        ValueError: For an invalid instance name or setting.
+        ValueError: For an invalid URL, instance name or setting, or TLS options that
+            cannot be used (a certificate file that cannot be read, for instance).
     """
 
     def __init__(
@@ -113,6 +123,7 @@ class RedisTransport(Transport):
         trim_interval: float = 10.0,
         stale_after: float = 300.0,
         dead_maxlen: int | None = 10_000,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         positive = {
             "claim_after": claim_after,
@@ -135,6 +146,7 @@ class RedisTransport(Transport):
             msg = f"RedisTransport(prefix=...) must be a non-empty word, got {prefix!r}"
             raise ValueError(msg)
         self.url = check_url(url)
+        self._tls = tls_context(url, ssl_context)
         self.prefix = prefix
         self.durable = instance is not None
         self.instance = check_instance(instance) if instance is not None else anonymous_instance()
@@ -208,7 +220,8 @@ class RedisTransport(Transport):
         Raises:
             TransportError: If Redis cannot be reached or refuses the credentials.
         """
-        context = Context(self.url, Keys(self.prefix, host.name), self.settings, self.instance)
+        keys = Keys(self.prefix, host.name)
+        context = Context(self.url, keys, self.settings, self.instance, self._tls)
         self._context = context
         self._host = host
         self._task_group = task_group
@@ -255,8 +268,7 @@ class RedisTransport(Transport):
             self._publisher.discard()
             self._main_done.set()
         if failure is not None:
-            msg = f"cannot connect to Redis at {context.where}: {context.health.describe(failure)}"
-            raise TransportError(msg)
+            raise TransportError(connect_failure(failure, context.where, context.health))
 
     def _client_now(self) -> coredis.Redis[bytes]:
         if self._client is None:
@@ -272,6 +284,13 @@ class RedisTransport(Transport):
                 return await method(*args, **kwargs)
         except (RedisError, *TRANSIENT) as exc:
             msg = f"cannot {what} on Redis at {context.where}: {context.health.describe(exc)}"
+            if isinstance(exc, AuthorizationError):
+                msg += (
+                    f" (NOPERM: the Redis user may not use the keys of application "
+                    f"{context.keys.app!r}; its ACL must allow ~{context.keys.base}* and the "
+                    "commands listed in the Redis guide: is it the right user and application "
+                    "name?)"
+                )
             raise TransportError(msg) from None
 
     async def _create_group(self, group: str) -> None:
@@ -328,7 +347,8 @@ class RedisTransport(Transport):
         with anyio.move_on_after(_CLEANUP_TIMEOUT):
             for consumer in self._running:
                 await consumer.finished.wait()
-            if self._client is not None and not self.durable:
+            # Without a broadcast group the start failed (NOPERM, say): nothing to forget.
+            if self._client is not None and not self.durable and self._consumers:
                 await self._forget_instance(self._client)
         if self._publisher is not None:
             self._publisher.close()
