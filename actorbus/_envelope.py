@@ -8,6 +8,7 @@ import datetime as dt
 import itertools
 import os
 import re
+import reprlib
 from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any, Final
@@ -43,6 +44,11 @@ _CONTEXT: Final = frozenset(
 _EXTENSION_NAME: Final = re.compile(r"[a-z0-9]{1,64}")
 _SCOPE_EXTENSION: Final = "scope"
 _EMPTY: Final[Mapping[str, str]] = MappingProxyType({})
+_SCOPES: Final = {scope.value: scope for scope in Scope}
+# Values from the wire appear in error messages (and logs) shortened: they may be huge.
+_SHORT: Final = reprlib.Repr()
+_SHORT.maxlevel, _SHORT.maxstring, _SHORT.maxother = 3, 80, 80
+_shown: Final = _SHORT.repr
 
 
 def new_id() -> str:
@@ -174,11 +180,14 @@ class Envelope:
         for name in _REQUIRED:
             value = event.get(name)
             if not isinstance(value, str) or not value:
-                got = "missing" if value is None else f"{value!r}"
+                got = "missing" if value is None else _shown(value)
                 msg = f"CloudEvent attribute {name!r} must be a non-empty string, got {got}"
                 raise DecodeError(msg)
         if event["specversion"] != "1.0":
-            msg = f"unsupported CloudEvents specversion {event['specversion']!r}; expected '1.0'"
+            msg = (
+                f"unsupported CloudEvents specversion {_shown(event['specversion'])}; "
+                "expected '1.0'"
+            )
             raise DecodeError(msg)
         headers = _read_extensions(event)
         data = event.get("data")
@@ -196,11 +205,11 @@ class Envelope:
                 time=_read_time(event.get("time")),
                 subject=_optional_str(event, "subject"),
                 datacontenttype=_optional_str(event, "datacontenttype") or "application/json",
-                scope=Scope(event.get(_SCOPE_EXTENSION, Scope.APP.value)),
+                scope=_read_scope(event.get(_SCOPE_EXTENSION, Scope.APP.value)),
                 headers=headers,
             )
         except ValueError as exc:
-            msg = f"invalid CloudEvent {event.get('id')!r}: {exc}"
+            msg = f"invalid CloudEvent {_shown(event['id'])}: {exc}"
             raise DecodeError(msg) from exc
 
 
@@ -209,8 +218,12 @@ def _read_extensions(event: Mapping[str, Any]) -> dict[str, str]:
     for key, value in event.items():
         if key in _CONTEXT or key == _SCOPE_EXTENSION:
             continue
-        if not _EXTENSION_NAME.fullmatch(key) or not isinstance(value, str | int | bool):
-            msg = f"invalid CloudEvent extension attribute {key!r}={value!r}"
+        if (
+            not isinstance(key, str)
+            or not _EXTENSION_NAME.fullmatch(key)
+            or not isinstance(value, str | int | bool)
+        ):
+            msg = f"invalid CloudEvent extension attribute {_shown(key)}={_shown(value)}"
             raise DecodeError(msg)
         headers[key] = str(value)
     return headers
@@ -235,18 +248,30 @@ def _optional_str(event: Mapping[str, Any], name: str) -> str | None:
     return value
 
 
+def _read_scope(value: object) -> Scope:
+    scope = _SCOPES.get(value) if isinstance(value, str) else None
+    if scope is None:
+        msg = f"CloudEvent attribute 'scope' must be 'app' or 'process', got {_shown(value)}"
+        raise DecodeError(msg)
+    return scope
+
+
 def _read_time(value: object) -> dt.datetime:
     if value is None:
         return _utcnow()
     if not isinstance(value, str):
-        msg = f"CloudEvent attribute 'time' must be an RFC 3339 string, got {value!r}"
+        msg = f"CloudEvent attribute 'time' must be an RFC 3339 string, got {_shown(value)}"
         raise DecodeError(msg)
     try:
         parsed = dt.datetime.fromisoformat(value)
     except ValueError as exc:
-        msg = f"CloudEvent attribute 'time' is not an RFC 3339 timestamp: {value!r}"
+        msg = f"CloudEvent attribute 'time' is not an RFC 3339 timestamp: {_shown(value)}"
         raise DecodeError(msg) from exc
     if parsed.tzinfo is None:
-        msg = f"CloudEvent attribute 'time' has no timezone: {value!r}"
+        msg = f"CloudEvent attribute 'time' has no timezone: {_shown(value)}"
         raise DecodeError(msg)
-    return parsed
+    try:
+        return parsed.astimezone(_UTC)
+    except OverflowError as exc:  # 0001-01-01T00:00+01:00 is a valid timestamp, not in UTC
+        msg = f"CloudEvent attribute 'time' is out of range in UTC: {_shown(value)}"
+        raise DecodeError(msg) from exc
