@@ -11,8 +11,11 @@ On the way it removes what crashed anonymous instances left behind: their broadc
 groups (``b:~…``) and their consumers with nothing pending in the competing-consumer
 groups. An instance counts as gone when its heartbeat key (``…:alive:{instance}``, which
 every running instance refreshes each `trim_interval` with a time to live of at least
-`stale_after`) has expired. The consumers' ``idle`` time cannot tell: before Redis 7.2 it
-only restarts when a read returns entries, so a live but quiet instance looks idle.
+`stale_after`) has expired, and this janitor has then seen it missing for as long as a
+heartbeat lives: a Redis restarted without persistence has lost every heartbeat at once,
+and the live instances only beat again within their next `trim_interval`. The consumers'
+``idle`` time cannot tell: before Redis 7.2 it only restarts when a read returns entries,
+so a live but quiet instance looks idle.
 """
 
 from __future__ import annotations
@@ -29,16 +32,20 @@ from actorbus.redis._health import TRANSIENT, logger
 if TYPE_CHECKING:
     import coredis
 
-    from actorbus.redis._config import StreamId
+    from actorbus.redis._config import Settings, StreamId
     from actorbus.redis._context import Context
 
 __all__ = ["Maintenance", "beat"]
 
 
+def heartbeat_lifetime(settings: Settings) -> float:
+    """Seconds a heartbeat lives: `stale_after`, and at least 3 beats."""
+    return max(settings.stale_after, 3 * settings.trim_interval)
+
+
 async def beat(client: coredis.Redis[bytes], context: Context) -> None:
     """Refresh `context`'s instance heartbeat: alive for `stale_after` (≥ 3 beats) more."""
-    settings = context.settings
-    ttl = max(1, int(max(settings.stale_after, 3 * settings.trim_interval)))
+    ttl = max(1, int(heartbeat_lifetime(context.settings)))
     await client.set(context.keys.alive(context.instance), b"1", ex=ttl)
 
 
@@ -49,6 +56,7 @@ class Maintenance:
         self._context = context
         self._key = context.keys.events
         self._own = broadcast_group(context.instance)
+        self._silent: dict[str, float] = {}  # instance -> when its heartbeat was first missing
         self.scope = anyio.CancelScope()
 
     async def run(self, client: coredis.Redis[bytes]) -> None:
@@ -75,9 +83,21 @@ class Maintenance:
         """Say this instance is alive until well after the next beat."""
         await beat(client, self._context)
 
-    async def _alive(self, client: coredis.Redis[bytes], instance: str) -> bool:
+    async def _gone(
+        self, client: coredis.Redis[bytes], instance: str, silent: dict[str, float]
+    ) -> bool:
+        """Whether `instance` has had no heartbeat for a whole heartbeat lifetime, as seen here.
+
+        A missing key alone is not enough: after Redis lost its data, a live instance's
+        heartbeat is missing until its next beat, and removing its group then (and trimming
+        past what it had not read) would lose events for it.
+        """
         found: int = await client.exists([self._context.keys.alive(instance)])
-        return found > 0
+        if found:
+            return False
+        now = anyio.current_time()
+        since = self._silent.setdefault(instance, silent.get(instance, now))
+        return now - since >= heartbeat_lifetime(self._context.settings)
 
     async def trim(self, client: coredis.Redis[bytes]) -> int:
         """Trim once; return how many entries Redis removed."""
@@ -86,9 +106,10 @@ class Maintenance:
         except ResponseError:
             return 0  # no stream yet
         keep: list[StreamId] = []
+        silent, self._silent = self._silent, {}  # what _gone does not see again is forgotten
         for info in groups:
             name = bytes(info[b"name"]).decode()
-            if await self._remove_stale(client, name):
+            if await self._remove_stale(client, name, silent):
                 continue
             if int(info[b"pending"]):
                 summary: Any = await client.xpending(self._key, name)
@@ -104,7 +125,9 @@ class Maintenance:
         )
         return removed
 
-    async def _remove_stale(self, client: coredis.Redis[bytes], group: str) -> bool:
+    async def _remove_stale(
+        self, client: coredis.Redis[bytes], group: str, silent: dict[str, float]
+    ) -> bool:
         """Clean up after crashed anonymous instances; True if `group` itself was removed."""
         if group == self._own:
             return False
@@ -112,7 +135,7 @@ class Maintenance:
         if not (anonymous_broadcast or group.startswith("g:")):
             return False
         if anonymous_broadcast:
-            if not await self._alive(client, group[2:]):
+            if await self._gone(client, group[2:], silent):
                 await client.xgroup_destroy(self._key, group)
                 logger.info(
                     "removed consumer group %r of %s: its anonymous instance stopped "
@@ -130,7 +153,7 @@ class Maintenance:
                 is_anonymous(name)
                 and name != self._context.instance
                 and int(consumer[b"pending"]) == 0
-                and not await self._alive(client, name)
+                and await self._gone(client, name, silent)
             ):
                 await client.xgroup_delconsumer(self._key, group, name)
         return False
