@@ -130,3 +130,46 @@ async def test_a_live_instance_keeps_its_group_when_its_heartbeat_is_lost(
     assert seen == list(range(20))
     removed = [r.getMessage() for r in caplog.records if "removed consumer group" in r.getMessage()]
     assert not any(live.instance in message for message in removed)
+
+
+@pytest.mark.anyio
+async def test_replies_refused_while_redis_loads_its_data_are_sent_again(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Found by the chaos run: after a restart, Redis answers LOADING while it reads its AOF.
+
+    The acker logged such replies as errors and dropped them: acknowledgements were lost
+    (the entries were handled again), and a dead letter answered LOADING while its XACK
+    went through was lost for good. Now the pipeline is sent again. (LOADING cannot be
+    produced on demand, so a stand-in connection answers it.)
+    """
+    from coredis.exceptions import BusyLoadingError  # noqa: PLC0415
+
+    from actorbus.redis._acker import Acker, _Batch  # noqa: PLC0415
+    from actorbus.redis._config import Keys  # noqa: PLC0415
+    from actorbus.redis._context import Context  # noqa: PLC0415
+
+    transport = RedisTransport("redis://127.0.0.1:1/0")
+    context = Context(transport.url, Keys("actorbus", "app"), transport.settings, "w1")
+    acker = Acker(context, "g:work", {b"1-0": 0.0})
+    sent: list[Any] = []
+
+    class Loading:
+        """Answers the first pipeline as a Redis still loading its AOF could."""
+
+        async def pipeline(self, commands: list[Any], *, timeout: float) -> list[Any]:
+            sent.append(commands)
+            if len(sent) == 1:
+                return [BusyLoadingError("Redis is loading the dataset in memory"), 1]
+            return [b"1700000000000-0", 1]
+
+    batch = _Batch()
+    batch.dead.append({b"e": b"{}", b"error": b"PoisonError: poison", b"entry": b"1-0"})
+    batch.acks.append(b"1-0")
+    caplog.set_level(logging.WARNING, logger="actorbus.redis")
+    await acker._flush(Loading(), batch)  # type: ignore[arg-type]
+    assert len(sent) == 2
+    assert sent[1] == sent[0]
+    stats = context.counters
+    assert (stats.dead_lettered, stats.acked) == (1, 1)
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]

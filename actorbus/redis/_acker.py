@@ -19,7 +19,7 @@ leave pending.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import anyio
 from coredis.exceptions import RedisError
@@ -145,21 +145,7 @@ class Acker:
         """Send the batch's dead letters, replies and XACK; retry while Redis is away."""
         if batch.empty():
             return
-        commands = self._commands(batch)
-        backoff = Backoff()
-        while True:
-            try:
-                replies = await link.pipeline(commands, timeout=_SEND_TIMEOUT)
-            except TRANSIENT as exc:
-                self._context.health.failed(exc)
-                await backoff.sleep()
-                continue
-            except RedisError as exc:  # refused while connecting (credentials)
-                logger.error("connecting to acknowledge entries failed: %s", exc)
-                await backoff.sleep()
-                continue
-            break
-        self._context.health.succeeded()
+        replies = await self._send(link, self._commands(batch))
         counters = self._context.counters
         for reply in replies[: len(batch.dead)]:
             if isinstance(reply, RedisError):
@@ -174,6 +160,30 @@ class Acker:
                 counters.acked += ack
         for entry in batch.acks:
             self._inflight.pop(entry, None)
+
+    async def _send(self, link: Link, commands: list[Command]) -> list[Any]:
+        """Send `commands` in one pipeline until Redis answers them; return the replies."""
+        backoff = Backoff()
+        while True:
+            try:
+                replies = await link.pipeline(commands, timeout=_SEND_TIMEOUT)
+            except TRANSIENT as exc:
+                self._context.health.failed(exc)
+                await backoff.sleep()
+                continue
+            except RedisError as exc:  # refused while connecting (credentials)
+                logger.error("connecting to acknowledge entries failed: %s", exc)
+                await backoff.sleep()
+                continue
+            # LOADING (a restarted Redis reading its AOF) or READONLY (a failover): send it
+            # all again rather than drop the acknowledgement, or a dead letter whose entry
+            # is acknowledged. What did succeed is repeated: a dead letter may be doubled.
+            transient = next((reply for reply in replies if isinstance(reply, TRANSIENT)), None)
+            if transient is None:
+                self._context.health.succeeded()
+                return replies
+            self._context.health.failed(transient)
+            await backoff.sleep()
 
     def _commands(self, batch: _Batch) -> list[Command]:
         """One pipeline: dead letters, then replies, then one XACK."""
