@@ -1,10 +1,10 @@
 """Run every benchmark (quick mode) and write benchmarks/results.json; used by `nox -s bench`.
 
-Each script (``bench_core.py``, and ``bench_redis.py`` when present) runs in its own
-process with ``--quick --json PATH`` and writes a JSON list of entries (see
-``_common.Entry``); the lists are merged into ``benchmarks/results.json`` and printed as
-one table. ``--full`` drops ``--quick``. The exit status is non-zero when a script failed
-(a broken benchmark), not when a target is missed.
+Each script (``bench_core.py``, and ``bench_redis.py`` and ``bench_memory.py`` when
+present) runs in its own process with ``--quick --json PATH`` and writes a JSON list of
+entries (see ``_common.Entry``); the lists are merged into ``benchmarks/results.json``
+and printed as one table. ``--full`` drops ``--quick``. The exit status is non-zero when
+a script failed (a broken benchmark), not when a target is missed.
 """
 
 import argparse
@@ -16,7 +16,7 @@ from pathlib import Path
 from _common import Entry, failed, format_table, read_json, write_json
 
 HERE = Path(__file__).resolve().parent
-SCRIPTS = ["bench_core.py", "bench_redis.py"]
+SCRIPTS = ["bench_core.py", "bench_redis.py", "bench_memory.py"]
 
 
 def main() -> int:
