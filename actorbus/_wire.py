@@ -57,7 +57,9 @@ def encode(envelope: Envelope) -> bytes:
         raise TypeError(msg) from exc
 
 
-def decode(raw: bytes | str, *, max_bytes: int = MAX_MESSAGE_BYTES) -> Envelope:
+def decode(
+    raw: bytes | bytearray | memoryview | str, *, max_bytes: int = MAX_MESSAGE_BYTES
+) -> Envelope:
     """Read CloudEvents JSON bytes back into an envelope.
 
     Raises:
