@@ -1,13 +1,18 @@
 """Acknowledging one consumer group: settle each entry once handled, send the results.
 
 The acker receives the entries a `GroupConsumer` handed to the local mailboxes, in
-batches, and waits for each one's outcome in order:
+batches, and settles each one as soon as its handlers finished, in any order — a slow
+handler holds back only its own entry, not the acknowledgement of those after it:
 
 - handled → acknowledge it (XACK);
 - dead-lettered by supervision (or undecodable, or delivered too often) → add it to the
   dead-letter stream, then acknowledge it;
 - not handled (its actor stopped first, or the group has no local member any more) →
   leave it pending, to be claimed and delivered again.
+
+It takes the next read batch only while fewer than `batch` entries wait for their
+handlers, so a group with stuck handlers stops reading after a few batches
+(backpressure), and a crash leaves at most that many entries handled but unacknowledged.
 
 A request (an entry carrying ``replyto``) whose handler replied also gets its reply sent.
 A second task sends what was settled in one pipeline — dead letters, replies, then one
@@ -40,6 +45,8 @@ __all__ = ["Acker", "Entry"]
 
 _ACK_DELAY: Final = 0.005
 """Seconds settled entries wait so that they are sent together."""
+_POLL: Final = 0.01
+"""Seconds between looks for finished entries while the oldest one is still being handled."""
 _SEND_TIMEOUT: Final = 10.0
 """Seconds one pipeline of dead letters, replies and acknowledgements may take."""
 
@@ -85,22 +92,52 @@ class Acker:
         self._dead_head += (b"*",)
 
     async def run(self, receive: MemoryObjectReceiveStream[list[Entry]]) -> None:
-        """Settle entries in order until `receive` ends, then send the rest and return."""
+        """Settle entries until `receive` ended and all were settled; send the rest, return."""
         batch = _Batch()
         link = link_for(self._context)
         async with anyio.create_task_group() as tasks:
             tasks.start_soon(self._flush_loop, link, batch)
             try:
                 with receive:
-                    async for items in receive:
-                        for item in items:
-                            if item.delivery.pending > 0:
-                                await item.delivery.wait()
-                            self._settle(item, batch)
-                            batch.ready.set()
+                    await self._settle_all(receive, batch)
             finally:
                 batch.closed = True
                 batch.ready.set()
+
+    async def _settle_all(
+        self, receive: MemoryObjectReceiveStream[list[Entry]], batch: _Batch
+    ) -> None:
+        unsettled: list[Entry] = []  # in the order read
+        limit = self._context.settings.batch
+        receiving = True
+        while receiving or unsettled:
+            if receiving and len(unsettled) < limit:
+                items = await _take(receive, wait=not unsettled)
+                if items is None:
+                    receiving = False
+                    continue
+                if items:
+                    unsettled += items
+                    continue
+            unsettled = await self._settle_finished(unsettled, batch)
+
+    async def _settle_finished(self, unsettled: list[Entry], batch: _Batch) -> list[Entry]:
+        """Wait a little for the oldest entry, settle every finished one; return the rest."""
+        oldest = unsettled[0]
+        if oldest.delivery.pending > 0:
+            # Mostly entries finish in order: wake up with the oldest, but look again now
+            # and then, so that a slow one does not hold back those after it.
+            with anyio.move_on_after(_POLL):
+                await oldest.delivery.wait()
+        still: list[Entry] = []
+        for item in unsettled:
+            if item.delivery.pending > 0:
+                still.append(item)
+            else:
+                self._settle(item, batch)
+        if len(still) < len(unsettled):
+            batch.ready.set()
+        return still
 
     async def _flush_loop(self, link: Link, batch: _Batch) -> None:
         try:
@@ -194,6 +231,18 @@ class Acker:
         if batch.acks:
             commands.append((b"XACK", self._key, self._group, *batch.acks))
         return commands
+
+
+async def _take(
+    receive: MemoryObjectReceiveStream[list[Entry]], *, wait: bool
+) -> list[Entry] | None:
+    """The next read batch (waiting for one only if `wait`), [] if none yet, None at the end."""
+    try:
+        return await receive.receive() if wait else receive.receive_nowait()
+    except anyio.EndOfStream:
+        return None
+    except anyio.WouldBlock:
+        return []
 
 
 def _flat(fields: dict[bytes, bytes]) -> tuple[bytes, ...]:

@@ -1,11 +1,12 @@
 """Publishing: concurrent XADDs coalesced into pipelines, each caller awaiting its own reply.
 
 `Publisher.publish` queues the encoded envelope and waits until Redis answered *its*
-XADD. One task, `Publisher.run`, takes what is queued — the first item, then, after one
-scheduling round (so publishers woken by the last replies can queue their next events),
-whatever else is queued, up to `batch` — writes it in one send on its own connection (a
-`Link`: no other task involved) and reads the replies: one round trip for many events
-when many tasks publish at once, and no added delay for a lone publisher. Entries reach
+XADD. One task, `Publisher.run`, takes what is queued — the first item, then whatever
+else is queued, up to `batch` — writes it in one send on its own connection (a `Link`: no
+other task involved) and reads the replies: one round trip for many events when many
+tasks publish at once. When the last batch had more than one event, it first lets one
+scheduling round pass, so that the publishers its replies woke queue their next events
+and they go out together; a lone publisher gets no added delay. Entries reach
 Redis in the order they were queued, so the events of one publishing task keep their
 order.
 
@@ -167,10 +168,14 @@ class Publisher:
     async def run(self) -> None:
         """Send queued entries in pipelines until `close` (the one publishing task)."""
         try:
+            crowd = False  # whether the last batch had company: others publish too
             async for first in self._receive:
                 self._held = [first]
-                await anyio.lowlevel.checkpoint()
-                await self._send_batch(self._more([first]))
+                if crowd:
+                    await anyio.lowlevel.checkpoint()
+                items = self._more([first])
+                crowd = len(items) > 1
+                await self._send_batch(items)
                 self._held = []
         finally:
             await self._link.close()
