@@ -535,6 +535,71 @@ async def test_a_slow_live_member_keeps_its_entries(redis_server: RedisServer) -
     assert seen == [1]  # handled once: the live slow member refreshed its claim
 
 
+async def test_a_slow_handler_holds_back_only_its_own_acknowledgement(
+    redis_server: RedisServer,
+) -> None:
+    app = new_app()
+    gate = anyio.Event()
+    fast_seen: list[int] = []
+
+    @handle(Job, group="work")
+    async def slow(job: Job) -> None:
+        await gate.wait()
+
+    @handle(Job, group="work")
+    async def fast(job: Job) -> None:
+        fast_seen.append(job.n)
+
+    async def pending() -> int:
+        summary: Any = await raw.xpending(events_key(app), "g:work")
+        return int(summary.pending)
+
+    async with (
+        coredis.Redis.from_url(redis_server.url) as raw,
+        ActorSystem(app, transport=RedisTransport(redis_server.url)) as system,
+    ):
+        await system.spawn(slow)
+        await system.spawn(fast)
+        for n in range(6):  # the two local members take turns: 0, 2, 4 wait for the gate
+            await system.publish(Job(n))
+        await eventually(lambda: len(fast_seen) == 3)
+        with anyio.fail_after(5):
+            while await pending() != 3:  # those after the slow one's are acknowledged
+                await anyio.sleep(0.01)
+        gate.set()
+        with anyio.fail_after(5):
+            while await pending() != 0:
+                await anyio.sleep(0.01)
+    assert sorted(fast_seen) == [1, 3, 5]
+
+
+async def test_entries_of_a_type_nobody_here_wants_are_acknowledged_unread(
+    redis_server: RedisServer,
+) -> None:
+    app = new_app()
+    seen: list[int] = []
+
+    @handle(Job)
+    async def on_job(job: Job) -> None:
+        seen.append(job.n)
+
+    transport = RedisTransport(redis_server.url)
+    async with (
+        coredis.Redis.from_url(redis_server.url) as raw,
+        ActorSystem(app, transport=transport) as system,
+    ):
+        await system.spawn(on_job)
+        # Field t names the type: nobody here subscribes to it, so `e` is never decoded.
+        await raw.xadd(events_key(app), {"e": b"not json", "t": b"stock.query"})
+        await raw.xadd(events_key(app), {"e": b"not json", "t": b"job.created"})
+        await system.publish(Job(7))
+        await eventually(lambda: seen == [7])
+        await eventually(lambda: transport.stats().acked == 3)
+        letters = await dead_letters(raw, app)
+    assert len(letters) == 1  # only the entry of a subscribed type was read, and refused
+    assert "not valid JSON" in letters[0]["error"]
+
+
 # -- trimming -----------------------------------------------------------------------------------
 
 
