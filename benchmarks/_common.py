@@ -48,7 +48,8 @@ class Entry:
 
     `ratio` is `value / baseline_value` unless the figure says otherwise (a figure that is
     itself a ratio repeats its value there). `target` reads "ratio >= 0.40" style: the
-    ratio must satisfy it; `met` is the verdict (None: no target, or no value).
+    ratio must satisfy it (or "value <= 3000": an absolute bound on the value, in its
+    unit); `met` is the verdict (None: no target, or no value).
     """
 
     figure: str
@@ -66,9 +67,11 @@ class Entry:
     def __post_init__(self) -> None:
         if self.ratio is None and self.value is not None and self.baseline_value:
             self.ratio = self.value / self.baseline_value
-        if self.target is not None and self.ratio is not None and self.met is None:
-            op, threshold = self.target.removeprefix("ratio ").split()
-            self.met = _OPS[op](self.ratio, float(threshold))
+        if self.target is not None and self.met is None:
+            subject, op, threshold = self.target.split()
+            measured = self.value if subject == "value" else self.ratio
+            if measured is not None:
+                self.met = _OPS[op](measured, float(threshold))
 
 
 def median(values: Sequence[float]) -> float:
