@@ -1,30 +1,111 @@
 """Backend fast paths, resolved once per system.
 
-`anyio.lowlevel.checkpoint_if_cancelled()` looks the running backend up (through sniffio)
-on every call, which costs more than the check itself on the publish and tell paths. A
-system resolves the backend's own function once, when it starts, and calls that. This
-is the one module that reaches into anyio's internals; if they change, the public
-functions are used instead.
+`publish` and `tell` are cancellation points: each call must notice a cancelled scope.
+`anyio.lowlevel.checkpoint_if_cancelled()` does that, but on every call it looks the
+running backend up (through sniffio), and on asyncio it also finds the task's state in a
+`WeakKeyDictionary`; together that costs more than the rest of a `tell`. A system resolves,
+once, when it starts:
+
+- `cancelled()`: a synchronous test that is True whenever the full check would raise
+  (it may also be True when it would not; the caller then runs the full check);
+- the backend's own `checkpoint_if_cancelled` and `checkpoint`.
+
+This is the one module that reaches into anyio's and trio's internals; if they change, the
+public functions are used instead (correct, only slower).
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import anyio.lowlevel
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
 
-__all__ = ["resolve_checkpoints"]
+__all__ = ["Checkpoints", "resolve_checkpoints"]
 
 
-def resolve_checkpoints() -> tuple[Callable[[], Awaitable[None]], Callable[[], Awaitable[None]]]:
-    """(checkpoint_if_cancelled, checkpoint) of the running backend."""
+def _always() -> bool:
+    return True
+
+
+class Checkpoints(NamedTuple):
+    """The running backend's checkpoint functions (see the module docstring)."""
+
+    cancelled: Callable[[], bool]
+    check_cancelled: Callable[[], Awaitable[None]]
+    schedule: Callable[[], Awaitable[None]]
+
+
+PUBLIC = Checkpoints(_always, anyio.lowlevel.checkpoint_if_cancelled, anyio.lowlevel.checkpoint)
+"""The portable fallback: the full check on every call."""
+
+
+def resolve_checkpoints() -> Checkpoints:
+    """The checkpoint functions of the running backend."""
     try:
         from anyio._core._eventloop import get_async_backend  # noqa: PLC0415
 
         backend = get_async_backend()
-    except Exception:  # pragma: no cover - anyio moved things: the public path still works
-        return anyio.lowlevel.checkpoint_if_cancelled, anyio.lowlevel.checkpoint
-    return backend.checkpoint_if_cancelled, backend.checkpoint
+        name = backend.__module__.rpartition(".")[2]
+        cancelled = _trio_cancelled() if name == "_trio" else _asyncio_cancelled()
+    except Exception:  # pragma: no cover - anyio or trio moved things: stay correct
+        return PUBLIC
+    return Checkpoints(cancelled, backend.checkpoint_if_cancelled, backend.checkpoint)
+
+
+def _trio_cancelled() -> Callable[[], bool]:
+    """The test of `trio.lowlevel.checkpoint_if_cancelled`, without its await."""
+    import trio  # noqa: PLC0415
+
+    current_task = trio.lowlevel.current_task
+    probe: Any = current_task()
+    _ = probe._cancel_status.effectively_cancelled, probe._runner.main_task
+
+    def cancelled() -> bool:
+        task: Any = current_task()
+        status = task._cancel_status
+        runner = task._runner
+        return bool(status.effectively_cancelled or runner.ki_pending)
+
+    return cancelled
+
+
+def _asyncio_cancelled() -> Callable[[], bool]:
+    """Anyio's scope walk (as in its `checkpoint_if_cancelled`) with the task state cached.
+
+    The state of a task is one object for the task's whole life (anyio mutates it as the
+    task enters and leaves scopes), so the last task's state is kept and reused.
+    """
+    import asyncio  # noqa: PLC0415
+    from asyncio.tasks import _current_tasks  # type: ignore[attr-defined]  # noqa: PLC0415
+
+    from anyio._backends._asyncio import _task_states  # noqa: PLC0415
+
+    # `asyncio.current_task()` without its argument handling: a system stays on one loop.
+    loop = asyncio.get_running_loop()
+    current_tasks: dict[Any, Any] = _current_tasks
+    if current_tasks.get(loop) is not asyncio.current_task():
+        raise LookupError  # pragma: no cover - asyncio changed: use the public path
+    last: list[Any] = [None, None]  # [task, its TaskState]
+
+    def cancelled() -> bool:
+        task = current_tasks.get(loop)
+        if task is last[0]:
+            state = last[1]
+        else:
+            state = _task_states.get(task) if task is not None else None
+            if state is None:
+                return False  # not an anyio task: anyio's own check would not raise either
+            last[0], last[1] = task, state
+        scope = state.cancel_scope
+        while scope is not None:
+            if scope._cancel_called:
+                return True
+            if scope._shield:
+                return False
+            scope = scope._parent_scope
+        return False
+
+    return cancelled

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextvars
 import logging
-import time
+from time import perf_counter
 from typing import TYPE_CHECKING, Any, Final
 
 import anyio
@@ -21,7 +21,7 @@ from anyio.lowlevel import checkpoint
 from . import _tracing
 from ._exceptions import ActorStopped, MailboxFull
 from ._mailbox import FULL, QUEUED, Mailbox, MailboxQueue
-from ._message import Message
+from ._message import Message, Tracker
 from ._records import ActorStats, Terminated
 from ._supervision import Policy, RestartWindow, Supervision
 
@@ -46,7 +46,8 @@ current_system_var: contextvars.ContextVar[ActorSystem | None] = contextvars.Con
 
 # The loop yields to the scheduler at least this often while its mailbox stays busy.
 YIELD_EVERY: Final = 64
-_SAMPLES: Final = 256
+_SAMPLES: Final = 256  # a power of two: the ring index is `processed & _SAMPLE_MASK`
+_SAMPLE_MASK: Final = _SAMPLES - 1
 
 
 class _Stop(Exception):
@@ -113,11 +114,10 @@ class Cell:
         self.scope: anyio.CancelScope | None = None
         self._stopped: anyio.Event | None = None
         self._window: RestartWindow | None = None
-        self.busy = False
         self.processed = self.failed = self.retries = self.restarts = 0
         self.dropped = self.dead_lettered = 0
         self.handling_time = 0.0
-        self._samples: list[float] = []
+        self._samples = [0.0] * _SAMPLES  # handling times of the last messages (a ring)
 
     def __repr__(self) -> str:
         return f"<actor {self.name!r}>"
@@ -249,20 +249,32 @@ class Cell:
         queue = self.queue
         streak = 0
         while True:
-            item = queue.get_nowait()
-            if item is None:
+            message = queue.get_nowait()
+            if message is None:
                 if queue.closed:
                     return
                 streak = 0
                 await queue.wait()
                 continue
-            if type(item) is _ChildFailed:
+            if type(message) is _ChildFailed:
                 try:
-                    await self._child_failed(item)
+                    await self._child_failed(message)
                 finally:
                     self.system._message_done()
             else:
-                await self._handle(item)
+                started = perf_counter()
+                finished = False
+                try:
+                    await self._handle(message)
+                    finished = True
+                finally:
+                    elapsed = perf_counter() - started
+                    self.handling_time += elapsed
+                    self._samples[self.processed & _SAMPLE_MASK] = elapsed
+                    self.processed += 1
+                    if message.tracker is not None:
+                        self._report(message.tracker, finished=finished)
+                    self.system._message_done()
             streak += 1
             if streak >= YIELD_EVERY:
                 streak = 0
@@ -358,92 +370,111 @@ class Cell:
 
     # -- handling -------------------------------------------------------------------------
 
-    async def _handle(self, message: Message) -> None:
-        specs = self.table.match(message.cls, message.type, message.group, self.group)
-        tracker = message.tracker
-        self.busy = True
-        started = time.perf_counter()
-        finished = False
-        envelope = message.envelope
-        # The message's trace becomes the current one while its handlers run (this is the
-        # actor task's own context, so nothing leaks to other actors).
-        parent = envelope.headers.get(_tracing.HEADER) if envelope is not None else None
-        if parent is not None or _tracing.current.get() is not None:
-            _tracing.current.set(parent)
-        try:
-            if _tracing.instrumentation is None:
-                await self._call_all(specs, message)
-            else:
+    def _report(self, tracker: Tracker, *, finished: bool) -> None:
+        """Tell whoever waits for a message (an `ask`, a transport) that it is done."""
+        if not finished:
+            tracker.fail(ActorStopped(f"actor {self.name!r} stopped while handling the message"))
+        tracker.finish(handled=finished)
+
+    async def _handle(  # noqa: C901, PLR0912 - the hot path, kept in one frame
+        self, message: Message, *, instrumented: bool = False
+    ) -> None:
+        """Call the message's handlers in declaration order, each under supervision."""
+        specs = message.specs
+        if specs is None:  # a published message, shared by the subscribers: not cached on it
+            specs = self.table.match(message.cls, message.type, message.group, self.group)
+        if not instrumented:
+            # The message's trace becomes the current one while its handlers run (this is
+            # the actor task's own context, so nothing leaks to other actors).
+            envelope = message.envelope
+            parent = envelope.headers.get(_tracing.HEADER) if envelope is not None else None
+            if parent is not None or _tracing.current.get() is not None:
+                _tracing.current.set(parent)
+            if _tracing.instrumentation is not None:
                 with _tracing.instrumentation.handling(self.envelope_of(message), self.name):
-                    await self._call_all(specs, message)
-            finished = True
-        finally:
-            self.busy = False
-            elapsed = time.perf_counter() - started
-            self.handling_time += elapsed
-            samples = self._samples
-            if len(samples) < _SAMPLES:
-                samples.append(elapsed)
+                    await self._handle(message, instrumented=True)
+                return
+        first = True
+        for spec in specs:
+            event = message.event
+            if spec.event_only and isinstance(event, spec.convert_to):  # type: ignore[arg-type]
+                # The common shape, without building argument tuples.
+                try:
+                    if spec.bound:
+                        result = await spec.call(self.instance, event)
+                    else:
+                        result = await spec.call(event)
+                except Exception as exc:
+                    handled = await self._call(spec, message, first=first, error=exc)
+                else:
+                    if first and message.tracker is not None:
+                        message.tracker.reply(result)
+                    handled = True
             else:
-                samples[self.processed % _SAMPLES] = elapsed
-            self.processed += 1
-            if tracker is not None:
-                if not finished:
-                    tracker.fail(
-                        ActorStopped(f"actor {self.name!r} stopped while handling the message")
-                    )
-                tracker.finish(handled=finished)
-            self.system._message_done()
+                handled = await self._call(spec, message, first=first)
+            if not handled:
+                return
+            first = False
 
-    async def _call_all(self, specs: tuple[HandlerSpec, ...], message: Message) -> None:
-        for index, spec in enumerate(specs):
-            if not await self._call(spec, message, first=index == 0):
-                break
+    async def _call(  # noqa: C901 - one loop: call, then retry or apply the policy
+        self,
+        spec: HandlerSpec,
+        message: Message,
+        *,
+        first: bool,
+        error: Exception | None = None,
+    ) -> bool:
+        """Call one handler under supervision; False when the rest of the message is skipped.
 
-    async def _call(self, spec: HandlerSpec, message: Message, *, first: bool) -> bool:
-        """Call one handler under supervision; False when the rest of the message is skipped."""
+        `error` is the exception of a first call already made (by `_call_all`'s fast path).
+        """
         attempt = 0
         event = message.event
         while True:
-            try:
-                envelope = self.envelope_of(message) if spec.needs_envelope else message.envelope
-                args = spec.arguments(event, envelope, message.type, self)
-                kwargs = spec.kwargs_for(event)
-                if spec.bound:
-                    result = await spec.call(self.instance, *args, **kwargs)
+            if error is None:
+                try:
+                    envelope = (
+                        self.envelope_of(message) if spec.needs_envelope else message.envelope
+                    )
+                    args = spec.arguments(event, envelope, message.type, self)
+                    kwargs = spec.kwargs_for(event)
+                    if spec.bound:
+                        result = await spec.call(self.instance, *args, **kwargs)
+                    else:
+                        result = await spec.call(*args, **kwargs)
+                except Exception as exc:
+                    error = exc
                 else:
-                    result = await spec.call(*args, **kwargs)
-            except Exception as exc:
-                self.failed += 1
-                if _tracing.instrumentation is not None:
-                    _tracing.instrumentation.failed(exc)
-                supervision = self.supervision
-                policy = supervision.policy_for(exc)
-                if policy is Policy.RETRY:
-                    if attempt < supervision.max_retries:
-                        attempt += 1
-                        self.retries += 1
-                        delay = supervision.backoff.delay(attempt)
-                        self._log(
-                            logging.WARNING,
-                            "retry %d/%d in %.3fs",
-                            spec,
-                            message,
-                            exc,
-                            attempt,
-                            supervision.max_retries,
-                            delay,
-                        )
-                        await anyio.sleep(delay)
-                        continue
-                    policy = supervision.then
-                if first and message.tracker is not None:
-                    message.tracker.fail(exc)
-                return await self._apply(policy, exc, spec, message)
-            else:
-                if first and message.tracker is not None:
-                    message.tracker.reply(result)
-                return True
+                    if first and message.tracker is not None:
+                        message.tracker.reply(result)
+                    return True
+            failure, error = error, None
+            self.failed += 1
+            if _tracing.instrumentation is not None:
+                _tracing.instrumentation.failed(failure)
+            supervision = self.supervision
+            policy = supervision.policy_for(failure)
+            if policy is Policy.RETRY:
+                if attempt < supervision.max_retries:
+                    attempt += 1
+                    self.retries += 1
+                    delay = supervision.backoff.delay(attempt)
+                    self._log(
+                        logging.WARNING,
+                        "retry %d/%d in %.3fs",
+                        spec,
+                        message,
+                        failure,
+                        attempt,
+                        supervision.max_retries,
+                        delay,
+                    )
+                    await anyio.sleep(delay)
+                    continue
+                policy = supervision.then
+            if first and message.tracker is not None:
+                message.tracker.fail(failure)
+            return await self._apply(policy, failure, spec, message)
 
     def _log(
         self,
@@ -582,7 +613,7 @@ class Cell:
 
     def stats(self) -> ActorStats:
         """A snapshot of the counters."""
-        samples = sorted(self._samples)
+        samples = sorted(self._samples[: min(self.processed, _SAMPLES)])
         p50 = samples[len(samples) // 2] if samples else 0.0
         p99 = samples[min(len(samples) - 1, (len(samples) * 99) // 100)] if samples else 0.0
         return ActorStats(

@@ -50,6 +50,12 @@ class Route:
         turn = self._turns.get(group)
         return next(turn) if turn is not None else None
 
+    def picks(self) -> Iterator[tuple[Cell, str]]:
+        """One member of each group (round-robin), with the group's name."""
+        if self.groups:
+            for name, turn in self._turns.items():
+                yield next(turn), name
+
     def targets(self, group: object = ANY_GROUP) -> Iterator[tuple[Cell, str | None]]:
         """(cell, group) pairs for one delivery.
 

@@ -132,17 +132,29 @@ class Envelope:
         hot path.
         """
         envelope = object.__new__(cls)
-        put = object.__setattr__
-        put(envelope, "type", type_)
-        put(envelope, "data", data)
-        put(envelope, "source", source)
-        put(envelope, "id", f"{_ID_PREFIX}-{next(_counter):x}")
-        put(envelope, "specversion", "1.0")
-        put(envelope, "time", dt.datetime.now(_UTC))
-        put(envelope, "subject", subject)
-        put(envelope, "datacontenttype", "application/json")
-        put(envelope, "scope", scope)
-        put(envelope, "headers", _freeze_headers(headers) if headers else _EMPTY)
+        # The slots' own setters: `object.__setattr__` would first look each name up.
+        (
+            set_type,
+            set_data,
+            set_source,
+            set_id,
+            set_specversion,
+            set_time,
+            set_subject,
+            set_datacontenttype,
+            set_scope,
+            set_headers,
+        ) = _SETTERS
+        set_type(envelope, type_)
+        set_data(envelope, data)
+        set_source(envelope, source)
+        set_id(envelope, f"{_ID_PREFIX}-{next(_counter):x}")
+        set_specversion(envelope, "1.0")
+        set_time(envelope, _now(_UTC))
+        set_subject(envelope, subject)
+        set_datacontenttype(envelope, "application/json")
+        set_scope(envelope, scope)
+        set_headers(envelope, _freeze_headers(headers) if headers else _EMPTY)
         return envelope
 
     def to_cloudevent(self) -> dict[str, Any]:
@@ -211,6 +223,25 @@ class Envelope:
         except ValueError as exc:
             msg = f"invalid CloudEvent {_shown(event['id'])}: {exc}"
             raise DecodeError(msg) from exc
+
+
+_now: Final = dt.datetime.now
+_SETTERS: Final = tuple(Envelope.__dict__[field.name].__set__ for field in attrs.fields(Envelope))
+"""The slot setter of each field, in declaration order (`Envelope._build` unpacks them)."""
+if tuple(field.name for field in attrs.fields(Envelope)) != (
+    "type",
+    "data",
+    "source",
+    "id",
+    "specversion",
+    "time",
+    "subject",
+    "datacontenttype",
+    "scope",
+    "headers",
+):  # pragma: no cover - a guard for whoever adds a field
+    msg = "Envelope's fields changed: update Envelope._build"
+    raise RuntimeError(msg)
 
 
 def _read_extensions(event: Mapping[str, Any]) -> dict[str, str]:

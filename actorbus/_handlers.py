@@ -22,7 +22,7 @@ import anyio.to_thread
 
 from ._convert import structure
 from ._envelope import Envelope
-from ._events import lookup
+from ._events import INFO_ATTRIBUTE, lookup
 from ._exceptions import DecodeError
 
 __all__ = ["AdHoc", "HandlerSpec", "HandlerTable", "handle", "spec_for"]
@@ -166,6 +166,7 @@ class HandlerSpec:
         "call",
         "classes",
         "convert_to",
+        "event_only",
         "func",
         "globs",
         "group",
@@ -205,6 +206,9 @@ class HandlerSpec:
         self.patterns = tuple(re.compile(fnmatch.translate(g)) for g in self.globs)
         self.call = self._caller(func, inline=inline)
         self.needs_envelope = self.passes in _WITH_ENVELOPE
+        # The common shape, called without `arguments()`: the event alone, already an
+        # instance of `convert_to` (the actor loop checks that with one isinstance).
+        self.event_only = self.passes is _Pass.EVENT
 
     def _plan(self, func: Callable[..., Any], *, bound: bool) -> tuple[_Pass, object]:
         try:
@@ -351,11 +355,12 @@ _WITH_ENVELOPE: Final = frozenset({_Pass.ENVELOPE, _Pass.EVENT_ENVELOPE, _Pass.E
 class HandlerTable:
     """The handlers of one actor class (or one function), with a lookup cache."""
 
-    __slots__ = ("_cache", "specs")
+    __slots__ = ("_cache", "_tells", "specs")
 
     def __init__(self, specs: tuple[HandlerSpec, ...]) -> None:
         self.specs = specs
         self._cache: dict[tuple[Any, ...], tuple[HandlerSpec, ...]] = {}
+        self._tells: dict[type[Any], tuple[str, tuple[HandlerSpec, ...]]] = {}
 
     def handles_class(self, cls: type[Any]) -> bool:
         """Whether some handler names `cls` (or a base class of it) explicitly."""
@@ -385,6 +390,20 @@ class HandlerTable:
                 and (group is ANY_GROUP or (s.group if s.group is not None else default) == group)
             )
             self._cache[key] = found
+        return found
+
+    def for_tell(self, cls: type[Any]) -> tuple[str, tuple[HandlerSpec, ...]]:
+        """(event type, handlers) for an object of class `cls` sent with `tell`; cached.
+
+        The type is the `@event` type, or the class's qualified name for other objects.
+        """
+        found = self._tells.get(cls)
+        if found is None:
+            if len(self._tells) >= CACHE_LIMIT:
+                self._tells.clear()
+            info = cls.__dict__.get(INFO_ATTRIBUTE)
+            type_ = info.type if info is not None else cls.__qualname__
+            found = self._tells[cls] = (type_, self.match(cls, type_))
         return found
 
 

@@ -121,6 +121,24 @@ class MailboxQueue(Generic[T]):
             )
             raise ActorStopped(msg)
 
+    def append(self, item: T) -> bool:
+        """Add `item` if the mailbox is open and has room; else do nothing and return False.
+
+        The fast path of `offer`: no overflow policy, no error.
+        """
+        if (
+            len(self._items) + self._reserved < self.settings.capacity
+            and not self._putters
+            and not self._closed
+        ):
+            self._items.append(item)
+            getter = self._getter
+            if getter is not None:
+                self._getter = None
+                getter.set()
+            return True
+        return False
+
     def offer(self, item: T, name: str) -> int:
         """Add `item` without waiting, applying the overflow policy when full.
 

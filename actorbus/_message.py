@@ -9,6 +9,7 @@ import anyio
 
 if TYPE_CHECKING:
     from ._envelope import Envelope
+    from ._handlers import HandlerSpec
 
 __all__ = ["Delivery", "Message", "Outcome", "Tracker"]
 
@@ -94,9 +95,13 @@ Delivery = Tracker
 
 
 class Message:
-    """One mailbox slot: the event, its envelope (built lazily for `tell`) and routing."""
+    """One mailbox slot: the event, its envelope (built lazily for `tell`) and routing.
 
-    __slots__ = ("cls", "envelope", "event", "group", "tracker", "type")
+    `specs` are the handlers to call when the sender already knows them (`tell`); None
+    lets the actor look them up.
+    """
+
+    __slots__ = ("cls", "envelope", "event", "group", "specs", "tracker", "type")
 
     def __init__(
         self,
@@ -106,6 +111,7 @@ class Message:
         type_: str,
         group: object,
         tracker: Tracker | None = None,
+        specs: tuple[HandlerSpec, ...] | None = None,
     ) -> None:
         self.event = event
         self.envelope = envelope
@@ -113,3 +119,4 @@ class Message:
         self.type = type_
         self.group = group
         self.tracker = tracker
+        self.specs = specs

@@ -11,14 +11,14 @@ from typing import TYPE_CHECKING, Any, Final, Self, cast
 import anyio
 import anyio.abc
 import attrs
-from anyio.lowlevel import checkpoint, checkpoint_if_cancelled
+from anyio.lowlevel import checkpoint
 
 from ._actor import Actor, ActorRef
-from ._backend import resolve_checkpoints
+from ._backend import PUBLIC, resolve_checkpoints
 from ._cell import YIELD_EVERY, Cell, current_system_var
 from ._convert import structure
 from ._envelope import Envelope
-from ._events import INFO_ATTRIBUTE, Scope, info_of, lookup
+from ._events import INFO_ATTRIBUTE, EventInfo, Scope, lookup
 from ._exceptions import ActorbusError, ActorStopped, AskTimeout, DecodeError, MailboxFull
 from ._handlers import ANY_GROUP, AdHoc, HandlerTable, declaration, spec_for
 from ._mailbox import Mailbox
@@ -144,8 +144,7 @@ class ActorSystem:
         self._inflight = 0
         self._idle: anyio.Event | None = None
         self._ops = 0
-        self._check_cancelled: Callable[[], Awaitable[None]] = checkpoint_if_cancelled
-        self._yield: Callable[[], Awaitable[None]] = checkpoint
+        self._checkpoints = PUBLIC
         self._tg: anyio.abc.TaskGroup | None = None
         self._body: anyio.CancelScope | None = None
         self._token: contextvars.Token[ActorSystem | None] | None = None
@@ -185,7 +184,7 @@ class ActorSystem:
             msg = f"ActorSystem {self._name!r} was already started; create a new one"
             raise RuntimeError(msg)
         self._state = _STARTING
-        self._check_cancelled, self._yield = resolve_checkpoints()
+        self._checkpoints = resolve_checkpoints()
         self._tg = anyio.create_task_group()
         await self._tg.__aenter__()
         self._token = _current.set(self)
@@ -535,14 +534,14 @@ class ActorSystem:
     # -- messages -----------------------------------------------------------------------------
 
     async def _checkpoint(self) -> None:
-        # A cancellation point every time; a scheduling point every YIELD_EVERY calls
-        # (and whenever a mailbox is full), as asyncio.Queue.put behaves.
+        # A cancellation point every time; a scheduling point every YIELD_EVERY calls and
+        # whenever a mailbox is full (see the Mailboxes guide, "Checkpoints").
         self._ops += 1
         if self._ops >= YIELD_EVERY:
             self._ops = 0
-            await self._yield()
-        else:
-            await self._check_cancelled()
+            await self._checkpoints.schedule()
+        elif self._checkpoints.cancelled():
+            await self._checkpoints.check_cancelled()
 
     def _wrap(
         self,
@@ -556,7 +555,7 @@ class ActorSystem:
         if isinstance(event, Envelope):
             return self._adopt(event, scope, source, subject, headers)
         cls = type(event)
-        info = info_of(cls)
+        info: EventInfo | None = cls.__dict__.get(INFO_ATTRIBUTE)
         if info is None:
             if scope is Scope.APP:
                 msg = (
@@ -659,7 +658,13 @@ class ActorSystem:
             MailboxFull: If a FAIL mailbox was full (the others still got the event).
         """
         self._check_open("publish")
-        await self._checkpoint()
+        # `_checkpoint`, inlined: this is a hot path.
+        self._ops += 1
+        if self._ops >= YIELD_EVERY:
+            self._ops = 0
+            await self._checkpoints.schedule()
+        elif self._checkpoints.cancelled():
+            await self._checkpoints.check_cancelled()
         envelope, payload, cls = self._wrap(event, scope, source, subject, headers)
         if envelope.scope is Scope.APP and self._transport is not None:
             await self._transport.publish(envelope)
@@ -711,21 +716,32 @@ class ActorSystem:
         self, envelope: Envelope, payload: object, cls: type[Any] | None
     ) -> None:
         route = self._dispatcher.route(cls, envelope.type)
-        if not route:
-            return
-        full: MailboxFull | None = None
         type_ = envelope.type
-        shared = Message(payload, envelope, cls, type_, None)
-        for cell, group in route.targets():
-            message = shared if group is None else Message(payload, envelope, cls, type_, group)
-            try:
-                await cell.put(message)
-            except ActorStopped as exc:
-                cell._dead_letter(message, exc, unqueued=True)
-            except MailboxFull as exc:
-                full = full or exc
+        full: MailboxFull | None = None
+        if route.broadcast:
+            # One message for every broadcast subscriber; most find room at once.
+            shared = Message(payload, envelope, cls, type_, None)
+            for cell in route.broadcast:
+                if cell.queue.append(shared):
+                    self._inflight += 1
+                else:
+                    error = await self._put(cell, shared)
+                    full = full or error
+        for cell, group in route.picks():
+            error = await self._put(cell, Message(payload, envelope, cls, type_, group))
+            full = full or error
         if full is not None:
             raise full
+
+    async def _put(self, cell: Cell, message: Message) -> MailboxFull | None:
+        """Put `message` in `cell`'s mailbox, waiting for room; return a FAIL mailbox's error."""
+        try:
+            await cell.put(message)
+        except ActorStopped as exc:
+            cell._dead_letter(message, exc, unqueued=True)
+        except MailboxFull as exc:
+            return exc
+        return None
 
     async def _publish_local_nowait(self, event: object) -> None:
         """Publish a lifecycle event locally without ever waiting for mailbox room."""
@@ -747,18 +763,24 @@ class ActorSystem:
     def _envelope_for_tell(self, message: Message) -> Envelope:
         return Envelope(type=message.type, data=message.event, source=self._name)
 
-    def _message_for(self, message: object, tracker: Tracker | None) -> Message:
+    async def _tell(self, cell: Cell, message: object, tracker: Tracker | None) -> None:
+        # `_checkpoint`, inlined: this is the hottest path of the library.
+        self._ops += 1
+        if self._ops >= YIELD_EVERY:
+            self._ops = 0
+            await self._checkpoints.schedule()
+        elif self._checkpoints.cancelled():
+            await self._checkpoints.check_cancelled()
         if isinstance(message, Envelope):
             envelope, payload, cls = self._adopt(message)
-            return Message(payload, envelope, cls, envelope.type, ANY_GROUP, tracker)
-        cls = type(message)
-        info = cls.__dict__.get(INFO_ATTRIBUTE)
-        type_ = info.type if info is not None else cls.__qualname__
-        return Message(message, None, cls, type_, ANY_GROUP, tracker)
-
-    async def _tell(self, cell: Cell, message: object, tracker: Tracker | None) -> None:
-        await self._checkpoint()
-        item = self._message_for(message, tracker)
+            item = Message(payload, envelope, cls, envelope.type, ANY_GROUP, tracker)
+        else:
+            cls = type(message)
+            type_, specs = cell.table.for_tell(cls)
+            item = Message(message, None, cls, type_, ANY_GROUP, tracker, specs)
+            if specs and cell.queue.append(item):
+                self._inflight += 1
+                return
         if not cell.table.match(item.cls, item.type):
             accepted = (
                 ", ".join(s for spec in cell.table.specs for s in spec.subscriptions()) or "nothing"

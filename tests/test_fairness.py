@@ -122,3 +122,70 @@ async def test_publish_is_a_cancellation_point_even_when_it_does_not_yield() -> 
             await system.publish(C())
             pytest.fail("publish did not notice the cancellation")  # pragma: no cover
         assert scope.cancelled_caught
+
+
+@event("fair.d")
+class D:
+    n: int
+
+
+class Keeper(Actor):
+    def __init__(self) -> None:
+        self.seen: list[int] = []
+
+    @handle(D)
+    async def on_d(self, event: D) -> None:
+        self.seen.append(event.n)
+
+
+async def test_tell_is_a_cancellation_point_even_when_it_does_not_yield() -> None:
+    async with ActorSystem() as system:
+        ref = await system.spawn(Keeper)
+        for _ in range(3):  # at every position of the yield window
+            with anyio.CancelScope() as scope:
+                scope.cancel()
+                await ref.tell(D(0))
+                pytest.fail("tell did not notice the cancellation")  # pragma: no cover
+            assert scope.cancelled_caught
+        await system.drain()
+        assert ref.stats.processed == 0
+
+
+async def test_an_outer_cancellation_is_seen_and_a_shield_is_respected() -> None:
+    async with ActorSystem() as system:
+        ref = await system.spawn(Keeper)
+        with anyio.CancelScope() as outer:
+            with anyio.CancelScope(shield=True):
+                outer.cancel()
+                await ref.tell(D(1))  # shielded: delivered, no cancellation
+            await ref.tell(D(2))
+            pytest.fail("tell did not notice the outer cancellation")  # pragma: no cover
+        assert outer.cancelled_caught
+        await system.drain()
+        assert ref.stats.processed == 1  # D(1) only
+
+
+async def test_a_cancellation_from_another_task_stops_a_busy_teller() -> None:
+    async with ActorSystem() as system:
+        ref = await system.spawn(Keeper)
+        sent = 0
+
+        async def teller(scope_ready: anyio.Event, holder: list[anyio.CancelScope]) -> None:
+            nonlocal sent
+            with anyio.CancelScope() as scope:
+                holder.append(scope)
+                scope_ready.set()
+                while True:
+                    await ref.tell(D(sent))
+                    sent += 1
+
+        ready = anyio.Event()
+        holder: list[anyio.CancelScope] = []
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(teller, ready, holder)
+            await ready.wait()
+            await anyio.lowlevel.checkpoint()
+            holder[0].cancel()
+        stopped_at = sent
+        await system.drain()
+        assert ref.stats.processed == stopped_at
