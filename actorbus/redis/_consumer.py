@@ -197,14 +197,9 @@ class GroupConsumer:
         """Hand one entry to the local mailboxes (or mark it undecodable) for the acker."""
         entry_id = _bytes(entry.identifier)
         fields: Any = entry.field_values or {}
+        if self._unwanted_here(fields):
+            return Entry(entry_id, bytes(fields[b"e"]), None, self._unwanted, deliveries)
         raw = fields.get(b"e")
-        type_ = fields.get(b"t")
-        if (
-            raw is not None
-            and type_ is not None
-            and not self._host.subscribed(bytes(type_).decode(errors="replace"), self._local_group)
-        ):
-            return Entry(entry_id, bytes(raw), None, self._unwanted, deliveries)
         try:
             envelope = _decode(raw, fields, self._settings.max_message_bytes)
         except DecodeError as exc:
@@ -229,6 +224,13 @@ class GroupConsumer:
             self._context.counters.delivered += 1
             item = Entry(entry_id, bytes(raw), envelope, delivery, deliveries)
         return item
+
+    def _unwanted_here(self, fields: Any) -> bool:
+        """Whether the entry names its type (field ``t``) and no local subscriber wants it."""
+        type_ = fields.get(b"t")
+        if type_ is None or fields.get(b"e") is None:
+            return False  # written by someone else: decode it to know
+        return not self._host.subscribed(bytes(type_).decode(errors="replace"), self._local_group)
 
     # -- claiming ---------------------------------------------------------------------------
 
