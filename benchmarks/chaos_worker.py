@@ -4,7 +4,7 @@ Usage (the URL, which holds the password, comes from the environment so `ps` doe
 show it)::
 
     REDIS_URL=redis://... python benchmarks/chaos_worker.py APP JOURNAL LEDGER \
-        [--instance NAME] [--backend asyncio|trio]
+        [--instance NAME] [--backend asyncio|trio] [--dead-maxlen N]
 
 It runs one instance of application APP with two start-up actors:
 
@@ -39,6 +39,7 @@ import os
 import signal
 import sys
 import time
+from collections import deque
 
 import anyio
 
@@ -100,13 +101,26 @@ class Ledger:
     `claim` takes an exclusive ``flock`` (released by the kernel if the process dies),
     reads what other processes appended since the last call, and appends the id unless
     it is already there. Blocking file I/O of a few microseconds: fine in a handler.
+
+    It remembers the last `REMEMBER` ids only, as a unique key with a time to live would:
+    redeliveries come within seconds, and the soak measures the workers' memory. An id
+    applied twice would still show, as a duplicate line in the file.
     """
+
+    REMEMBER = 50_000
 
     def __init__(self, path: str) -> None:
         self._fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
         self._offset = 0
         self._seen: set[str] = set()
+        self._order: deque[str] = deque()
         self._partial = b""
+
+    def _remember(self, event_id: str) -> None:
+        self._seen.add(event_id)
+        self._order.append(event_id)
+        if len(self._order) > self.REMEMBER:
+            self._seen.discard(self._order.popleft())
 
     def claim(self, event_id: str) -> bool:
         """Record `event_id`; False if some process had recorded it already."""
@@ -117,12 +131,13 @@ class Ledger:
                 data = self._partial + os.pread(self._fd, size - self._offset, self._offset)
                 self._offset = size
                 *lines, self._partial = data.split(b"\n")
-                self._seen.update(line.decode() for line in lines)
+                for line in lines:
+                    self._remember(line.decode())
             if event_id in self._seen:
                 return False
             os.write(self._fd, f"{event_id}\n".encode())
             self._offset += len(event_id) + 1
-            self._seen.add(event_id)
+            self._remember(event_id)
             return True
         finally:
             fcntl.flock(self._fd, fcntl.LOCK_UN)
@@ -152,8 +167,11 @@ def actors(journal: Journal, ledger: Ledger) -> list[type[Actor]]:
     return [Everyone, Worker]
 
 
-async def main(url: str, app: str, journal: str, ledger: str, instance: str | None) -> None:
-    transport = RedisTransport(url, instance=instance, **TRANSPORT_SETTINGS)
+async def main(
+    url: str, app: str, journal: str, ledger: str, instance: str | None, dead_maxlen: int
+) -> None:
+    settings = {**TRANSPORT_SETTINGS, "dead_maxlen": dead_maxlen}
+    transport = RedisTransport(url, instance=instance, **settings)
     with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
         async with ActorSystem(
             app, transport=transport, actors=actors(Journal(journal), Ledger(ledger))
@@ -171,6 +189,7 @@ if __name__ == "__main__":
     parser.add_argument("ledger")
     parser.add_argument("--instance", default=None)
     parser.add_argument("--backend", choices=["asyncio", "trio"], default="asyncio")
+    parser.add_argument("--dead-maxlen", type=int, default=10_000)
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s")
     anyio.run(
@@ -180,5 +199,6 @@ if __name__ == "__main__":
         args.journal,
         args.ledger,
         args.instance,
+        args.dead_maxlen,
         backend=args.backend,
     )
