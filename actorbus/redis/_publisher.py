@@ -1,12 +1,14 @@
 """Publishing: concurrent XADDs coalesced into pipelines, each caller awaiting its own reply.
 
-`Publisher.publish` queues the encoded envelope and waits until Redis answered *its*
-XADD. One task, `Publisher.run`, takes what is queued — the first item, then whatever
-else is queued, up to `batch` — writes it in one send on its own connection (a `Link`: no
-other task involved) and reads the replies: one round trip for many events when many
-tasks publish at once. When the last batch had more than one event, it first lets one
-scheduling round pass, so that the publishers its replies woke queue their next events
-and they go out together; a lone publisher gets no added delay. Entries reach
+`Publisher.publish` returns once Redis answered *its* XADD. When nobody else is
+publishing (the last batch was a single event, nothing is queued and the connection is
+free), the caller sends its entry itself and reads the reply: no other task involved,
+as with a plain client. Otherwise it queues the encoded envelope and waits: one task,
+`Publisher.run`, takes what is queued — the first item, then whatever else is queued, up
+to `batch` — writes it in one send on its own connection (a `Link`) and reads the
+replies: one round trip for many events when many tasks publish at once. When the last
+batch had more than one event, it first lets one scheduling round pass, so that the
+publishers its replies woke queue their next events and they go out together. Entries reach
 Redis in the order they were queued, so the events of one publishing task keep their
 order.
 
@@ -25,7 +27,7 @@ consumer can acknowledge an entry that no local subscriber wants without decodin
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import anyio.lowlevel
@@ -98,6 +100,9 @@ class Publisher:
             self._head += (b"MAXLEN", b"~", settings.maxlen)
         self._head += (b"*", b"e")
         self._held: list[_Item] = []  # taken from the queue and not answered yet
+        self._link_lock = anyio.Lock()  # one task at a time uses the link
+        self._crowd = False  # whether the last batch had company: others publish too
+        self._running = False
 
     async def publish(self, payload: bytes, type_: str, what: str) -> bytes:
         """Add `payload` (an event of `type_`) to the stream; return its id once accepted.
@@ -112,12 +117,14 @@ class Publisher:
         timeout = self._settings.publish_timeout
         item = _Item(payload, type_, anyio.current_time() + timeout)
         try:
-            try:
-                self._send.send_nowait(item)
-            except anyio.WouldBlock:  # a full queue: wait for room, but not past the deadline
-                with anyio.fail_after(timeout):
-                    await self._send.send(item)
-            await item.done.wait()
+            if not (self._alone() and await self._send_alone(item)):
+                try:
+                    self._send.send_nowait(item)
+                except anyio.WouldBlock:  # a full queue: wait for room, not past the deadline
+                    with anyio.fail_after(timeout):
+                        await self._send.send(item)
+            if not item.done.is_set():
+                await item.done.wait()
         except TimeoutError:
             item.expired = True
         except (anyio.ClosedResourceError, anyio.BrokenResourceError):
@@ -125,14 +132,66 @@ class Publisher:
         except BaseException:
             item.abandoned = True
             raise
+        return self._outcome(item, what)
+
+    def _alone(self) -> bool:
+        """Whether nobody else publishes now: the caller may send its entry itself."""
+        return (
+            self._running
+            and not self._crowd
+            and not self._held
+            and not self._link_lock.locked()
+            and self._receive.statistics().current_buffer_used == 0
+        )
+
+    async def _send_alone(self, item: _Item) -> bool:
+        """Send `item` from the caller's own task (no hop to the publishing task).
+
+        Returns False, with nothing answered, when it must go through the queue after
+        all: the link is busy, or Redis could not be reached (the publishing task
+        retries it until the deadline).
+        """
+        try:
+            self._link_lock.acquire_nowait()
+        except anyio.WouldBlock:
+            return False
+        command = (*self._head, item.payload, b"t", item.type)
+        try:
+            (reply,) = await self._link.pipeline(
+                [command], timeout=max(item.deadline - anyio.current_time(), 0.001)
+            )
+        except TRANSIENT as exc:
+            reply = exc
+        except RedisError as exc:  # refused while connecting (credentials, ACL)
+            reply = exc
+        finally:
+            self._link_lock.release()
+        if isinstance(reply, TRANSIENT):
+            item.last_error = reply
+            self._health.failed(reply)
+            return False
+        self._health.succeeded()
+        self._answer(item, reply)
+        return True
+
+    def _answer(self, item: _Item, reply: Any) -> None:
+        if isinstance(reply, RedisError):
+            item.error = reply
+        else:
+            item.entry = reply
+            self._counters.published += 1
+        item.done.set()
+
+    def _outcome(self, item: _Item, what: str) -> bytes:
+        """The entry id of an answered `item`, or its failure as `TransportError`."""
         if item.expired:
             item.abandoned = True
             cause = item.last_error
             reason = f" (last error: {self._health.describe(cause)})" if cause else ""
             msg = (
                 f"Redis at {self._where} did not accept {what} within publish_timeout="
-                f"{timeout}s{reason}; it was not published: publish it again once Redis is "
-                "reachable"
+                f"{self._settings.publish_timeout}s{reason}; it was not published: publish "
+                "it again once Redis is reachable"
             )
             raise TransportError(msg) from cause
         if isinstance(item.error, anyio.ClosedResourceError):
@@ -167,17 +226,25 @@ class Publisher:
 
     async def run(self) -> None:
         """Send queued entries in pipelines until `close` (the one publishing task)."""
+        self._running = True
         try:
-            crowd = False  # whether the last batch had company: others publish too
             async for first in self._receive:
                 self._held = [first]
-                if crowd:
+                if self._crowd:
                     await anyio.lowlevel.checkpoint()
-                items = self._more([first])
-                crowd = len(items) > 1
-                await self._send_batch(items)
+                try:
+                    self._link_lock.acquire_nowait()
+                except anyio.WouldBlock:  # a lone caller is sending its own entry
+                    await self._link_lock.acquire()
+                try:
+                    items = self._more([first])
+                    self._crowd = len(items) > 1
+                    await self._send_batch(items)
+                finally:
+                    self._link_lock.release()
                 self._held = []
         finally:
+            self._running = False
             await self._link.close()
 
     def _more(self, items: list[_Item]) -> list[_Item]:
@@ -227,13 +294,8 @@ class Publisher:
                 if isinstance(reply, TRANSIENT):  # e.g. READONLY during a failover
                     item.last_error = reply
                     retry.append(item)
-                elif isinstance(reply, RedisError):
-                    item.error = reply
-                    item.done.set()
                 else:
-                    item.entry = reply
-                    self._counters.published += 1
-                    item.done.set()
+                    self._answer(item, reply)
             if not retry:
                 self._health.succeeded()
                 return
