@@ -564,11 +564,12 @@ async def test_a_slow_handler_holds_back_only_its_own_acknowledgement(
             await system.publish(Job(n))
         await eventually(lambda: len(fast_seen) == 3)
         with anyio.fail_after(5):
-            while await pending() != 3:  # those after the slow one's are acknowledged
+            # Those after the slow one's are acknowledged (polls Redis).
+            while await pending() != 3:  # noqa: ASYNC110
                 await anyio.sleep(0.01)
         gate.set()
         with anyio.fail_after(5):
-            while await pending() != 0:
+            while await pending() != 0:  # noqa: ASYNC110 - polls Redis
                 await anyio.sleep(0.01)
     assert sorted(fast_seen) == [1, 3, 5]
 
@@ -598,6 +599,35 @@ async def test_entries_of_a_type_nobody_here_wants_are_acknowledged_unread(
         letters = await dead_letters(raw, app)
     assert len(letters) == 1  # only the entry of a subscribed type was read, and refused
     assert "not valid JSON" in letters[0]["error"]
+
+
+async def test_cancelled_publishers_leave_the_others_and_the_connection_working(
+    redis_server: RedisServer,
+) -> None:
+    app = new_app()
+    seen: list[int] = []
+    accepted: list[int] = []
+
+    @handle(Job)
+    async def on_job(job: Job) -> None:
+        seen.append(job.n)
+
+    async def publish(system: ActorSystem, n: int, wait: float) -> None:
+        with anyio.move_on_after(wait):
+            await system.publish(Job(n))
+            accepted.append(n)
+
+    async with ActorSystem(app, transport=RedisTransport(redis_server.url)) as system:
+        await system.spawn(on_job)
+        for round_ in range(5):  # alone (sent by the caller itself) and crowded (queued)
+            async with anyio.create_task_group() as tg:
+                for n in range(round_ * 100, round_ * 100 + 40):
+                    tg.start_soon(publish, system, n, 0 if n % 3 == 0 else 5.0)
+            await publish(system, round_ * 100 + 99, 0.0001)
+        await system.publish(Job(-1))  # the connection still works after the cancellations
+        await eventually(lambda: -1 in seen and set(accepted) <= set(seen))
+    assert not [n for n in accepted if n % 3 == 0 and n % 100 != 99]  # cancelled at once
+    assert len(accepted) >= 5 * 26
 
 
 # -- trimming -----------------------------------------------------------------------------------
