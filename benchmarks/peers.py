@@ -60,6 +60,7 @@ from _common import (
     machine_info,
     median,
     now,
+    read_json,
     write_json,
 )
 from bench_core import Counter, Ping, Tally
@@ -450,8 +451,9 @@ class Case:
     size: str  # "fast", "slow" (bubus), "medium" (faststream's test broker)
     backends: tuple[str, ...]
     queued: bool  # delivers through a queue, a task or a thread: the 3x target applies
-    less: str
-    func: Callable[[int], Awaitable[Timing]] = field(repr=False)
+    short: str  # what the peer does less, in a few words (the table's column)
+    less: str  # the same in full (the table below it)
+    func: Callable[[int], Awaitable[Timing]] | None = field(default=None, repr=False)
 
 
 ASYNCIO = ("asyncio", "uvloop")
@@ -465,7 +467,8 @@ CASES = [
         "fast",
         ALL,
         queued=False,
-        less="(reference) bounded mailbox with backpressure, envelope per event, supervision",
+        short="(reference)",
+        less="bounded mailbox with backpressure, an envelope per event, routing, supervision",
         func=actorbus_publish,
     ),
     Case(
@@ -475,7 +478,8 @@ CASES = [
         "fast",
         ALL,
         queued=False,
-        less="(reference) no envelope, no routing",
+        short="(reference)",
+        less="tell: no envelope, no routing (the same mailbox and actor loop as publish)",
         func=actorbus_tell,
     ),
     Case(
@@ -485,6 +489,7 @@ CASES = [
         "fast",
         ASYNCIO,
         queued=True,
+        short="no bound, no backpressure, no ordering, no supervision",
         less="a new task per event, unbounded: emit never waits (no backpressure, no "
         "mailbox), handlers of successive events run concurrently (no ordering), errors go "
         "to an `error` event; no supervision; untyped (string event names)",
@@ -497,6 +502,7 @@ CASES = [
         "fast",
         ("trio",),
         queued=True,
+        short="no bound, no backpressure, no ordering, no supervision",
         less="as pyee on asyncio: a task per event, unbounded, no ordering, no supervision",
         func=pyee_trio,
     ),
@@ -507,6 +513,7 @@ CASES = [
         "fast",
         ALL,
         queued=False,
+        short="inline await: no queue, no task",
         less="inline: the publisher awaits the receiver itself (no queue, no task, no "
         "concurrency between publisher and handler); a receiver's exception goes to the "
         "sender; weak references to receivers; no supervision",
@@ -519,6 +526,7 @@ CASES = [
         "fast",
         ("asyncio",),
         queued=False,
+        short="inline sync call: no queue, no task",
         less="a plain synchronous function call per receiver: no async handlers, no queue",
         func=blinker_send,
     ),
@@ -529,6 +537,7 @@ CASES = [
         "slow",
         ASYNCIO,
         queued=True,
+        short="no backpressure (raises when full), no supervision",
         less="no backpressure: dispatch raises past 100 pending events (queue 50); asyncio "
         "only; no supervision. It does *more* bookkeeping per event than actorbus (event "
         "history, per-handler result records, a timeout and a watchdog task per handler "
@@ -542,6 +551,7 @@ CASES = [
         "medium",
         ASYNCIO,
         queued=True,
+        short="inline call (a test double), no queue",
         less="a test double: publish runs the subscriber inline (no queue, no task) through "
         "its full stack (JSON encoding, pydantic validation, middlewares) and records every "
         "call in a `unittest.mock` (which deep-copies the arguments); asyncio only",
@@ -554,6 +564,7 @@ CASES = [
         "fast",
         ASYNCIO,
         queued=True,
+        short="no backpressure (drops silently when full), untyped handler, no supervision",
         less="publish never waits: a full queue drops the event silently (default 1000; "
         "unbounded here so nothing is lost); the handler gets a dict, not the typed event; "
         "errors are printed; no supervision; asyncio only",
@@ -566,17 +577,40 @@ CASES = [
         "fast",
         ("asyncio",),  # no loop needed: run beside actorbus's asyncio runs
         queued=True,
+        short="unbounded mailbox, no backpressure, no pub/sub",
         less="one OS thread per actor, unbounded `queue.Queue` mailbox (tell never waits: "
         "no backpressure), no pub/sub (tell to a ref only); a failing actor stops "
         "(no restart policy)",
         func=pykka_tell,
     ),
 ]
-REDIS_LESS = (
-    "one reader in one consumer group, one XACK per message; actorbus's figure runs two "
-    "instances in the process, each also reading every event through its own broadcast "
-    "group (three consumers decoding every event); asyncio only"
-)
+REDIS_CASES = [
+    Case(
+        "actorbus.redis",
+        "actorbus",
+        "APP scope over Redis Streams (`bench_redis.py` (g): 64 publishing tasks, a group "
+        "member handles)",
+        "redis",
+        (),
+        queued=False,
+        short="(reference)",
+        less="two instances in one process (A publishes, B's group member handles); each also "
+        "reads every event through its own broadcast group: three consumers decode each "
+        "event; acknowledgements are grouped",
+    ),
+    Case(
+        "faststream.redis",
+        "faststream",
+        "`RedisBroker.publish(msg, stream=...)` from 64 tasks → `StreamSub(group=...)` subscriber",
+        "redis",
+        (),
+        queued=False,
+        short="one consumer (actorbus's figure runs three)",
+        less="one reader in one consumer group, one XACK per message (no broadcast consumers); "
+        "`logger=None` (by default it logs two lines per message); asyncio only",
+    ),
+]
+DESCRIPTIONS = {case.key: case for case in [*CASES, *REDIS_CASES]}
 
 
 @dataclass(frozen=True)
@@ -661,7 +695,7 @@ def child(group: str, quick: bool) -> None:
             _check_loop(backend)
             cases = [c for c in CASES if backend in c.backends]
             return await measure(
-                {c.key: c.func for c in cases}, {c.key: sizes.of(c) for c in cases}
+                {c.key: c.func for c in cases if c.func}, {c.key: sizes.of(c) for c in cases}
             )
 
     name, options = BACKENDS[backend]
@@ -690,17 +724,18 @@ def run_child(group: str, quick: bool) -> dict[str, Any]:
 @dataclass
 class Row:
     case: str
-    peer: str
-    api: str
     backend: str
     n: int
     rate: float | None
     cpu_us: float | None
     actorbus: float | None  # actorbus publish (or its Redis figure), same process
     tell: float | None
-    queued: bool
-    less: str
     error: str | None = None
+
+    @property
+    def about(self) -> Case:
+        unknown = Case(self.case, self.case, "", "", (), queued=False, short="", less="")
+        return DESCRIPTIONS.get(self.case, unknown)
 
     @property
     def ratio(self) -> float | None:
@@ -724,40 +759,10 @@ def rows_of(group: str, result: dict[str, Any]) -> list[Row]:
     rows: list[Row] = []
     if group.startswith("redis-"):
         backend = group.removeprefix("redis-")
-        n, ours, ours_cpu, ours_error = summarize(result["actorbus.redis"])
-        rows.append(
-            Row(
-                "actorbus.redis",
-                "actorbus",
-                "APP scope over Redis Streams (`bench_redis.py` (g): two instances, group member)",
-                backend,
-                n,
-                ours,
-                ours_cpu,
-                None,
-                None,
-                queued=False,
-                less="(reference)",
-                error=ours_error,
-            )
-        )
+        n, ours, cpu, error = summarize(result["actorbus.redis"])
+        rows.append(Row("actorbus.redis", backend, n, ours, cpu, None, None, error))
         n, rate, cpu, error = summarize(result["faststream.redis"])
-        rows.append(
-            Row(
-                "faststream.redis",
-                "faststream",
-                "`RedisBroker.publish(msg, stream=...)` → `StreamSub(group=...)` subscriber",
-                backend,
-                n,
-                rate,
-                cpu,
-                ours,
-                None,
-                queued=False,
-                less=REDIS_LESS,
-                error=error,
-            )
-        )
+        rows.append(Row("faststream.redis", backend, n, rate, cpu, ours, None, error))
         return rows
     backend = group
     _, publish, _, _ = summarize(result.get("actorbus.publish", {"n": 0, "runs": []}))
@@ -773,16 +778,12 @@ def rows_of(group: str, result: dict[str, Any]) -> list[Row]:
         rows.append(
             Row(
                 case.key,
-                case.peer,
-                case.api,
                 label,
                 n,
                 rate,
                 cpu,
                 None if reference else publish,
                 None if reference else tell,
-                case.queued,
-                case.less,
                 error,
             )
         )
@@ -793,7 +794,7 @@ def entries_of(rows: list[Row]) -> list[Entry]:
     """JSON entries: actorbus's figure as the value, the peer as its baseline."""
     entries = []
     for row in rows:
-        extra = {"events": row.n, "cpu_us_per_event": row.cpu_us, "api": row.api}
+        extra = {"events": row.n, "cpu_us_per_event": row.cpu_us, "api": row.about.api}
         if row.actorbus is None:  # actorbus's own figures
             entries.append(
                 Entry(
@@ -806,7 +807,7 @@ def entries_of(rows: list[Row]) -> list[Entry]:
                 )
             )
             continue
-        extra |= {"peer_does_less": row.less, "actorbus_tell": row.tell}
+        extra |= {"peer_does_less": row.about.less, "actorbus_tell": row.tell}
         if row.tell is not None and row.rate:
             extra["tell_ratio"] = row.tell / row.rate
         redis = row.case.endswith(".redis")
@@ -818,7 +819,7 @@ def entries_of(rows: list[Row]) -> list[Entry]:
                 "events/s",
                 baseline_name=f"peer {row.case}",
                 baseline_value=row.rate,
-                target=TARGET if row.queued else None,
+                target=TARGET if row.about.queued else None,
                 error=row.error,
                 extra=extra | {"value_is": "actorbus Redis APP scope" if redis else "publish"},
             )
@@ -827,36 +828,75 @@ def entries_of(rows: list[Row]) -> list[Entry]:
 
 
 def markdown(rows: list[Row]) -> str:
+    """The figures table, then what each peer does less, ready to paste in the README."""
     lines = [
         (
             "| peer | API (documented fast path) | backend | N / run | events/s | CPU µs/event "
-            "| actorbus publish, same run | actorbus / peer (publish; tell) | target >= 3 "
-            "| what the peer does less |"
+            "| actorbus publish, same run | actorbus / peer (publish; tell) "
+            "| by CPU µs (publish) | target >= 3 | what the peer does less |"
         ),
-        "|---|---|---|--:|--:|--:|--:|--:|---|---|",
+        "|---|---|---|--:|--:|--:|--:|--:|--:|---|---|",
     ]
+    # CPU per event of actorbus's figure that each row is compared with (same process).
+    ours_cpu = {
+        (row.case, row.backend): row.cpu_us
+        for row in rows
+        if row.case in {"actorbus.publish", "actorbus.redis"}
+    }
     for row in rows:
+        about = row.about
         if row.error is not None:
             lines.append(
-                f"| {row.peer} | {row.api} | {row.backend} | {row.n:,} | error: {row.error} "
-                f"| | | | | {row.less} |"
+                f"| {about.peer} | {about.api} | {row.backend} | {row.n:,} "
+                f"| error: {row.error} | | | | | | {about.short} |"
             )
             continue
-        ratio = verdict = ""
+        ratio = verdict = by_cpu = ""
+        redis = row.case.endswith(".redis")
+        reference = ("actorbus.redis", row.backend) if redis else ("actorbus.publish", row.backend)
+        if row.backend in {"threads", "sync"}:
+            reference = ("actorbus.publish", "asyncio")  # run inside the asyncio process
+        cpu = ours_cpu.get(reference)
+        if row.actorbus is not None and cpu and row.cpu_us:
+            by_cpu = f"{row.cpu_us / cpu:.2f}"
+
         if row.ratio is not None:
             ratio = f"{row.ratio:.2f}"
             if row.tell is not None and row.rate:
                 ratio += f"; {row.tell / row.rate:.2f}"
-            if row.queued:
+            if about.queued:
                 verdict = "met" if row.ratio >= 3.0 else "**MISSED**"
             else:
-                verdict = "n/a (inline)" if not row.case.endswith(".redis") else "n/a (Redis)"
+                verdict = "n/a (Redis)" if redis else "n/a (inline)"
         lines.append(
-            f"| {row.peer} | {row.api} | {row.backend} | {row.n:,} | {fmt(row.rate)} "
+            f"| {about.peer} | {about.api} | {row.backend} | {row.n:,} | {fmt(row.rate)} "
             f"| {fmt(row.cpu_us)} | {fmt(row.actorbus) if row.actorbus else ''} | {ratio} "
-            f"| {verdict} | {row.less} |"
+            f"| {by_cpu} | {verdict} | {about.short} |"
         )
+    lines += ["", "| case | what it does (less) |", "|---|---|"]
+    seen = set()
+    for row in rows:
+        if row.case not in seen and row.case in DESCRIPTIONS:
+            seen.add(row.case)
+            lines.append(f"| {row.about.peer}: {row.about.api} | {row.about.less} |")
     return "\n".join(lines)
+
+
+def rows_from_json(path: str) -> list[Row]:
+    """Rebuild the rows from a ``--json`` file (to print its tables again)."""
+    rows = []
+    for entry in read_json(path):
+        extra = entry.extra
+        if entry.figure.startswith("peers.vs."):
+            case = entry.figure.removeprefix("peers.vs.")
+            rate, ours = entry.baseline_value, entry.value
+        else:
+            case, rate, ours = entry.figure.removeprefix("peers."), entry.value, None
+        n, cpu, tell = extra.get("events", 0), extra.get("cpu_us_per_event"), None
+        if entry.error is None:
+            tell = extra.get("actorbus_tell")
+        rows.append(Row(case, entry.backend, n, rate, cpu, ours, tell, entry.error))
+    return rows
 
 
 def versions() -> str:
@@ -891,11 +931,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--backend", choices=[*BACKENDS, "all"], default="all")
     parser.add_argument("--no-redis", action="store_true", help="skip the real Redis case")
     parser.add_argument("--json", metavar="PATH", help="write the entries as JSON to PATH")
+    parser.add_argument(
+        "--from-json", metavar="PATH", help="print the tables of an earlier --json file"
+    )
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
         child(args.child, args.quick)
         return 0  # not reached: the child leaves with os._exit
+    if args.from_json:
+        print(markdown(rows_from_json(args.from_json)))
+        return 0
     sizes = QUICK if args.quick else FULL
     backends = list(BACKENDS) if args.backend == "all" else [args.backend]
     groups = list(backends)
@@ -919,10 +965,7 @@ def main(argv: list[str] | None = None) -> int:
             rows.extend(rows_of(group, run_child(group, args.quick)))
         except BenchError as exc:
             log(f"  [{group}] FAILED: {exc}")
-            rows.append(
-                Row(group, group, "", group, 0, None, None, None, None, queued=False, less="")
-            )
-            rows[-1].error = str(exc)
+            rows.append(Row(group, group, 0, None, None, None, None, str(exc)))
     log(f"  ({now() - begin:.0f}s)")
     entries = entries_of(rows)
     if args.json:
