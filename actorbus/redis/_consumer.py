@@ -7,7 +7,8 @@ Each `GroupConsumer` owns one client (for claiming) and runs three tasks:
   `batch`, blocking up to `block`, on a connection of its own: a `Link`), decodes each,
   gives it to the local mailboxes (`TransportHost.deliver`, which waits while they are
   full: backpressure) and passes it on to the acker. An entry whose type (field ``t``)
-  no local subscriber of the group wants is passed on as handled without being decoded;
+  no local subscriber of the group wants is not decoded: the reader acknowledges it
+  itself, in the same write as its next read;
 - the **claimer**, every ``claim_after / 2`` seconds, refreshes the entries still being
   handled here (so a live but slow consumer keeps them) and claims the entries left idle
   for ``claim_after`` by silent consumers (XPENDING + XCLAIM), dead-lettering those
@@ -93,6 +94,7 @@ class GroupConsumer:
         self.scope = anyio.CancelScope()
         self.finished = anyio.Event()
         self._unwanted = Tracker(0)  # the outcome of entries no local subscriber wants
+        self._unwanted_ids: list[bytes] = []  # read ones, acknowledged with the next read
 
     def stop_intake(self) -> None:
         """Stop reading and claiming; what was read is still acknowledged."""
@@ -142,7 +144,7 @@ class GroupConsumer:
                     await anyio.sleep(_ABSENT_POLL)
                     continue
                 try:
-                    found = await reader.call(read, timeout=timeout)
+                    found = await self._read(reader, read, timeout)
                 except StreamConsumerGroupError:
                     await self._recreate(client, backoff)
                     continue
@@ -161,9 +163,41 @@ class GroupConsumer:
                 items: list[Entry] = []
                 try:
                     for entry in entries:  # one by one: a cancellation keeps what was delivered
-                        items.append(await self._dispatch(entry, 1))  # noqa: PERF401
+                        item = await self._dispatch(entry, 1)
+                        if item.delivery is self._unwanted:
+                            self._unwanted_ids.append(item.id)
+                        else:
+                            items.append(item)
                 finally:
                     await _hand_over(send, items)
+
+    async def _read(self, reader: Link, read: Command, timeout: float) -> Any:
+        """XREADGROUP; the unwanted entries of the last read are acknowledged on the way.
+
+        They need no handler, so instead of going through the acker their XACK goes
+        out in the same write as the next read (if it is lost, they stay pending and
+        are claimed and settled again).
+
+        Raises:
+            coredis.exceptions.RedisError: The read's error (or a lost connection).
+            TimeoutError: If Redis did not answer in time.
+        """
+        acks = self._unwanted_ids
+        if not acks:
+            return await reader.call(read, timeout=timeout)
+        acked, found = await reader.pipeline(
+            [(b"XACK", self._key, self.group, *acks), read], timeout=timeout
+        )
+        self._unwanted_ids = []
+        if isinstance(acked, RedisError):
+            self._refused("acknowledging", acked)
+        else:
+            self._context.counters.acked += acked
+            for entry in acks:
+                self._inflight.pop(entry, None)
+        if isinstance(found, RedisError):
+            raise found
+        return found
 
     def _hold(self, entries: Iterable[StreamEntry]) -> None:
         """Note entries as being handled here (before anything awaits: nobody claims them)."""

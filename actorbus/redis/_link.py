@@ -18,6 +18,7 @@ command.
 
 from __future__ import annotations
 
+import select
 from typing import TYPE_CHECKING, Any, Final
 
 import anyio
@@ -42,6 +43,8 @@ CONNECT_TIMEOUT: Final = 5.0
 Command = tuple[bytes | str | int, ...]
 """One command and its arguments, e.g. ``(b"XACK", key, group, entry_id)``."""
 
+_IDLE: Final = 0.5
+"""Seconds without a call after which a connection is checked before it is used."""
 _LOST: Final = (anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError)
 
 
@@ -92,6 +95,7 @@ class Link:
         self._ssl_context = ssl_context or options.get("ssl_context")
         self._connect_timeout = connect_timeout
         self._stream: anyio.abc.ByteStream | None = None
+        self._last_call = 0.0
         self._parser = Parser()
 
     async def call(self, command: Command, *, timeout: float) -> Any:
@@ -123,6 +127,9 @@ class Link:
         try:
             with anyio.fail_after(timeout):
                 stream = self._stream
+                if stream is not None and self._closed_by_server(stream):
+                    await self.close()  # while idle (a Redis restart): reconnect quietly
+                    stream = None
                 if stream is None:
                     stream = await self._connect()
                 await stream.send(pack(commands))
@@ -138,6 +145,24 @@ class Link:
         except BaseException:
             await self.close()
             raise
+
+    def _closed_by_server(self, stream: anyio.abc.ByteStream) -> bool:
+        """Whether Redis closed the connection since the last call.
+
+        Checked only after `_IDLE` seconds without a call, with one system call: an idle
+        connection that has something to read has been closed (RESP2 sends nothing
+        unasked; anything else there would desynchronise the replies anyway).
+        """
+        now = anyio.current_time()
+        idle, self._last_call = now - self._last_call, now
+        if idle < _IDLE:
+            return False
+        sock = stream.extra(anyio.abc.SocketAttribute.raw_socket, None)  # noqa: S610 - not Django
+        if sock is None or not hasattr(select, "poll"):  # no poll() on Windows: skip the check
+            return False
+        poll = select.poll()
+        poll.register(sock.fileno(), select.POLLIN)
+        return bool(poll.poll(0))
 
     async def close(self) -> None:
         """Close the connection (the next call opens a new one); safe when cancelled."""
