@@ -416,7 +416,8 @@ class Published:
     seq: int
     id: str
     poison: bool
-    accepted: float | None = None
+    sent: float = 0.0  # when the publish call that Redis accepted began
+    accepted: float | None = None  # when it returned
     failures: int = 0
 
 
@@ -486,6 +487,7 @@ class Run:
                     source="chaos-producer",
                 )
                 while True:
+                    item.sent = time.time()
                     try:
                         await system.publish(envelope)
                     except TransportError:
@@ -763,11 +765,11 @@ class Accounting:
 
     - **group** ``work``: every accepted non-poison event, handled at least once by some
       member (a journal line or a ledger entry).
-    - **broadcast**, durable instance ``wN``: every accepted non-poison event accepted after
-      its first process was ready, handled by some process with that name (it resumes
-      after a kill: what was pending in the killed process and what was published
-      meanwhile). Anonymous instance still running at the end: every event accepted after
-      it was ready. A killed anonymous instance owes nothing: its subscription dies with it
+    - **broadcast**, durable instance ``wN``: every accepted non-poison event published
+      (the publish call begun) after its first process was ready, handled by some process
+      with that name (it resumes after a kill: what was pending in the killed process and
+      what was published meanwhile). Anonymous instance still running at the end: every
+      event published after it was ready. A killed anonymous instance owes nothing: its subscription dies with it
       (what it handled is reported, not checked).
     - **poison**: every accepted poison event is in the dead-letter stream for group
       ``g:work`` with its ``PoisonError``.
@@ -804,14 +806,14 @@ class Accounting:
             first_ready = min(p.ready for p in procs if p.instance == name and p.ready)
             self.owed[f"broadcast {name}"] = (
                 f"b:{name}",
-                [p for p in normal if p.accepted > first_ready],
+                [p for p in normal if p.sent > first_ready],
             )
             done[f"broadcast {name}"] = set(handled.broadcast.get(name, ()))
         for proc in procs:
             if not proc.durable and proc.ready and proc.killed is None and not proc.crashed:
                 self.owed[f"broadcast {proc.instance}"] = (
                     f"b:{proc.instance}",
-                    [p for p in normal if p.accepted > proc.ready],
+                    [p for p in normal if p.sent > proc.ready],
                 )
                 done[f"broadcast {proc.instance}"] = set(handled.broadcast.get(proc.instance, ()))
 
@@ -852,20 +854,26 @@ class Accounting:
         self.cfg = cfg
 
     def _redis_lost(self, item: Published, group: str) -> bool:
+        """Whether Redis's persistence setting allows `item` to be missing for `group`.
+
+        Redis took the event at some moment between `sent` and `accepted` (the publish
+        call's start and return), so a window counts if that interval meets it.
+        """
         assert item.accepted is not None
         for fault in self.run.redis_faults:
             if self.run.cfg.persistence == "none":
                 if item.id in fault.unacked.get(group, ()):
                     return True
-                if fault.snapshot_at <= item.accepted < fault.up_at:
-                    return True
-                # Published while the group, lost with Redis's data, did not exist yet.
-                if fault.up_at <= item.accepted < fault.recreated.get(group, 0.0):
+                # Taken after the snapshot and before the restart, or after the restart
+                # but before the group, lost with Redis's data, existed again.
+                back = max(fault.up_at, fault.recreated.get(group, 0.0))
+                if item.accepted >= fault.snapshot_at and item.sent < back:
                     return True
             elif (
                 fault.kind == "sigkill"
                 and self.run.cfg.appendfsync != "always"
-                and fault.down_at - FSYNC_WINDOW <= item.accepted < fault.up_at
+                and item.accepted >= fault.down_at - FSYNC_WINDOW
+                and item.sent < fault.up_at
             ):
                 return True
         return False
