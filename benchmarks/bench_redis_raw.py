@@ -11,6 +11,10 @@ anyio backend:
 * ``consume``         XREADGROUP COUNT 500, then one XACK per batch: messages per second.
 * ``xadd_concurrent`` 100 tasks each awaiting its own XADDs on one shared client (coredis
                       multiplexes them onto one connection): messages per second.
+* ``link_xadd_rtt``   ``xadd_rtt`` on actorbus's own connection (``actorbus.redis._link.Link``,
+                      which the bridge uses for publishing, reading and acknowledging: the
+                      calling task writes the command and reads the reply itself).
+* ``link_e2e``        ``e2e`` on two such connections.
 
 Every row also reports the client process's CPU time per operation (``cpu µs/op``). On a
 shared or virtual machine that figure is steadier than wall-clock rates, and when it is close
@@ -46,6 +50,8 @@ from typing import TYPE_CHECKING, Any, Self
 
 import anyio
 import coredis
+
+from actorbus.redis._link import Link
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Iterator
@@ -204,6 +210,62 @@ async def measure_concurrent(client: coredis.Redis[bytes], key: str, s: Settings
     return clock.metric("xadd_concurrent", per_task * CONCURRENCY)
 
 
+async def measure_link_rtt(url: str, key: str, s: Settings) -> Metric:
+    """One awaited XADD at a time on actorbus's `Link` (the caller writes and reads)."""
+    link = Link(url)
+    command = (b"XADD", key, b"*", *(part for pair in payload(s).items() for part in pair))
+    try:
+        for _ in range(s.warmup):
+            await link.call(command, timeout=5)
+        latencies: list[int] = []
+        with Clock() as clock:
+            for _ in range(s.samples):
+                start = time.perf_counter_ns()
+                await link.call(command, timeout=5)
+                latencies.append(time.perf_counter_ns() - start)
+    finally:
+        await link.close()
+    return clock.metric("link_xadd_rtt", s.samples, latencies)
+
+
+async def measure_link_e2e(url: str, key: str, s: Settings) -> Metric:
+    """`measure_e2e` on two `Link` connections: XADD, then a blocked XREADGROUP gets it."""
+    writer, reader = Link(url), Link(url)
+    await writer.call((b"XGROUP", b"CREATE", key, GROUP, b"$", b"MKSTREAM"), timeout=5)
+    send, receive = anyio.create_memory_object_stream[int](1)
+    read = (b"XREADGROUP", b"GROUP", GROUP, b"e2e", b"COUNT", 10, b"BLOCK", 1000)
+    read += (b"STREAMS", key, b">")
+    total = s.warmup + s.samples
+    latencies: list[int] = []
+
+    async def consumer() -> None:
+        async with send:
+            seen = 0
+            while seen < total:
+                reply = await reader.call(read, timeout=5)
+                now = time.perf_counter_ns()
+                for _, fields in reply[0][1] if reply else ():
+                    await send.send(now - int(fields[1]))
+                    seen += 1
+
+    try:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(consumer)
+            async with receive:
+                for _ in range(s.warmup):
+                    await writer.call((b"XADD", key, b"*", b"t", time.perf_counter_ns()), timeout=5)
+                    await receive.receive()
+                with Clock() as clock:
+                    for _ in range(s.samples):
+                        now = time.perf_counter_ns()
+                        await writer.call((b"XADD", key, b"*", b"t", now), timeout=5)
+                        latencies.append(await receive.receive())
+    finally:
+        await writer.close()
+        await reader.close()
+    return clock.metric("link_e2e", s.samples, latencies)
+
+
 async def run_backend(url: str, label: str, s: Settings) -> BackendResult:
     result = BackendResult(label)
     prefix = f"bench:raw:{secrets.token_hex(4)}"
@@ -213,6 +275,8 @@ async def run_backend(url: str, label: str, s: Settings) -> BackendResult:
         ("pipe", lambda c, k: measure_pipelined(c, k, s)),
         ("pipe", lambda c, k: measure_consume(c, k, s.messages)),
         ("conc", lambda c, k: measure_concurrent(c, k, s)),
+        ("link", lambda _, k: measure_link_rtt(url, k, s)),
+        ("link-e2e", lambda _, k: measure_link_e2e(url, k, s)),
     ]
     async with coredis.Redis.from_url(url) as client:
         keys = sorted({f"{prefix}:{suffix}" for suffix, _ in steps})
