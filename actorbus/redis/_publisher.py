@@ -8,9 +8,9 @@ as with a plain client. Otherwise it queues the encoded envelope and waits: one 
 to `batch` — writes it in one send on its own connection (a `Link`) and reads the
 replies: one round trip for many events when many tasks publish at once. When the last
 batch had more than one event, it first lets one scheduling round pass, so that the
-publishers its replies woke queue their next events and they go out together. Entries reach
-Redis in the order they were queued, so the events of one publishing task keep their
-order.
+publishers its replies woke queue their next events and they go out together. Entries
+reach Redis in the order they were queued, so the events of one publishing task keep
+their order.
 
 Each caller has a deadline, `publish_timeout` after it called. The publishing task keeps
 it: no wait of its own (a pipeline, a backoff) outlasts the earliest deadline of the
