@@ -58,16 +58,17 @@ def resolve_checkpoints() -> Checkpoints:
 def _trio_cancelled() -> Callable[[], bool]:
     """The test of `trio.lowlevel.checkpoint_if_cancelled`, without its await."""
     import trio  # noqa: PLC0415
+    from trio._core._run import GLOBAL_RUN_CONTEXT  # noqa: PLC0415
 
-    current_task = trio.lowlevel.current_task
-    probe: Any = current_task()
-    _ = probe._cancel_status.effectively_cancelled, probe._runner.main_task
+    # `trio.lowlevel.current_task()` is this attribute read wrapped in a function call.
+    context: Any = GLOBAL_RUN_CONTEXT
+    if context.task is not trio.lowlevel.current_task():
+        raise LookupError  # pragma: no cover - trio changed: use the public path
+    _ = context.task._cancel_status.effectively_cancelled, context.task._runner.ki_pending
 
     def cancelled() -> bool:
-        task: Any = current_task()
-        status = task._cancel_status
-        runner = task._runner
-        return bool(status.effectively_cancelled or runner.ki_pending)
+        task = context.task
+        return bool(task._cancel_status.effectively_cancelled or task._runner.ki_pending)
 
     return cancelled
 

@@ -20,6 +20,7 @@ from anyio.lowlevel import checkpoint
 
 from . import _tracing
 from ._exceptions import ActorStopped, MailboxFull
+from ._handlers import CACHE_LIMIT
 from ._mailbox import FULL, QUEUED, Mailbox, MailboxQueue
 from ._message import Message, Tracker
 from ._records import ActorStats, Terminated
@@ -117,7 +118,9 @@ class Cell:
         self.processed = self.failed = self.retries = self.restarts = 0
         self.dropped = self.dead_lettered = 0
         self.handling_time = 0.0
-        self._samples = [0.0] * _SAMPLES  # handling times of the last messages (a ring)
+        self._samples: list[float] = []  # handling times of the last messages (a ring)
+        # Broadcast handlers by class, then by type: a published message's lookup.
+        self._broadcast: dict[type[Any] | None, dict[str, tuple[HandlerSpec, ...]]] = {}
 
     def __repr__(self) -> str:
         return f"<actor {self.name!r}>"
@@ -245,7 +248,7 @@ class Cell:
         await instance.on_start()
         self.instance = instance
 
-    async def _loop(self) -> None:
+    async def _loop(self) -> None:  # noqa: PLR0912 - the hot loop, kept in one frame
         queue = self.queue
         streak = 0
         while True:
@@ -270,11 +273,18 @@ class Cell:
                 finally:
                     elapsed = perf_counter() - started
                     self.handling_time += elapsed
-                    self._samples[self.processed & _SAMPLE_MASK] = elapsed
+                    if self.processed < _SAMPLES:
+                        self._samples.append(elapsed)
+                    else:
+                        self._samples[self.processed & _SAMPLE_MASK] = elapsed
                     self.processed += 1
                     if message.tracker is not None:
                         self._report(message.tracker, finished=finished)
-                    self.system._message_done()
+                    system = self.system
+                    if system._inflight > 1:
+                        system._inflight -= 1  # `_message_done`, inlined
+                    else:
+                        system._message_done()
             streak += 1
             if streak >= YIELD_EVERY:
                 streak = 0
@@ -370,6 +380,24 @@ class Cell:
 
     # -- handling -------------------------------------------------------------------------
 
+    def _specs_for(self, message: Message) -> tuple[HandlerSpec, ...]:
+        """The handlers of a published message (cached per class and type for broadcasts)."""
+        if message.group is not None:
+            return self.table.match(message.cls, message.type, message.group, self.group)
+        by_type = self._broadcast.get(message.cls)
+        if by_type is None:
+            if len(self._broadcast) >= CACHE_LIMIT:
+                self._broadcast.clear()
+            by_type = self._broadcast[message.cls] = {}
+        specs = by_type.get(message.type)
+        if specs is None:
+            if len(by_type) >= CACHE_LIMIT:
+                by_type.clear()  # plain data's types come from the wire: stay bounded
+            specs = by_type[message.type] = self.table.match(
+                message.cls, message.type, None, self.group
+            )
+        return specs
+
     def _report(self, tracker: Tracker, *, finished: bool) -> None:
         """Tell whoever waits for a message (an `ask`, a transport) that it is done."""
         if not finished:
@@ -381,13 +409,17 @@ class Cell:
     ) -> None:
         """Call the message's handlers in declaration order, each under supervision."""
         specs = message.specs
-        if specs is None:  # a published message, shared by the subscribers: not cached on it
-            specs = self.table.match(message.cls, message.type, message.group, self.group)
+        if specs is None:  # a published message, shared by the subscribers
+            by_type = self._broadcast.get(message.cls) if message.group is None else None
+            specs = by_type.get(message.type) if by_type is not None else None
+            if specs is None:
+                specs = self._specs_for(message)
         if not instrumented:
             # The message's trace becomes the current one while its handlers run (this is
             # the actor task's own context, so nothing leaks to other actors).
             envelope = message.envelope
-            parent = envelope.headers.get(_tracing.HEADER) if envelope is not None else None
+            headers = envelope.headers if envelope is not None else None
+            parent = headers.get(_tracing.HEADER) if headers else None
             if parent is not None or _tracing.current.get() is not None:
                 _tracing.current.set(parent)
             if _tracing.instrumentation is not None:
