@@ -28,6 +28,7 @@ import json
 from typing import TYPE_CHECKING, Any, Final
 
 import anyio
+import anyio.lowlevel
 from coredis.exceptions import (
     RedisError,
     StreamConsumerGroupError,
@@ -95,6 +96,7 @@ class GroupConsumer:
         self.finished = anyio.Event()
         self._unwanted = Tracker(0)  # the outcome of entries no local subscriber wants
         self._unwanted_ids: list[bytes] = []  # read ones, acknowledged with the next read
+        self._idle = False  # whether the last read had nothing for a local subscriber
 
     def stop_intake(self) -> None:
         """Stop reading and claiming; what was read is still acknowledged."""
@@ -158,6 +160,10 @@ class GroupConsumer:
                     continue
                 health.succeeded()
                 backoff.reset()
+                if self._idle and found:
+                    # Nothing read lately was for here: let the tasks that the other
+                    # consumers just gave work (actors) run first, then look at it.
+                    await anyio.lowlevel.checkpoint()
                 entries = _entries(found)
                 self._hold(entries)
                 items: list[Entry] = []
@@ -170,6 +176,7 @@ class GroupConsumer:
                             items.append(item)
                 finally:
                     await _hand_over(send, items)
+                self._idle = not items
 
     async def _read(self, reader: Link, read: Command, timeout: float) -> Any:
         """XREADGROUP; the unwanted entries of the last read are acknowledged on the way.
