@@ -734,47 +734,6 @@ async def test_start_up_fails_clearly_with_a_wrong_password(redis_server: RedisS
     assert "wrong-" not in str(caught.value)
 
 
-# -- ACL ----------------------------------------------------------------------------------------
-
-
-async def test_the_documented_acl_line_is_enough(redis_server: RedisServer) -> None:
-    app = new_app()
-    user = f"worker-{secrets.token_hex(3)}"
-    secret = secrets.token_hex(8)
-    # The line from docs/guides/redis.md, for this application.
-    acl = (
-        f"ACL SETUSER {user} on >{secret} resetkeys ~actorbus:app:{app}:* resetchannels "
-        "-@all +hello +auth +ping +select +xadd +xreadgroup +xread +xack +xclaim +xpending "
-        "+xrevrange +xtrim +xgroup|create +xgroup|createconsumer +xgroup|destroy "
-        "+xgroup|delconsumer +xinfo|groups +xinfo|consumers +expire +del +set +exists"
-    )
-    redis_server.cli(*acl.split())
-    url = f"redis://{user}:{secret}@{redis_server.host}:{redis_server.port}/0"
-    seen: list[int] = []
-
-    class Worker(Actor):
-        supervision = Supervision(policy=Policy.DEAD_LETTER)
-
-        @handle(Job, group="work")
-        def work(self, job: Job) -> int:
-            if job.n < 0:
-                raise ValueError("negative")
-            seen.append(job.n)
-            return job.n
-
-    try:
-        transport = RedisTransport(url, trim_interval=0.1, claim_after=0.2)
-        async with ActorSystem(app, transport=transport, actors=[Worker]) as system:
-            assert await system.request(Job(5), timeout=5) == 5
-            await system.publish(Job(-1))
-            await eventually(lambda: transport.stats().dead_lettered == 1)
-            await anyio.sleep(0.3)  # a trim and a claim round ran
-            assert transport.stats().connected
-    finally:
-        redis_server.cli("ACL", "DELUSER", user)
-    assert seen == [5]
-
-
 # -- the example ----------------------------------------------------------------------------------
 
 
