@@ -78,6 +78,7 @@ class MailboxQueue(Generic[T]):
 
     __slots__ = (
         "_closed",
+        "_dropped_error",
         "_getter",
         "_items",
         "_on_drop",
@@ -96,6 +97,7 @@ class MailboxQueue(Generic[T]):
         self._reserved = 0  # free slots promised to woken producers
         self._closed = False
         self._on_drop = on_drop
+        self._dropped_error: MailboxFull | None = None
 
     @property
     def depth(self) -> int:
@@ -162,20 +164,32 @@ class MailboxQueue(Generic[T]):
         overflow = self.settings.overflow
         if overflow is Overflow.BLOCK:
             return FULL
-        full = MailboxFull(
-            f"mailbox of actor {name!r} is full ({self.settings.capacity} waiting, "
-            f"overflow={overflow.name}); raise its capacity, slow the sender, or pick "
-            "another Overflow policy"
-        )
+        if overflow is Overflow.FAIL:
+            full = self._full_error(name)
+            self._on_drop(item, full, False)  # noqa: FBT003
+            try:
+                raise full
+            finally:
+                del full  # the traceback holds this frame: no cycle keeping `item` alive
+        # Dropping is how a DROP mailbox sheds load, so it is kept cheap: one error per
+        # mailbox (it is recorded, never raised), made on the first drop.
+        full = self._dropped_error
+        if full is None:
+            full = self._dropped_error = self._full_error(name)
         if overflow is Overflow.DROP_OLDEST:
             self._on_drop(items.popleft(), full, True)  # noqa: FBT003
             items.append(item)
             self._wake_getter()
             return QUEUED
         self._on_drop(item, full, False)  # noqa: FBT003
-        if overflow is Overflow.FAIL:
-            raise full
         return DROPPED
+
+    def _full_error(self, name: str) -> MailboxFull:
+        return MailboxFull(
+            f"mailbox of actor {name!r} is full ({self.settings.capacity} waiting, "
+            f"overflow={self.settings.overflow.name}); raise its capacity, slow the sender, "
+            "or pick another Overflow policy"
+        )
 
     async def put(self, item: T, name: str) -> int:
         """Add `item`, waiting while a BLOCK mailbox is full (cancellable); see `offer`."""

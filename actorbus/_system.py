@@ -940,14 +940,15 @@ class ActorSystem:
     ) -> None:
         record = DeadLetter(envelope, actor, error)
         self._dead_letters.append(record)
-        logger.debug(
-            "dead letter %s (id %s) for %r: %r",
-            envelope.type,
-            envelope.id,
-            actor,
-            error,
-            extra={"actor": actor, "event_type": envelope.type, "event_id": envelope.id},
-        )
+        if logger.isEnabledFor(logging.DEBUG):
+            logger.debug(
+                "dead letter %s (id %s) for %r: %r",
+                envelope.type,
+                envelope.id,
+                actor,
+                error,
+                extra={"actor": actor, "event_type": envelope.type, "event_id": envelope.id},
+            )
         if envelope.type == _DEAD_LETTER_TYPE or self._state not in (_RUNNING, _STOPPING):
             return  # never a dead letter about a dead letter
         self._offer_local(record, None, DeadLetter, _DEAD_LETTER_TYPE)
