@@ -59,12 +59,20 @@ def main() -> None:
     "--redis",
     "redis_url",
     metavar="URL",
-    help="Carry APP-scope events through Redis (for a system built without transport).",
+    envvar="ACTORBUS_REDIS_URL",
+    help=(
+        "Carry APP-scope events through Redis (for a system built without transport). "
+        "Default: $ACTORBUS_REDIS_URL, which keeps a password out of the process list."
+    ),
 )
 @click.option(
     "--instance",
     metavar="NAME",
-    help="Durable instance name with --redis: resume where it stopped after a restart.",
+    envvar="ACTORBUS_INSTANCE",
+    help=(
+        "Durable instance name with --redis: resume where it stopped after a restart. "
+        "Default: $ACTORBUS_INSTANCE."
+    ),
 )
 @click.option("--log-level", type=_LEVELS, default="INFO", show_default=True)
 @click.option(

@@ -662,21 +662,29 @@ def test_actorbus_run_never_shows_the_password_when_it_fails(
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+@pytest.mark.parametrize(
+    ("backend", "via"), [("asyncio", "option"), ("trio", "option"), ("asyncio", "environment")]
+)
 def test_actorbus_run_never_shows_the_password_while_it_runs(
-    redis_server: RedisServer, tmp_path: Path, backend: str
+    redis_server: RedisServer, tmp_path: Path, backend: str, via: str
 ) -> None:
     user, password = acl_user(redis_server, "targets", f"{SPECIAL}{secrets.token_hex(6)}")
     url = user_url(redis_server, user, password)
     marks = tmp_path / "marks"
+    env = {**os.environ, "ACTORBUS_TEST_MARKS": str(marks)}
+    if via == "environment":  # ACTORBUS_REDIS_URL keeps it out of the process list
+        env["ACTORBUS_REDIS_URL"] = url
+        redis_args = []
+    else:
+        redis_args = ["--redis", url]
     worker = subprocess.Popen(
         [
             *[sys.executable, "-m", "actorbus", "run", "worker_targets:system"],
-            *["--redis", url, "--backend", backend],
+            *[*redis_args, "--backend", backend],
             *["--status", "0.1", "--log-level", "DEBUG"],
         ],
         cwd=TESTS,
-        env={**os.environ, "ACTORBUS_TEST_MARKS": str(marks)},
+        env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -688,6 +696,8 @@ def test_actorbus_run_never_shows_the_password_while_it_runs(
             assert time.monotonic() < deadline, "the worker did not start"
             time.sleep(0.05)
         time.sleep(0.5)  # a few status lines
+        # the URL, given either way, is in use: the worker is connected as that user
+        assert f"user={user} " in redis_server.cli("CLIENT", "LIST")
         worker.send_signal(signal.SIGTERM)
         stdout, stderr = worker.communicate(timeout=30)
     finally:
