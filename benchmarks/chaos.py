@@ -769,8 +769,8 @@ class Accounting:
       (the publish call begun) after its first process was ready, handled by some process
       with that name (it resumes after a kill: what was pending in the killed process and
       what was published meanwhile). Anonymous instance still running at the end: every
-      event published after it was ready. A killed anonymous instance owes nothing: its subscription dies with it
-      (what it handled is reported, not checked).
+      event published after it was ready. A killed anonymous instance owes nothing: its
+      subscription dies with it (what it handled is reported, not checked).
     - **poison**: every accepted poison event is in the dead-letter stream for group
       ``g:work`` with its ``PoisonError``.
     - A missing event is **lost by Redis** (not counted as lost) when Redis's own
