@@ -50,8 +50,7 @@ _LOST: Final = (anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResour
 
 def link_for(context: Context) -> Link:
     """A new `Link` to the transport's Redis, with the transport's own TLS context."""
-    tls: ssl.SSLContext | None = getattr(context, "tls", None)
-    return Link(context.url, ssl_context=tls)
+    return Link(context.url, ssl_context=context.tls)
 
 
 def pack(commands: Sequence[Command]) -> bytes:
