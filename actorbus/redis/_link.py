@@ -19,18 +19,17 @@ command.
 from __future__ import annotations
 
 import select
+import ssl
 from typing import TYPE_CHECKING, Any, Final
 
 import anyio
 import anyio.abc
 import coredis
-from coredis.connection import TCPLocation, UnixDomainSocketLocation
 from coredis.exceptions import ConnectionError as RedisConnectionError
 from coredis.exceptions import RedisError
 from coredis.parser import NotEnoughData, Parser
 
 if TYPE_CHECKING:
-    import ssl
     from collections.abc import Sequence
 
     from actorbus.redis._context import Context
@@ -85,13 +84,21 @@ class Link:
         connect_timeout: float = CONNECT_TIMEOUT,
         ssl_context: ssl.SSLContext | None = None,
     ) -> None:
+        # coredis parses the URL (schemes, percent-escapes, query options). Newer versions
+        # put the address in `pool.location`, older ones in the connection arguments.
         pool: Any = coredis.ConnectionPool.from_url(url, decode_components=True)
-        self._location = pool.location
-        options: dict[str, Any] = pool.connection_kwargs
+        options: dict[str, Any] = dict(pool.connection_kwargs)
+        location = getattr(pool, "location", None)
+        self._path: str | None = getattr(location, "path", None) or options.get("path") or None
+        self._host: str = getattr(location, "host", None) or options.get("host") or "localhost"
+        self._port = int(getattr(location, "port", None) or options.get("port") or 6379)
         self._username: str | None = options.get("username")
         self._password: str | None = options.get("password")
         self._db: int = int(options.get("db") or 0)
-        self._ssl_context = ssl_context or options.get("ssl_context")
+        tls: Any = ssl_context or options.get("ssl_context")
+        if tls is not None and not isinstance(tls, ssl.SSLContext):
+            tls = tls.get()  # coredis's lazy wrapper of the URL's TLS options
+        self._ssl_context: ssl.SSLContext | None = tls
         self._connect_timeout = connect_timeout
         self._stream: anyio.abc.ByteStream | None = None
         self._last_call = 0.0
@@ -200,15 +207,13 @@ class Link:
         return stream
 
     async def _open(self) -> anyio.abc.ByteStream:
-        location = self._location
-        if isinstance(location, UnixDomainSocketLocation):
-            return await anyio.connect_unix(location.path)
-        assert isinstance(location, TCPLocation)  # noqa: S101 - the only other kind
+        if self._path is not None:
+            return await anyio.connect_unix(self._path)
         if self._ssl_context is None:
-            return await anyio.connect_tcp(location.host, location.port)
+            return await anyio.connect_tcp(self._host, self._port)
         return await anyio.connect_tcp(
-            location.host,
-            location.port,
+            self._host,
+            self._port,
             tls=True,
             ssl_context=self._ssl_context,
             tls_standard_compatible=False,
