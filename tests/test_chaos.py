@@ -173,3 +173,45 @@ async def test_replies_refused_while_redis_loads_its_data_are_sent_again(
     stats = context.counters
     assert (stats.dead_lettered, stats.acked) == (1, 1)
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+@pytest.mark.anyio
+async def test_unwanted_entries_acknowledged_while_redis_loads_are_acknowledged_again(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The reader's own XACK (of entries nobody here wants) meets LOADING the same way.
+
+    It was logged as an ACL error and the ids were dropped (they came back only through
+    claiming); now they go out again with the next read, and nothing is logged as refused.
+    """
+    from coredis.exceptions import BusyLoadingError  # noqa: PLC0415
+
+    from actorbus.redis._config import Keys  # noqa: PLC0415
+    from actorbus.redis._consumer import GroupConsumer  # noqa: PLC0415
+    from actorbus.redis._context import Context  # noqa: PLC0415
+
+    transport = RedisTransport("redis://127.0.0.1:1/0")
+    context = Context(transport.url, Keys("actorbus", "app"), transport.settings, "w1")
+    async with ActorSystem("loading") as system:
+        consumer = GroupConsumer(context, system, "b:w1", None, resume=False)
+        consumer._unwanted_ids = [b"1-0", b"2-0"]
+        sent: list[Any] = []
+
+        class Loading:
+            """Answers the first read as a Redis still loading its AOF could."""
+
+            async def pipeline(self, commands: list[Any], *, timeout: float) -> list[Any]:
+                sent.append(commands)
+                loading = BusyLoadingError("Redis is loading the dataset in memory")
+                if len(sent) == 1:
+                    return [loading, loading]
+                return [2, []]
+
+        read = (b"XREADGROUP", b"GROUP", b"b:w1", b"w1", b"STREAMS", b"k", b">")
+        caplog.set_level(logging.WARNING, logger="actorbus.redis")
+        with pytest.raises(BusyLoadingError):
+            await consumer._read(Loading(), read, 1.0)  # type: ignore[arg-type]
+        assert await consumer._read(Loading(), read, 1.0) == []  # type: ignore[arg-type]
+    assert sent[1] == sent[0]  # the same XACK again, with the next read
+    assert context.counters.acked == 2
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]

@@ -196,7 +196,9 @@ class GroupConsumer:
             [(b"XACK", self._key, self.group, *acks), read], timeout=timeout
         )
         self._unwanted_ids = []
-        if isinstance(acked, RedisError):
+        if isinstance(acked, TRANSIENT):
+            self._unwanted_ids = acks  # LOADING, READONLY: acknowledge them with the next read
+        elif isinstance(acked, RedisError):
             self._refused("acknowledging", acked)
         else:
             self._context.counters.acked += acked
