@@ -171,6 +171,10 @@ class Cell:
 
     def _dropped(self, message: Message, error: Exception, queued: bool) -> None:
         self.dropped += 1
+        if message.tracker is not None:
+            # A DROP mailbox shares one error between its drops; an asker raises it, so it
+            # gets its own (a shared one would collect every asker's traceback).
+            error = MailboxFull(*error.args)
         self._dead_letter(message, error, unqueued=True, counted=queued)
 
     def envelope_of(self, message: Message) -> Envelope:
@@ -384,6 +388,8 @@ class Cell:
         """The handlers of a published message (cached per class and type for broadcasts)."""
         if message.group is not None:
             return self.table.match(message.cls, message.type, message.group, self.group)
+        if message.cls is None:  # plain data: its types come from the wire, keep no copy here
+            return self.table.match(None, message.type, None, self.group)
         by_type = self._broadcast.get(message.cls)
         if by_type is None:
             if len(self._broadcast) >= CACHE_LIMIT:
@@ -392,7 +398,7 @@ class Cell:
         specs = by_type.get(message.type)
         if specs is None:
             if len(by_type) >= CACHE_LIMIT:
-                by_type.clear()  # plain data's types come from the wire: stay bounded
+                by_type.clear()  # an `Envelope`'s type need not be its class's: stay bounded
             specs = by_type[message.type] = self.table.match(
                 message.cls, message.type, None, self.group
             )
@@ -431,17 +437,20 @@ class Cell:
             event = message.event
             if spec.event_only and isinstance(event, spec.convert_to):  # type: ignore[arg-type]
                 # The common shape, without building argument tuples.
+                failure: Exception | None = None
                 try:
                     if spec.bound:
                         result = await spec.call(self.instance, event)
                     else:
                         result = await spec.call(event)
                 except Exception as exc:
-                    handled = await self._call(spec, message, first=first, error=exc)
-                else:
+                    failure = exc  # handled outside the except block: no chained context
+                if failure is None:
                     if first and message.tracker is not None:
                         message.tracker.reply(result)
                     handled = True
+                else:
+                    handled = await self._call(spec, message, first=first, error=failure)
             else:
                 handled = await self._call(spec, message, first=first)
             if not handled:
@@ -458,7 +467,7 @@ class Cell:
     ) -> bool:
         """Call one handler under supervision; False when the rest of the message is skipped.
 
-        `error` is the exception of a first call already made (by `_call_all`'s fast path).
+        `error` is the exception of a first call already made (by `_handle`'s fast path).
         """
         attempt = 0
         event = message.event

@@ -170,7 +170,7 @@ class MailboxQueue(Generic[T]):
             try:
                 raise full
             finally:
-                del full  # the traceback holds this frame: no cycle keeping `item` alive
+                del full  # the traceback holds this frame: don't keep `item` alive through it
         # Dropping is how a DROP mailbox sheds load, so it is kept cheap: one error per
         # mailbox (it is recorded, never raised), made on the first drop.
         full = self._dropped_error

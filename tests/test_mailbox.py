@@ -442,3 +442,22 @@ async def test_publisher_blocked_on_a_full_mailbox_returns_when_the_actor_stops(
     assert set(letters) == {Job(1), Job(2)}
     assert all(isinstance(letter.error, ActorStopped) for letter in letters.values())
     assert letters[Job(2)].envelope.id == published[0]
+
+
+async def test_dropped_asks_each_get_their_own_error() -> None:
+    gate = Gate()
+    async with ActorSystem() as system:
+        ref = await system.spawn(Worker, gate, [], mailbox=Mailbox(1, Overflow.DROP_NEWEST))
+        await ref.tell(Job(0))  # held inside its handler
+        await gate.entered.wait()
+        await ref.tell(Job(1))  # waiting: the mailbox is full from here on
+        errors: list[BaseException] = []
+        for n in range(3):
+            with pytest.raises(MailboxFull) as raised:
+                await ref.ask(Job(2 + n), timeout=1)
+            errors.append(raised.value)
+        gate.open()
+        await system.drain()
+    # a shared error would collect every asker's traceback
+    assert len({id(error) for error in errors}) == len(errors)
+    assert all("is full" in str(error) for error in errors)

@@ -670,3 +670,25 @@ async def test_a_watcher_that_stops_first_leaves_nothing_behind() -> None:
             await system.drain()
         started = anyio.current_time()
     assert anyio.current_time() - started < 1  # no shutdown_timeout wait either
+
+
+async def test_the_error_after_retries_does_not_carry_the_first_failure_as_context() -> None:
+    attempts: list[int] = []
+
+    class Counting(Actor):
+        supervision = Supervision(
+            Policy.RETRY, max_retries=2, backoff=Backoff(initial=0.1), then=Policy.LOG_AND_CONTINUE
+        )
+
+        @handle(Job)
+        async def on_job(self, job: Job) -> None:
+            attempts.append(job.n)
+            raise ValueError(f"attempt {len(attempts)}")
+
+    async with ActorSystem() as system:
+        ref = await system.spawn(Counting)
+        with pytest.raises(ValueError, match="attempt 3") as raised:
+            await ref.ask(Job(1))
+    assert len(attempts) == 3
+    # each attempt ran on its own, not inside the handling of the one before
+    assert raised.value.__context__ is None
