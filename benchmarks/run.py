@@ -1,10 +1,11 @@
-"""Run every benchmark (quick mode) and write benchmarks/results.json; used by `nox -s bench`.
+"""Run every benchmark and write benchmarks/results.json; used by `nox -s bench`.
 
 Each script (``bench_core.py``, and ``bench_redis.py`` and ``bench_memory.py`` when
-present) runs in its own process with ``--quick --json PATH`` and writes a JSON list of
-entries (see ``_common.Entry``); the lists are merged into ``benchmarks/results.json``
-and printed as one table. ``--full`` drops ``--quick``. The exit status is non-zero when
-a script failed (a broken benchmark), not when a target is missed.
+present) runs in its own process with ``--json PATH`` (and ``--quick`` with ``--quick``)
+and writes a JSON list of entries (see ``_common.Entry``); the lists are merged into
+``benchmarks/results.json`` and printed as one table. Full mode is the default; ``--quick``
+runs the same figures at smaller sizes in under two minutes. The exit status is non-zero
+when a script failed (a broken benchmark), not when a target is missed.
 """
 
 import argparse
@@ -21,7 +22,9 @@ SCRIPTS = ["bench_core.py", "bench_redis.py", "bench_memory.py"]
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--full", action="store_true", help="full mode instead of --quick")
+    parser.add_argument(
+        "--quick", action="store_true", help="smaller sizes, same figures (under 2 minutes)"
+    )
     args = parser.parse_args()
     entries: list[Entry] = []
     status = 0
@@ -32,7 +35,7 @@ def main() -> int:
                 continue
             out = Path(tmp) / f"{path.stem}.json"
             command = [sys.executable, str(path), "--json", str(out)]
-            if not args.full:
+            if args.quick:
                 command.append("--quick")
             print(f"$ {' '.join(command[1:])}", flush=True)
             # Scripts report progress on stderr; their own stdout table is replaced by the
