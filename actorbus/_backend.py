@@ -80,23 +80,23 @@ def _asyncio_cancelled() -> Callable[[], bool]:
     task enters and leaves scopes), so the last task's state is kept and reused.
     """
     import asyncio  # noqa: PLC0415
-    from asyncio.tasks import _current_tasks  # type: ignore[attr-defined]  # noqa: PLC0415
 
-    from anyio._backends._asyncio import _task_states  # noqa: PLC0415
+    from anyio._backends import _asyncio as anyio_asyncio  # noqa: PLC0415
 
+    task_states: Any = vars(anyio_asyncio)["_task_states"]
     # `asyncio.current_task()` without its argument handling: a system stays on one loop.
     loop = asyncio.get_running_loop()
-    current_tasks: dict[Any, Any] = _current_tasks
+    current_tasks: Any = vars(asyncio.tasks)["_current_tasks"]
     if current_tasks.get(loop) is not asyncio.current_task():
         raise LookupError  # pragma: no cover - asyncio changed: use the public path
     last: list[Any] = [None, None]  # [task, its TaskState]
 
     def cancelled() -> bool:
-        task = current_tasks.get(loop)
+        task: Any = current_tasks.get(loop)
         if task is last[0]:
             state = last[1]
         else:
-            state = _task_states.get(task) if task is not None else None
+            state = task_states.get(task) if task is not None else None
             if state is None:
                 return False  # not an anyio task: anyio's own check would not raise either
             last[0], last[1] = task, state

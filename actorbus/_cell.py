@@ -438,6 +438,7 @@ class Cell:
             if spec.event_only and isinstance(event, spec.convert_to):  # type: ignore[arg-type]
                 # The common shape, without building argument tuples.
                 failure: Exception | None = None
+                result: Any = None
                 try:
                     if spec.bound:
                         result = await spec.call(self.instance, event)

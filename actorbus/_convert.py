@@ -12,10 +12,13 @@ from __future__ import annotations
 import datetime as dt
 import threading
 from collections.abc import Callable, Mapping
-from typing import Any, Final, TypeVar, get_origin
+from typing import Any, Final, TypeVar, cast, get_origin
 
 import cattrs
-from cattrs.cols import is_any_set, is_sequence
+from cattrs.cols import (  # cattrs leaves is_any_set's parameter unannotated
+    is_any_set,  # pyright: ignore[reportUnknownVariableType]
+    is_sequence,
+)
 
 from ._exceptions import DecodeError
 
@@ -93,7 +96,7 @@ def _collection_hook(type_: Any, converter: cattrs.Converter) -> Callable[[objec
 
     def structure(value: object, cls: Any) -> Any:
         if isinstance(value, str | bytes | bytearray | Mapping):
-            raise _mismatch("a list", value)
+            raise _mismatch("a list", cast("object", value))
         return inner(value, cls)
 
     return structure

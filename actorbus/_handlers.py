@@ -55,8 +55,9 @@ class AdHoc:
             fields = cast("Mapping[str, Any]", data)
             args, kwargs = fields["args"], fields["kwargs"]
             if isinstance(args, list) and isinstance(kwargs, Mapping):
+                positional = cast("list[Any]", args)
                 named = cast("Mapping[Any, Any]", kwargs)
-                return cls(tuple(cast("list[Any]", args)), {str(k): v for k, v in named.items()})
+                return cls(tuple(positional), {str(k): v for k, v in named.items()})
         return None
 
     def __repr__(self) -> str:

@@ -173,15 +173,15 @@ class MailboxQueue(Generic[T]):
                 del full  # the traceback holds this frame: don't keep `item` alive through it
         # Dropping is how a DROP mailbox sheds load, so it is kept cheap: one error per
         # mailbox (it is recorded, never raised), made on the first drop.
-        full = self._dropped_error
-        if full is None:
-            full = self._dropped_error = self._full_error(name)
+        shared = self._dropped_error
+        if shared is None:
+            shared = self._dropped_error = self._full_error(name)
         if overflow is Overflow.DROP_OLDEST:
-            self._on_drop(items.popleft(), full, True)  # noqa: FBT003
+            self._on_drop(items.popleft(), shared, True)  # noqa: FBT003
             items.append(item)
             self._wake_getter()
             return QUEUED
-        self._on_drop(item, full, False)  # noqa: FBT003
+        self._on_drop(item, shared, False)  # noqa: FBT003
         return DROPPED
 
     def _full_error(self, name: str) -> MailboxFull:
