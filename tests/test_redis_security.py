@@ -556,6 +556,26 @@ async def test_start_up_errors_never_show_the_password(
 
 @pytest.mark.usefixtures("_connect_failures")
 @pytest.mark.filterwarnings("ignore::ResourceWarning")
+async def test_a_password_for_a_server_without_one_fails_at_start_up(
+    logs: pytest.LogCaptureFixture,
+) -> None:
+    """coredis's own client lets that handshake through; the bridge's connections do not.
+
+    It used to start, then log an error from every reader several times a second.
+    """
+    password = f"{SPECIAL}{secrets.token_hex(6)}"
+    with RedisServer(requirepass=False) as server:
+        url = f"redis://:{quote(password, safe='')}@{server.host}:{server.port}/0"
+        with anyio.fail_after(5), pytest.raises(TransportError, match="cannot connect") as caught:
+            async with ActorSystem(new_app(), transport=RedisTransport(url)):
+                pytest.fail("started")
+    assert "without any password configured" in str(caught.value)
+    texts = exception_texts(caught.value) + log_texts(logs)
+    assert_hidden([password, quote(password, safe="")], texts)
+
+
+@pytest.mark.usefixtures("_connect_failures")
+@pytest.mark.filterwarnings("ignore::ResourceWarning")
 async def test_an_outage_never_shows_the_password(
     fresh_redis_server: RedisServer, logs: pytest.LogCaptureFixture
 ) -> None:

@@ -41,6 +41,7 @@ from actorbus.redis._config import (
 from actorbus.redis._consumer import GroupConsumer
 from actorbus.redis._context import Context
 from actorbus.redis._health import TRANSIENT, RedisStats, logger
+from actorbus.redis._link import link_for
 from actorbus.redis._maintenance import Maintenance, beat
 from actorbus.redis._publisher import Publisher
 from actorbus.redis._replies import Requests
@@ -257,6 +258,7 @@ class RedisTransport(Transport):
                     # exception group (its pool is a task group): keep them for later.
                     try:
                         await client.ping()
+                        await _ping_own_connection(context)
                     except (RedisError, *TRANSIENT) as exc:
                         failure = exc
                     else:
@@ -430,3 +432,17 @@ class RedisTransport(Transport):
 async def _create(client: coredis.Redis[bytes], key: str, group: str) -> None:
     with contextlib.suppress(StreamDuplicateConsumerGroupError):  # it exists: keep its place
         await client.xgroup_create(key, group, identifier="$", mkstream=True)
+
+
+async def _ping_own_connection(context: Context) -> None:
+    """PING on a connection of the bridge's own, the kind its readers and ackers use.
+
+    coredis's client forgives some handshakes that the bridge's own connections refuse (a
+    password sent to a server that has none), so start-up checks both: a URL that cannot
+    work fails here, once, instead of in every reader afterwards.
+    """
+    link = link_for(context)
+    try:
+        await link.call((b"PING",), timeout=context.settings.publish_timeout)
+    finally:
+        await link.close()
