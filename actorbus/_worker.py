@@ -136,7 +136,11 @@ async def run_worker(
 
             tasks.start_soon(watch_signals)
             async with system:
-                logger.info("system %r running; Ctrl+C or SIGTERM to stop", system.name)
+                logger.info(
+                    "system %r running%s; Ctrl+C or SIGTERM to stop",
+                    system.name,
+                    "" if system.transport is None else f" with {system.transport!r}",
+                )
                 if status_every is not None:
                     tasks.start_soon(_report_status, system, status_every, on_status or print, stop)
                 await stop.wait()
