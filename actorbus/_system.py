@@ -534,14 +534,22 @@ class ActorSystem:
     # -- messages -----------------------------------------------------------------------------
 
     async def _checkpoint(self) -> None:
-        # A cancellation point every time; a scheduling point every YIELD_EVERY calls and
-        # whenever a mailbox is full (see the Mailboxes guide, "Checkpoints").
+        if (due := self._checkpoint_due()) is not None:
+            await due()
+
+    def _checkpoint_due(self) -> Callable[[], Awaitable[None]] | None:
+        """The checkpoint this call must await, if any (hot paths call it without a frame).
+
+        A cancellation point every time; a scheduling point every YIELD_EVERY calls and
+        whenever a mailbox is full (see the Mailboxes guide, "Checkpoints").
+        """
         self._ops += 1
         if self._ops >= YIELD_EVERY:
             self._ops = 0
-            await self._checkpoints.schedule()
-        elif self._checkpoints.cancelled():
-            await self._checkpoints.check_cancelled()
+            return self._checkpoints.schedule
+        if self._checkpoints.cancelled():
+            return self._checkpoints.check_cancelled
+        return None
 
     def _wrap(
         self,
@@ -658,13 +666,8 @@ class ActorSystem:
             MailboxFull: If a FAIL mailbox was full (the others still got the event).
         """
         self._check_open("publish")
-        # `_checkpoint`, inlined: this is a hot path.
-        self._ops += 1
-        if self._ops >= YIELD_EVERY:
-            self._ops = 0
-            await self._checkpoints.schedule()
-        elif self._checkpoints.cancelled():
-            await self._checkpoints.check_cancelled()
+        if (due := self._checkpoint_due()) is not None:
+            await due()
         envelope, payload, cls = self._wrap(event, scope, source, subject, headers)
         if envelope.scope is Scope.APP and self._transport is not None:
             await self._transport.publish(envelope)
@@ -764,13 +767,8 @@ class ActorSystem:
         return Envelope(type=message.type, data=message.event, source=self._name)
 
     async def _tell(self, cell: Cell, message: object, tracker: Tracker | None) -> None:
-        # `_checkpoint`, inlined: this is the hottest path of the library.
-        self._ops += 1
-        if self._ops >= YIELD_EVERY:
-            self._ops = 0
-            await self._checkpoints.schedule()
-        elif self._checkpoints.cancelled():
-            await self._checkpoints.check_cancelled()
+        if (due := self._checkpoint_due()) is not None:
+            await due()
         if isinstance(message, Envelope):
             envelope, payload, cls = self._adopt(message)
             item = Message(payload, envelope, cls, envelope.type, ANY_GROUP, tracker)

@@ -64,8 +64,11 @@ __all__ = [
     "Reply",
     "RespError",
     "TLSFiles",
+    "dead_key",
+    "events_key",
     "find_free_port",
     "fresh_redis_server",
+    "new_app",
     "redis_server",
     "require_redis_server",
     "send_raw",
@@ -793,3 +796,21 @@ def tls_redis_server() -> Iterator[RedisServer]:
     require_redis_server()
     with RedisServer(tls=True) as server:
         yield server
+
+
+# -- the keys of an actorbus application (the default prefix) -------------------------------
+
+
+def new_app(prefix: str = "t") -> str:
+    """A fresh application name, so that tests sharing one server never share keys."""
+    return f"{prefix}-{secrets.token_hex(4)}"
+
+
+def events_key(app: str) -> str:
+    """The events stream of application `app`."""
+    return f"actorbus:app:{app}:events"
+
+
+def dead_key(app: str) -> str:
+    """The dead-letter stream of application `app`."""
+    return f"actorbus:app:{app}:dead"

@@ -30,6 +30,7 @@ import coredis
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from redis_support import dead_key, events_key
 
 from actorbus import ActorSystem, DecodeError, Envelope, Scope, event, handle
 from actorbus._convert import structure
@@ -723,14 +724,6 @@ def test_recursion_in_the_data_is_a_decode_error() -> None:
 
 
 # -- a consumer under fire ----------------------------------------------------------------------
-
-
-def events_key(app: str) -> str:
-    return f"actorbus:app:{app}:events"
-
-
-def dead_key(app: str) -> str:
-    return f"actorbus:app:{app}:dead"
 
 
 async def pending(raw: coredis.Redis[bytes], app: str, group: str) -> int:

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import coredis
 import pytest
+from redis_support import dead_key, events_key, new_app
 
 from actorbus import (
     Actor,
@@ -58,18 +59,6 @@ class Job:
 @event("stock.query", scope=Scope.APP)
 class StockQuery:
     sku: str
-
-
-def new_app() -> str:
-    return f"t-{secrets.token_hex(4)}"
-
-
-def events_key(app: str) -> str:
-    return f"actorbus:app:{app}:events"
-
-
-def dead_key(app: str) -> str:
-    return f"actorbus:app:{app}:dead"
 
 
 async def eventually(check: Callable[[], bool], timeout: float = 5.0) -> None:

@@ -31,7 +31,16 @@ import coredis
 import pytest
 from coredis.exceptions import AuthorizationError
 from coredis.tokens import PureToken
-from redis_support import RedisServer, RespError, TLSFiles, find_free_port, send_raw
+from redis_support import (
+    RedisServer,
+    RespError,
+    TLSFiles,
+    dead_key,
+    events_key,
+    find_free_port,
+    new_app,
+    send_raw,
+)
 
 from actorbus import (
     Actor,
@@ -68,18 +77,6 @@ class Job:
 @event("secure.query", scope=Scope.APP)
 class Query:
     n: int
-
-
-def new_app() -> str:
-    return f"s-{secrets.token_hex(4)}"
-
-
-def events_key(app: str) -> str:
-    return f"actorbus:app:{app}:events"
-
-
-def dead_key(app: str) -> str:
-    return f"actorbus:app:{app}:dead"
 
 
 def raw_entry(data: dict[str, Any], id_: str) -> dict[str, bytes]:
