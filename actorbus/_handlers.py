@@ -196,8 +196,8 @@ class HandlerSpec:
         if not targets:
             if self.convert_to is None:
                 msg = (
-                    f"@handle() on {self.name} has no target and its event parameter has no "
-                    "class annotation to infer one from: annotate the parameter "
+                    f"@handle() on {self.name} has no target, and {self._why_no_class(func)}: "
+                    "annotate the event parameter with the event class "
                     "(`event: OrderCreated`) or pass the class or a glob to @handle(...)"
                 )
                 raise TypeError(msg)
@@ -210,6 +210,32 @@ class HandlerSpec:
         # The common shape, called without `arguments()`: the event alone, already an
         # instance of `convert_to` (the actor loop checks that with one isinstance).
         self.event_only = self.passes is _Pass.EVENT
+
+    def _why_no_class(self, func: Callable[..., Any]) -> str:
+        """Why no event class could be inferred from the handler's parameters."""
+        if self.passes is _Pass.NOTHING:
+            return "it takes no event parameter to infer one from"
+        hints = _hints(func)
+        params = [
+            p
+            for p in list(inspect.signature(func).parameters.values())[1 if self.bound else 0 :]
+            if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+            and p.default is p.empty
+            and hints.get(p.name) is not Envelope
+        ]
+        if len(params) != 1:
+            return "its parameters take an ad-hoc event's arguments, not one event"
+        annotation = getattr(func, "__annotations__", {}).get(params[0].name)
+        if annotation is None:
+            return "its event parameter has no annotation to infer one from"
+        if isinstance(hints.get(params[0].name, annotation), str):  # left unresolved
+            return (
+                f"its annotation {annotation!r} could not be resolved (a class defined "
+                "inside a function, under `from __future__ import annotations`?)"
+            )
+        shown = hints.get(params[0].name, annotation)
+        name = getattr(shown, "__qualname__", None) or repr(shown)
+        return f"its annotation {name!r} is not an event class"
 
     def _plan(self, func: Callable[..., Any], *, bound: bool) -> tuple[_Pass, object]:
         try:
