@@ -19,6 +19,14 @@ Every job is rendered by exactly one worker (both are members of the group
 - Stop both workers, run the producer, then start a worker: the group is durable in
   Redis, so the jobs wait for it. ``--name`` also makes each worker a durable instance.
 
+Each worker reads jobs in batches, so a short burst can land mostly on one of them; over
+a longer run the group evens out.
+
+The same worker also runs under ``actorbus run``, which adds the transport (and signal
+handling, ``--status``, exit codes)::
+
+    actorbus run examples.redis_workers:make_system --redis redis://localhost:6379/0 --instance w3
+
 Add ``--backend trio`` to any command to run it on trio. ``demo(url)`` runs a producer
 and two workers in one process; the test suite runs it against a private redis-server.
 """
@@ -76,6 +84,11 @@ class Renderer(Actor):
         if self.tally is not None:
             self.tally.add(self.name, job.job)
         print(f"{self.name}: rendered job {job.job} ({job.pages} page{'s' * (job.pages > 1)})")
+
+
+def make_system() -> ActorSystem:
+    """The worker as a target for ``actorbus run``, which gives it ``--redis``'s transport."""
+    return ActorSystem(APP, actors=[Renderer])
 
 
 async def worker(url: str, name: str) -> None:

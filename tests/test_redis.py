@@ -737,6 +737,47 @@ async def test_the_redis_workers_example(redis_server: RedisServer) -> None:
     assert set(handled) == {"w1", "w2"}
 
 
+@pytest.mark.slow
+async def test_the_redis_workers_example_under_actorbus_run(
+    fresh_redis_server: RedisServer,
+) -> None:
+    import runpy  # noqa: PLC0415
+
+    url = fresh_redis_server.url
+    namespace = runpy.run_path(str(TESTS.parent / "examples" / "redis_workers.py"))
+    worker = subprocess.Popen(  # noqa: ASYNC220 - started once, waited for with deadlines below
+        [
+            *[sys.executable, "-m", "actorbus", "run", "examples.redis_workers:make_system"],
+            *["--redis", url, "--instance", "cli-1"],
+        ],
+        cwd=TESTS.parent,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        text=True,
+    )
+    try:
+        assert worker.stdout is not None
+        assert worker.stderr is not None
+        with anyio.fail_after(30):
+            while "running with <RedisTransport" not in (
+                line := await anyio.to_thread.run_sync(worker.stderr.readline)
+            ):
+                assert line, "the worker exited before it was running"
+            await namespace["producer"](url, 5)
+            rendered: list[str] = []
+            while len(rendered) < 5:
+                line = await anyio.to_thread.run_sync(worker.stdout.readline)
+                assert line, "the worker exited before it rendered every job"
+                rendered += [line] if "rendered job" in line else []
+        worker.send_signal(signal.SIGTERM)
+        assert await anyio.to_thread.run_sync(worker.wait, 30) == 0
+    finally:
+        worker.kill()
+        worker.communicate()
+    assert sorted(int(line.split("job ")[1].split()[0]) for line in rendered) == list(range(5))
+
+
 # -- a crashed worker process ---------------------------------------------------------------------
 
 
