@@ -109,15 +109,19 @@ class Cell:
         self.children: dict[Cell, None] = {}  # in start order; O(1) removal
         self.watchers: dict[Cell, None] = {}  # who gets Terminated when this one stops
         self.watching: dict[Cell, None] = {}  # whom this one watches (to unregister)
-        self.state = _NEW
+        self.state: int = _NEW
         self.reason: BaseException | None = None
         self.stop_errors: list[BaseException] = []
         self.scope: anyio.CancelScope | None = None
         self._stopped: anyio.Event | None = None
         self._window: RestartWindow | None = None
-        self.processed = self.failed = self.retries = self.restarts = 0
-        self.dropped = self.dead_lettered = 0
-        self.handling_time = 0.0
+        self.processed: int = 0
+        self.failed: int = 0
+        self.retries: int = 0
+        self.restarts: int = 0
+        self.dropped: int = 0
+        self.dead_lettered: int = 0
+        self.handling_time: float = 0.0
         self._samples: list[float] = []  # handling times of the last messages (a ring)
         # Broadcast handlers by class, then by type: a published message's lookup.
         self._broadcast: dict[type[Any] | None, dict[str, tuple[HandlerSpec, ...]]] = {}

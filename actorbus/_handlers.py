@@ -385,7 +385,7 @@ class HandlerTable:
     __slots__ = ("_cache", "_tells", "specs")
 
     def __init__(self, specs: tuple[HandlerSpec, ...]) -> None:
-        self.specs = specs
+        self.specs: tuple[HandlerSpec, ...] = specs
         self._cache: dict[tuple[Any, ...], tuple[HandlerSpec, ...]] = {}
         self._tells: dict[type[Any], tuple[str, tuple[HandlerSpec, ...]]] = {}
 

@@ -89,7 +89,7 @@ class MailboxQueue(Generic[T]):
     )
 
     def __init__(self, settings: Mailbox, on_drop: Callable[[T, Exception, bool], None]) -> None:
-        self.settings = settings
+        self.settings: Mailbox = settings
         self._items: deque[T] = deque()
         self._urgent: deque[T] = deque()
         self._putters: deque[anyio.Event] = deque()

@@ -35,13 +35,13 @@ class Tracker:
     __slots__ = ("_done", "dead_error", "error", "has_reply", "not_handled", "pending", "value")
 
     def __init__(self, pending: int = 1) -> None:
-        self.pending = pending
+        self.pending: int = pending
         self._done = anyio.Event()
         self.value: Any = None
         self.error: BaseException | None = None
-        self.has_reply = False
+        self.has_reply: bool = False
         self.dead_error: BaseException | None = None
-        self.not_handled = False
+        self.not_handled: bool = False
         if pending <= 0:
             self._done.set()
 
@@ -113,10 +113,10 @@ class Message:
         tracker: Tracker | None = None,
         specs: tuple[HandlerSpec, ...] | None = None,
     ) -> None:
-        self.event = event
-        self.envelope = envelope
-        self.cls = cls
-        self.type = type_
-        self.group = group
-        self.tracker = tracker
-        self.specs = specs
+        self.event: object = event
+        self.envelope: Envelope | None = envelope
+        self.cls: type[Any] | None = cls
+        self.type: str = type_
+        self.group: object = group
+        self.tracker: Tracker | None = tracker
+        self.specs: tuple[HandlerSpec, ...] | None = specs

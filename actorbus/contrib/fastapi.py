@@ -30,9 +30,9 @@ from typing import TYPE_CHECKING, Any, Final
 
 try:
     from starlette.requests import HTTPConnection  # noqa: TC002 - FastAPI reads the annotation
-except ImportError as exc:  # the extra is not installed
+except ImportError as _missing:  # the extra is not installed
     msg = "actorbus.contrib.fastapi needs FastAPI: pip install 'actorbus[fastapi]'"
-    raise ImportError(msg) from exc
+    raise ImportError(msg) from _missing
 
 from actorbus._system import ActorSystem
 

@@ -28,9 +28,9 @@ try:
     from opentelemetry import trace
     from opentelemetry.trace import SpanKind, Status, StatusCode
     from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
-except ImportError as exc:  # the extra is not installed
+except ImportError as _missing:  # the extra is not installed
     msg = "actorbus.contrib.otel needs the OpenTelemetry API: pip install 'actorbus[otel]'"
-    raise ImportError(msg) from exc
+    raise ImportError(msg) from _missing
 
 from actorbus import __version__, _tracing
 from actorbus._cell import _Escalate, _Stop

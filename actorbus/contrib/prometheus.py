@@ -28,9 +28,9 @@ try:
         SummaryMetricFamily,
     )
     from prometheus_client.samples import Sample
-except ImportError as exc:  # the extra is not installed
+except ImportError as _missing:  # the extra is not installed
     msg = "actorbus.contrib.prometheus needs prometheus-client: pip install 'actorbus[prometheus]'"
-    raise ImportError(msg) from exc
+    raise ImportError(msg) from _missing
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator

@@ -146,12 +146,14 @@ class RedisTransport(Transport):
         if not prefix or any(char.isspace() for char in prefix):
             msg = f"RedisTransport(prefix=...) must be a non-empty word, got {prefix!r}"
             raise ValueError(msg)
-        self.url = check_url(url)
+        self.url: str = check_url(url)
         self._tls = tls_context(url, ssl_context)
         self.prefix = prefix
-        self.durable = instance is not None
-        self.instance = check_instance(instance) if instance is not None else anonymous_instance()
-        self.settings = Settings(
+        self.durable: bool = instance is not None
+        self.instance: str = (
+            check_instance(instance) if instance is not None else anonymous_instance()
+        )
+        self.settings: Settings = Settings(
             claim_after=claim_after,
             max_deliveries=max_deliveries,
             maxlen=maxlen,

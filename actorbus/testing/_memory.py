@@ -40,7 +40,7 @@ class MemoryBroker:
         self._instances: dict[str, list[MemoryTransport]] = {}
         self._turns: dict[tuple[str, str], itertools.count[int]] = {}
         self.dead_letters: list[tuple[bytes, BaseException | None]] = []
-        self.published = 0
+        self.published: int = 0
 
     def transport(self, *, instance: str | None = None) -> MemoryTransport:
         """A new transport attached to this broker."""
@@ -74,11 +74,11 @@ class MemoryTransport(Transport):
     """An in-memory `Transport` (see the module docs for how it differs from Redis)."""
 
     def __init__(self, broker: MemoryBroker | None = None, *, instance: str | None = None) -> None:
-        self.broker = broker or MemoryBroker()
+        self.broker: MemoryBroker = broker or MemoryBroker()
         self.instance = instance
         self.groups: set[str] = set()
-        self.consuming = False
-        self.pending = 0
+        self.consuming: bool = False
+        self.pending: int = 0
         self._started = False
         self._host: TransportHost | None = None
         self._idle: anyio.Event | None = None
