@@ -85,8 +85,8 @@ async def load_target(target: str) -> ActorSystem:
             raise TargetError(msg) from exc
     if not isinstance(found, ActorSystem):
         msg = (
-            f"{target!r} is a {type(found).__qualname__}, not an ActorSystem or a factory "
-            "returning one"
+            f"{target!r} is {type(found).__qualname__} {found!r:.60}, not an ActorSystem or a "
+            "factory returning one"
         )
         raise TargetError(msg)
     return found

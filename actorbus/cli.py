@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import logging
+import signal
 import sys
 from typing import TYPE_CHECKING, Any, cast
 
@@ -208,6 +209,10 @@ def demo(backend: str) -> None:
     """
     from ._demo import run_demo  # noqa: PLC0415 - only the demo needs it
 
+    if hasattr(signal, "SIGPIPE"):
+        # Like other command-line tools, end quietly when the reader goes (`| head`) instead
+        # of failing in every handler that prints.
+        signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     # The demo prints its own story; library logs below ERROR would repeat it.
     logging.basicConfig(level=logging.ERROR, format="  log: %(levelname)s %(name)s: %(message)s")
     anyio.run(

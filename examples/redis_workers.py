@@ -38,6 +38,7 @@ import secrets
 import signal
 
 import anyio
+import coredis
 
 from actorbus import Actor, ActorSystem, Envelope, Scope, event, handle
 from actorbus.redis import RedisTransport
@@ -125,6 +126,11 @@ async def demo(url: str) -> dict[str, list[int]]:
             for job in range(20):
                 await publisher.publish(Render(job, pages=1 + job % 5))
         await tally.complete.wait()
+    # The demo's application is a throwaway: leave nothing behind in the user's Redis.
+    async with coredis.Redis.from_url(url) as client:
+        keys = [key async for key in client.scan_iter(match=f"actorbus:app:{app}:*")]
+        if keys:
+            await client.delete(keys)
     return tally.done
 
 

@@ -76,7 +76,7 @@ def test_handlers_json() -> None:
     [
         ("no_such_module:system", "cannot import module 'no_such_module'"),
         ("worker_targets:missing", "has no attribute 'missing'"),
-        ("worker_targets:not_a_system", "is a int, not an ActorSystem"),
+        ("worker_targets:not_a_system", "is int 42, not an ActorSystem"),
         ("worker_targets", "must look like 'module:attribute'"),
         (
             "broken_target:system",

@@ -735,6 +735,7 @@ async def test_the_redis_workers_example(redis_server: RedisServer) -> None:
         handled = await namespace["demo"](redis_server.url)
     assert sorted(n for names in handled.values() for n in names) == list(range(20))
     assert set(handled) == {"w1", "w2"}
+    assert not redis_server.cli("KEYS", "actorbus:app:redis-workers-demo-*")  # cleaned up
 
 
 @pytest.mark.slow
