@@ -422,15 +422,17 @@ class HandlerTable:
     def for_tell(self, cls: type[Any]) -> tuple[str, tuple[HandlerSpec, ...]]:
         """(event type, handlers) for an object of class `cls` sent with `tell`; cached.
 
-        The type is the `@event` type, or the class's qualified name for other objects.
+        The type is the `@event` type, or the class's qualified name for other objects
+        (not cached: `@event` may still register the class later).
         """
         found = self._tells.get(cls)
         if found is None:
+            info = cls.__dict__.get(INFO_ATTRIBUTE)
+            if info is None:
+                return cls.__qualname__, self.match(cls, cls.__qualname__)
             if len(self._tells) >= CACHE_LIMIT:
                 self._tells.clear()
-            info = cls.__dict__.get(INFO_ATTRIBUTE)
-            type_ = info.type if info is not None else cls.__qualname__
-            found = self._tells[cls] = (type_, self.match(cls, type_))
+            found = self._tells[cls] = (info.type, self.match(cls, info.type))
         return found
 
 

@@ -901,3 +901,25 @@ async def test_cached_routes_follow_actors_that_come_and_go() -> None:
     grouped = sorted((n, name) for name, n in seen if name.startswith("group:"))
     assert [n for n, _ in grouped] == [2, 3, 4, 5]  # one member per event
     assert {name for n, name in grouped if n >= 4} == {"group:m1", "group:m2"}  # shared again
+
+
+async def test_a_class_registered_after_it_was_told_is_told_by_its_event_type() -> None:
+    @attrs.frozen
+    class Late:
+        n: int
+
+    seen: list[str] = []
+
+    class Any_(Actor):
+        @handle("*")
+        async def on_any(self, envelope: Envelope) -> None:
+            seen.append(envelope.type)
+
+    async with ActorSystem() as system:
+        ref = await system.spawn(Any_)
+        await ref.tell(Late(1))
+        event("routing.late")(Late)  # registered only now
+        await ref.tell(Late(2))
+        await system.drain()
+    told = [type_ for type_ in seen if not type_.startswith("actorbus.")]  # not lifecycle
+    assert told == [Late.__qualname__, "routing.late"]
