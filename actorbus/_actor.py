@@ -175,7 +175,9 @@ class ActorRef:
             MailboxFull: If its FAIL mailbox is full.
             TypeError: If no handler of the actor accepts `message`.
         """
-        await self._cell.system._tell(self._cell, message, None)
+        cell = self._cell
+        if not cell.system._tell_now(cell, message):
+            await cell.system._tell(cell, message, None)
 
     async def ask(self, message: object, timeout: float = 5.0) -> Any:
         """Send `message` and wait for the reply: the first matching handler's return value.

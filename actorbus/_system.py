@@ -766,6 +766,27 @@ class ActorSystem:
     def _envelope_for_tell(self, message: Message) -> Envelope:
         return Envelope(type=message.type, data=message.event, source=self._name)
 
+    def _tell_now(self, cell: Cell, message: object) -> bool:
+        """`tell` without waiting or a coroutine, when nothing is due; False: use `_tell`.
+
+        Nothing is due when this call is not the one that yields, the caller is not
+        cancelled, the message is not an envelope, the actor has a handler for it and its
+        mailbox has room. Then it is queued and True is returned.
+        """
+        if self._ops + 1 >= YIELD_EVERY or self._checkpoints.cancelled():
+            return False
+        if isinstance(message, Envelope):
+            return False
+        cls = type(message)
+        type_, specs = cell.table.for_tell(cls)
+        if not specs or not cell.queue.append(
+            Message(message, None, cls, type_, ANY_GROUP, None, specs)
+        ):
+            return False
+        self._ops += 1
+        self._inflight += 1
+        return True
+
     async def _tell(self, cell: Cell, message: object, tracker: Tracker | None) -> None:
         if (due := self._checkpoint_due()) is not None:
             await due()
