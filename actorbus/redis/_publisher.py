@@ -254,24 +254,22 @@ class Publisher:
         """
         now = anyio.current_time()
         live: list[_Item] = []
-        for item in items:
+
+        def keep(item: _Item) -> None:
             if item.abandoned:
-                continue
+                return
             if item.deadline <= now:
                 item.expire()
             else:
                 live.append(item)
+
+        for item in items:
+            keep(item)
         while len(live) < self._settings.batch:
             try:
-                item = self._receive.receive_nowait()
+                keep(self._receive.receive_nowait())
             except (anyio.WouldBlock, anyio.EndOfStream):
                 break
-            if item.abandoned:
-                continue
-            if item.deadline <= now:
-                item.expire()
-            else:
-                live.append(item)
         self._held = live
         return live
 
