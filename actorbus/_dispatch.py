@@ -67,10 +67,7 @@ class Route:
                 yield cell, None
             if group is None:
                 return
-            for name in self.groups:
-                member = self.pick(name)
-                if member is not None:
-                    yield member, name
+            yield from self.picks()
         elif isinstance(group, str):
             member = self.pick(group)
             if member is not None:

@@ -139,6 +139,15 @@ def _hints(func: Callable[..., Any]) -> dict[str, Any]:
         return raw
 
 
+def _required_positional(params: list[inspect.Parameter]) -> list[inspect.Parameter]:
+    """The parameters an event or an envelope can be passed to (positional, no default)."""
+    return [
+        p
+        for p in params
+        if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) and p.default is p.empty
+    ]
+
+
 def _is_event_class(annotation: object) -> bool:
     # Builtins (str, int, list, ...) are an ad-hoc event's argument types, not event classes.
     return (
@@ -218,10 +227,10 @@ class HandlerSpec:
         hints = _hints(func)
         params = [
             p
-            for p in list(inspect.signature(func).parameters.values())[1 if self.bound else 0 :]
-            if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
-            and p.default is p.empty
-            and hints.get(p.name) is not Envelope
+            for p in _required_positional(
+                list(inspect.signature(func).parameters.values())[1 if self.bound else 0 :]
+            )
+            if hints.get(p.name) is not Envelope
         ]
         if len(params) != 1:
             return "its parameters take an ad-hoc event's arguments, not one event"
@@ -250,11 +259,7 @@ class HandlerSpec:
         if any(p.kind is p.VAR_POSITIONAL for p in params):
             return _Pass.SPREAD, None
         takes_keywords = any(p.kind is p.VAR_KEYWORD for p in params)
-        params = [
-            p
-            for p in params
-            if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) and p.default is p.empty
-        ]
+        params = _required_positional(params)
         names = [p.name for p in params]
         if takes_keywords and not params:
             return _Pass.SPREAD, None  # fn(**kwargs): an ad-hoc event's keyword arguments

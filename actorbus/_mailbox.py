@@ -134,10 +134,8 @@ class MailboxQueue(Generic[T]):
             and not self._closed
         ):
             self._items.append(item)
-            getter = self._getter
-            if getter is not None:
-                self._getter = None
-                getter.set()
+            if self._getter is not None:  # the actor waits (else no call: the hot path)
+                self._wake_getter()
             return True
         return False
 
@@ -155,12 +153,9 @@ class MailboxQueue(Generic[T]):
             ActorStopped: If the mailbox is closed.
             MailboxFull: For a FAIL mailbox that is full (the item is dead-lettered).
         """
-        self._check_open(name)
-        items = self._items
-        if len(items) + self._reserved < self.settings.capacity and not self._putters:
-            items.append(item)
-            self._wake_getter()
+        if self.append(item):
             return QUEUED
+        self._check_open(name)
         overflow = self.settings.overflow
         if overflow is Overflow.BLOCK:
             return FULL
@@ -177,8 +172,8 @@ class MailboxQueue(Generic[T]):
         if shared is None:
             shared = self._dropped_error = self._full_error(name)
         if overflow is Overflow.DROP_OLDEST:
-            self._on_drop(items.popleft(), shared, True)  # noqa: FBT003
-            items.append(item)
+            self._on_drop(self._items.popleft(), shared, True)  # noqa: FBT003
+            self._items.append(item)
             self._wake_getter()
             return QUEUED
         self._on_drop(item, shared, False)  # noqa: FBT003

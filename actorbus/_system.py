@@ -797,9 +797,6 @@ class ActorSystem:
             cls = type(message)
             type_, specs = cell.table.for_tell(cls)
             item = Message(message, None, cls, type_, ANY_GROUP, tracker, specs)
-            if specs and cell.queue.append(item):
-                self._inflight += 1
-                return
         if not cell.table.match(item.cls, item.type):
             accepted = (
                 ", ".join(s for spec in cell.table.specs for s in spec.subscriptions()) or "nothing"

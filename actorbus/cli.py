@@ -150,14 +150,12 @@ def _redis_factory(url: str, instance: str | None) -> Any:
         msg = "--redis needs the Redis extra: pip install 'actorbus[redis]'"
         raise click.UsageError(msg) from None
     try:
-        RedisTransport(url, instance=instance)  # checks the URL and options; no connection
-    except (
-        ValueError
-    ) as exc:  # a usage error (exit 2), not a failed system (the message hides passwords)
+        transport = RedisTransport(url, instance=instance)  # checks the URL; connects later
+    except ValueError as exc:  # a usage error (exit 2); the message hides passwords
         raise click.BadParameter(str(exc), param_hint="'--redis' / '--instance'") from None
 
     def build() -> Transport:
-        return RedisTransport(url, instance=instance)
+        return transport
 
     return build
 
