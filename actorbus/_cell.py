@@ -20,7 +20,7 @@ from anyio.lowlevel import checkpoint
 
 from . import _tracing
 from ._exceptions import ActorStopped, MailboxFull
-from ._handlers import CACHE_LIMIT
+from ._handlers import ANY_GROUP, CACHE_LIMIT
 from ._mailbox import FULL, QUEUED, Mailbox, MailboxQueue
 from ._message import Message, Tracker
 from ._records import ActorStats, Terminated
@@ -49,6 +49,7 @@ current_system_var: contextvars.ContextVar[ActorSystem | None] = contextvars.Con
 YIELD_EVERY: Final = 64
 _SAMPLES: Final = 256  # a power of two: the ring index is `processed & _SAMPLE_MASK`
 _SAMPLE_MASK: Final = _SAMPLES - 1
+_UNKNOWN: Final[Any] = object()  # "not cached yet" in `_direct`
 
 
 class _Stop(Exception):
@@ -125,6 +126,8 @@ class Cell:
         self._samples: list[float] = []  # handling times of the last messages (a ring)
         # Broadcast handlers by class, then by type: a published message's lookup.
         self._broadcast: dict[type[Any] | None, dict[str, tuple[HandlerSpec, ...]]] = {}
+        # Told classes the loop calls a handler for directly (see `_direct_spec`).
+        self._direct: dict[type[Any], HandlerSpec | None] = {}
 
     def __repr__(self) -> str:
         return f"<actor {self.name!r}>"
@@ -173,8 +176,9 @@ class Cell:
         if self.queue.urgent(item) and isinstance(item, Message):
             self.system._inflight += 1
 
-    def _dropped(self, message: Message, error: Exception, queued: bool) -> None:
+    def _dropped(self, item: object, error: Exception, queued: bool) -> None:
         self.dropped += 1
+        message = self._told(item)
         if message.tracker is not None:
             # A DROP mailbox shares one error between its drops; an asker raises it, so it
             # gets its own (a shared one would collect every asker's traceback).
@@ -256,9 +260,19 @@ class Cell:
         await instance.on_start()
         self.instance = instance
 
-    async def _loop(self) -> None:  # noqa: PLR0912 - the hot loop, kept in one frame
+    async def _loop(self) -> None:  # noqa: C901, PLR0912, PLR0915 - the hot loop, kept in one frame
+        """Take messages in order and handle each; yield at least every YIELD_EVERY of them.
+
+        The queue holds `Message`s, child-failure notices, and (from `tell`'s fast path)
+        bare told `@event` objects. A told object whose actor has one plain handler for its class
+        is handled right here, without a `Message` or another coroutine frame.
+        """
         queue = self.queue
+        direct = self._direct
         streak = 0
+        # One clock read per message: a message's handling time runs from the end of the
+        # previous one (or the wake-up) to its own end.
+        mark = perf_counter()
         while True:
             message = queue.get_nowait()
             if message is None:
@@ -266,28 +280,55 @@ class Cell:
                     return
                 streak = 0
                 await queue.wait()
+                mark = perf_counter()
                 continue
-            if type(message) is _ChildFailed:
+            kind = type(message)
+            if kind is _ChildFailed:
                 try:
                     await self._child_failed(message)
                 finally:
                     self.system._message_done()
+                mark = perf_counter()
             else:
-                started = perf_counter()
+                tracker = None
                 finished = False
                 try:
-                    await self._handle(message)
+                    if kind is Message:
+                        tracker = message.tracker
+                        await self._handle(message)
+                    else:
+                        spec = direct.get(kind, _UNKNOWN)
+                        if spec is _UNKNOWN:
+                            spec = self._direct_spec(kind)
+                        if spec is None or _tracing.instrumentation is not None:
+                            await self._handle(self._told(message))
+                        else:
+                            if _tracing.current.get() is not None:
+                                _tracing.current.set(None)  # no trace left from the last one
+                            failure: Exception | None = None
+                            try:
+                                if spec.bound:
+                                    await spec.call(self.instance, message)
+                                else:
+                                    await spec.call(message)
+                            except Exception as exc:
+                                failure = exc  # supervised outside: no chained context
+                            if failure is not None:
+                                told = self._told(message)
+                                await self._call(spec, told, first=True, error=failure)
                     finished = True
                 finally:
-                    elapsed = perf_counter() - started
+                    now = perf_counter()
+                    elapsed = now - mark
+                    mark = now
                     self.handling_time += elapsed
                     if self.processed < _SAMPLES:
                         self._samples.append(elapsed)
                     else:
                         self._samples[self.processed & _SAMPLE_MASK] = elapsed
                     self.processed += 1
-                    if message.tracker is not None:
-                        self._report(message.tracker, finished=finished)
+                    if tracker is not None:
+                        self._report(tracker, finished=finished)
                     system = self.system
                     if system._inflight > 1:
                         system._inflight -= 1  # `_message_done`, inlined
@@ -297,6 +338,7 @@ class Cell:
             if streak >= YIELD_EVERY:
                 streak = 0
                 await checkpoint()
+                mark = perf_counter()
 
     def request_stop(self, reason: BaseException | None = None, *, cancel: bool = False) -> None:
         """Stop taking messages; dead-letter the waiting ones; optionally cancel the current one."""
@@ -307,11 +349,11 @@ class Cell:
             for item in self.queue.close():
                 if type(item) is _ChildFailed:
                     self.system._message_done()
-                elif isinstance(item, Message):
+                else:
                     stopped = ActorStopped(
                         f"actor {self.name!r} stopped before handling this message"
                     )
-                    self._dead_letter(item, stopped, unqueued=True, counted=True)
+                    self._dead_letter(self._told(item), stopped, unqueued=True, counted=True)
         if cancel and self.scope is not None:
             self.scope.cancel()
 
@@ -407,6 +449,30 @@ class Cell:
                 message.cls, message.type, None, self.group
             )
         return specs
+
+    def _told(self, item: object) -> Message:
+        """The `Message` for a bare told object (queued by `tell`'s fast path)."""
+        if type(item) is Message:
+            return item
+        kind = type(item)
+        type_, specs = self.table.for_tell(kind)
+        return Message(item, None, kind, type_, ANY_GROUP, None, specs)
+
+    def _direct_spec(self, kind: type[Any]) -> HandlerSpec | None:
+        """The one handler a told `kind` goes to when the loop may call it directly.
+
+        That is when the actor has exactly one handler for it and it takes only the event
+        (no conversion needed). Bare told objects are `@event` objects (their type is
+        fixed), so the answer is cached per class.
+        """
+        _, specs = self.table.for_tell(kind)
+        spec = specs[0] if len(specs) == 1 else None
+        if spec is not None and not (spec.event_only and issubclass(kind, spec.convert_to)):  # type: ignore[arg-type]
+            spec = None
+        if len(self._direct) >= CACHE_LIMIT:
+            self._direct.clear()
+        self._direct[kind] = spec
+        return spec
 
     def _report(self, tracker: Tracker, *, finished: bool) -> None:
         """Tell whoever waits for a message (an `ask`, a transport) that it is done."""

@@ -779,9 +779,14 @@ class ActorSystem:
             return False
         cls = type(message)
         type_, specs = cell.table.for_tell(cls)
-        if not specs or not cell.queue.append(
-            Message(message, None, cls, type_, ANY_GROUP, None, specs)
-        ):
+        if not specs:
+            return False
+        # An `@event` object is queued bare (the actor's loop makes a `Message` only if it
+        # needs one); another's type is its class's name only until `@event` registers it.
+        item = message if INFO_ATTRIBUTE in cls.__dict__ else None
+        if item is None:
+            item = Message(message, None, cls, type_, ANY_GROUP, None, specs)
+        if not cell.queue.append(item):
             return False
         self._ops += 1
         self._inflight += 1

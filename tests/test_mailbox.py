@@ -264,6 +264,25 @@ async def test_drop_oldest_drops_the_oldest_waiting_message(how: str) -> None:
     assert all(letter.actor == ref.name for letter in sys.dead_letters)
 
 
+@SENDERS
+async def test_messages_waiting_when_the_actor_stops_are_dead_lettered(how: str) -> None:
+    gate, seen = Gate(), []
+    async with system() as sys:
+        ref = await busy_worker(sys, gate, seen, Mailbox(10))
+        for n in (1, 2, 3):
+            await send(how, sys, ref, n)
+        with anyio.fail_after(5):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(ref.stop)  # waits for job 0, which waits for the gate
+                await anyio.wait_all_tasks_blocked()
+                gate.open()
+        letters = sys.dead_letters
+    assert seen == [0]
+    assert [letter.envelope.data for letter in letters] == [Job(1), Job(2), Job(3)]
+    assert all(letter.envelope.type == "mailbox.job" for letter in letters)
+    assert all(isinstance(letter.error, ActorStopped) for letter in letters)
+
+
 # -- FAIL ---------------------------------------------------------------------------------------
 
 
