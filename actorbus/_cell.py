@@ -282,7 +282,7 @@ class Cell:
                 await queue.wait()
                 mark = perf_counter()
                 continue
-            kind = type(message)
+            kind: type[Any] = type(message)  # pyright: ignore[reportUnknownVariableType]
             if kind is _ChildFailed:
                 try:
                     await self._child_failed(message)
