@@ -19,6 +19,7 @@ import anyio.abc
 from anyio.lowlevel import checkpoint
 
 from . import _tracing
+from ._envelope import Envelope
 from ._exceptions import ActorStopped, MailboxFull
 from ._handlers import ANY_GROUP, CACHE_LIMIT
 from ._mailbox import FULL, QUEUED, Mailbox, MailboxQueue
@@ -29,7 +30,6 @@ from ._supervision import Policy, RestartWindow, Supervision
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from ._envelope import Envelope
     from ._handlers import HandlerSpec, HandlerTable
     from ._system import ActorSystem
 
@@ -47,8 +47,11 @@ current_system_var: contextvars.ContextVar[ActorSystem | None] = contextvars.Con
 
 # The loop yields to the scheduler at least this often while its mailbox stays busy.
 YIELD_EVERY: Final = 64
-_SAMPLES: Final = 256  # a power of two: the ring index is `processed & _SAMPLE_MASK`
+# Handling-time samples: every message is timed until the ring is full, then one in
+# _SAMPLE_EVERY (the clock costs more than the rest of the bookkeeping of a message).
+_SAMPLES: Final = 256  # a power of two: the ring index is `count & _SAMPLE_MASK`
 _SAMPLE_MASK: Final = _SAMPLES - 1
+_SAMPLE_EVERY: Final = 8  # a power of two
 _UNKNOWN: Final[Any] = object()  # "not cached yet" in `_direct`
 
 
@@ -123,11 +126,14 @@ class Cell:
         self.dropped: int = 0
         self.dead_lettered: int = 0
         self.handling_time: float = 0.0
-        self._samples: list[float] = []  # handling times of the last messages (a ring)
+        self._samples: list[float] = []  # handling times of recent messages (a ring)
+        self._sampled = 0  # samples taken: the ring's next index
         # Broadcast handlers by class, then by type: a published message's lookup.
         self._broadcast: dict[type[Any] | None, dict[str, tuple[HandlerSpec, ...]]] = {}
         # Told classes the loop calls a handler for directly (see `_direct_spec`).
         self._direct: dict[type[Any], HandlerSpec | None] = {}
+        # The same for bare published envelopes, by the class of their data: (type, handler).
+        self._published: dict[type[Any], tuple[str, HandlerSpec | None]] = {}
 
     def __repr__(self) -> str:
         return f"<actor {self.name!r}>"
@@ -139,7 +145,7 @@ class Cell:
         """Whether the mailbox still takes messages."""
         return not self.queue.closed
 
-    async def put(self, message: Message) -> None:
+    async def put(self, message: Message | Envelope) -> None:
         """Queue `message`, waiting while a BLOCK mailbox is full (backpressure).
 
         Raises:
@@ -178,12 +184,12 @@ class Cell:
 
     def _dropped(self, item: object, error: Exception, queued: bool) -> None:
         self.dropped += 1
-        message = self._told(item)
-        if message.tracker is not None:
+        tracker = item.tracker if type(item) is Message else None
+        if tracker is not None:
             # A DROP mailbox shares one error between its drops; an asker raises it, so it
             # gets its own (a shared one would collect every asker's traceback).
             error = MailboxFull(*error.args)
-        self._dead_letter(message, error, unqueued=True, counted=queued)
+        self._dead_letter(item, error, unqueued=True, counted=queued)
 
     def envelope_of(self, message: Message) -> Envelope:
         """The message's envelope, built on first use for messages sent with `tell`."""
@@ -194,7 +200,7 @@ class Cell:
 
     def _dead_letter(
         self,
-        message: Message,
+        item: object,
         error: BaseException,
         *,
         unqueued: bool = False,
@@ -205,6 +211,7 @@ class Cell:
         `unqueued` messages never reach the loop (dropped, or left in a closed mailbox), so
         their tracker is finished here; `counted` ones were counted as in flight.
         """
+        message = self._as_message(item)
         self.dead_lettered += 1
         self.system._record_dead_letter(self.envelope_of(message), self.name, error)
         tracker = message.tracker
@@ -263,82 +270,112 @@ class Cell:
     async def _loop(self) -> None:  # noqa: C901, PLR0912, PLR0915 - the hot loop, kept in one frame
         """Take messages in order and handle each; yield at least every YIELD_EVERY of them.
 
-        The queue holds `Message`s, child-failure notices, and (from `tell`'s fast path)
-        bare told `@event` objects. A told object whose actor has one plain handler for its class
-        is handled right here, without a `Message` or another coroutine frame.
+        The queue holds `Message`s, child-failure notices, and two kinds of bare items
+        that save a `Message` on the hot paths: told `@event` objects (`tell`'s fast path)
+        and the envelopes of broadcast publishes. When the actor has one plain handler for
+        a bare item, the loop calls it right here, without another coroutine frame.
+
+        `handling_time` adds up the loop's busy stretches (from a wake-up to the next wait
+        or yield); the samples behind the percentiles time single messages.
         """
         queue = self.queue
-        direct = self._direct
+        urgent, items, putters = queue._urgent, queue._items, queue._putters
+        direct, published, system = self._direct, self._published, self.system
         streak = 0
-        # One clock read per message: a message's handling time runs from the end of the
-        # previous one (or the wake-up) to its own end.
-        mark = perf_counter()
-        while True:
-            message = queue.get_nowait()
-            if message is None:
-                if queue.closed:
-                    return
-                streak = 0
-                await queue.wait()
-                mark = perf_counter()
-                continue
-            kind: type[Any] = type(message)  # pyright: ignore[reportUnknownVariableType]
-            if kind is _ChildFailed:
-                try:
-                    await self._child_failed(message)
-                finally:
-                    self.system._message_done()
-                mark = perf_counter()
-            else:
+        traced = True  # whether the trace context may be set (the spawner's may be)
+        busy = perf_counter()
+        try:
+            while True:
+                if streak >= YIELD_EVERY:
+                    streak = 0
+                    self.handling_time += perf_counter() - busy
+                    await checkpoint()
+                    busy = perf_counter()
+                # `queue.get_nowait()`, inlined.
+                if urgent:
+                    message = urgent.popleft()
+                elif items:
+                    message = items.popleft()
+                    if putters:
+                        queue._wake_putter()
+                else:
+                    if queue.closed:
+                        return
+                    streak = 0
+                    self.handling_time += perf_counter() - busy
+                    await queue.wait()
+                    busy = perf_counter()
+                    continue
+                streak += 1
+                kind: type[Any] = type(message)  # pyright: ignore[reportUnknownVariableType]
+                if kind is _ChildFailed:
+                    try:
+                        await self._child_failed(message)
+                    finally:
+                        system._message_done()
+                    continue
                 tracker = None
                 finished = False
+                sampled = self.processed < _SAMPLES or not self.processed & (_SAMPLE_EVERY - 1)
+                if sampled:
+                    started = perf_counter()
                 try:
                     if kind is Message:
                         tracker = message.tracker
+                        traced = True
                         await self._handle(message)
                     else:
-                        spec = direct.get(kind, _UNKNOWN)
-                        if spec is _UNKNOWN:
-                            spec = self._direct_spec(kind)
+                        if kind is Envelope:  # a broadcast publish
+                            event = message.data
+                            found = published.get(type(event))
+                            if found is None or found[0] != message.type:
+                                found = self._published_spec(message)
+                            spec = None if message.headers else found[1]  # trace: _handle
+                        else:  # a told `@event` object
+                            event = message
+                            spec = direct.get(kind, _UNKNOWN)
+                            if spec is _UNKNOWN:
+                                spec = self._direct_spec(kind)
                         if spec is None or _tracing.instrumentation is not None:
-                            await self._handle(self._told(message))
+                            traced = True
+                            await self._handle(self._as_message(message))
                         else:
-                            if _tracing.current.get() is not None:
-                                _tracing.current.set(None)  # no trace left from the last one
+                            if traced:  # no trace context left from an earlier message
+                                if _tracing.current.get() is not None:
+                                    _tracing.current.set(None)
+                                traced = False
                             failure: Exception | None = None
                             try:
                                 if spec.bound:
-                                    await spec.call(self.instance, message)
+                                    await spec.call(self.instance, event)
                                 else:
-                                    await spec.call(message)
+                                    await spec.call(event)
                             except Exception as exc:
                                 failure = exc  # supervised outside: no chained context
                             if failure is not None:
-                                told = self._told(message)
-                                await self._call(spec, told, first=True, error=failure)
+                                item = self._as_message(message)
+                                await self._call(spec, item, first=True, error=failure)
                     finished = True
                 finally:
-                    now = perf_counter()
-                    elapsed = now - mark
-                    mark = now
-                    self.handling_time += elapsed
-                    if self.processed < _SAMPLES:
-                        self._samples.append(elapsed)
-                    else:
-                        self._samples[self.processed & _SAMPLE_MASK] = elapsed
+                    if sampled:
+                        self._sample(perf_counter() - started)
                     self.processed += 1
                     if tracker is not None:
                         self._report(tracker, finished=finished)
-                    system = self.system
                     if system._inflight > 1:
                         system._inflight -= 1  # `_message_done`, inlined
                     else:
                         system._message_done()
-            streak += 1
-            if streak >= YIELD_EVERY:
-                streak = 0
-                await checkpoint()
-                mark = perf_counter()
+        finally:
+            self.handling_time += perf_counter() - busy
+
+    def _sample(self, elapsed: float) -> None:
+        ring = self._samples
+        if len(ring) < _SAMPLES:
+            ring.append(elapsed)
+        else:
+            ring[self._sampled & _SAMPLE_MASK] = elapsed
+        self._sampled += 1
 
     def request_stop(self, reason: BaseException | None = None, *, cancel: bool = False) -> None:
         """Stop taking messages; dead-letter the waiting ones; optionally cancel the current one."""
@@ -353,7 +390,7 @@ class Cell:
                     stopped = ActorStopped(
                         f"actor {self.name!r} stopped before handling this message"
                     )
-                    self._dead_letter(self._told(item), stopped, unqueued=True, counted=True)
+                    self._dead_letter(item, stopped, unqueued=True, counted=True)
         if cancel and self.scope is not None:
             self.scope.cancel()
 
@@ -450,13 +487,31 @@ class Cell:
             )
         return specs
 
-    def _told(self, item: object) -> Message:
-        """The `Message` for a bare told object (queued by `tell`'s fast path)."""
+    def _as_message(self, item: object) -> Message:
+        """The `Message` for a mailbox item queued bare (see `_loop`)."""
         if type(item) is Message:
             return item
-        kind = type(item)
+        if type(item) is Envelope:  # a broadcast publish
+            return Message(item.data, item, type(item.data), item.type, None)
+        kind = type(item)  # a told `@event` object
         type_, specs = self.table.for_tell(kind)
         return Message(item, None, kind, type_, ANY_GROUP, None, specs)
+
+    def _published_spec(self, envelope: Envelope) -> tuple[str, HandlerSpec | None]:
+        """(type, the handler `_loop` may call directly) for a bare published envelope.
+
+        Like `_direct_spec`, for a broadcast delivery of the envelope's data; cached per
+        class, for the envelope's type.
+        """
+        cls = type(envelope.data)
+        specs = self._specs_for(Message(envelope.data, envelope, cls, envelope.type, None))
+        spec = specs[0] if len(specs) == 1 else None
+        if spec is not None and not (spec.event_only and issubclass(cls, spec.convert_to)):  # type: ignore[arg-type]
+            spec = None
+        if len(self._published) >= CACHE_LIMIT:
+            self._published.clear()
+        found = self._published[cls] = (envelope.type, spec)
+        return found
 
     def _direct_spec(self, kind: type[Any]) -> HandlerSpec | None:
         """The one handler a told `kind` goes to when the loop may call it directly.
@@ -725,7 +780,7 @@ class Cell:
 
     def stats(self) -> ActorStats:
         """A snapshot of the counters."""
-        samples = sorted(self._samples[: min(self.processed, _SAMPLES)])
+        samples = sorted(self._samples)
         p50 = samples[len(samples) // 2] if samples else 0.0
         p99 = samples[min(len(samples) - 1, (len(samples) * 99) // 100)] if samples else 0.0
         return ActorStats(

@@ -9,9 +9,10 @@ import itertools
 import os
 import re
 import reprlib
+import time
 from collections.abc import Mapping
 from types import MappingProxyType
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import attrs
 
@@ -84,8 +85,36 @@ def _freeze_headers(value: Mapping[str, str] | None) -> Mapping[str, str]:
     return MappingProxyType(dict(value))
 
 
-@attrs.frozen(kw_only=True)
-class Envelope:
+class _Stamped:
+    """`Envelope`'s base: lets an envelope made by `publish` format its id and time late.
+
+    `publish` stores the id's counter value and the clock reading (`_stamp`) and leaves
+    the `id` and `time` slots empty; the first read of either fills both in. The values
+    are exactly those an eager envelope would have had; only their formatting (about a
+    tenth of a publish) is left to whoever reads them.
+    """
+
+    __slots__ = ("_stamp",)
+
+    if not TYPE_CHECKING:  # for type checkers, a missing attribute stays an error
+
+        def __getattr__(self, name: str) -> Any:
+            # Python calls this only when the normal lookup failed.
+            if name in _STAMPED:
+                try:
+                    counter, nanoseconds = _stamp_of(self)
+                except AttributeError:
+                    pass  # not made by publish: a genuine miss
+                else:
+                    _set_id(self, f"{_ID_PREFIX}-{counter:x}")
+                    _set_time(self, _EPOCH + dt.timedelta(microseconds=nanoseconds // 1000))
+                    return object.__getattribute__(self, name)
+            msg = f"{type(self).__name__!r} object has no attribute {name!r}"
+            raise AttributeError(msg, name=name, obj=self)
+
+
+@attrs.frozen(kw_only=True, weakref_slot=False)  # no weak references: see `_Draft`
+class Envelope(_Stamped):
     """An event in transit: CloudEvents v1.0 context attributes, the data, and routing.
 
     Build one with keyword arguments; every attribute but `type` has a default. An empty
@@ -131,31 +160,17 @@ class Envelope:
         converters that a fresh id and a fresh UTC time do not need: this is the publish
         hot path.
         """
-        envelope = object.__new__(cls)
-        # The slots' own setters: `object.__setattr__` would first look each name up.
-        (
-            set_type,
-            set_data,
-            set_source,
-            set_id,
-            set_specversion,
-            set_time,
-            set_subject,
-            set_datacontenttype,
-            set_scope,
-            set_headers,
-        ) = _SETTERS
-        set_type(envelope, type_)
-        set_data(envelope, data)
-        set_source(envelope, source)
-        set_id(envelope, f"{_ID_PREFIX}-{next(_counter):x}")
-        set_specversion(envelope, "1.0")
-        set_time(envelope, _now(_UTC))
-        set_subject(envelope, subject)
-        set_datacontenttype(envelope, "application/json")
-        set_scope(envelope, scope)
-        set_headers(envelope, _freeze_headers(headers) if headers else _EMPTY)
-        return envelope
+        envelope = _Draft(
+            type_,
+            data,
+            source,
+            (next(_counter), _clock()),
+            subject,
+            scope,
+            _freeze_headers(headers) if headers else _EMPTY,
+        )
+        _publishing(envelope, "__class__", cls)
+        return envelope  # type: ignore[return-value] # pyright: ignore[reportReturnType]
 
     def to_cloudevent(self) -> dict[str, Any]:
         """The CloudEvents JSON structured-mode dict (JSON-ready; headers as extensions)."""
@@ -225,22 +240,51 @@ class Envelope:
             raise DecodeError(msg) from exc
 
 
-_now: Final = dt.datetime.now
-_SETTERS: Final = tuple(Envelope.__dict__[field.name].__set__ for field in attrs.fields(Envelope))
-"""The slot setter of each field, in declaration order (`Envelope._build` unpacks them)."""
-if tuple(field.name for field in attrs.fields(Envelope)) != (
-    "type",
-    "data",
-    "source",
-    "id",
-    "specversion",
-    "time",
-    "subject",
-    "datacontenttype",
-    "scope",
-    "headers",
-):  # pragma: no cover - a guard for whoever adds a field
-    msg = "Envelope's fields changed: update Envelope._build"
+_clock: Final = time.time_ns
+_EPOCH: Final = dt.datetime(1970, 1, 1, tzinfo=_UTC)
+_STAMPED: Final = frozenset({"id", "time"})
+_stamp_of: Final = _Stamped.__dict__["_stamp"].__get__
+_set_id: Final = Envelope.__dict__["id"].__set__
+_set_time: Final = Envelope.__dict__["time"].__set__
+
+
+class _Draft(_Stamped):
+    """A mutable twin of `Envelope` (the same slots) that `Envelope._build` fills in.
+
+    A frozen attrs class sets each attribute through `object.__setattr__`, about ten
+    times the cost of a plain slot assignment; the draft is filled with plain ones and
+    then becomes an `Envelope` by `__class__` assignment, which CPython allows between
+    classes of the same slot layout (and only without a `__weakref__` slot, hence
+    `weakref_slot=False`).
+    """
+
+    __slots__ = Envelope.__slots__
+
+    def __init__(
+        self,
+        type_: str,
+        data: object,
+        source: str,
+        stamp: tuple[int, int],
+        subject: str | None,
+        scope: Scope,
+        headers: Mapping[str, str],
+    ) -> None:
+        self.type = type_
+        self.data = data
+        self.source = source
+        self._stamp = stamp  # `id` and `time` stay empty: see `_Stamped`
+        self.specversion = "1.0"
+        self.subject = subject
+        self.datacontenttype = "application/json"
+        self.scope = scope
+        self.headers = headers
+
+
+_publishing: Final = object.__setattr__
+"""Sets a draft's `__class__` (the frozen `Envelope.__setattr__` refuses everything)."""
+if _Draft.__slots__ != tuple(field.name for field in attrs.fields(Envelope)):  # pragma: no cover
+    msg = "Envelope's fields changed: update _Draft"  # a guard for whoever adds a field
     raise RuntimeError(msg)
 
 

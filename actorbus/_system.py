@@ -13,6 +13,7 @@ import anyio.abc
 import attrs
 from anyio.lowlevel import checkpoint
 
+from . import _tracing
 from ._actor import Actor, ActorRef
 from ._backend import PUBLIC, resolve_checkpoints
 from ._cell import YIELD_EVERY, Cell, current_system_var
@@ -31,6 +32,7 @@ if TYPE_CHECKING:
     import contextvars
     from types import TracebackType
 
+    from ._dispatch import Route
     from ._router import Router
     from ._transport import Transport
 
@@ -41,6 +43,7 @@ _current = current_system_var
 _running: weakref.WeakSet[ActorSystem] = weakref.WeakSet()
 _DEAD_LETTER_TYPE: Final = "actorbus.dead_letter"
 _NEW, _STARTING, _RUNNING, _STOPPING, _STOPPED = range(5)
+_APP: Final = Scope.APP
 
 
 _REPLY_TO: Final = "replyto"
@@ -534,22 +537,27 @@ class ActorSystem:
     # -- messages -----------------------------------------------------------------------------
 
     async def _checkpoint(self) -> None:
-        if (due := self._checkpoint_due()) is not None:
-            await due()
-
-    def _checkpoint_due(self) -> Callable[[], Awaitable[None]] | None:
-        """The checkpoint this call must await, if any (hot paths call it without a frame).
+        """The checkpoint of `publish`, `tell` and their kin (see the Mailboxes guide).
 
         A cancellation point every time; a scheduling point every YIELD_EVERY calls and
-        whenever a mailbox is full (see the Mailboxes guide, "Checkpoints").
+        whenever a mailbox is full. The hot paths inline the test and await
+        `_checkpoint_due` only when something is due::
+
+            self._ops += 1
+            if self._ops >= YIELD_EVERY or self._checkpoints.cancelled():
+                await self._checkpoint_due()
         """
         self._ops += 1
+        if self._ops >= YIELD_EVERY or self._checkpoints.cancelled():
+            await self._checkpoint_due()
+
+    async def _checkpoint_due(self) -> None:
+        """Yield if this is the YIELD_EVERY-th call; else raise if cancelled."""
         if self._ops >= YIELD_EVERY:
             self._ops = 0
-            return self._checkpoints.schedule
-        if self._checkpoints.cancelled():
-            return self._checkpoints.check_cancelled
-        return None
+            await self._checkpoints.schedule()
+        else:
+            await self._checkpoints.check_cancelled()
 
     def _wrap(
         self,
@@ -576,9 +584,11 @@ class ActorSystem:
         else:
             type_ = info.type
             scope = info.scope if scope is None else scope
-        envelope = Envelope._build(
-            type_, event, source or self._name, scope, subject, outgoing(headers, type_)
-        )
+        if headers is None and _tracing.instrumentation is None and _tracing.current.get() is None:
+            traced = None  # `outgoing`'s answer in the common case, without the call
+        else:
+            traced = outgoing(headers, type_)
+        envelope = Envelope._build(type_, event, source or self._name, scope, subject, traced)
         return envelope, event, cls
 
     def _adopt(
@@ -665,14 +675,16 @@ class ActorSystem:
             DecodeError: For an envelope whose data does not fit its registered class.
             MailboxFull: If a FAIL mailbox was full (the others still got the event).
         """
-        self._check_open("publish")
-        if (due := self._checkpoint_due()) is not None:
-            await due()
+        if self._state is not _RUNNING:
+            self._check_open("publish")
+        self._ops += 1
+        if self._ops >= YIELD_EVERY or self._checkpoints.cancelled():
+            await self._checkpoint_due()
         envelope, payload, cls = self._wrap(event, scope, source, subject, headers)
-        if envelope.scope is Scope.APP and self._transport is not None:
+        if envelope.scope is _APP and self._transport is not None:
             await self._transport.publish(envelope)
-        else:
-            await self._deliver_local(envelope, payload, cls)
+        elif (rest := self._deliver_local(envelope, payload, cls)) is not None:
+            await rest
         return envelope
 
     async def emit(self, type: str, /, *args: Any, **kwargs: Any) -> Envelope:  # noqa: A002
@@ -712,31 +724,63 @@ class ActorSystem:
             subject=subject,
             headers=outgoing(None, type_),
         )
-        await self._deliver_local(envelope, adhoc, None)
+        if (rest := self._deliver_local(envelope, adhoc, None)) is not None:
+            await rest
         return envelope
 
-    async def _deliver_local(
+    def _deliver_local(
         self, envelope: Envelope, payload: object, cls: type[Any] | None
-    ) -> None:
-        route = self._dispatcher.route(cls, envelope.type)
+    ) -> Awaitable[None] | None:
+        """Deliver to the local subscribers what fits now; the rest is returned to await.
+
+        None means every mailbox took the event at once (the common case: no coroutine).
+        """
         type_ = envelope.type
+        route = self._dispatcher.route(cls, type_)
+        broadcast = route.broadcast
+        shared: Message | Envelope | None = None
+        if broadcast:
+            # One item for every broadcast subscriber; most find room at once. The
+            # envelope itself when it says all (see `Cell._loop`), else a `Message`.
+            if payload is envelope.data and cls is type(payload):
+                shared = envelope
+            else:
+                shared = Message(payload, envelope, cls, type_, None)
+            for cell in broadcast:
+                if not cell.queue.append(shared):
+                    index = broadcast.index(cell)
+                    self._inflight += index
+                    return self._deliver_rest(route, index, shared, envelope, payload, cls)
+            self._inflight += len(broadcast)
+        if route.groups:
+            return self._deliver_rest(route, len(broadcast), shared, envelope, payload, cls)
+        return None
+
+    async def _deliver_rest(
+        self,
+        route: Route,
+        start: int,
+        shared: Message | Envelope | None,
+        envelope: Envelope,
+        payload: object,
+        cls: type[Any] | None,
+    ) -> None:
+        """`_deliver_local`'s part that may wait: broadcast cells from `start`, then groups."""
         full: MailboxFull | None = None
-        if route.broadcast:
-            # One message for every broadcast subscriber; most find room at once.
-            shared = Message(payload, envelope, cls, type_, None)
-            for cell in route.broadcast:
+        if shared is not None:
+            for cell in route.broadcast[start:]:
                 if cell.queue.append(shared):
                     self._inflight += 1
                 else:
                     error = await self._put(cell, shared)
                     full = full or error
         for cell, group in route.picks():
-            error = await self._put(cell, Message(payload, envelope, cls, type_, group))
+            error = await self._put(cell, Message(payload, envelope, cls, envelope.type, group))
             full = full or error
         if full is not None:
             raise full
 
-    async def _put(self, cell: Cell, message: Message) -> MailboxFull | None:
+    async def _put(self, cell: Cell, message: Message | Envelope) -> MailboxFull | None:
         """Put `message` in `cell`'s mailbox, waiting for room; return a FAIL mailbox's error."""
         try:
             await cell.put(message)
@@ -793,8 +837,9 @@ class ActorSystem:
         return True
 
     async def _tell(self, cell: Cell, message: object, tracker: Tracker | None) -> None:
-        if (due := self._checkpoint_due()) is not None:
-            await due()
+        self._ops += 1
+        if self._ops >= YIELD_EVERY or self._checkpoints.cancelled():
+            await self._checkpoint_due()
         if isinstance(message, Envelope):
             envelope, payload, cls = self._adopt(message)
             item = Message(payload, envelope, cls, envelope.type, ANY_GROUP, tracker)
