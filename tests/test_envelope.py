@@ -1,8 +1,10 @@
 """`Envelope`: CloudEvents v1.0 context attributes, defaults, and the structured-mode dict."""
 
+import copy
 import dataclasses
 import datetime as dt
 import json
+import weakref
 from typing import Any
 
 import attrs
@@ -353,6 +355,57 @@ async def test_publish_of_an_event_builds_the_envelope() -> None:
     assert envelope.data == OrderCreated("o-1", 9.5, at)
     assert envelope.scope is Scope.PROCESS
     assert envelope.time.utcoffset() == dt.timedelta(0)
+
+
+@pytest.mark.anyio
+async def test_a_published_envelope_is_a_plain_envelope_with_its_publish_time_and_id() -> None:
+    # `publish` formats id and time on first read (see `_Stamped`); nothing may show it.
+    before = dt.datetime.now(UTC)
+    async with ActorSystem("shop") as system:
+        first = await system.publish(OrderCreated("o-1", 1.0, before))
+        second = await system.publish(OrderCreated("o-2", 2.0, before))
+    after = dt.datetime.now(UTC)
+    assert type(first) is Envelope
+    assert before <= first.time <= second.time <= after
+    assert first.time.tzinfo is UTC
+    assert first.id != second.id
+    assert first.id.rsplit("-", 1)[0] == second.id.rsplit("-", 1)[0]  # one process prefix
+    assert int(second.id.rsplit("-", 1)[1], 16) == int(first.id.rsplit("-", 1)[1], 16) + 1
+    assert first.id is first.id  # formatted once, then kept
+    fields = {field.name: getattr(second, field.name) for field in attrs.fields(Envelope)}
+    assert Envelope(**fields) == second
+    assert attrs.evolve(second) == second
+    assert copy.copy(second) == second
+    assert f"id={second.id!r}" in repr(second)
+    assert Envelope.from_cloudevent(second.to_cloudevent()).id == second.id
+
+
+@pytest.mark.anyio
+async def test_a_published_envelope_read_for_the_first_time_by_its_repr_or_equality() -> None:
+    async with ActorSystem("shop") as system:
+        shown = await system.publish(OrderCreated("o-1", 1.0, dt.datetime.now(UTC)))
+        compared = await system.publish(OrderCreated("o-1", 1.0, dt.datetime.now(UTC)))
+    assert "id=" in repr(shown)  # repr is the first read
+    assert shown != compared  # so is equality: the ids differ
+
+
+@pytest.mark.anyio
+async def test_an_unknown_attribute_of_a_published_envelope_is_an_ordinary_attribute_error() -> (
+    None
+):
+    async with ActorSystem("shop") as system:
+        envelope = await system.publish(OrderCreated("o-1", 1.0, dt.datetime.now(UTC)))
+    with pytest.raises(AttributeError, match="'Envelope' object has no attribute 'idd'") as info:
+        envelope.idd  # type: ignore[attr-defined] # noqa: B018
+    assert info.value.name == "idd"
+    with pytest.raises(AttributeError, match="has no attribute 'idd'"):
+        Envelope(type="t").idd  # type: ignore[attr-defined] # noqa: B018
+
+
+def test_envelopes_take_no_weak_references() -> None:
+    # The price of building published envelopes with plain slot stores (see `_Draft`).
+    with pytest.raises(TypeError):
+        weakref.ref(Envelope(type="t"))
 
 
 @pytest.mark.anyio

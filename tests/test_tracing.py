@@ -60,6 +60,36 @@ async def test_no_trace_is_invented_and_none_leaks_between_messages() -> None:
     assert "traceparent" not in second.headers
 
 
+async def test_no_trace_leaks_from_a_published_message_to_a_told_one() -> None:
+    async with ActorSystem() as system:
+        probe = Probe(system, Reserved)
+        inventory = await system.spawn(Inventory)
+        await system.publish(Order(1), headers={"traceparent": PARENT})
+        await inventory.tell(Order(2))
+        first = await probe.expect_envelope()
+        second = await probe.expect_envelope()
+    assert "traceparent" in first.headers
+    assert "traceparent" not in second.headers
+
+
+class Parent(Actor):
+    @handle()
+    async def on(self, order: Order) -> None:
+        child = await self.spawn(Inventory)  # its task starts in this traced context
+        await child.tell(Order(order.n))
+
+
+async def test_an_actor_spawned_while_handling_a_traced_message_starts_without_it() -> None:
+    async with ActorSystem() as system:
+        probe = Probe(system, Reserved)
+        parent = await system.spawn(Parent)
+        await parent.tell(
+            Envelope(type="trace.order", data=Order(1), headers={"traceparent": PARENT})
+        )
+        envelope = await probe.expect_envelope()
+    assert "traceparent" not in envelope.headers
+
+
 async def test_the_trace_crosses_the_wire_format() -> None:
     broker = MemoryBroker()
 
