@@ -85,6 +85,42 @@ _NEW, _RUNNING, _STOPPING, _STOPPED = range(4)
 class Cell:
     """The runtime of one actor: mailbox, instance, children, supervision, counters."""
 
+    # Slots: smaller, and attribute reads in the loop stay on CPython's fastest path.
+    __slots__ = (
+        "_broadcast",
+        "_direct",
+        "_published",
+        "_sampled",
+        "_samples",
+        "_stopped",
+        "_window",
+        "args",
+        "children",
+        "dead_lettered",
+        "dropped",
+        "factory",
+        "failed",
+        "group",
+        "handling_time",
+        "instance",
+        "kwargs",
+        "name",
+        "parent",
+        "processed",
+        "queue",
+        "reason",
+        "restarts",
+        "retries",
+        "scope",
+        "state",
+        "stop_errors",
+        "supervision",
+        "system",
+        "table",
+        "watchers",
+        "watching",
+    )
+
     def __init__(
         self,
         system: ActorSystem,
@@ -99,15 +135,15 @@ class Cell:
         group: str | None,
         parent: Cell | None,
     ) -> None:
-        self.system = system
-        self.name = name
-        self.factory = factory
-        self.args = args
-        self.kwargs = kwargs
-        self.table = table
-        self.supervision = supervision
-        self.group = group
-        self.parent = parent
+        self.system: ActorSystem = system
+        self.name: str = name
+        self.factory: Callable[..., Any] | None = factory
+        self.args: tuple[Any, ...] = args
+        self.kwargs: dict[str, Any] = kwargs
+        self.table: HandlerTable = table
+        self.supervision: Supervision = supervision
+        self.group: str | None = group
+        self.parent: Cell | None = parent
         self.queue: MailboxQueue[Any] = MailboxQueue(mailbox, self._dropped)
         self.instance: Any = None
         self.children: dict[Cell, None] = {}  # in start order; O(1) removal
@@ -127,7 +163,7 @@ class Cell:
         self.dead_lettered: int = 0
         self.handling_time: float = 0.0
         self._samples: list[float] = []  # handling times of recent messages (a ring)
-        self._sampled = 0  # samples taken: the ring's next index
+        self._sampled: int = 0  # samples taken: the ring's next index
         # Broadcast handlers by class, then by type: a published message's lookup.
         self._broadcast: dict[type[Any] | None, dict[str, tuple[HandlerSpec, ...]]] = {}
         # Told classes the loop calls a handler for directly (see `_direct_spec`).
@@ -283,7 +319,7 @@ class Cell:
         direct, published, system = self._direct, self._published, self.system
         streak = 0
         traced = True  # whether the trace context may be set (the spawner's may be)
-        busy = perf_counter()
+        busy = started = perf_counter()
         try:
             while True:
                 if streak >= YIELD_EVERY:
@@ -326,7 +362,7 @@ class Cell:
                         await self._handle(message)
                     else:
                         if kind is Envelope:  # a broadcast publish
-                            event = message.data
+                            event: object = message.data
                             found = published.get(type(event))
                             if found is None or found[0] != message.type:
                                 found = self._published_spec(message)
@@ -492,7 +528,8 @@ class Cell:
         if type(item) is Message:
             return item
         if type(item) is Envelope:  # a broadcast publish
-            return Message(item.data, item, type(item.data), item.type, None)
+            data: object = item.data
+            return Message(data, item, type(data), item.type, None)
         kind = type(item)  # a told `@event` object
         type_, specs = self.table.for_tell(kind)
         return Message(item, None, kind, type_, ANY_GROUP, None, specs)
@@ -503,8 +540,9 @@ class Cell:
         Like `_direct_spec`, for a broadcast delivery of the envelope's data; cached per
         class, for the envelope's type.
         """
-        cls = type(envelope.data)
-        specs = self._specs_for(Message(envelope.data, envelope, cls, envelope.type, None))
+        data: object = envelope.data
+        cls = type(data)
+        specs = self._specs_for(Message(data, envelope, cls, envelope.type, None))
         spec = specs[0] if len(specs) == 1 else None
         if spec is not None and not (spec.event_only and issubclass(cls, spec.convert_to)):  # type: ignore[arg-type]
             spec = None

@@ -10,9 +10,9 @@ import os
 import re
 import reprlib
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final
 
 import attrs
 
@@ -20,7 +20,7 @@ from ._convert import unstructure
 from ._events import Scope
 from ._exceptions import DecodeError
 
-__all__ = ["Envelope", "new_id"]
+__all__ = ["Envelope", "new_envelope", "new_id"]
 
 # Ids are a random per-process prefix and a counter: unique across processes with
 # overwhelming probability, and an order of magnitude cheaper than uuid4 per event.
@@ -86,31 +86,15 @@ def _freeze_headers(value: Mapping[str, str] | None) -> Mapping[str, str]:
 
 
 class _Stamped:
-    """`Envelope`'s base: lets an envelope made by `publish` format its id and time late.
+    """`Envelope`'s base: the stamp from which a published envelope's id and time are made.
 
     `publish` stores the id's counter value and the clock reading (`_stamp`) and leaves
-    the `id` and `time` slots empty; the first read of either fills both in. The values
-    are exactly those an eager envelope would have had; only their formatting (about a
-    tenth of a publish) is left to whoever reads them.
+    the `id` and `time` slots empty; the first read of either fills both in (see
+    `_Formatted`). The values are exactly those an eager envelope would have had; only
+    their formatting (about a tenth of a publish) is left to whoever reads them.
     """
 
     __slots__ = ("_stamp",)
-
-    if not TYPE_CHECKING:  # for type checkers, a missing attribute stays an error
-
-        def __getattr__(self, name: str) -> Any:
-            # Python calls this only when the normal lookup failed.
-            if name in _STAMPED:
-                try:
-                    counter, nanoseconds = _stamp_of(self)
-                except AttributeError:
-                    pass  # not made by publish: a genuine miss
-                else:
-                    _set_id(self, f"{_ID_PREFIX}-{counter:x}")
-                    _set_time(self, _EPOCH + dt.timedelta(microseconds=nanoseconds // 1000))
-                    return object.__getattribute__(self, name)
-            msg = f"{type(self).__name__!r} object has no attribute {name!r}"
-            raise AttributeError(msg, name=name, obj=self)
 
 
 @attrs.frozen(kw_only=True, weakref_slot=False)  # no weak references: see `_Draft`
@@ -143,34 +127,6 @@ class Envelope(_Stamped):
     datacontenttype: str = "application/json"
     scope: Scope = Scope.PROCESS
     headers: Mapping[str, str] = attrs.field(default=_EMPTY, converter=_freeze_headers)
-
-    @classmethod
-    def _build(
-        cls,
-        type_: str,
-        data: object,
-        source: str,
-        scope: Scope,
-        subject: str | None,
-        headers: Mapping[str, str] | None,
-    ) -> Envelope:
-        """Build an envelope for `publish` without re-validating what actorbus made itself.
-
-        Equivalent to the keyword constructor (headers are still validated), but skips the
-        converters that a fresh id and a fresh UTC time do not need: this is the publish
-        hot path.
-        """
-        envelope = _Draft(
-            type_,
-            data,
-            source,
-            (next(_counter), _clock()),
-            subject,
-            scope,
-            _freeze_headers(headers) if headers else _EMPTY,
-        )
-        _publishing(envelope, "__class__", cls)
-        return envelope  # type: ignore[return-value] # pyright: ignore[reportReturnType]
 
     def to_cloudevent(self) -> dict[str, Any]:
         """The CloudEvents JSON structured-mode dict (JSON-ready; headers as extensions)."""
@@ -242,17 +198,56 @@ class Envelope(_Stamped):
 
 _clock: Final = time.time_ns
 _EPOCH: Final = dt.datetime(1970, 1, 1, tzinfo=_UTC)
-_STAMPED: Final = frozenset({"id", "time"})
+
+
+class _Formatted:
+    """The `id` or `time` attribute of `Envelope`: its slot, filled from `_stamp` if empty.
+
+    It replaces the slot's own descriptor on the class, so only these two attributes pay
+    for a Python-level read; every other attribute stays a plain slot (a `__getattr__`
+    on the class would slow down every attribute read instead).
+    """
+
+    __slots__ = ("_slot",)
+
+    def __init__(self, slot: Any) -> None:
+        self._slot = slot
+
+    def __get__(self, envelope: Envelope | None, owner: type[Any] | None = None) -> Any:
+        if envelope is None:
+            return self
+        try:
+            return self._slot.__get__(envelope, owner)
+        except AttributeError:
+            _format_stamp(envelope)  # re-raises if there is no stamp either
+            return self._slot.__get__(envelope, owner)
+
+    def __set__(self, envelope: Envelope, value: object) -> None:
+        self._slot.__set__(envelope, value)
+
+    def __delete__(self, envelope: Envelope) -> None:
+        self._slot.__delete__(envelope)
+
+
 _stamp_of: Final = _Stamped.__dict__["_stamp"].__get__
 _set_id: Final = Envelope.__dict__["id"].__set__
 _set_time: Final = Envelope.__dict__["time"].__set__
+for _name in ("id", "time"):
+    type.__setattr__(Envelope, _name, _Formatted(Envelope.__dict__[_name]))
+
+
+def _format_stamp(envelope: Envelope) -> None:
+    """Fill in the id and time of an envelope made by `publish` from its stamp."""
+    counter, nanoseconds = _stamp_of(envelope)
+    _set_id(envelope, f"{_ID_PREFIX}-{counter:x}")
+    _set_time(envelope, _EPOCH + dt.timedelta(microseconds=nanoseconds // 1000))
 
 
 class _Draft(_Stamped):
-    """A mutable twin of `Envelope` (the same slots) that `Envelope._build` fills in.
+    """A mutable twin of `Envelope` (the same slots): `new_envelope` is this class.
 
     A frozen attrs class sets each attribute through `object.__setattr__`, about ten
-    times the cost of a plain slot assignment; the draft is filled with plain ones and
+    times the cost of a plain slot assignment. A draft is filled with plain ones and
     then becomes an `Envelope` by `__class__` assignment, which CPython allows between
     classes of the same slot layout (and only without a `__weakref__` slot, hence
     `weakref_slot=False`).
@@ -265,27 +260,36 @@ class _Draft(_Stamped):
         type_: str,
         data: object,
         source: str,
-        stamp: tuple[int, int],
-        subject: str | None,
         scope: Scope,
-        headers: Mapping[str, str],
+        subject: str | None,
+        headers: Mapping[str, str] | None,
     ) -> None:
         self.type = type_
         self.data = data
         self.source = source
-        self._stamp = stamp  # `id` and `time` stay empty: see `_Stamped`
+        self._stamp = (next(_counter), _clock())  # `id` and `time` stay empty
         self.specversion = "1.0"
         self.subject = subject
         self.datacontenttype = "application/json"
         self.scope = scope
-        self.headers = headers
+        self.headers = _freeze_headers(headers) if headers else _EMPTY
+        _become_envelope(self, "__class__", Envelope)
 
 
-_publishing: Final = object.__setattr__
+_become_envelope: Final = object.__setattr__
 """Sets a draft's `__class__` (the frozen `Envelope.__setattr__` refuses everything)."""
 if _Draft.__slots__ != tuple(field.name for field in attrs.fields(Envelope)):  # pragma: no cover
     msg = "Envelope's fields changed: update _Draft"  # a guard for whoever adds a field
     raise RuntimeError(msg)
+
+new_envelope: Final[
+    Callable[[str, object, str, Scope, str | None, Mapping[str, str] | None], Envelope]
+] = _Draft  # type: ignore[assignment] # pyright: ignore[reportAssignmentType]
+"""An envelope for `publish`: (type, data, source, scope, subject, headers).
+
+Equivalent to the keyword constructor (headers are still validated), without the
+converters that a fresh id and a fresh UTC time do not need: the publish hot path.
+"""
 
 
 def _read_extensions(event: Mapping[str, Any]) -> dict[str, str]:

@@ -18,7 +18,7 @@ from ._actor import Actor, ActorRef
 from ._backend import PUBLIC, resolve_checkpoints
 from ._cell import YIELD_EVERY, Cell, current_system_var
 from ._convert import structure
-from ._envelope import Envelope
+from ._envelope import Envelope, new_envelope
 from ._events import INFO_ATTRIBUTE, EventInfo, Scope, lookup
 from ._exceptions import ActorbusError, ActorStopped, AskTimeout, DecodeError, MailboxFull
 from ._handlers import ANY_GROUP, AdHoc, HandlerTable, declaration, spec_for
@@ -588,7 +588,7 @@ class ActorSystem:
             traced = None  # `outgoing`'s answer in the common case, without the call
         else:
             traced = outgoing(headers, type_)
-        envelope = Envelope._build(type_, event, source or self._name, scope, subject, traced)
+        envelope = new_envelope(type_, event, source or self._name, scope, subject, traced)
         return envelope, event, cls
 
     def _adopt(
@@ -680,7 +680,21 @@ class ActorSystem:
         self._ops += 1
         if self._ops >= YIELD_EVERY or self._checkpoints.cancelled():
             await self._checkpoint_due()
-        envelope, payload, cls = self._wrap(event, scope, source, subject, headers)
+        cls: type[Any] | None = type(event)
+        info: EventInfo | None = cls.__dict__.get(INFO_ATTRIBUTE)
+        if (
+            info is not None
+            and scope is None
+            and headers is None
+            and _tracing.instrumentation is None
+            and _tracing.current.get() is None
+        ):  # the common shape, without `_wrap`'s frame: an `@event` object as it is
+            envelope = new_envelope(
+                info.type, event, source or self._name, info.scope, subject, None
+            )
+            payload = event
+        else:
+            envelope, payload, cls = self._wrap(event, scope, source, subject, headers)
         if envelope.scope is _APP and self._transport is not None:
             await self._transport.publish(envelope)
         elif (rest := self._deliver_local(envelope, payload, cls)) is not None:
