@@ -68,8 +68,9 @@ class ActorStats:
         dead_lettered: Messages this actor recorded as dead letters.
         depth: Messages waiting in the mailbox now.
         handling_time: Total seconds spent in handlers.
-        handling_p50: Median seconds per message over the recent ones (0 when none yet).
-        handling_p99: 99th percentile seconds per message over the recent ones.
+        handling_p50: Median seconds per message over a sample of recent ones (0 when
+            none yet; see the observability guide).
+        handling_p99: 99th percentile seconds per message over the same sample.
     """
 
     name: str

@@ -48,24 +48,16 @@ async def test_a_handler_publishing_continues_the_trace_of_its_message() -> None
     assert traceparent != PARENT
 
 
-async def test_no_trace_is_invented_and_none_leaks_between_messages() -> None:
-    async with ActorSystem() as system:
-        probe = Probe(system, Reserved)
-        await system.spawn(Inventory)
-        await system.publish(Order(1), headers={"traceparent": PARENT})
-        await system.publish(Order(2))
-        first = await probe.expect_envelope()
-        second = await probe.expect_envelope()
-    assert "traceparent" in first.headers
-    assert "traceparent" not in second.headers
-
-
-async def test_no_trace_leaks_from_a_published_message_to_a_told_one() -> None:
+@pytest.mark.parametrize("then", ["publish", "tell"])
+async def test_no_trace_is_invented_and_none_leaks_between_messages(then: str) -> None:
     async with ActorSystem() as system:
         probe = Probe(system, Reserved)
         inventory = await system.spawn(Inventory)
         await system.publish(Order(1), headers={"traceparent": PARENT})
-        await inventory.tell(Order(2))
+        if then == "publish":
+            await system.publish(Order(2))
+        else:
+            await inventory.tell(Order(2))
         first = await probe.expect_envelope()
         second = await probe.expect_envelope()
     assert "traceparent" in first.headers

@@ -75,7 +75,7 @@ _COUNTERS: Final[tuple[tuple[str, str, Callable[[ActorStats], int]], ...]] = (
 _DEPTH: Final = ("actorbus_mailbox_depth", "Messages waiting in the actor's mailbox.")
 _HANDLING: Final = (
     "actorbus_handling_seconds",
-    "Seconds per handled message; the quantiles cover the actor's last 256 messages.",
+    "Seconds per handled message; the quantiles cover a sample of 256 recent messages.",
 )
 # A scrape from another thread (start_http_server) may meet an actor starting or stopping.
 _ATTEMPTS: Final = 3
@@ -148,7 +148,7 @@ def collector(
       (counters);
     - ``actorbus_mailbox_depth`` (a gauge);
     - ``actorbus_handling_seconds`` (a summary: ``_count`` and ``_sum`` over every message,
-      and the ``quantile="0.5"`` and ``"0.99"`` series over the last 256 per actor).
+      and the ``quantile="0.5"`` and ``"0.99"`` series over a sample of 256 recent messages per actor).
 
     Serving the registry (``prometheus_client.start_http_server``, or a route of your web
     application) is up to you.
