@@ -148,7 +148,8 @@ def collector(
       (counters);
     - ``actorbus_mailbox_depth`` (a gauge);
     - ``actorbus_handling_seconds`` (a summary: ``_count`` and ``_sum`` over every message,
-      and the ``quantile="0.5"`` and ``"0.99"`` series over a sample of 256 recent messages per actor).
+      and the ``quantile="0.5"`` and ``"0.99"`` series over a sample of 256 recent
+      messages per actor).
 
     Serving the registry (``prometheus_client.start_http_server``, or a route of your web
     application) is up to you.
