@@ -203,7 +203,7 @@ def demo(backend: str) -> None:
     \b
     Examples:
       actorbus demo
-      actorbus demo --backend trio
+      actorbus demo --backend trio   # needs trio: pip install 'actorbus[trio]'
     """
     from ._demo import run_demo  # noqa: PLC0415 - only the demo needs it
 
