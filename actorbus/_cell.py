@@ -52,6 +52,7 @@ YIELD_EVERY: Final = 64
 _SAMPLES: Final = 256  # a power of two: the ring index is `count & _SAMPLE_MASK`
 _SAMPLE_MASK: Final = _SAMPLES - 1
 _SAMPLE_EVERY: Final = 8  # a power of two
+_SAMPLE_EVERY_MASK: Final = _SAMPLE_EVERY - 1
 _UNKNOWN: Final[Any] = object()  # "not cached yet" in `_direct`
 
 
@@ -80,6 +81,17 @@ class _ChildFailed:
 
 
 _NEW, _RUNNING, _STOPPING, _STOPPED = range(4)
+
+
+def _lone_plain(specs: tuple[HandlerSpec, ...], cls: type[Any]) -> HandlerSpec | None:
+    """The handler `Cell._loop` may call directly for a `cls` object, if there is one.
+
+    That is when `specs` is one handler that takes only the event, already of its class.
+    """
+    if len(specs) != 1:
+        return None
+    spec = specs[0]
+    return spec if spec.event_only and issubclass(cls, spec.convert_to) else None  # type: ignore[arg-type]
 
 
 class Cell:
@@ -352,7 +364,7 @@ class Cell:
                     continue
                 tracker = None
                 finished = False
-                sampled = self.processed < _SAMPLES or not self.processed & (_SAMPLE_EVERY - 1)
+                sampled = self.processed < _SAMPLES or not self.processed & _SAMPLE_EVERY_MASK
                 if sampled:
                     started = perf_counter()
                 try:
@@ -542,10 +554,7 @@ class Cell:
         """
         data: object = envelope.data
         cls = type(data)
-        specs = self._specs_for(Message(data, envelope, cls, envelope.type, None))
-        spec = specs[0] if len(specs) == 1 else None
-        if spec is not None and not (spec.event_only and issubclass(cls, spec.convert_to)):  # type: ignore[arg-type]
-            spec = None
+        spec = _lone_plain(self._specs_for(Message(data, envelope, cls, envelope.type, None)), cls)
         if len(self._published) >= CACHE_LIMIT:
             self._published.clear()
         found = self._published[cls] = (envelope.type, spec)
@@ -558,10 +567,7 @@ class Cell:
         (no conversion needed). Bare told objects are `@event` objects (their type is
         fixed), so the answer is cached per class.
         """
-        _, specs = self.table.for_tell(kind)
-        spec = specs[0] if len(specs) == 1 else None
-        if spec is not None and not (spec.event_only and issubclass(kind, spec.convert_to)):  # type: ignore[arg-type]
-            spec = None
+        spec = _lone_plain(self.table.for_tell(kind)[1], kind)
         if len(self._direct) >= CACHE_LIMIT:
             self._direct.clear()
         self._direct[kind] = spec

@@ -584,10 +584,7 @@ class ActorSystem:
         else:
             type_ = info.type
             scope = info.scope if scope is None else scope
-        if headers is None and _tracing.instrumentation is None and _tracing.current.get() is None:
-            traced = None  # `outgoing`'s answer in the common case, without the call
-        else:
-            traced = outgoing(headers, type_)
+        traced = outgoing(headers, type_)
         envelope = new_envelope(type_, event, source or self._name, scope, subject, traced)
         return envelope, event, cls
 
@@ -688,7 +685,7 @@ class ActorSystem:
             and headers is None
             and _tracing.instrumentation is None
             and _tracing.current.get() is None
-        ):  # the common shape, without `_wrap`'s frame: an `@event` object as it is
+        ):  # the common shape, without `_wrap`'s frame (and `outgoing`'s: no trace to add)
             envelope = new_envelope(
                 info.type, event, source or self._name, info.scope, subject, None
             )
@@ -841,8 +838,9 @@ class ActorSystem:
             return False
         # An `@event` object is queued bare (the actor's loop makes a `Message` only if it
         # needs one); another's type is its class's name only until `@event` registers it.
-        item = message if INFO_ATTRIBUTE in cls.__dict__ else None
-        if item is None:
+        if INFO_ATTRIBUTE in cls.__dict__:
+            item = message
+        else:
             item = Message(message, None, cls, type_, ANY_GROUP, None, specs)
         if not cell.queue.append(item):
             return False
@@ -851,9 +849,7 @@ class ActorSystem:
         return True
 
     async def _tell(self, cell: Cell, message: object, tracker: Tracker | None) -> None:
-        self._ops += 1
-        if self._ops >= YIELD_EVERY or self._checkpoints.cancelled():
-            await self._checkpoint_due()
+        await self._checkpoint()
         if isinstance(message, Envelope):
             envelope, payload, cls = self._adopt(message)
             item = Message(payload, envelope, cls, envelope.type, ANY_GROUP, tracker)
