@@ -105,19 +105,21 @@ def _collection_hook(type_: Any, converter: cattrs.Converter) -> Callable[[objec
 _converter.register_structure_hook_factory(_is_collection, _collection_hook)
 
 
-def structure(data: object, cls: type[T], *, where: str) -> T:
+def structure(data: object, cls: type[T], *, where: str | Callable[[], str]) -> T:
     """Build an instance of `cls` from plain data (a dict from JSON, usually).
 
     Raises:
-        DecodeError: Naming `where` (the actor and handler, or the wire), the class and
-            every field that did not fit.
+        DecodeError: Naming `where` (the actor and handler, or the wire; a function
+            making that text is called only then), the class and every field that did
+            not fit.
     """
     try:
         return _converter.structure(data, cls)
     except Exception as exc:
         details = "; ".join(cattrs.transform_error(exc, path="data")) or str(exc)
+        place = where if isinstance(where, str) else where()
         msg = (
-            f"{where}: cannot build {cls.__module__}.{cls.__qualname__} from "
+            f"{place}: cannot build {cls.__module__}.{cls.__qualname__} from "
             f"{type(data).__name__} data ({details}); send data whose fields match the class"
         )
         raise DecodeError(msg) from exc

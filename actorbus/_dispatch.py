@@ -77,19 +77,22 @@ class Route:
 class Dispatcher:
     """Local subscriptions and the route cache."""
 
-    __slots__ = ("_cells", "_groups", "_keys", "_routes")
+    __slots__ = ("_cells", "_groups", "_keys", "_routes", "generation")
 
     def __init__(self) -> None:
         self._cells: dict[Cell, None] = {}
         self._routes: dict[_Key, Route] = {}
         self._keys: dict[Cell, set[_Key]] = {}  # the cached routes each cell is in
         self._groups: frozenset[str] | None = None
+        self.generation = 0
+        """Counts the changes of subscriptions, for whoever caches what they imply."""
 
     def subscribe(self, cell: Cell) -> None:
         """Route events to `cell` from now on."""
         if cell.table.specs:
             self._cells[cell] = None
             self._groups = None
+            self.generation += 1
             match = cell.table.match
             for key in [key for key in self._routes if match(*key)]:
                 self._drop(key)
@@ -98,6 +101,7 @@ class Dispatcher:
         """Stop routing to `cell`."""
         if self._cells.pop(cell, 0) is None:
             self._groups = None
+            self.generation += 1
             for key in self._keys.pop(cell, ()):
                 self._drop(key)
 

@@ -18,10 +18,10 @@ from ._actor import Actor, ActorRef
 from ._backend import PUBLIC, resolve_checkpoints
 from ._cell import YIELD_EVERY, Cell, current_system_var
 from ._convert import structure
-from ._envelope import Envelope, new_envelope
+from ._envelope import Envelope, named, new_envelope, with_data
 from ._events import INFO_ATTRIBUTE, EventInfo, Scope, lookup
 from ._exceptions import ActorbusError, ActorStopped, AskTimeout, DecodeError, MailboxFull
-from ._handlers import ANY_GROUP, AdHoc, HandlerTable, declaration, spec_for
+from ._handlers import ANY_GROUP, CACHE_LIMIT, AdHoc, HandlerTable, declaration, spec_for
 from ._mailbox import Mailbox
 from ._message import Delivery, Message, Tracker
 from ._records import ActorStats, DeadLetter, SystemStarted, SystemStopping, Terminated
@@ -135,6 +135,9 @@ class ActorSystem:
                 raise TypeError(msg)
         self.shutdown_timeout = shutdown_timeout
         self._dispatcher = Dispatcher()
+        # `subscribed` answers per (type, group), with the dispatcher generation and the
+        # registered class they were computed for.
+        self._wanted: dict[tuple[str, str | None], tuple[int, type[Any] | None, bool]] = {}
         self._cells: dict[str, Cell] = {}
         self._top: dict[Cell, None] = {}  # top-level actors in start order; O(1) removal
         self._name_counts: dict[str, int] = {}
@@ -627,9 +630,8 @@ class ActorSystem:
             registered = lookup(envelope.type)
             if registered is None:
                 return envelope, AdHoc.from_data(fields) or fields, None
-            where = f"event {envelope.type!r} (id {envelope.id})"
-            payload = structure(fields, registered, where=where)
-            return attrs.evolve(envelope, data=payload), payload, registered
+            payload = structure(fields, registered, where=lambda: named(envelope))
+            return with_data(envelope, payload), payload, registered
         if data is None:
             return envelope, None, None
         cls = cast("type[Any]", type(data))
@@ -997,12 +999,22 @@ class ActorSystem:
         the group is here: `deliver` would then report the event handled without
         handing it to anyone, so a transport may acknowledge it without decoding it.
         """
+        registered = lookup(type_)
+        dispatcher = self._dispatcher
+        key = (type_, group)
+        known = self._wanted.get(key)
+        if known is not None and known[0] == dispatcher.generation and known[1] is registered:
+            return known[2]  # the same subscriptions and registration as when last asked
         # Wire data is routed by its registered class, or by its JSON value's class.
-        for cls in (lookup(type_), None, str, int, float, bool, list):
-            route = self._dispatcher.route(cls, type_)
-            if route.broadcast if group is None else group in route.groups:
-                return True
-        return group is not None and group not in self._dispatcher.groups()
+        answer = any(
+            route.broadcast if group is None else group in route.groups
+            for cls in (registered, None, str, int, float, bool, list)
+            if (route := dispatcher.route(cls, type_))
+        ) or (group is not None and group not in dispatcher.groups())
+        if len(self._wanted) >= CACHE_LIMIT:
+            self._wanted.clear()  # type strings come from the wire: stay bounded
+        self._wanted[key] = (dispatcher.generation, registered, answer)
+        return answer
 
     async def answer(self, envelope: Envelope, timeout: float) -> Any:
         """Answer a request received by the transport with one local handler."""

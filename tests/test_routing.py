@@ -923,3 +923,36 @@ async def test_a_class_registered_after_it_was_told_is_told_by_its_event_type() 
         await system.drain()
     told = [type_ for type_ in seen if not type_.startswith("actorbus.")]  # not lifecycle
     assert told == [Late.__qualname__, "routing.late"]
+
+
+# -- what a transport may acknowledge unread ------------------------------------------------
+
+
+async def test_subscribed_follows_subscriptions_and_registrations() -> None:
+    """`subscribed` is cached per type: a new subscriber, a stop or a registration changes it."""
+    async with ActorSystem("routing") as system:
+        assert not system.subscribed("routing.order.created", None)
+
+        class Orders(Actor):
+            @handle(OrderCreated)
+            async def on_order(self, order: OrderCreated) -> None:
+                pass
+
+        ref = await system.spawn(Orders)
+        assert system.subscribed("routing.order.created", None)
+        assert not system.subscribed("routing.order.late", None)
+
+        @event("routing.order.late")
+        class LateOrder(OrderCreated):  # a subclass: the handler of OrderCreated takes it
+            pass
+
+        assert system.subscribed("routing.order.late", None)
+        assert system.subscribed("routing.order.late", "workers")  # no member here: leave it
+        await ref.stop()
+        assert not system.subscribed("routing.order.created", None)
+
+        @system.on("routing.order.*")
+        async def by_glob(data: Any) -> None:
+            pass
+
+        assert system.subscribed("routing.order.created", None)
