@@ -6,6 +6,7 @@ import enum
 from typing import TYPE_CHECKING, Any
 
 import anyio
+import anyio.lowlevel
 
 if TYPE_CHECKING:
     from ._envelope import Envelope
@@ -36,14 +37,14 @@ class Tracker:
 
     def __init__(self, pending: int = 1) -> None:
         self.pending: int = pending
-        self._done = anyio.Event()
+        # Made by the first `wait` that has to wait: most trackers (every delivery of a
+        # received event) are only looked at, and an event costs more than the rest.
+        self._done: anyio.Event | None = None
         self.value: Any = None
         self.error: BaseException | None = None
         self.has_reply: bool = False
         self.dead_error: BaseException | None = None
         self.not_handled: bool = False
-        if pending <= 0:
-            self._done.set()
 
     def reply(self, value: Any) -> None:
         """Record the reply to an `ask` (the first handler's return value)."""
@@ -67,11 +68,16 @@ class Tracker:
         if not handled:
             self.not_handled = True
         self.pending -= 1
-        if self.pending == 0:
+        if self.pending == 0 and self._done is not None:
             self._done.set()
 
     async def wait(self) -> None:
-        """Wait until every message finished."""
+        """Wait until every message finished (a checkpoint even if they have)."""
+        if self.pending <= 0:
+            await anyio.lowlevel.checkpoint()
+            return
+        if self._done is None:
+            self._done = anyio.Event()
         await self._done.wait()
 
     @property

@@ -1296,3 +1296,41 @@ def test_routers_must_be_routers() -> None:
 
     with pytest.raises(TypeError, match="routers= takes Router objects"):
         ActorSystem(routers=[loose])  # type: ignore[list-item]
+
+
+# -- delivery trackers ----------------------------------------------------------------------
+
+
+async def test_a_tracker_wakes_its_waiter_when_the_last_message_finished() -> None:
+    from actorbus._message import Outcome, Tracker  # noqa: PLC0415 - the transports' view
+
+    tracker = Tracker(2)
+    woke: list[int] = []
+
+    async def waiter() -> None:
+        await tracker.wait()
+        woke.append(tracker.pending)
+
+    async with anyio.create_task_group() as tasks:
+        tasks.start_soon(waiter)
+        await anyio.wait_all_tasks_blocked()
+        tracker.finish()
+        await anyio.wait_all_tasks_blocked()
+        assert woke == []
+        tracker.finish(handled=False)
+    assert woke == [0]
+    assert tracker.outcome is Outcome.NOT_HANDLED
+
+
+async def test_waiting_for_a_finished_tracker_is_still_a_checkpoint() -> None:
+    from actorbus._message import Tracker  # noqa: PLC0415
+
+    done = Tracker(0)
+    with anyio.CancelScope() as scope:
+        scope.cancel()
+        await done.wait()
+    assert scope.cancelled_caught
+    finished = Tracker(1)
+    finished.finish()
+    with anyio.fail_after(1):
+        await finished.wait()

@@ -33,11 +33,14 @@ import anyio
 import anyio.lowlevel
 from coredis.exceptions import RedisError
 
+from actorbus._backend import event_class
+from actorbus._envelope import named
 from actorbus._exceptions import TransportError
 from actorbus.redis._health import TRANSIENT, Backoff
 from actorbus.redis._link import Command, link_for
 
 if TYPE_CHECKING:
+    from actorbus._envelope import Envelope
     from actorbus.redis._context import Context
 
 __all__ = ["Publisher"]
@@ -58,11 +61,11 @@ class _Item:
         "type",
     )
 
-    def __init__(self, payload: bytes, type_: str, deadline: float) -> None:
+    def __init__(self, payload: bytes, type_: str, deadline: float, done: anyio.Event) -> None:
         self.payload = payload
         self.type = type_
         self.deadline = deadline
-        self.done = anyio.Event()
+        self.done = done
         self.entry: bytes | None = None
         self.error: BaseException | None = None
         self.last_error: BaseException | None = None
@@ -103,19 +106,20 @@ class Publisher:
         self._link_lock = anyio.Lock()  # one task at a time uses the link
         self._crowd = False  # whether the last batch had company: others publish too
         self._running = False
+        self._new_event = event_class()
 
-    async def publish(self, payload: bytes, type_: str, what: str) -> bytes:
-        """Add `payload` (an event of `type_`) to the stream; return its id once accepted.
+    async def publish(self, payload: bytes, envelope: Envelope) -> bytes:
+        """Add `payload` (`envelope` encoded) to the stream; return its id once accepted.
 
         Waits at most `publish_timeout` seconds in all (queueing included). A
         cancellation point; a caller cancelled before its batch was sent is dropped.
 
         Raises:
             TransportError: If Redis did not accept the entry in time, refused it, or the
-                transport is closed. `what` names the event in the message.
+                transport is closed.
         """
         timeout = self._settings.publish_timeout
-        item = _Item(payload, type_, anyio.current_time() + timeout)
+        item = _Item(payload, envelope.type, anyio.current_time() + timeout, self._new_event())
         try:
             if not (self._alone() and await self._send_alone(item)):
                 try:
@@ -132,7 +136,7 @@ class Publisher:
         except BaseException:
             item.abandoned = True
             raise
-        return self._outcome(item, what)
+        return self._outcome(item, envelope)
 
     def _alone(self) -> bool:
         """Whether nobody else publishes now: the caller may send its entry itself."""
@@ -182,8 +186,11 @@ class Publisher:
             self._counters.published += 1
         item.done.set()
 
-    def _outcome(self, item: _Item, what: str) -> bytes:
+    def _outcome(self, item: _Item, envelope: Envelope) -> bytes:
         """The entry id of an answered `item`, or its failure as `TransportError`."""
+        if item.entry is not None:
+            return item.entry
+        what = named(envelope)
         if item.expired:
             item.abandoned = True
             cause = item.last_error
@@ -203,8 +210,8 @@ class Publisher:
                 "it was not published (check the ACL user's permissions and Redis memory)"
             )
             raise TransportError(msg) from item.error
-        assert item.entry is not None  # noqa: S101 - set with done
-        return item.entry
+        msg = f"the publishing of {what} ended without an answer"  # pragma: no cover
+        raise AssertionError(msg)  # pragma: no cover - done is set with one of the above
 
     def close(self) -> None:
         """Stop taking entries; `run` returns once it sent what was queued."""

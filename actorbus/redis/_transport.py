@@ -25,6 +25,7 @@ import anyio
 import anyio.abc
 from coredis.exceptions import AuthorizationError, RedisError, StreamDuplicateConsumerGroupError
 
+from actorbus._envelope import named
 from actorbus._exceptions import TransportError
 from actorbus._transport import Transport, TransportHost
 from actorbus._wire import MAX_MESSAGE_BYTES, encode
@@ -406,7 +407,7 @@ class RedisTransport(Transport):
         payload = encode(envelope)
         if len(payload) > self.settings.max_message_bytes:
             msg = (
-                f"event {envelope.type!r} (id {envelope.id}) is {len(payload)} bytes as JSON, "
+                f"{named(envelope)} is {len(payload)} bytes as JSON, "
                 f"over max_message_bytes={self.settings.max_message_bytes}; send a reference "
                 "to the data (a key, a URL) instead of the data itself"
             )
@@ -414,8 +415,7 @@ class RedisTransport(Transport):
         if self._publisher is None:
             msg = "RedisTransport is not open: give it to ActorSystem(transport=...)"
             raise TransportError(msg)
-        what = f"event {envelope.type!r} (id {envelope.id})"
-        await self._publisher.publish(payload, envelope.type, what)
+        await self._publisher.publish(payload, envelope)
 
     async def request(self, envelope: Envelope, timeout: float) -> Any:
         """Publish `envelope` as a request and return the first reply from any instance.
