@@ -34,7 +34,6 @@ from coredis.exceptions import (
     StreamConsumerGroupError,
     StreamDuplicateConsumerGroupError,
 )
-from coredis.response.types import StreamEntry
 
 from actorbus._exceptions import ActorbusError, DecodeError
 from actorbus._message import Tracker
@@ -48,6 +47,7 @@ if TYPE_CHECKING:
 
     import coredis
     from anyio.streams.memory import MemoryObjectSendStream
+    from coredis.response.types import StreamEntry
 
     from actorbus._envelope import Envelope
     from actorbus._transport import TransportHost
@@ -164,16 +164,18 @@ class GroupConsumer:
                     # Nothing read lately was for here: let the tasks that the other
                     # consumers just gave work (actors) run first, then look at it.
                     await anyio.lowlevel.checkpoint()
-                entries = _entries(found)
-                self._hold(entries)
+                # The RESP2 reply: the stream's key and its entries, each an id and a
+                # flat list of fields and values.
+                entries: list[tuple[bytes, list[bytes]]] = found[0][1] if found else []
+                self._hold(entry_id for entry_id, _ in entries)
                 items: list[Entry] = []
                 try:
-                    for entry in entries:  # one by one: a cancellation keeps what was delivered
-                        item = await self._dispatch(entry, 1)
-                        if item.delivery is self._unwanted:
-                            self._unwanted_ids.append(item.id)
+                    for entry_id, values in entries:  # one by one: a cancellation keeps
+                        fields = dict(zip(values[::2], values[1::2], strict=True))  # the rest
+                        if self._unwanted_here(fields):
+                            self._unwanted_ids.append(entry_id)
                         else:
-                            items.append(item)
+                            items.append(await self._dispatch(entry_id, fields, 1))
                 finally:
                     await _hand_over(send, items)
                 self._idle = not items
@@ -208,11 +210,9 @@ class GroupConsumer:
             raise found
         return found
 
-    def _hold(self, entries: Iterable[StreamEntry]) -> None:
+    def _hold(self, entry_ids: Iterable[bytes]) -> None:
         """Note entries as being handled here (before anything awaits: nobody claims them)."""
-        now = anyio.current_time()
-        for entry in entries:
-            self._inflight[_bytes(entry.identifier)] = now
+        self._inflight.update(dict.fromkeys(entry_ids, anyio.current_time()))
 
     async def _recreate(self, client: coredis.Redis[bytes], backoff: Backoff) -> None:
         """The group is gone (Redis lost its data, or it was removed as stale): recreate it.
@@ -236,10 +236,8 @@ class GroupConsumer:
             self._key,
         )
 
-    async def _dispatch(self, entry: StreamEntry, deliveries: int) -> Entry:
+    async def _dispatch(self, entry_id: bytes, fields: Any, deliveries: int) -> Entry:
         """Hand one entry to the local mailboxes (or mark it undecodable) for the acker."""
-        entry_id = _bytes(entry.identifier)
-        fields: Any = entry.field_values or {}
         if self._unwanted_here(fields):
             return Entry(entry_id, bytes(fields[b"e"]), None, self._unwanted, deliveries)
         raw = fields.get(b"e")
@@ -378,7 +376,7 @@ class GroupConsumer:
             claimed: Any = await client.xclaim(
                 self._key, self.group, self._consumer, min_idle, list(found)
             )
-            self._hold(claimed)
+            self._hold(_bytes(entry.identifier) for entry in claimed)
             items: list[Entry] = []
             try:
                 for entry in claimed:
@@ -392,10 +390,10 @@ class GroupConsumer:
         return last if len(pending) >= self._settings.batch else None
 
     async def _process_claimed(self, entry: StreamEntry, delivered: int) -> Entry:
+        entry_id = _bytes(entry.identifier)
         limit = self._settings.max_deliveries
         if delivered < limit:
-            return await self._dispatch(entry, delivered + 1)
-        entry_id = _bytes(entry.identifier)
+            return await self._dispatch(entry_id, entry.field_values or {}, delivered + 1)
         error = ActorbusError(
             f"entry {entry_id.decode()} was delivered {delivered} times without being "
             f"acknowledged (max_deliveries={limit})"
@@ -420,16 +418,6 @@ async def _hand_over(send: MemoryObjectSendStream[list[Entry]], items: list[Entr
     closed = (anyio.BrokenResourceError, anyio.ClosedResourceError)
     with anyio.move_on_after(_HAND_OVER_TIMEOUT, shield=True), contextlib.suppress(*closed):
         await send.send(items)
-
-
-def _entries(found: Any) -> list[StreamEntry]:
-    """The entries of an XREADGROUP reply (RESP2: ``[[key, [[id, [field, value, ...]]]]]``)."""
-    if not found:
-        return []
-    return [
-        StreamEntry(entry_id, dict(zip(pairs[::2], pairs[1::2], strict=True)))  # type: ignore[arg-type]
-        for entry_id, pairs in found[0][1]
-    ]
 
 
 def _bytes(value: str | bytes) -> bytes:
