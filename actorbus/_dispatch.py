@@ -77,13 +77,14 @@ class Route:
 class Dispatcher:
     """Local subscriptions and the route cache."""
 
-    __slots__ = ("_cells", "_groups", "_keys", "_routes", "generation")
+    __slots__ = ("_broadcasting", "_cells", "_groups", "_keys", "_routes", "generation")
 
     def __init__(self) -> None:
         self._cells: dict[Cell, None] = {}
         self._routes: dict[_Key, Route] = {}
         self._keys: dict[Cell, set[_Key]] = {}  # the cached routes each cell is in
         self._groups: frozenset[str] | None = None
+        self._broadcasting: bool | None = None
         self.generation = 0
         """Counts the changes of subscriptions, for whoever caches what they imply."""
 
@@ -91,8 +92,7 @@ class Dispatcher:
         """Route events to `cell` from now on."""
         if cell.table.specs:
             self._cells[cell] = None
-            self._groups = None
-            self.generation += 1
+            self._changed()
             match = cell.table.match
             for key in [key for key in self._routes if match(*key)]:
                 self._drop(key)
@@ -100,10 +100,14 @@ class Dispatcher:
     def unsubscribe(self, cell: Cell) -> None:
         """Stop routing to `cell`."""
         if self._cells.pop(cell, 0) is None:
-            self._groups = None
-            self.generation += 1
+            self._changed()
             for key in self._keys.pop(cell, ()):
                 self._drop(key)
+
+    def _changed(self) -> None:
+        self._groups = None
+        self._broadcasting = None
+        self.generation += 1
 
     def _drop(self, key: _Key) -> None:
         route = self._routes.pop(key, None)
@@ -151,6 +155,16 @@ class Dispatcher:
                 if (name := spec.group if spec.group is not None else cell.group) is not None
             )
         return self._groups
+
+    def broadcasting(self) -> bool:
+        """Whether some local subscriber is in no group (cached like the routes)."""
+        if self._broadcasting is None:
+            self._broadcasting = any(
+                (spec.group if spec.group is not None else cell.group) is None
+                for cell in self._cells
+                for spec in cell.table.specs
+            )
+        return self._broadcasting
 
     def __len__(self) -> int:
         return len(self._cells)

@@ -537,6 +537,10 @@ class ActorSystem:
         """The competing-consumer groups local subscribers belong to."""
         return set(self._dispatcher.groups())
 
+    def broadcasts(self) -> bool:
+        """Whether some local subscriber is in no group (receives every APP event)."""
+        return self._dispatcher.broadcasting()
+
     # -- messages -----------------------------------------------------------------------------
 
     async def _checkpoint(self) -> None:

@@ -32,6 +32,13 @@ class TransportHost(Protocol):
         """The competing-consumer groups local subscribers belong to now."""
         ...
 
+    def broadcasts(self) -> bool:
+        """Whether some local subscriber is in no group: `deliver(..., None)` may reach it.
+
+        While False, a transport need not receive the broadcast at all.
+        """
+        ...
+
     async def deliver(self, envelope: Envelope, group: str | None) -> Delivery:
         """Put a received envelope in the local subscribers' mailboxes.
 

@@ -590,6 +590,56 @@ async def test_entries_of_a_type_nobody_here_wants_are_acknowledged_unread(
     assert "not valid JSON" in letters[0]["error"]
 
 
+async def test_an_instance_without_broadcast_subscribers_does_not_read_the_broadcast(
+    redis_server: RedisServer,
+) -> None:
+    """A publisher-only instance moves its broadcast group along instead of reading it."""
+    app = new_app()
+    seen: list[int] = []
+
+    @handle(Job)
+    async def on_job(job: Job) -> None:
+        seen.append(job.n)
+
+    quiet = RedisTransport(redis_server.url, block=0.05)
+    async with (
+        coredis.Redis.from_url(redis_server.url) as raw,
+        ActorSystem(app, transport=RedisTransport(redis_server.url)) as listening,
+        ActorSystem(app, transport=quiet) as publishing,
+    ):
+        await listening.spawn(on_job)
+        for n in range(50):
+            await publishing.publish(Job(n))
+        await eventually(lambda: seen == list(range(50)))
+        newest = (await raw.xrevrange(events_key(app), count=1))[0].identifier
+
+        async def quiet_group() -> dict[bytes, Any]:
+            groups: Any = await raw.xinfo_groups(events_key(app))
+            name = f"b:{quiet.instance}".encode()
+            return next(group for group in groups if group[b"name"] == name)
+
+        with anyio.fail_after(5):
+            while (await quiet_group())[b"last-delivered-id"] != newest:  # noqa: ASYNC110 - polls Redis
+                await anyio.sleep(0.02)
+        assert (await quiet_group())[b"pending"] == 0
+        assert quiet.stats().delivered == quiet.stats().acked == 0  # nothing read
+
+        # Once it subscribes, what is published after `spawn` returned reaches it.
+        late: list[int] = []
+
+        @handle(Job)
+        async def on_late(job: Job) -> None:
+            late.append(job.n)
+
+        for round_ in range(10):
+            ref = await publishing.spawn(on_late)
+            await listening.publish(Job(100 + round_))
+            await eventually(lambda round_=round_: late[-1:] == [100 + round_])
+            await ref.stop()
+            await anyio.sleep(0.06)  # passing by again
+        assert late == list(range(100, 110))
+
+
 async def test_cancelled_publishers_leave_the_others_and_the_connection_working(
     redis_server: RedisServer,
 ) -> None:

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 from typing import TYPE_CHECKING, Any, Final
 
 import anyio
@@ -57,6 +58,8 @@ __all__ = ["GroupConsumer"]
 
 _ABSENT_POLL: Final = 0.05
 """Seconds between checks while a group has no local member (nothing is read then)."""
+_NOT_READ: Final[Any] = object()
+"""What `_fetch` returns when it did not read (nobody here takes the entries now)."""
 _HAND_OVER_TIMEOUT: Final = 5.0
 _REPLY_SLACK: Final = 10.0
 """Seconds a blocking read may take beyond `block` and `publish_timeout` (a hung server)."""
@@ -97,6 +100,7 @@ class GroupConsumer:
         self._unwanted = Tracker(0)  # the outcome of entries no local subscriber wants
         self._unwanted_ids: list[bytes] = []  # read ones, acknowledged with the next read
         self._idle = False  # whether the last read had nothing for a local subscriber
+        self._passed_at = -math.inf  # when `_pass_by` last moved the group to the end
 
     def stop_intake(self) -> None:
         """Stop reading and claiming; what was read is still acknowledged."""
@@ -142,11 +146,8 @@ class GroupConsumer:
             if self._resume:
                 await self._take_back_own(client, send, backoff)
             while True:
-                if self._local_group is not None and self._local_group not in self._host.groups():
-                    await anyio.sleep(_ABSENT_POLL)
-                    continue
                 try:
-                    found = await self._read(reader, read, timeout)
+                    found = await self._fetch(reader, read, timeout)
                 except StreamConsumerGroupError:
                     await self._recreate(client, backoff)
                     continue
@@ -157,6 +158,8 @@ class GroupConsumer:
                 except RedisError as exc:
                     self._refused("reading", exc)
                     await backoff.sleep()
+                    continue
+                if found is _NOT_READ:
                     continue
                 health.succeeded()
                 backoff.reset()
@@ -198,17 +201,66 @@ class GroupConsumer:
             [(b"XACK", self._key, self.group, *acks), read], timeout=timeout
         )
         self._unwanted_ids = []
+        self._settle_unwanted(acks, acked)
+        if isinstance(found, RedisError):
+            raise found
+        return found
+
+    def _settle_unwanted(self, acks: list[bytes], acked: Any) -> None:
+        """Note the XACK reply for entries no local subscriber wanted."""
         if isinstance(acked, TRANSIENT):
-            self._unwanted_ids = acks  # LOADING, READONLY: acknowledge them with the next read
+            self._unwanted_ids = acks + self._unwanted_ids  # LOADING, READONLY: ack them later
         elif isinstance(acked, RedisError):
             self._refused("acknowledging", acked)
         else:
             self._context.counters.acked += acked
             for entry in acks:
                 self._inflight.pop(entry, None)
-        if isinstance(found, RedisError):
-            raise found
-        return found
+
+    async def _fetch(self, reader: Link, read: Command, timeout: float) -> Any:
+        """The next read, or `_NOT_READ` after a pause while nobody here would take it."""
+        if self._local_group is None:
+            if not self._host.broadcasts():
+                await self._pass_by(reader, timeout)
+                return _NOT_READ
+        elif self._local_group not in self._host.groups():
+            await anyio.sleep(_ABSENT_POLL)  # the entries wait in the group for a member
+            return _NOT_READ
+        return await self._read(reader, read, timeout)
+
+    async def _pass_by(self, reader: Link, timeout: float) -> None:
+        """No broadcast subscriber here: move the group to the stream's end, unread.
+
+        Reading every event only to acknowledge it as unwanted would cost this instance
+        (a publisher only, or a worker in groups only) as much as handling it. Instead,
+        every `block` seconds, the group's last-delivered id is set to the newest entry
+        — read *before* checking that there is still no broadcast subscriber, so that
+        an event published after a subscription started has a later id and is read.
+        (Events published before a subscription may be skipped: only those published
+        after `spawn` returns are promised to it.) Checks for a subscriber every
+        `_ABSENT_POLL` seconds meanwhile.
+        """
+        now = anyio.current_time()
+        if now - self._passed_at >= self._settings.block:
+            self._passed_at = now
+            newest = await reader.call(
+                (b"XREVRANGE", self._key, b"+", b"-", b"COUNT", 1), timeout=timeout
+            )
+            commands: list[Command] = []
+            acks = self._unwanted_ids
+            if acks:
+                commands.append((b"XACK", self._key, self.group, *acks))
+            if newest and not self._host.broadcasts():
+                commands.append((b"XGROUP", b"SETID", self._key, self.group, newest[0][0]))
+            if commands:
+                self._unwanted_ids = []
+                replies = await reader.pipeline(commands, timeout=timeout)
+                if acks:
+                    self._settle_unwanted(acks, replies[0])
+                if isinstance(replies[-1], RedisError):
+                    raise replies[-1]
+            self._context.health.succeeded()
+        await anyio.sleep(_ABSENT_POLL)
 
     def _hold(self, entry_ids: Iterable[bytes]) -> None:
         """Note entries as being handled here (before anything awaits: nobody claims them)."""
