@@ -44,6 +44,7 @@ _CONTEXT: Final = frozenset(
 # CloudEvents extension attribute names: lower-case ASCII letters and digits.
 _EXTENSION_NAME: Final = re.compile(r"[a-z0-9]{1,64}")
 _SCOPE_EXTENSION: Final = "scope"
+_NOT_EXTENSIONS: Final = _CONTEXT | {_SCOPE_EXTENSION}
 _EMPTY: Final[Mapping[str, str]] = MappingProxyType({})
 _SCOPES: Final = {scope.value: scope for scope in Scope}
 # Values from the wire appear in error messages (and logs) shortened: they may be huge.
@@ -373,8 +374,10 @@ converters that a fresh id and a fresh UTC time do not need: the publish hot pat
 
 def _read_extensions(event: Mapping[str, Any]) -> dict[str, str]:
     headers: dict[str, str] = {}
-    for key, value in event.items():
-        if key in _CONTEXT or key == _SCOPE_EXTENSION:
+    if not event.keys() - _NOT_EXTENSIONS:  # usually none: a set difference in C
+        return headers
+    for key, value in event.items():  # in the order written
+        if key in _NOT_EXTENSIONS:
             continue
         if (
             not isinstance(key, str)
@@ -428,6 +431,8 @@ def _read_time(value: object) -> dt.datetime:
     if parsed.tzinfo is None:
         msg = f"CloudEvent attribute 'time' has no timezone: {_shown(value)}"
         raise DecodeError(msg)
+    if parsed.tzinfo is _UTC:
+        return parsed  # written with "Z" (or "+00:00"): nothing to convert
     try:
         return parsed.astimezone(_UTC)
     except OverflowError as exc:  # 0001-01-01T00:00+01:00 is a valid timestamp, not in UTC

@@ -629,7 +629,7 @@ class ActorSystem:
             TypeError: With `check_app`, for APP scope data that could not be rebuilt.
         """
         data = envelope.data
-        if isinstance(data, Mapping):
+        if type(data) is dict or isinstance(data, Mapping):  # decoded JSON: a dict
             fields = cast("Mapping[str, Any]", data)
             registered = lookup(envelope.type)
             if registered is None:
@@ -975,7 +975,13 @@ class ActorSystem:
             delivery = Tracker(0)
             delivery.dead(exc)
             return delivery
-        targets = list(self._dispatcher.route(cls, envelope.type).targets(group))
+        route = self._dispatcher.route(cls, envelope.type)
+        targets: list[tuple[Cell, str | None]]
+        if group is None:
+            targets = [(cell, None) for cell in route.broadcast]
+        else:
+            member = route.pick(group)
+            targets = [] if member is None else [(member, group)]
         answerer = _answerer(targets, cls) if _REPLY_TO in envelope.headers else None
         if answerer is not None:
             # A request: one handler of this instance answers, as `request` does locally.

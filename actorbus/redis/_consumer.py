@@ -289,9 +289,10 @@ class GroupConsumer:
         )
 
     async def _dispatch(self, entry_id: bytes, fields: Any, deliveries: int) -> Entry:
-        """Hand one entry to the local mailboxes (or mark it undecodable) for the acker."""
-        if self._unwanted_here(fields):
-            return Entry(entry_id, bytes(fields[b"e"]), None, self._unwanted, deliveries)
+        """Hand one entry to the local mailboxes (or mark it undecodable) for the acker.
+
+        The caller checked that some local subscriber may want it (`_unwanted_here`).
+        """
         raw = fields.get(b"e")
         try:
             envelope = _decode(raw, fields, self._settings.max_message_bytes)
@@ -444,8 +445,11 @@ class GroupConsumer:
     async def _process_claimed(self, entry: StreamEntry, delivered: int) -> Entry:
         entry_id = _bytes(entry.identifier)
         limit = self._settings.max_deliveries
+        fields: Any = entry.field_values or {}
         if delivered < limit:
-            return await self._dispatch(entry_id, entry.field_values or {}, delivered + 1)
+            if self._unwanted_here(fields):
+                return Entry(entry_id, bytes(fields[b"e"]), None, self._unwanted, delivered + 1)
+            return await self._dispatch(entry_id, fields, delivered + 1)
         error = ActorbusError(
             f"entry {entry_id.decode()} was delivered {delivered} times without being "
             f"acknowledged (max_deliveries={limit})"
@@ -453,7 +457,6 @@ class GroupConsumer:
         logger.warning("%s in group %r; dead-lettering it", error, self.group)
         delivery = Tracker(0)
         delivery.dead(error)
-        fields: Any = entry.field_values or {}
         return Entry(entry_id, bytes(fields.get(b"e", b"")), None, delivery, delivered)
 
 

@@ -34,7 +34,7 @@ if TYPE_CHECKING:
 
     from actorbus.redis._context import Context
 
-__all__ = ["CONNECT_TIMEOUT", "Command", "Link", "link_for", "pack"]
+__all__ = ["CONNECT_TIMEOUT", "Command", "Link", "link_for", "pack", "pack_head"]
 
 CONNECT_TIMEOUT: Final = 5.0
 """Seconds a `Link` may take to connect and authenticate."""
@@ -57,15 +57,27 @@ def pack(commands: Sequence[Command]) -> bytes:
     out: list[bytes] = []
     for command in commands:
         out.append(b"*%d\r\n" % len(command))
-        for argument in command:
-            if isinstance(argument, bytes):
-                value = argument
-            elif isinstance(argument, str):
-                value = argument.encode()
-            else:
-                value = b"%d" % argument
-            out.append(b"$%d\r\n%b\r\n" % (len(value), value))
+        out.extend(map(_bulk, command))
     return b"".join(out)
+
+
+def pack_head(head: Command, more: int) -> bytes:
+    """The start of a command of `head` and `more` arguments, which are packed later.
+
+    Each later argument is then written as a RESP bulk string: ``$``, its length, CRLF,
+    the value, CRLF.
+    """
+    return b"*%d\r\n" % (len(head) + more) + b"".join(map(_bulk, head))
+
+
+def _bulk(argument: bytes | str | int) -> bytes:
+    if isinstance(argument, bytes):
+        value = argument
+    elif isinstance(argument, str):
+        value = argument.encode()
+    else:
+        value = b"%d" % argument
+    return b"$%d\r\n%b\r\n" % (len(value), value)
 
 
 class Link:
@@ -130,16 +142,23 @@ class Link:
             coredis.exceptions.RedisError: If connecting was refused (credentials).
             TimeoutError: If the replies took longer than `timeout` seconds.
         """
+        return await self.send(pack(commands), len(commands), timeout=timeout)
+
+    async def send(self, packed: bytes, count: int, *, timeout: float) -> list[Any]:
+        """`pipeline` for `count` commands already packed (see `pack`)."""
         try:
-            with anyio.fail_after(timeout):
+            # `fail_after` without its generator-based context manager: this runs for
+            # every read, acknowledgement and publish batch.
+            with anyio.CancelScope(deadline=anyio.current_time() + timeout):
                 stream = self._stream
                 if stream is not None and self._closed_by_server(stream):
                     await self.close()  # while idle (a Redis restart): reconnect quietly
                     stream = None
                 if stream is None:
                     stream = await self._connect()
-                await stream.send(pack(commands))
-                return await self._replies(stream, len(commands))
+                await stream.send(packed)
+                return await self._replies(stream, count)
+            raise TimeoutError  # noqa: TRY301 - the scope caught its own deadline's cancellation
         except _LOST as exc:
             await self.close()
             msg = f"connection to Redis lost: {type(exc).__name__}"

@@ -37,7 +37,7 @@ from actorbus._backend import event_class
 from actorbus._envelope import named
 from actorbus._exceptions import TransportError
 from actorbus.redis._health import TRANSIENT, Backoff
-from actorbus.redis._link import Command, link_for
+from actorbus.redis._link import Command, link_for, pack_head
 
 if TYPE_CHECKING:
     from actorbus._envelope import Envelope
@@ -57,13 +57,11 @@ class _Item:
         "error",
         "expired",
         "last_error",
-        "payload",
-        "type",
+        "packed",
     )
 
-    def __init__(self, payload: bytes, type_: str, deadline: float, done: anyio.Event) -> None:
-        self.payload = payload
-        self.type = type_
+    def __init__(self, packed: bytes, deadline: float, done: anyio.Event) -> None:
+        self.packed = packed  # the XADD, in the wire format
         self.deadline = deadline
         self.done = done
         self.entry: bytes | None = None
@@ -98,10 +96,11 @@ class Publisher:
         send, receive = anyio.create_memory_object_stream[_Item](settings.batch * 4)
         self._send = send
         self._receive = receive
-        self._head: Command = (b"XADD", self._key)
+        head: Command = (b"XADD", self._key)
         if settings.maxlen is not None:
-            self._head += (b"MAXLEN", b"~", settings.maxlen)
-        self._head += (b"*", b"e")
+            head += (b"MAXLEN", b"~", settings.maxlen)
+        head += (b"*", b"e")
+        self._xadd_head = pack_head(head, 3)  # + the payload, "t" and the type: `publish`
         self._held: list[_Item] = []  # taken from the queue and not answered yet
         self._link_lock = anyio.Lock()  # one task at a time uses the link
         self._crowd = False  # whether the last batch had company: others publish too
@@ -119,7 +118,14 @@ class Publisher:
                 transport is closed.
         """
         timeout = self._settings.publish_timeout
-        item = _Item(payload, envelope.type, anyio.current_time() + timeout, self._new_event())
+        type_ = envelope.type.encode()
+        packed = self._xadd_head + b"$%d\r\n%b\r\n$1\r\nt\r\n$%d\r\n%b\r\n" % (
+            len(payload),
+            payload,
+            len(type_),
+            type_,
+        )
+        item = _Item(packed, anyio.current_time() + timeout, self._new_event())
         try:
             if not (self._alone() and await self._send_alone(item)):
                 try:
@@ -159,10 +165,9 @@ class Publisher:
             self._link_lock.acquire_nowait()
         except anyio.WouldBlock:
             return False
-        command = (*self._head, item.payload, b"t", item.type)
         try:
-            (reply,) = await self._link.pipeline(
-                [command], timeout=max(item.deadline - anyio.current_time(), 0.001)
+            (reply,) = await self._link.send(
+                item.packed, 1, timeout=max(item.deadline - anyio.current_time(), 0.001)
             )
         except TRANSIENT as exc:
             reply = exc
@@ -283,13 +288,12 @@ class Publisher:
     async def _send_batch(self, items: list[_Item]) -> None:
         # A short backoff: callers are waiting, and their own deadlines bound the retries.
         backoff = Backoff(initial=0.02, maximum=0.5)
-        head = self._head
         while items:
-            commands = [(*head, item.payload, b"t", item.type) for item in items]
+            packed = b"".join([item.packed for item in items])
             # Nothing waits past the earliest deadline held (items[0]'s: FIFO, one timeout).
             wait = items[0].deadline - anyio.current_time()
             try:
-                replies = await self._link.pipeline(commands, timeout=max(wait, 0.001))
+                replies = await self._link.send(packed, len(items), timeout=max(wait, 0.001))
             except TRANSIENT as exc:
                 replies = [exc] * len(items)
             except RedisError as exc:  # refused while connecting (credentials, ACL)
