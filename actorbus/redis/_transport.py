@@ -231,7 +231,7 @@ class RedisTransport(Transport):
         self._task_group = task_group
         self._main_scope = anyio.CancelScope()
         self._main_done = anyio.Event()
-        self._requests = Requests(context, task_group, self._send)
+        self._requests = Requests(context, task_group, self.publish)
         self._publisher = Publisher(context)
         await task_group.start(self._own_client)
         # The heartbeat comes first: from now on other instances' janitors see this one live.
@@ -401,9 +401,6 @@ class RedisTransport(Transport):
             ValueError: If it is larger than `max_message_bytes` once encoded.
             TypeError: If its data cannot be encoded as JSON.
         """
-        await self._send(envelope)
-
-    async def _send(self, envelope: Envelope) -> None:
         payload = encode(envelope)
         if len(payload) > self.settings.max_message_bytes:
             msg = (
