@@ -261,16 +261,18 @@ def wire_id_and_time(envelope: Envelope) -> tuple[str, str]:
     stamp: tuple[int, int] | None = getattr(envelope, "_stamp", None)
     if stamp is None:
         return envelope.id, envelope.time.isoformat().replace("+00:00", "Z")
+    global _second  # noqa: PLW0603 - a one-entry cache
     counter, nanoseconds = stamp
     seconds, micros = divmod(nanoseconds // 1000, 1_000_000)
-    if seconds != _second[0]:
-        _second[:] = (seconds, (_EPOCH + dt.timedelta(seconds=seconds)).isoformat()[:19])
-    text = _second[1]
+    cached = _second  # one read: another thread may replace it meanwhile
+    if cached[0] != seconds:
+        cached = _second = (seconds, (_EPOCH + dt.timedelta(seconds=seconds)).isoformat()[:19])
+    text = cached[1]
     return f"{_ID_PREFIX}-{counter:x}", f"{text}.{micros:06d}Z" if micros else f"{text}Z"
 
 
-_second: list[Any] = [None, ""]
-"""The last second `wire_id_and_time` formatted: [seconds since the epoch, its text]."""
+_second: tuple[int, str] = (-1, "")
+"""The last second `wire_id_and_time` formatted: (seconds since the epoch, its text)."""
 
 
 class _Draft(_Stamped):

@@ -288,6 +288,41 @@ async def test_the_documented_acl_line_is_exactly_what_the_bridge_needs(
     assert_hidden([password], log_texts(logs))
 
 
+async def test_a_user_without_xgroup_setid_reads_the_broadcast_as_before(
+    redis_server: RedisServer, logs: pytest.LogCaptureFixture
+) -> None:
+    """The ACL line of earlier versions lacks +xgroup|setid: warn once, then read."""
+    app = new_app()
+    user = f"worker-{secrets.token_hex(3)}"
+    password = secrets.token_hex(12)
+    words = [w for w in documented_acl(user, password, app) if w != "+xgroup|setid"]
+    assert redis_server.cli(*words) == "OK"
+    url = user_url(redis_server, user, password)
+    worked: list[int] = []
+
+    @handle(Job, group="work")
+    async def work(job: Job) -> None:
+        worked.append(job.n)
+
+    publisher = RedisTransport(url, block=0.05)
+    try:
+        async with (
+            ActorSystem(app, transport=RedisTransport(url)) as worker,
+            ActorSystem(app, transport=publisher) as publishing,
+        ):
+            await worker.spawn(work)
+            for n in range(20):
+                await publishing.publish(Job(n))
+            await eventually(lambda: sorted(worked) == list(range(20)))
+            # No broadcast subscriber: the publisher's broadcast group was read and acked.
+            await eventually(lambda: publisher.stats().acked == 20)
+    finally:
+        redis_server.cli("ACL", "DELUSER", user)
+    warned = [r.getMessage() for r in logs.records if "XGROUP SETID" in r.getMessage()]
+    assert len([m for m in warned if f"b:{publisher.instance}" in m]) == 1  # once, then reads
+    assert all("+xgroup|setid" in message for message in warned)
+
+
 async def test_another_applications_user_gets_noperm_and_a_clear_error(
     redis_server: RedisServer, logs: pytest.LogCaptureFixture
 ) -> None:

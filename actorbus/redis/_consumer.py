@@ -8,7 +8,9 @@ Each `GroupConsumer` owns one client (for claiming) and runs three tasks:
   gives it to the local mailboxes (`TransportHost.deliver`, which waits while they are
   full: backpressure) and passes it on to the acker. An entry whose type (field ``t``)
   no local subscriber of the group wants is not decoded: the reader acknowledges it
-  itself, in the same write as its next read;
+  itself, in the same write as its next read. A broadcast group is not read at all
+  while the instance has no subscriber outside a group (`_pass_by` moves it to the
+  newest entry instead);
 - the **claimer**, every ``claim_after / 2`` seconds, refreshes the entries still being
   handled here (so a live but slow consumer keeps them) and claims the entries left idle
   for ``claim_after`` by silent consumers (XPENDING + XCLAIM), dead-lettering those
@@ -31,6 +33,7 @@ from typing import TYPE_CHECKING, Any, Final
 import anyio
 import anyio.lowlevel
 from coredis.exceptions import (
+    AuthorizationError,
     RedisError,
     StreamConsumerGroupError,
     StreamDuplicateConsumerGroupError,
@@ -101,6 +104,7 @@ class GroupConsumer:
         self._unwanted_ids: list[bytes] = []  # read ones, acknowledged with the next read
         self._idle = False  # whether the last read had nothing for a local subscriber
         self._passed_at = -math.inf  # when `_pass_by` last moved the group to the end
+        self._pass_by_allowed = True  # False once Redis refused XGROUP SETID (an old ACL)
 
     def stop_intake(self) -> None:
         """Stop reading and claiming; what was read is still acknowledged."""
@@ -220,7 +224,7 @@ class GroupConsumer:
     async def _fetch(self, reader: Link, read: Command, timeout: float) -> Any:
         """The next read, or `_NOT_READ` after a pause while nobody here would take it."""
         if self._local_group is None:
-            if not self._host.broadcasts():
+            if self._pass_by_allowed and not self._host.broadcasts():
                 await self._pass_by(reader, timeout)
                 return _NOT_READ
         elif self._local_group not in self._host.groups():
@@ -242,7 +246,6 @@ class GroupConsumer:
         """
         now = anyio.current_time()
         if now - self._passed_at >= self._settings.block:
-            self._passed_at = now
             newest = await reader.call(
                 (b"XREVRANGE", self._key, b"+", b"-", b"COUNT", 1), timeout=timeout
             )
@@ -250,17 +253,37 @@ class GroupConsumer:
             acks = self._unwanted_ids
             if acks:
                 commands.append((b"XACK", self._key, self.group, *acks))
-            if newest and not self._host.broadcasts():
+            move = bool(newest) and not self._host.broadcasts()
+            if move:
                 commands.append((b"XGROUP", b"SETID", self._key, self.group, newest[0][0]))
             if commands:
-                self._unwanted_ids = []
                 replies = await reader.pipeline(commands, timeout=timeout)
+                self._unwanted_ids = []  # (only this task adds to it)
                 if acks:
                     self._settle_unwanted(acks, replies[0])
-                if isinstance(replies[-1], RedisError):
-                    raise replies[-1]
+                if move:
+                    self._moved(replies[-1])
+            self._passed_at = now
             self._context.health.succeeded()
         await anyio.sleep(_ABSENT_POLL)
+
+    def _moved(self, reply: Any) -> None:
+        """Check the reply to XGROUP SETID: without the permission, read as before.
+
+        Raises:
+            coredis.exceptions.RedisError: Any other error (the group is gone, say).
+        """
+        if isinstance(reply, AuthorizationError):
+            self._pass_by_allowed = False
+            logger.warning(
+                "the Redis user may not move consumer group %r of %s (NOPERM on XGROUP "
+                "SETID): reading it instead; add +xgroup|setid to its ACL (Redis guide) "
+                "so that an instance without broadcast subscribers need not read every event",
+                self.group,
+                self._key,
+            )
+        elif isinstance(reply, RedisError):
+            raise reply
 
     def _hold(self, entry_ids: Iterable[bytes]) -> None:
         """Note entries as being handled here (before anything awaits: nobody claims them)."""
