@@ -3,7 +3,8 @@
 Run ``python benchmarks/bench_redis.py --help``. Two systems of one application run in
 this process, connected through a private redis-server (or ``--url``): system A
 publishes APP-scope events, system B handles them with a member of group ``bench``
-(each instance also has its broadcast consumer reading every event, as in production).
+(each instance also has its broadcast group, as in production; neither has a subscriber
+outside a group, so neither reads it).
 Every figure is measured `RUNS` times on each backend and the median is reported next to
 its baseline, measured the same way in the same process, interleaved with it:
 
@@ -13,9 +14,9 @@ its baseline, measured the same way in the same process, interleaved with it:
   non-transactional pipelines of 100 while another reads with XREADGROUP COUNT 500 and
   XACKs each batch. Target: ratio >= 0.70.
 - ``redis cpu per event``: this process's CPU time (user + system) per event in that
-  run: the publisher, three consumers (A's and B's broadcast groups, B's group ``bench``)
-  and the handler all share one process, so on a small machine this bounds the
-  throughput. Baseline: the same for the raw run.
+  run: the publishers, B's consumer of group ``bench`` and the handler all share one
+  process, so on a small machine this bounds the throughput. Baseline: the same for the
+  raw run.
 - (g) ``redis latency p50`` / ``p99``: publish→handle latency with events published at a
   paced 1,000 per second. Baseline: coredis XADD at the same pace, read by a blocked
   XREADGROUP. Target: p99 <= 3 ms.
