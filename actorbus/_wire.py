@@ -73,14 +73,23 @@ def _cloudevent_json(envelope: Envelope) -> str:
     built once. About a third of the cost of building the dict and dumping it.
     """
     id_, time_ = wire_id_and_time(envelope)
-    text = (
-        f'{{"specversion":{_quote(envelope.specversion)},"id":{_quote(id_)},'
-        f'"source":{_quote(envelope.source)},"type":{_quote(envelope.type)},'
-        f'"time":"{time_}","datacontenttype":{_quote(envelope.datacontenttype)},'
-        f'"scope":"{envelope.scope.value}"'
-    )
-    if envelope.subject is not None:
-        text += f',"subject":{_quote(envelope.subject)}'
+    try:
+        text = (
+            f'{{"specversion":{_quote(envelope.specversion)},"id":{_quote(id_)},'
+            f'"source":{_quote(envelope.source)},"type":{_quote(envelope.type)},'
+            f'"time":"{time_}","datacontenttype":{_quote(envelope.datacontenttype)},'
+            f'"scope":"{envelope.scope.value}"'
+        )
+        if envelope.subject is not None:
+            text += f',"subject":{_quote(envelope.subject)}'
+    except TypeError:  # an envelope built by hand with a context attribute not a str
+        names = ("specversion", "id", "source", "type", "datacontenttype", "subject")
+        for name in names:
+            value = getattr(envelope, name)
+            if not isinstance(value, str) and (value is not None or name != "subject"):
+                msg = f"its attribute {name!r} must be a string, got {type(value).__name__}"
+                raise TypeError(msg) from None
+        raise
     for key, value in envelope.headers.items():
         text += f",{_quote(key)}:{_quote(value)}"
     data = envelope.data

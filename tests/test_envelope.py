@@ -566,3 +566,11 @@ def test_with_data_equals_evolve() -> None:
     copy = with_data(envelope, {"b": 2})
     assert copy == attrs.evolve(envelope, data={"b": 2})
     assert type(copy) is Envelope
+
+
+@pytest.mark.parametrize("name", ["source", "subject", "id"])
+def test_a_context_attribute_that_is_not_a_string_is_refused_at_encode(name: str) -> None:
+    """It would be written as a JSON number, which no instance could decode."""
+    envelope = attrs.evolve(Envelope(type="envelope.wire", source="s", id="e-1"), **{name: 7})
+    with pytest.raises(TypeError, match=rf"attribute '{name}' must be a string, got int"):
+        encode(envelope)
