@@ -388,7 +388,8 @@ def _read_extensions(event: Mapping[str, Any]) -> dict[str, str]:
         ):
             msg = f"invalid CloudEvent extension attribute {_shown(key)}={_shown(value)}"
             raise DecodeError(msg)
-        headers[key] = str(value)
+        # CloudEvents' canonical string forms: a Boolean is "true" / "false".
+        headers[key] = ("true" if value else "false") if isinstance(value, bool) else str(value)
     return headers
 
 

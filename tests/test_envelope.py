@@ -574,3 +574,8 @@ def test_a_context_attribute_that_is_not_a_string_is_refused_at_encode(name: str
     envelope = attrs.evolve(Envelope(type="envelope.wire", source="s", id="e-1"), **{name: 7})
     with pytest.raises(TypeError, match=rf"attribute '{name}' must be a string, got int"):
         encode(envelope)
+
+
+def test_boolean_and_integer_extension_attributes_become_their_cloudevents_strings() -> None:
+    envelope = Envelope.from_cloudevent(cloudevent(sampled=True, retried=False, attempt=3))
+    assert dict(envelope.headers) == {"sampled": "true", "retried": "false", "attempt": "3"}
