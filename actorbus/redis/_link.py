@@ -34,7 +34,7 @@ if TYPE_CHECKING:
 
     from actorbus.redis._context import Context
 
-__all__ = ["CONNECT_TIMEOUT", "Command", "Link", "link_for", "pack", "pack_head"]
+__all__ = ["BULK", "CONNECT_TIMEOUT", "Command", "Link", "bulk", "link_for", "pack", "pack_head"]
 
 CONNECT_TIMEOUT: Final = 5.0
 """Seconds a `Link` may take to connect and authenticate."""
@@ -52,32 +52,33 @@ def link_for(context: Context) -> Link:
     return Link(context.url, ssl_context=context.tls)
 
 
+BULK: Final = b"$%d\r\n%b\r\n"
+"""One RESP bulk string, to fill in with ``(len(value), value)``."""
+
+
 def pack(commands: Sequence[Command]) -> bytes:
     """`commands` in the RESP wire format, ready to be sent together."""
     out: list[bytes] = []
     for command in commands:
         out.append(b"*%d\r\n" % len(command))
-        out.extend(map(_bulk, command))
+        out.extend(map(bulk, command))
     return b"".join(out)
 
 
 def pack_head(head: Command, more: int) -> bytes:
-    """The start of a command of `head` and `more` arguments, which are packed later.
-
-    Each later argument is then written as a RESP bulk string: ``$``, its length, CRLF,
-    the value, CRLF.
-    """
-    return b"*%d\r\n" % (len(head) + more) + b"".join(map(_bulk, head))
+    """The start of a command of `head` and `more` arguments, packed later (see `BULK`)."""
+    return b"*%d\r\n" % (len(head) + more) + b"".join(map(bulk, head))
 
 
-def _bulk(argument: bytes | str | int) -> bytes:
+def bulk(argument: bytes | str | int) -> bytes:
+    """One argument as a RESP bulk string."""
     if isinstance(argument, bytes):
         value = argument
     elif isinstance(argument, str):
         value = argument.encode()
     else:
         value = b"%d" % argument
-    return b"$%d\r\n%b\r\n" % (len(value), value)
+    return BULK % (len(value), value)
 
 
 class Link:

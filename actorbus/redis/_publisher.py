@@ -37,7 +37,7 @@ from actorbus._backend import event_class
 from actorbus._envelope import named
 from actorbus._exceptions import TransportError
 from actorbus.redis._health import TRANSIENT, Backoff
-from actorbus.redis._link import Command, link_for, pack_head
+from actorbus.redis._link import BULK, Command, bulk, link_for, pack_head
 
 if TYPE_CHECKING:
     from actorbus._envelope import Envelope
@@ -100,7 +100,9 @@ class Publisher:
         if settings.maxlen is not None:
             head += (b"MAXLEN", b"~", settings.maxlen)
         head += (b"*", b"e")
-        self._xadd_head = pack_head(head, 3)  # + the payload, "t" and the type: `publish`
+        # Each entry's XADD: this head, then its payload, "t" and its type (`publish`).
+        self._xadd_head = pack_head(head, 3)
+        self._xadd_tail = BULK + bulk(b"t") + BULK
         self._held: list[_Item] = []  # taken from the queue and not answered yet
         self._link_lock = anyio.Lock()  # one task at a time uses the link
         self._crowd = False  # whether the last batch had company: others publish too
@@ -119,12 +121,7 @@ class Publisher:
         """
         timeout = self._settings.publish_timeout
         type_ = envelope.type.encode()
-        packed = self._xadd_head + b"$%d\r\n%b\r\n$1\r\nt\r\n$%d\r\n%b\r\n" % (
-            len(payload),
-            payload,
-            len(type_),
-            type_,
-        )
+        packed = self._xadd_head + self._xadd_tail % (len(payload), payload, len(type_), type_)
         item = _Item(packed, anyio.current_time() + timeout, self._new_event())
         try:
             if not (self._alone() and await self._send_alone(item)):
