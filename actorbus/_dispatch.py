@@ -20,8 +20,9 @@ if TYPE_CHECKING:
     from collections.abc import Iterator
 
     from ._cell import Cell
+    from ._handlers import HandlerSpec
 
-__all__ = ["Dispatcher", "Route"]
+__all__ = ["Dispatcher", "Route", "group_of"]
 
 _Key = tuple[type[Any] | None, str]
 
@@ -56,35 +57,34 @@ class Route:
             for name, turn in self._turns.items():
                 yield next(turn), name
 
-    def targets(self, group: object = ANY_GROUP) -> Iterator[tuple[Cell, str | None]]:
-        """(cell, group) pairs for one delivery.
+    def targets(self, group: object = ANY_GROUP) -> list[tuple[Cell, str | None]]:
+        """(cell, group) pairs for one delivery (a list: built without a generator).
 
         `ANY_GROUP`: every broadcast cell plus one member of each group (local delivery);
         None: the broadcast cells only; a group name: one member of that group.
         """
-        if group is ANY_GROUP or group is None:
-            for cell in self.broadcast:
-                yield cell, None
-            if group is None:
-                return
-            yield from self.picks()
-        elif isinstance(group, str):
+        if isinstance(group, str):
             member = self.pick(group)
-            if member is not None:
-                yield member, group
+            return [] if member is None else [(member, group)]
+        if group is not None and group is not ANY_GROUP:
+            return []
+        found: list[tuple[Cell, str | None]] = [(cell, None) for cell in self.broadcast]
+        if group is ANY_GROUP:
+            found += self.picks()
+        return found
 
 
 class Dispatcher:
     """Local subscriptions and the route cache."""
 
-    __slots__ = ("_broadcasting", "_cells", "_groups", "_keys", "_routes", "generation")
+    __slots__ = ("_cells", "_groups", "_keys", "_routes", "_subscribed", "generation")
 
     def __init__(self) -> None:
         self._cells: dict[Cell, None] = {}
         self._routes: dict[_Key, Route] = {}
         self._keys: dict[Cell, set[_Key]] = {}  # the cached routes each cell is in
         self._groups: frozenset[str] | None = None
-        self._broadcasting: bool | None = None
+        self._subscribed: frozenset[str | None] | None = None
         self.generation = 0
         """Counts the changes of subscriptions, for whoever caches what they imply."""
 
@@ -105,8 +105,7 @@ class Dispatcher:
                 self._drop(key)
 
     def _changed(self) -> None:
-        self._groups = None
-        self._broadcasting = None
+        self._groups = self._subscribed = None
         self.generation += 1
 
     def _drop(self, key: _Key) -> None:
@@ -137,7 +136,7 @@ class Dispatcher:
             specs = cell.table.match(cls, type_)
             if not specs:
                 continue
-            names = {spec.group if spec.group is not None else cell.group for spec in specs}
+            names = {group_of(cell, spec) for spec in specs}
             for name in names:
                 if name is None:
                     broadcast.append(cell)
@@ -148,23 +147,25 @@ class Dispatcher:
     def groups(self) -> frozenset[str]:
         """Every group name some local subscriber belongs to (cached like the routes)."""
         if self._groups is None:
-            self._groups = frozenset(
-                name
-                for cell in self._cells
-                for spec in cell.table.specs
-                if (name := spec.group if spec.group is not None else cell.group) is not None
-            )
+            self._groups = frozenset(name for name in self._deliveries() if name is not None)
         return self._groups
 
     def broadcasting(self) -> bool:
         """Whether some local subscriber is in no group (cached like the routes)."""
-        if self._broadcasting is None:
-            self._broadcasting = any(
-                (spec.group if spec.group is not None else cell.group) is None
-                for cell in self._cells
-                for spec in cell.table.specs
+        return None in self._deliveries()
+
+    def _deliveries(self) -> frozenset[str | None]:
+        """The delivery of every subscription: its group, or None (broadcast); cached."""
+        if self._subscribed is None:
+            self._subscribed = frozenset(
+                group_of(cell, spec) for cell in self._cells for spec in cell.table.specs
             )
-        return self._broadcasting
+        return self._subscribed
 
     def __len__(self) -> int:
         return len(self._cells)
+
+
+def group_of(cell: Cell, spec: HandlerSpec) -> str | None:
+    """The group a handler delivers to: its own, else its actor's (None: broadcast)."""
+    return spec.group if spec.group is not None else cell.group

@@ -18,6 +18,7 @@ from ._actor import Actor, ActorRef
 from ._backend import PUBLIC, resolve_checkpoints
 from ._cell import YIELD_EVERY, Cell, current_system_var
 from ._convert import structure
+from ._dispatch import Dispatcher, group_of
 from ._envelope import Envelope, named, new_envelope, with_data
 from ._events import INFO_ATTRIBUTE, EventInfo, Scope, lookup
 from ._exceptions import ActorbusError, ActorStopped, AskTimeout, DecodeError, MailboxFull
@@ -118,8 +119,6 @@ class ActorSystem:
         if shutdown_timeout < 0:
             msg = f"shutdown_timeout must be >= 0, got {shutdown_timeout!r}"
             raise ValueError(msg)
-        from ._dispatch import Dispatcher  # noqa: PLC0415 - keeps module import order simple
-
         self._name = name
         self._transport = transport
         self._startup_actors = tuple(actors)
@@ -424,7 +423,7 @@ class ActorSystem:
             return
         known = set(self._dispatcher.groups())
         for spec in cell.table.specs:
-            name = spec.group if spec.group is not None else cell.group
+            name = group_of(cell, spec)
             if name is not None and name not in known:
                 await self._transport.add_group(name)
                 known.add(name)
@@ -931,7 +930,7 @@ class ActorSystem:
     async def _answer(
         self, envelope: Envelope, payload: object, cls: type[Any] | None, timeout: float
     ) -> Any:
-        target = _answerer(list(self._dispatcher.route(cls, envelope.type).targets()), cls)
+        target = _answerer(self._dispatcher.route(cls, envelope.type).targets(), cls)
         if target is None:
             msg = (
                 f"no actor of system {self._name!r} handles {envelope.type!r}: spawn one "
@@ -975,13 +974,7 @@ class ActorSystem:
             delivery = Tracker(0)
             delivery.dead(exc)
             return delivery
-        route = self._dispatcher.route(cls, envelope.type)
-        targets: list[tuple[Cell, str | None]]
-        if group is None:
-            targets = [(cell, None) for cell in route.broadcast]
-        else:
-            member = route.pick(group)
-            targets = [] if member is None else [(member, group)]
+        targets = self._dispatcher.route(cls, envelope.type).targets(group)
         answerer = _answerer(targets, cls) if _REPLY_TO in envelope.headers else None
         if answerer is not None:
             # A request: one handler of this instance answers, as `request` does locally.
