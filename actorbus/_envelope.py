@@ -55,7 +55,11 @@ _shown: Final = _SHORT.repr
 
 def new_id() -> str:
     """A new event id, unique within and (with overwhelming probability) across processes."""
-    return f"{_ID_PREFIX}-{next(_counter):x}"
+    return _id_text(next(_counter))
+
+
+def _id_text(counter: int) -> str:
+    return f"{_ID_PREFIX}-{counter:x}"
 
 
 def _utcnow() -> dt.datetime:
@@ -131,12 +135,13 @@ class Envelope(_Stamped):
 
     def to_cloudevent(self) -> dict[str, Any]:
         """The CloudEvents JSON structured-mode dict (JSON-ready; headers as extensions)."""
+        id_, time = wire_id_and_time(self)
         out: dict[str, Any] = {
             "specversion": self.specversion,
-            "id": self.id,
+            "id": id_,
             "source": self.source,
             "type": self.type,
-            "time": self.time.isoformat().replace("+00:00", "Z"),
+            "time": time,
             "datacontenttype": self.datacontenttype,
             _SCOPE_EXTENSION: self.scope.value,
         }
@@ -242,7 +247,7 @@ for _name in ("id", "time"):
 def _format_stamp(envelope: Envelope) -> None:
     """Fill in the id and time of an envelope made by `publish` from its stamp."""
     counter, nanoseconds = _stamp_of(envelope)
-    _set_id(envelope, f"{_ID_PREFIX}-{counter:x}")
+    _set_id(envelope, _id_text(counter))
     _set_time(envelope, _EPOCH + dt.timedelta(microseconds=nanoseconds // 1000))
 
 
@@ -268,7 +273,7 @@ def wire_id_and_time(envelope: Envelope) -> tuple[str, str]:
     if cached[0] != seconds:
         cached = _second = (seconds, (_EPOCH + dt.timedelta(seconds=seconds)).isoformat()[:19])
     text = cached[1]
-    return f"{_ID_PREFIX}-{counter:x}", f"{text}.{micros:06d}Z" if micros else f"{text}Z"
+    return _id_text(counter), f"{text}.{micros:06d}Z" if micros else f"{text}Z"
 
 
 _second: tuple[int, str] = (-1, "")
