@@ -221,7 +221,7 @@ async def _naive_consumer(
             await handler(item)
 
 
-async def _batched_consumer(
+async def batched_consumer(
     receive: MemoryObjectReceiveStream[Ping],
     handler: Callable[[Ping], Awaitable[None]],
     *,
@@ -246,7 +246,7 @@ async def base_stream(n: int, *, batched: bool) -> float:
     tally = Tally()
     handler = make_handler(tally)
     send, receive = create_memory_object_stream[Ping](BUFFER)
-    consumer = _batched_consumer if batched else _naive_consumer
+    consumer = batched_consumer if batched else _naive_consumer
     collect()
     async with create_task_group() as tg:
         await tg.start(consumer, receive, handler)
@@ -289,7 +289,7 @@ async def base_fanout_stream(n: int, *, batched: bool) -> float:
     tallies = [Tally() for _ in range(FANOUT)]
     streams = [create_memory_object_stream[Ping](BUFFER) for _ in range(FANOUT)]
     sends = [send for send, _ in streams]
-    consumer = _batched_consumer if batched else _naive_consumer
+    consumer = batched_consumer if batched else _naive_consumer
     collect()
     async with create_task_group() as tg:
         for (_, receive), tally in zip(streams, tallies, strict=True):

@@ -8,7 +8,7 @@ invocation:
 
 - ``batched``: an anyio memory object stream (buffer 1000), ``send_nowait`` while there is
   room, the consumer draining with ``receive_nowait`` and awaiting a handler per message
-  (as ``bench_core.py``'s batched baseline);
+  (``bench_core.py``'s batched consumer, and its ``Ping``);
 - ``fanout_batched``: ten such streams, per event.
 
 Cases: ``tell``, ``publish`` (one subscriber), ``fanout`` (ten subscribers, per event).
@@ -28,18 +28,14 @@ import subprocess
 import sys
 
 import anyio
-from anyio import EndOfStream, WouldBlock, create_memory_object_stream
+from anyio import WouldBlock, create_memory_object_stream
+from bench_core import Ping, batched_consumer
 
-from actorbus import Actor, ActorSystem, event, handle
+from actorbus import Actor, ActorSystem, handle
 
 SMALL, LARGE = 20_000, 60_000
 FANOUT = 10
 BASELINES = {"tell": "batched", "publish": "batched", "fanout": "fanout_batched"}
-
-
-@event("instructions.ping")
-class Ping:
-    n: int
 
 
 class Counter(Actor):
@@ -82,24 +78,10 @@ async def _streams(n: int, width: int) -> int:
     async def handler(_: Ping) -> None:
         counts[0] += 1
 
-    async def consumer(receive: anyio.abc.ObjectReceiveStream[Ping]) -> None:
-        async with receive:
-            while True:
-                try:
-                    item = receive.receive_nowait()
-                except WouldBlock:
-                    try:
-                        item = await receive.receive()
-                    except EndOfStream:
-                        return
-                except EndOfStream:
-                    return
-                await handler(item)
-
     streams = [create_memory_object_stream[Ping](1000) for _ in range(width)]
     async with anyio.create_task_group() as tg:
         for _, receive in streams:
-            tg.start_soon(consumer, receive)
+            tg.start_soon(batched_consumer, receive, handler)
         sends = [send for send, _ in streams]
         for i in range(n):
             item = Ping(i)
