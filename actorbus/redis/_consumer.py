@@ -1,6 +1,6 @@
 """Consuming one consumer group: read, hand over to the mailboxes, acknowledge, claim.
 
-Each `GroupConsumer` owns one client (for claiming) and runs three tasks:
+Each `GroupConsumer` runs three tasks (claiming uses the transport's shared client):
 
 - the **reader** first takes back this consumer's own pending entries (a durable
   instance resuming after a restart), then reads new entries (XREADGROUP ``>``, up to
@@ -110,24 +110,28 @@ class GroupConsumer:
         """Stop reading and claiming; what was read is still acknowledged."""
         self._intake.cancel()
 
-    async def run(self) -> None:
-        """Consume until cancelled through `scope` (or `stop_intake` and the acks are done)."""
+    async def run(self, client: coredis.Redis[bytes]) -> None:
+        """Consume until cancelled through `scope` (or `stop_intake` and the acks are done).
+
+        `client` is the transport's shared client, connected and kept open until every
+        consumer finished: claiming shares it rather than connect a client of its own
+        (which a short-lived system could cancel halfway through connecting).
+        """
         try:
             with self.scope:
-                async with self._context.connect() as client:
-                    send, receive = anyio.create_memory_object_stream[list[Entry]](1)
-                    acker = Acker(self._context, self.group, self._inflight)
-                    reader = link_for(self._context)
-                    try:
-                        async with anyio.create_task_group() as tasks:
-                            tasks.start_soon(acker.run, receive)
-                            with send, self._intake:
-                                async with anyio.create_task_group() as producers:
-                                    read = self._read_loop
-                                    producers.start_soon(read, client, reader, send.clone())
-                                    producers.start_soon(self._claim_loop, client, send.clone())
-                    finally:
-                        await reader.close()
+                send, receive = anyio.create_memory_object_stream[list[Entry]](1)
+                acker = Acker(self._context, self.group, self._inflight)
+                reader = link_for(self._context)
+                try:
+                    async with anyio.create_task_group() as tasks:
+                        tasks.start_soon(acker.run, receive)
+                        with send, self._intake:
+                            async with anyio.create_task_group() as producers:
+                                read = self._read_loop
+                                producers.start_soon(read, client, reader, send.clone())
+                                producers.start_soon(self._claim_loop, client, send.clone())
+                finally:
+                    await reader.close()
         finally:
             self.finished.set()
 

@@ -332,7 +332,7 @@ class RedisTransport(Transport):
 
     def _launch(self, task_group: anyio.abc.TaskGroup, consumer: GroupConsumer) -> None:
         self._running.append(consumer)
-        task_group.start_soon(consumer.run)
+        task_group.start_soon(consumer.run, self._client_now())
 
     async def stop_intake(self) -> None:
         """Stop reading; what was read is still acknowledged once handled."""
