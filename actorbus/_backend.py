@@ -27,7 +27,7 @@ import anyio.lowlevel
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
 
-__all__ = ["Checkpoints", "event_class", "resolve_checkpoints"]
+__all__ = ["Checkpoints", "event_class", "resolve_checkpoints", "running_asyncio"]
 
 
 def _always() -> bool:
@@ -67,6 +67,22 @@ def event_class() -> Callable[[], anyio.Event]:
     once (on the backend it runs on) and calls it instead.
     """
     return type(anyio.Event())
+
+
+def running_asyncio() -> bool:
+    """Whether the running backend is asyncio (uvloop included), not trio."""
+    try:
+        from anyio._core._eventloop import get_async_backend  # noqa: PLC0415
+
+        return get_async_backend().__module__.rpartition(".")[2] == "_asyncio"
+    except Exception:  # pragma: no cover - anyio moved things: ask asyncio itself
+        import asyncio  # noqa: PLC0415
+
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return False
+        return True
 
 
 def _trio_cancelled() -> Callable[[], bool]:
