@@ -1,8 +1,8 @@
 """`Link`, the bridge's own Redis connection, against a real redis-server (asyncio and trio).
 
 On asyncio it runs on `AsyncioConnection` (a protocol and a timer), on trio on an anyio
-stream: the same behaviour is checked on both. A silent TCP listener stands in for a hung
-server.
+stream whose deadlines a `Watchdog` keeps (or a cancel scope, without one): the same
+behaviour is checked on both. A silent TCP listener stands in for a hung server.
 """
 
 from __future__ import annotations
@@ -15,11 +15,15 @@ import anyio
 import pytest
 from coredis.exceptions import ConnectionError as RedisConnectionError
 from coredis.exceptions import ResponseError
+from redis_support import new_app
 
+from actorbus import ActorSystem
+from actorbus.redis import RedisTransport
 from actorbus.redis._link import Link
+from actorbus.redis._watchdog import INTERVAL, Watchdog
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Callable, Iterator
 
     from redis_support import RedisServer
 
@@ -115,3 +119,67 @@ async def test_a_connection_closed_by_the_server_while_idle_is_replaced_quietly(
         assert await link.call((b"CLIENT", b"ID"), timeout=5) != own_id
     finally:
         await link.close()
+
+
+async def test_with_a_watchdog_a_hung_server_still_times_out(silent_server: str) -> None:
+    # On trio the transport's watchdog keeps the deadlines instead of a cancel scope per
+    # exchange (asyncio has a timer per exchange either way).
+    watchdog = Watchdog()
+    link = Link(silent_server, watchdog=watchdog)
+    async with anyio.create_task_group() as tasks:
+        tasks.start_soon(watchdog.run)
+        await wait_until(lambda: watchdog.running)
+        start = anyio.current_time()
+        with anyio.fail_after(5), pytest.raises(RedisConnectionError):
+            await link.call((b"PING",), timeout=0.2)
+        assert 0.2 <= anyio.current_time() - start < 0.2 + INTERVAL + 1
+        await link.close()
+        tasks.cancel_scope.cancel()
+    assert not watchdog.running
+
+
+async def test_a_watchdog_leaves_exchanges_that_finish_in_time_alone(
+    redis_server: RedisServer,
+) -> None:
+    watchdog = Watchdog()
+    link = Link(redis_server.url, watchdog=watchdog)
+    name = key()
+    async with anyio.create_task_group() as tasks:
+        tasks.start_soon(watchdog.run)
+        await wait_until(lambda: watchdog.running)
+        try:
+            own_id = await link.call((b"CLIENT", b"ID"), timeout=0.15)
+            # Quick exchanges with short deadlines, and idle stretches longer than them:
+            # no deadline outlives its exchange, the connection stays.
+            for n in range(1, 4):
+                assert await link.call((b"INCR", name), timeout=0.15) == n
+                await anyio.sleep(0.4 if n == 2 else 0.1)
+            assert await link.call((b"CLIENT", b"ID"), timeout=0.15) == own_id
+            # A command the server itself holds for a while, within its deadline.
+            assert await link.call((b"BLPOP", name + b":empty", b"0.3"), timeout=2) is None
+            assert await link.call((b"CLIENT", b"ID"), timeout=1) == own_id  # same connection
+        finally:
+            await link.call((b"DEL", name), timeout=5)
+            await link.close()
+            tasks.cancel_scope.cancel()
+
+
+async def wait_until(check: Callable[[], bool]) -> None:
+    with anyio.fail_after(5):
+        while not check():  # noqa: ASYNC110 - a flag set by another task
+            await anyio.sleep(0.001)
+
+
+async def test_a_transport_on_trio_runs_its_watchdog_while_open(
+    redis_server: RedisServer, anyio_backend: str
+) -> None:
+    transport = RedisTransport(redis_server.url)
+    async with ActorSystem(new_app(), transport=transport):
+        context = transport._context  # the wiring under test
+        assert context is not None
+        if anyio_backend == "trio":
+            assert context.watchdog is not None
+            assert context.watchdog.running
+        else:  # asyncio: each exchange has a timer on the loop instead
+            assert context.watchdog is None
+    assert context.watchdog is None or not context.watchdog.running

@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     import ssl
 
     from actorbus.redis._config import Keys, Settings
+    from actorbus.redis._watchdog import Watchdog
 
 __all__ = ["Context"]
 
@@ -26,7 +27,17 @@ _REPLY_SLACK = 10.0
 class Context:
     """The shared state of one transport's tasks (one per transport, never global)."""
 
-    __slots__ = ("counters", "health", "instance", "keys", "settings", "tls", "url", "where")
+    __slots__ = (
+        "counters",
+        "health",
+        "instance",
+        "keys",
+        "settings",
+        "tls",
+        "url",
+        "watchdog",
+        "where",
+    )
 
     def __init__(
         self,
@@ -44,6 +55,7 @@ class Context:
         self.instance = instance
         self.health = Health(url, self.where)
         self.counters = Counters()
+        self.watchdog: Watchdog | None = None  # the deadlines of `Link`s, on trio
 
     def connect(self) -> coredis.Redis[bytes]:
         """A new client, to be entered (``async with``) and left in one task.

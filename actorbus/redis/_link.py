@@ -17,12 +17,14 @@ command.
 
 On asyncio, the connection below a `Link` is an `AsyncioConnection` (a protocol and a
 timer): anyio's stream and a cancel scope per exchange for its deadline cost as much CPU
-time again as the round trip itself there. On trio, the anyio stream and cancel scope
-stay: trio's own socket and scope measured the same.
+time again as the round trip itself there. On trio, the anyio stream stays (trio's own
+socket measured the same), and the transport's `Watchdog` keeps the deadlines instead of
+a cancel scope per exchange.
 """
 
 from __future__ import annotations
 
+import math
 import select
 import ssl
 from typing import TYPE_CHECKING, Any, Final, Protocol
@@ -41,6 +43,7 @@ if TYPE_CHECKING:
     from collections.abc import Sequence
 
     from actorbus.redis._context import Context
+    from actorbus.redis._watchdog import Watchdog
 
 __all__ = ["BULK", "CONNECT_TIMEOUT", "Command", "Link", "bulk", "link_for", "pack", "pack_head"]
 
@@ -57,7 +60,7 @@ _LOST: Final = (anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResour
 
 def link_for(context: Context) -> Link:
     """A new `Link` to the transport's Redis, with the transport's own TLS context."""
-    return Link(context.url, ssl_context=context.tls)
+    return Link(context.url, ssl_context=context.tls, watchdog=context.watchdog)
 
 
 BULK: Final = b"$%d\r\n%b\r\n"
@@ -96,6 +99,8 @@ class Link:
         url: The Redis URL (as given to `RedisTransport`).
         connect_timeout: Seconds to connect and authenticate.
         ssl_context: The TLS context for a ``rediss://`` URL; None: the URL's options.
+        watchdog: The transport's `Watchdog` (on trio), which keeps the deadlines while it
+            runs; without one, each exchange has a cancel scope.
     """
 
     def __init__(
@@ -104,6 +109,7 @@ class Link:
         *,
         connect_timeout: float = CONNECT_TIMEOUT,
         ssl_context: ssl.SSLContext | None = None,
+        watchdog: Watchdog | None = None,
     ) -> None:
         # coredis parses the URL (schemes, percent-escapes, query options). Newer versions
         # put the address in `pool.location`, older ones in the connection arguments.
@@ -121,6 +127,7 @@ class Link:
             tls = tls.get()  # coredis's lazy wrapper of the URL's TLS options
         self._ssl_context: ssl.SSLContext | None = tls
         self._connect_timeout = connect_timeout
+        self._watchdog = watchdog
         self._connection: _Connection | None = None
 
     async def call(self, command: Command, *, timeout: float) -> Any:
@@ -211,7 +218,7 @@ class Link:
             stream = await anyio.connect_tcp(
                 self._host, self._port, tls=True, ssl_context=tls, tls_standard_compatible=False
             )
-        return _StreamConnection(stream)
+        return _StreamConnection(stream, self._watchdog)
 
 
 class _Connection(Protocol):
@@ -227,12 +234,25 @@ class _Connection(Protocol):
 class _StreamConnection:
     """A `Link`'s connection over an anyio byte stream (on trio)."""
 
-    __slots__ = ("_last_call", "_parser", "_stream")
+    __slots__ = (
+        "__weakref__",
+        "_expired",
+        "_last_call",
+        "_parser",
+        "_stream",
+        "_watchdog",
+        "deadline",
+    )
 
-    def __init__(self, stream: anyio.abc.ByteStream) -> None:
+    def __init__(self, stream: anyio.abc.ByteStream, watchdog: Watchdog | None) -> None:
         self._stream = stream
         self._parser = Parser()
         self._last_call = anyio.current_time()
+        self._watchdog = watchdog
+        self.deadline = math.inf  # of the exchange under way, for the watchdog
+        self._expired = False
+        if watchdog is not None:
+            watchdog.watch(self)
 
     def closed_by_server(self) -> bool:
         """Whether Redis closed the connection since the last exchange.
@@ -258,21 +278,40 @@ class _StreamConnection:
         Raises:
             TimeoutError: If the replies were not all there by `deadline`.
         """
-        # `fail_after` without its generator-based context manager: this runs for
-        # every read, acknowledgement and publish batch.
+        if self._watchdog is not None and self._watchdog.running:
+            self.deadline = deadline  # the watchdog ends the exchange once it is past
+            try:
+                return await self._exchange(packed, count)
+            except _LOST:
+                if self._expired:
+                    raise TimeoutError from None
+                raise
+            finally:
+                self.deadline = math.inf
+        # `fail_after` without its generator-based context manager.
         with anyio.CancelScope(deadline=deadline):
-            stream = self._stream
-            await stream.send(packed)
-            parser = self._parser
-            replies: list[Any] = []
-            while len(replies) < count:
-                parsed = parser.parse(decode=False)
-                if isinstance(parsed, NotEnoughData):
-                    parser.feed(await stream.receive())
-                    continue
-                replies.append(parsed[1])
-            return replies
+            return await self._exchange(packed, count)
         raise TimeoutError  # the scope caught its own deadline's cancellation
 
+    async def _exchange(self, packed: bytes, count: int) -> list[Any]:
+        stream = self._stream
+        await stream.send(packed)
+        parser = self._parser
+        replies: list[Any] = []
+        while len(replies) < count:
+            parsed = parser.parse(decode=False)
+            if isinstance(parsed, NotEnoughData):
+                parser.feed(await stream.receive())
+                continue
+            replies.append(parsed[1])
+        return replies
+
+    async def expire(self) -> None:
+        """The exchange under way is past its deadline (`Watchdog`): end it."""
+        self._expired = True
+        await anyio.aclose_forcefully(self._stream)
+
     async def aclose(self) -> None:
+        if self._watchdog is not None:
+            self._watchdog.forget(self)
         await anyio.aclose_forcefully(self._stream)

@@ -25,6 +25,7 @@ import anyio
 import anyio.abc
 from coredis.exceptions import AuthorizationError, RedisError, StreamDuplicateConsumerGroupError
 
+from actorbus._backend import running_asyncio
 from actorbus._envelope import named
 from actorbus._exceptions import TransportError
 from actorbus._transport import Transport, TransportHost
@@ -47,6 +48,7 @@ from actorbus.redis._maintenance import Maintenance, beat
 from actorbus.redis._publisher import Publisher
 from actorbus.redis._replies import Requests
 from actorbus.redis._tls import connect_failure, tls_context
+from actorbus.redis._watchdog import Watchdog
 
 if TYPE_CHECKING:
     import ssl
@@ -226,6 +228,8 @@ class RedisTransport(Transport):
         """
         keys = Keys(self.prefix, host.name)
         context = Context(self.url, keys, self.settings, self.instance, self._tls)
+        if not running_asyncio():  # (on asyncio, `AsyncioConnection` has timers instead)
+            context.watchdog = Watchdog()
         self._context = context
         self._host = host
         self._task_group = task_group
@@ -266,8 +270,12 @@ class RedisTransport(Transport):
                         failure = exc
                     else:
                         self._client = client
-                        task_status.started()
-                        await self._publisher.run()
+                        async with anyio.create_task_group() as watching:
+                            if context.watchdog is not None:
+                                watching.start_soon(context.watchdog.run)
+                            task_status.started()
+                            await self._publisher.run()
+                            watching.cancel_scope.cancel()
         finally:
             self._client = None
             self._publisher.discard()
