@@ -498,6 +498,16 @@ async def _hand_over(send: MemoryObjectSendStream[list[Entry]], items: list[Entr
         return
     # If the acker is gone, the entries stay pending and are delivered again.
     closed = (anyio.BrokenResourceError, anyio.ClosedResourceError)
+    try:
+        send.send_nowait(items)  # the usual case: room, so no wait to shield
+    except anyio.WouldBlock:
+        pass
+    except closed:
+        return
+    else:
+        # Let the actors that were just given work run before the next read is sent.
+        await anyio.lowlevel.cancel_shielded_checkpoint()
+        return
     with anyio.move_on_after(_HAND_OVER_TIMEOUT, shield=True), contextlib.suppress(*closed):
         await send.send(items)
 
