@@ -9,23 +9,22 @@ from __future__ import annotations
 
 import secrets
 import socket
+import tempfile
 from typing import TYPE_CHECKING
 
 import anyio
 import pytest
 from coredis.exceptions import ConnectionError as RedisConnectionError
 from coredis.exceptions import ResponseError
-from redis_support import new_app
+from redis_support import RedisServer, new_app
 
-from actorbus import ActorSystem
+from actorbus import ActorSystem, Envelope, Scope, handle
 from actorbus.redis import RedisTransport
 from actorbus.redis._link import Link
 from actorbus.redis._watchdog import INTERVAL, Watchdog
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
-
-    from redis_support import RedisServer
 
 pytestmark = [pytest.mark.anyio, pytest.mark.redis]
 
@@ -183,3 +182,26 @@ async def test_a_transport_on_trio_runs_its_watchdog_while_open(
         else:  # asyncio: each exchange has a timer on the loop instead
             assert context.watchdog is None
     assert context.watchdog is None or not context.watchdog.running
+
+
+async def test_a_unix_socket_url_works_end_to_end() -> None:
+    handled = anyio.Event()
+
+    @handle("job.done", group="work")
+    async def work(envelope: Envelope) -> None:
+        handled.set()
+
+    # A short directory of its own: socket paths are limited to about 100 characters.
+    with tempfile.TemporaryDirectory(prefix="ab-") as directory:
+        path = f"{directory}/redis.sock"
+        config = {"unixsocket": path, "unixsocketperm": "700"}
+        with RedisServer(extra_config=config) as server:
+            url = f"unix://:{server.password}@{path}?db=0"  # AUTH over the socket too
+            link = Link(url)
+            assert await link.call((b"PING",), timeout=5) == b"PONG"
+            await link.close()
+            async with ActorSystem(new_app(), transport=RedisTransport(url)) as system:
+                await system.spawn(work)
+                await system.publish(Envelope(type="job.done", data=None, scope=Scope.APP))
+                with anyio.fail_after(5):
+                    await handled.wait()
