@@ -27,7 +27,14 @@ import anyio.lowlevel
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
 
-__all__ = ["Checkpoints", "event_class", "resolve_checkpoints", "running_asyncio"]
+__all__ = [
+    "Checkpoints",
+    "SocketWaits",
+    "event_class",
+    "resolve_checkpoints",
+    "running_asyncio",
+    "socket_waits",
+]
 
 
 def _always() -> bool:
@@ -57,6 +64,29 @@ def resolve_checkpoints() -> Checkpoints:
     except Exception:  # pragma: no cover - anyio or trio moved things: stay correct
         return PUBLIC
     return Checkpoints(cancelled, backend.checkpoint_if_cancelled, backend.checkpoint)
+
+
+class SocketWaits(NamedTuple):
+    """The running backend's `anyio.wait_readable` and `anyio.wait_writable`."""
+
+    readable: Callable[[Any], Awaitable[None]]
+    writable: Callable[[Any], Awaitable[None]]
+
+
+def socket_waits() -> SocketWaits | None:
+    """`anyio.wait_readable` and `anyio.wait_writable` without a backend lookup per call.
+
+    Both find the running backend (through sniffio) on every call; a connection that
+    waits on its socket for every reply resolves them once. None with an anyio too old
+    to have them (before 4.7): the caller keeps to anyio's socket streams.
+    """
+    try:
+        from anyio._core._eventloop import get_async_backend  # noqa: PLC0415
+
+        backend: Any = get_async_backend()
+        return SocketWaits(backend.wait_readable, backend.wait_writable)
+    except Exception:  # pragma: no cover - an older anyio, or it moved things
+        return None
 
 
 def event_class() -> Callable[[], anyio.Event]:

@@ -13,6 +13,7 @@ import tempfile
 from typing import TYPE_CHECKING
 
 import anyio
+import anyio.abc
 import pytest
 from coredis.exceptions import ConnectionError as RedisConnectionError
 from coredis.exceptions import ResponseError
@@ -205,3 +206,31 @@ async def test_a_unix_socket_url_works_end_to_end() -> None:
                 await system.publish(Envelope(type="job.done", data=None, scope=Scope.APP))
                 with anyio.fail_after(5):
                     await handled.wait()
+
+
+async def test_a_server_hanging_up_mid_exchange_fails_the_call() -> None:
+    async def hang_up(stream: anyio.abc.SocketStream) -> None:
+        async with stream:
+            await stream.receive()  # the request, then close without an answer
+
+    listener = await anyio.create_tcp_listener(local_host="127.0.0.1")
+    async with listener, anyio.create_task_group() as tasks:
+        tasks.start_soon(listener.serve, hang_up)
+        port = listener.extra(anyio.abc.SocketAttribute.local_port)
+        link = Link(f"redis://127.0.0.1:{port}/0")
+        with anyio.fail_after(5), pytest.raises(RedisConnectionError, match="lost"):
+            await link.call((b"PING",), timeout=5)
+        await link.close()
+        tasks.cancel_scope.cancel()
+
+
+async def test_a_request_larger_than_the_socket_buffers_to_a_hung_server_times_out(
+    silent_server: str,
+) -> None:
+    # Nobody reads: the socket's buffers fill up and the send itself has to wait.
+    link = Link(silent_server)
+    start = anyio.current_time()
+    with anyio.fail_after(5), pytest.raises(RedisConnectionError, match="cannot reach Redis"):
+        await link.call((b"SET", b"big", b"x" * 32_000_000), timeout=0.3)
+    assert 0.3 <= anyio.current_time() - start < 3
+    await link.close()

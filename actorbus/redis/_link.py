@@ -17,9 +17,11 @@ command.
 
 On asyncio, the connection below a `Link` is an `AsyncioConnection` (a protocol and a
 timer): anyio's stream and a cancel scope per exchange for its deadline cost as much CPU
-time again as the round trip itself there. On trio, the anyio stream stays (trio's own
-socket measured the same), and the transport's `Watchdog` keeps the deadlines instead of
-a cancel scope per exchange.
+time again as the round trip itself there. On trio, anyio opens the connection and the
+exchanges use its socket directly, waiting with `anyio.wait_readable`: trio's socket
+methods take an extra trip through the run queue after every send that succeeds at once,
+and try a receive before the reply can be there (TLS keeps to anyio's stream). The
+transport's `Watchdog` keeps the deadlines instead of a cancel scope per exchange.
 """
 
 from __future__ import annotations
@@ -36,11 +38,12 @@ from coredis.exceptions import ConnectionError as RedisConnectionError
 from coredis.exceptions import RedisError
 from coredis.parser import NotEnoughData, Parser
 
-from actorbus._backend import running_asyncio
+from actorbus._backend import resolve_checkpoints, running_asyncio, socket_waits
 from actorbus.redis._asyncio_connection import open_asyncio
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    import socket
+    from collections.abc import Coroutine, Sequence
 
     from actorbus.redis._context import Context
     from actorbus.redis._watchdog import Watchdog
@@ -55,6 +58,8 @@ Command = tuple[bytes | str | int, ...]
 
 _IDLE: Final = 0.5
 """Seconds without a call after which a connection is checked before it is used."""
+_RECEIVE_SIZE: Final = 65536
+"""Bytes read from a socket at a time."""
 _LOST: Final = (anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError)
 
 
@@ -218,7 +223,8 @@ class Link:
             stream = await anyio.connect_tcp(
                 self._host, self._port, tls=True, ssl_context=tls, tls_standard_compatible=False
             )
-        return _StreamConnection(stream, self._watchdog)
+            return _StreamConnection(stream, self._watchdog, raw=False)
+        return _StreamConnection(stream, self._watchdog, raw=True)
 
 
 class _Connection(Protocol):
@@ -232,20 +238,33 @@ class _Connection(Protocol):
 
 
 class _StreamConnection:
-    """A `Link`'s connection over an anyio byte stream (on trio)."""
+    """A `Link`'s connection opened by anyio (on trio): its socket, or its TLS stream."""
 
     __slots__ = (
         "__weakref__",
+        "_check_cancelled",
         "_expired",
         "_last_call",
         "_parser",
+        "_socket",
         "_stream",
+        "_waits",
         "_watchdog",
         "deadline",
     )
 
-    def __init__(self, stream: anyio.abc.ByteStream, watchdog: Watchdog | None) -> None:
+    def __init__(
+        self, stream: anyio.abc.ByteStream, watchdog: Watchdog | None, *, raw: bool
+    ) -> None:
         self._stream = stream
+        self._socket: socket.socket | None = None
+        waits = socket_waits() if raw else None
+        if waits is not None:
+            sock = stream.extra(anyio.abc.SocketAttribute.raw_socket, None)  # noqa: S610
+            if sock is not None:
+                self._socket = sock
+                self._waits = waits
+                self._check_cancelled = resolve_checkpoints().check_cancelled
         self._parser = Parser()
         self._last_call = anyio.current_time()
         self._watchdog = watchdog
@@ -293,7 +312,13 @@ class _StreamConnection:
             return await self._exchange(packed, count)
         raise TimeoutError  # the scope caught its own deadline's cancellation
 
-    async def _exchange(self, packed: bytes, count: int) -> list[Any]:
+    def _exchange(self, packed: bytes, count: int) -> Coroutine[Any, Any, list[Any]]:
+        if self._socket is not None:
+            return self._socket_exchange(self._socket, packed, count)
+        return self._stream_exchange(packed, count)
+
+    async def _stream_exchange(self, packed: bytes, count: int) -> list[Any]:
+        """The exchange through the anyio stream (TLS)."""
         stream = self._stream
         await stream.send(packed)
         parser = self._parser
@@ -302,6 +327,41 @@ class _StreamConnection:
             parsed = parser.parse(decode=False)
             if isinstance(parsed, NotEnoughData):
                 parser.feed(await stream.receive())
+                continue
+            replies.append(parsed[1])
+        return replies
+
+    async def _socket_exchange(self, sock: socket.socket, packed: bytes, count: int) -> list[Any]:
+        """The exchange on the stream's socket itself (plain TCP or a unix socket).
+
+        trio's socket operations end with a scheduling checkpoint when they succeed at
+        once, so every ``send`` cost a trip through the run queue, and a receive first
+        tried the socket that a reply had no time to reach yet. Here the request is
+        written without waiting (the caller's cancellation is checked first, so a
+        cancelled caller sends nothing) and the replies are read after waiting for the
+        socket to be readable: one wait per round trip.
+        """
+        await self._check_cancelled()
+        waits = self._waits
+        view = memoryview(packed)
+        while view:
+            try:
+                view = view[sock.send(view) :]
+            except BlockingIOError:
+                await waits.writable(sock)
+        parser = self._parser
+        replies: list[Any] = []
+        while len(replies) < count:
+            parsed = parser.parse(decode=False)
+            if isinstance(parsed, NotEnoughData):
+                await waits.readable(sock)
+                try:
+                    data = sock.recv(_RECEIVE_SIZE)
+                except BlockingIOError:  # pragma: no cover - woken without data: wait again
+                    continue
+                if not data:
+                    raise anyio.EndOfStream
+                parser.feed(data)
                 continue
             replies.append(parsed[1])
         return replies
