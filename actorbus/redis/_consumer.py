@@ -496,6 +496,9 @@ async def _hand_over(send: MemoryObjectSendStream[list[Entry]], items: list[Entr
     """
     if not items:
         return
+    # Let the actors just given work run first: before the acker (which would only start
+    # waiting for them, and finds them finished instead) and before the next read is sent.
+    await anyio.lowlevel.cancel_shielded_checkpoint()
     # If the acker is gone, the entries stay pending and are delivered again.
     closed = (anyio.BrokenResourceError, anyio.ClosedResourceError)
     try:
@@ -505,8 +508,6 @@ async def _hand_over(send: MemoryObjectSendStream[list[Entry]], items: list[Entr
     except closed:
         return
     else:
-        # Let the actors that were just given work run before the next read is sent.
-        await anyio.lowlevel.cancel_shielded_checkpoint()
         return
     with anyio.move_on_after(_HAND_OVER_TIMEOUT, shield=True), contextlib.suppress(*closed):
         await send.send(items)
