@@ -1,19 +1,21 @@
 """`Link`, the bridge's own Redis connection, against a real redis-server (asyncio and trio).
 
-On asyncio it runs on `AsyncioConnection` (a protocol and a timer), on trio on an anyio
-stream whose deadlines a `Watchdog` keeps (or a cancel scope, without one): the same
-behaviour is checked on both. A silent TCP listener stands in for a hung server.
+On asyncio it runs on `AsyncioConnection` (a protocol and a timer), on trio on the socket
+of an anyio stream, whose deadlines a `Watchdog` keeps (or a cancel scope, without one):
+the same behaviour is checked on both. A silent TCP listener stands in for a hung server.
 """
 
 from __future__ import annotations
 
+import math
 import secrets
 import socket
 import tempfile
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import anyio.abc
+import anyio.lowlevel
 import pytest
 from coredis.exceptions import ConnectionError as RedisConnectionError
 from coredis.exceptions import ResponseError
@@ -234,3 +236,49 @@ async def test_a_request_larger_than_the_socket_buffers_to_a_hung_server_times_o
         await link.call((b"SET", b"big", b"x" * 32_000_000), timeout=0.3)
     assert 0.3 <= anyio.current_time() - start < 3
     await link.close()
+
+
+class _Overdue:
+    """A stand-in for a watched connection whose exchange is past its deadline."""
+
+    def __init__(self, name: str, expired: list[str]) -> None:
+        self.deadline = 0.0
+        self.name = name
+        self.expired = expired
+        self.other: _Overdue | None = None  # whose reply arrives while this one is closed
+
+    async def expire(self) -> None:
+        self.expired.append(self.name)
+        if self.other is not None:
+            self.other.deadline = math.inf  # its exchange finished meanwhile
+        await anyio.lowlevel.checkpoint()  # closing lets other tasks run
+
+
+async def test_a_watchdog_spares_an_exchange_that_finished_while_it_expired_another() -> None:
+    expired: list[str] = []
+    watchdog = Watchdog()
+    one, two = _Overdue("one", expired), _Overdue("two", expired)
+    one.other, two.other = two, one  # whichever is expired first, the other then finished
+    watchdog.watch(one)
+    watchdog.watch(two)
+    async with anyio.create_task_group() as tasks:
+        tasks.start_soon(watchdog.run)
+        await wait_until(lambda: bool(expired))
+        await anyio.sleep(INTERVAL * 2)  # more rounds: nothing else is overdue
+        tasks.cancel_scope.cancel()
+    assert len(expired) == 1
+
+
+async def test_a_connection_the_watchdog_closed_between_exchanges_is_replaced(
+    redis_server: RedisServer,
+) -> None:
+    # On trio, as the watchdog does just after the exchange ended; asyncio has no watchdog
+    # (a connection closed under the `Link` all the same).
+    link = Link(redis_server.url, watchdog=Watchdog())  # not running: only expire() is used
+    try:
+        first_id = await link.call((b"CLIENT", b"ID"), timeout=5)
+        connection: Any = link._connection
+        await getattr(connection, "expire", connection.aclose)()
+        assert await link.call((b"CLIENT", b"ID"), timeout=5) != first_id
+    finally:
+        await link.close()

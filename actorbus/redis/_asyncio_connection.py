@@ -9,7 +9,7 @@ asyncio's own transport API: the protocol feeds the parser from ``data_received`
 the one waiting caller through a future; the deadline is a timer (``loop.call_at``) that
 fails the exchange. A cancelled caller sends nothing, and a cancellation (anyio cancels
 asyncio tasks) still ends the wait at once. Plain TCP, TLS and Unix sockets all work this
-way; on trio, see `TrioConnection`.
+way; on trio, see `_StreamConnection` in `actorbus.redis._link`.
 """
 
 from __future__ import annotations

@@ -496,8 +496,10 @@ async def _hand_over(send: MemoryObjectSendStream[list[Entry]], items: list[Entr
     """
     if not items:
         return
-    # Let the actors just given work run first: before the acker (which would only start
-    # waiting for them, and finds them finished instead) and before the next read is sent.
+    # Let the actors just given work run first, before the acker (which would only start
+    # waiting for them, and finds them finished instead). On asyncio they also run before
+    # the next read is sent; trio orders each round's tasks at random, so there only
+    # about half the time.
     await anyio.lowlevel.cancel_shielded_checkpoint()
     # If the acker is gone, the entries stay pending and are delivered again.
     closed = (anyio.BrokenResourceError, anyio.ClosedResourceError)

@@ -280,6 +280,8 @@ class _StreamConnection:
         connection that has something to read has been closed (RESP2 sends nothing
         unasked; anything else there would desynchronise the replies anyway).
         """
+        if self._expired:
+            return True  # the watchdog closed it (just after its exchange finished)
         now = anyio.current_time()
         idle, self._last_call = now - self._last_call, now
         if idle < _IDLE:
@@ -287,6 +289,8 @@ class _StreamConnection:
         sock = self._stream.extra(anyio.abc.SocketAttribute.raw_socket, None)  # noqa: S610
         if sock is None or not hasattr(select, "poll"):  # no poll() on Windows: skip the check
             return False
+        if sock.fileno() < 0:
+            return True
         poll = select.poll()
         poll.register(sock.fileno(), select.POLLIN)
         return bool(poll.poll(0))
@@ -349,6 +353,8 @@ class _StreamConnection:
                 view = view[sock.send(view) :]
             except BlockingIOError:
                 await waits.writable(sock)
+            except OSError as exc:
+                raise _lost(sock) from exc
         parser = self._parser
         replies: list[Any] = []
         while len(replies) < count:
@@ -359,6 +365,8 @@ class _StreamConnection:
                     data = sock.recv(_RECEIVE_SIZE)
                 except BlockingIOError:  # pragma: no cover - woken without data: wait again
                     continue
+                except OSError as exc:
+                    raise _lost(sock) from exc
                 if not data:
                     raise anyio.EndOfStream
                 parser.feed(data)
@@ -375,3 +383,12 @@ class _StreamConnection:
         if self._watchdog is not None:
             self._watchdog.forget(self)
         await anyio.aclose_forcefully(self._stream)
+
+
+def _lost(sock: socket.socket) -> Exception:
+    """What a failed send or receive on `sock` means, as anyio's stream would say it.
+
+    A socket closed meanwhile (by the watchdog, as the task was being woken) is
+    `ClosedResourceError`; anything else (a reset, a broken pipe) `BrokenResourceError`.
+    """
+    return anyio.ClosedResourceError() if sock.fileno() < 0 else anyio.BrokenResourceError()

@@ -56,9 +56,11 @@ class Watchdog:
         try:
             while True:
                 await anyio.sleep(INTERVAL)
-                now = anyio.current_time()
-                for connection in [c for c in self._watched if c.deadline <= now]:
-                    connection.deadline = math.inf
-                    await connection.expire()
+                for connection in [c for c in self._watched if c.deadline <= anyio.current_time()]:
+                    # Expiring one lets other tasks run: an exchange of this list may
+                    # have finished (or a new one started) since it was made.
+                    if connection.deadline <= anyio.current_time():
+                        connection.deadline = math.inf
+                        await connection.expire()
         finally:
             self.running = False
