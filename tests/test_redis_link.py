@@ -65,7 +65,7 @@ async def test_pipelined_replies_arrive_in_order_across_many_reads(
 async def test_a_hung_server_times_out_and_the_link_reconnects(silent_server: str) -> None:
     link = Link(silent_server)
     start = anyio.current_time()
-    with anyio.fail_after(5), pytest.raises(RedisConnectionError, match="cannot reach Redis"):
+    with anyio.fail_after(5), pytest.raises(RedisConnectionError, match="no answer from Redis"):
         await link.call((b"PING",), timeout=0.2)
     assert 0.2 <= anyio.current_time() - start < 2
     # The connection was dropped: the next call connects again (and times out again).
@@ -232,7 +232,7 @@ async def test_a_request_larger_than_the_socket_buffers_to_a_hung_server_times_o
     # Nobody reads: the socket's buffers fill up and the send itself has to wait.
     link = Link(silent_server)
     start = anyio.current_time()
-    with anyio.fail_after(5), pytest.raises(RedisConnectionError, match="cannot reach Redis"):
+    with anyio.fail_after(5), pytest.raises(RedisConnectionError, match="no answer from Redis"):
         await link.call((b"SET", b"big", b"x" * 32_000_000), timeout=0.3)
     assert 0.3 <= anyio.current_time() - start < 3
     await link.close()

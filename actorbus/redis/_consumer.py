@@ -199,8 +199,8 @@ class GroupConsumer:
         are claimed and settled again).
 
         Raises:
-            coredis.exceptions.RedisError: The read's error (or a lost connection).
-            TimeoutError: If Redis did not answer in time.
+            coredis.exceptions.RedisError: The read's error (or a lost connection, or no
+                answer in time: `ConnectionError`).
         """
         acks = self._unwanted_ids
         if not acks:

@@ -139,9 +139,8 @@ class Link:
         """Send one command and return its reply.
 
         Raises:
-            coredis.exceptions.RedisError: The server's error reply, as coredis maps it
-                (`ConnectionError` when the connection was lost).
-            TimeoutError: If the reply took longer than `timeout` seconds.
+            coredis.exceptions.RedisError: The server's error reply, as coredis maps it,
+                or `ConnectionError` as for `pipeline`.
         """
         (reply,) = await self.pipeline([command], timeout=timeout)
         if isinstance(reply, RedisError):
@@ -157,9 +156,10 @@ class Link:
         raised.
 
         Raises:
-            coredis.exceptions.ConnectionError: If the connection was lost (or refused).
+            coredis.exceptions.ConnectionError: If the connection was lost or refused, or
+                the replies took longer than `timeout` seconds ("no answer from Redis in
+                time").
             coredis.exceptions.RedisError: If connecting was refused (credentials).
-            TimeoutError: If the replies took longer than `timeout` seconds.
         """
         return await self.send(pack(commands), len(commands), timeout=timeout)
 
@@ -176,6 +176,10 @@ class Link:
         except _LOST as exc:
             await self.close()
             msg = f"connection to Redis lost: {type(exc).__name__}"
+            raise RedisConnectionError(msg) from exc
+        except TimeoutError as exc:  # (an OSError too)
+            await self.close()
+            msg = "no answer from Redis in time"
             raise RedisConnectionError(msg) from exc
         except OSError as exc:
             await self.close()
