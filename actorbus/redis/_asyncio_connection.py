@@ -19,9 +19,9 @@ import socket
 from typing import TYPE_CHECKING, Any
 
 import anyio
-from coredis.parser import NotEnoughData, Parser
 
 from actorbus._backend import resolve_checkpoints
+from actorbus.redis._resp import MISSING, new_replies
 
 if TYPE_CHECKING:
     import ssl
@@ -57,7 +57,7 @@ class _Protocol(asyncio.Protocol):
     """Buffers replies in the parser and wakes whoever waits for them."""
 
     def __init__(self) -> None:
-        self.parser = Parser()
+        self.parser = new_replies()
         self.transport: asyncio.Transport | None = None
         self.waiter: asyncio.Future[None] | None = None
         self.failure: BaseException | type[BaseException] | None = None  # why replies stop
@@ -129,14 +129,14 @@ class AsyncioConnection:
             parser = protocol.parser
             replies: list[Any] = []
             while len(replies) < count:
-                parsed = parser.parse(decode=False)
-                if isinstance(parsed, NotEnoughData):
+                reply = parser.next()
+                if reply is MISSING:
                     if protocol.failure is not None:
                         raise protocol.failure
                     waiter = protocol.waiter = loop.create_future()
                     await waiter
                     continue
-                replies.append(parsed[1])
+                replies.append(reply)
             return replies
         finally:
             timer.cancel()

@@ -7,8 +7,9 @@ lease and several cancel scopes on the way. On a small machine that costs about
 of ``benchmarks/README.md``). The publisher, each consumer's reader and each acker are
 single tasks that own their connection anyway, so they use a `Link` instead: the task
 itself writes a batch of commands in one ``send`` and reads the replies as they come,
-with coredis's compiled RESP parser (so server errors become the same coredis exception
-classes the rest of the bridge handles). Everything else keeps using coredis.
+with hiredis's reader or coredis's parser (`actorbus.redis._resp`; server errors become
+the same coredis exception classes the rest of the bridge handles). Everything else
+keeps using coredis.
 
 A `Link` connects lazily (AUTH and SELECT as the URL says; ``rediss://`` and ``unix://``
 work as with coredis, whose URL parsing it reuses) and reconnects on the next command
@@ -36,10 +37,10 @@ import anyio.abc
 import coredis
 from coredis.exceptions import ConnectionError as RedisConnectionError
 from coredis.exceptions import RedisError
-from coredis.parser import NotEnoughData, Parser
 
 from actorbus._backend import resolve_checkpoints, running_asyncio, socket_waits
 from actorbus.redis._asyncio_connection import open_asyncio
+from actorbus.redis._resp import MISSING, new_replies
 
 if TYPE_CHECKING:
     import socket
@@ -269,7 +270,7 @@ class _StreamConnection:
                 self._socket = sock
                 self._waits = waits
                 self._check_cancelled = resolve_checkpoints().check_cancelled
-        self._parser = Parser()
+        self._parser = new_replies()
         self._last_call = anyio.current_time()
         self._watchdog = watchdog
         self.deadline = math.inf  # of the exchange under way, for the watchdog
@@ -332,11 +333,11 @@ class _StreamConnection:
         parser = self._parser
         replies: list[Any] = []
         while len(replies) < count:
-            parsed = parser.parse(decode=False)
-            if isinstance(parsed, NotEnoughData):
+            reply = parser.next()
+            if reply is MISSING:
                 parser.feed(await stream.receive())
                 continue
-            replies.append(parsed[1])
+            replies.append(reply)
         return replies
 
     async def _socket_exchange(self, sock: socket.socket, packed: bytes, count: int) -> list[Any]:
@@ -362,8 +363,8 @@ class _StreamConnection:
         parser = self._parser
         replies: list[Any] = []
         while len(replies) < count:
-            parsed = parser.parse(decode=False)
-            if isinstance(parsed, NotEnoughData):
+            reply = parser.next()
+            if reply is MISSING:
                 await waits.readable(sock)
                 try:
                     data = sock.recv(_RECEIVE_SIZE)
@@ -375,7 +376,7 @@ class _StreamConnection:
                     raise anyio.EndOfStream
                 parser.feed(data)
                 continue
-            replies.append(parsed[1])
+            replies.append(reply)
         return replies
 
     async def expire(self) -> None:
