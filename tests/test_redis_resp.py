@@ -38,7 +38,8 @@ WIRE = (
     b"*0\r\n"  # empty array
     b"$0\r\n\r\n"  # empty bulk
     + STREAM
-    + b"-NOGROUP No such key 'events' or consumer group 'g'\r\n"
+    + b"*2\r\n-READONLY You can't write against a read only replica.\r\n:1\r\n"  # EXEC's shape
+    b"-NOGROUP No such key 'events' or consumer group 'g'\r\n"
     b"-READONLY You can't write against a read only replica.\r\n"
     b"-NOPERM this user has no permissions to run the 'xgroup|setid' command\r\n"
     b"-ERR unknown thing\r\n"
@@ -69,7 +70,9 @@ def test_replies_in_one_piece(reader: type[HiredisReplies | CoredisReplies]) -> 
     replies.feed(WIRE)
     got = drain(replies)
     assert got[: len(EXPECTED)] == EXPECTED
-    errors = got[len(EXPECTED) :]
+    nested, *errors = got[len(EXPECTED) :]
+    assert isinstance(nested, list)
+    assert [type(nested[0]), nested[1]] == [ReadOnlyError, 1]
     assert [type(error) for error in errors] == ERRORS
     assert "No such key" in str(errors[0])
     assert replies.next() is MISSING

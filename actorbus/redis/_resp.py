@@ -10,8 +10,8 @@ throughput benchmark that is about a tenth of the CPU time of a handled event (s
 Either way, the replies have the same shapes (bytes, int, None, lists), and a server
 error is returned as the reply's value, as the exception that coredis itself raises for
 it (``NOGROUP`` → `StreamConsumerGroupError`, ``READONLY`` → `ReadOnlyError`, ...), so
-the rest of the bridge handles them alike. (Only errors at the top level are mapped:
-an error inside an array comes only from MULTI/EXEC, which the bridge does not use.)
+the rest of the bridge handles them alike (at any depth, though only MULTI/EXEC and
+scripts, which the bridge does not use, put errors inside arrays).
 """
 
 from __future__ import annotations
@@ -74,30 +74,20 @@ _ERROR_PARSER: Final = Parser()
 class HiredisReplies:
     """A buffer of received bytes, giving back the replies in them: hiredis's C reader.
 
-    ``feed(data)`` adds bytes received from Redis; `next` returns the next reply.
+    ``feed(data)`` adds bytes received from Redis; ``next()`` returns the next whole
+    reply (a server error as its coredis exception, at any depth), or `MISSING`, and
+    raises `coredis.exceptions.InvalidResponse` if the bytes are not RESP. Both are the
+    reader's own methods: no call of ours in between.
     """
 
-    __slots__ = ("_gets", "feed")
+    __slots__ = ("feed", "next")
 
     def __init__(self) -> None:
-        reader = _hiredis.Reader(notEnoughData=MISSING)
-        # The reader's own methods: no call of ours in between.
+        reader = _hiredis.Reader(
+            protocolError=InvalidResponse, replyError=_coredis_error, notEnoughData=MISSING
+        )
         self.feed: Callable[[bytes], object] = reader.feed
-        self._gets = reader.gets
-
-    def next(self) -> Any:
-        """The next whole reply (a server error as its coredis exception), or `MISSING`.
-
-        Raises:
-            coredis.exceptions.InvalidResponse: If the bytes are not RESP.
-        """
-        try:
-            reply = self._gets()
-        except _hiredis.ProtocolError as exc:
-            raise InvalidResponse(str(exc)) from exc
-        if isinstance(reply, _hiredis.ReplyError):
-            return _coredis_error(str(reply))
-        return reply
+        self.next: Callable[[], Any] = reader.gets
 
 
 class CoredisReplies:
@@ -111,7 +101,7 @@ class CoredisReplies:
         self._parse = parser.parse
 
     def next(self) -> Any:
-        """See `HiredisReplies.next`."""
+        """See `HiredisReplies`."""
         parsed = self._parse(decode=False)
         if isinstance(parsed, NotEnoughData):
             return MISSING
