@@ -23,7 +23,8 @@ its baseline, measured the same way in the same process, interleaved with it:
 - (h) ``redis round trip p50`` / ``p99``: publish→handle with one event in flight (publish,
   wait until it was handled, publish the next). Baseline: a raw **redis-py** (asyncio
   client) XADD → blocked XREADGROUP round trip, one in flight, run in a worker thread with
-  its own asyncio loop (redis-py has no trio support) between the actorbus runs. Target:
+  its own asyncio loop (redis-py has no trio support) between the actorbus runs; redis-py
+  parses with hiredis when it is installed, as it is with ``actorbus[redis]``. Target:
   p50 ratio <= 1.3. redis-py is a benchmark-only dependency
   (``pip install -r benchmarks/requirements-bench.txt``); without it those entries report
   an error. ``coredis round trip p50`` is the same round trip on coredis (information).
@@ -40,6 +41,7 @@ import sys
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -295,8 +297,12 @@ async def coredis_round_trip(url: str, samples: int) -> list[int]:
 # -- raw redis-py (asyncio only: run in a thread with its own event loop) ---------------------
 
 
-def redispy_round_trip(url: str, samples: int) -> list[int]:
-    """XADD → blocked XREADGROUP on redis-py's asyncio client, one entry in flight."""
+def redispy_round_trip(url: str, samples: int, *, pure_python: bool = False) -> list[int]:
+    """XADD → blocked XREADGROUP on redis-py's asyncio client, one entry in flight.
+
+    redis-py parses with hiredis when it is installed; `pure_python` makes it use its
+    own parser instead (what it does without hiredis).
+    """
     try:
         import redis.asyncio  # noqa: PLC0415 - a benchmark-only dependency
     except ImportError as exc:
@@ -307,8 +313,13 @@ def redispy_round_trip(url: str, samples: int) -> list[int]:
         key = f"bench:redis:{secrets.token_hex(4)}"
         latencies: list[int] = []
         queue: asyncio.Queue[int] = asyncio.Queue()
-        client = redis.asyncio.Redis.from_url(url)
-        reader = redis.asyncio.Redis.from_url(url)
+        options: dict[str, Any] = {}
+        if pure_python:
+            from redis._parsers import _AsyncRESP2Parser  # noqa: PLC0415
+
+            options["parser_class"] = _AsyncRESP2Parser
+        client = redis.asyncio.Redis.from_url(url, **options)
+        reader = redis.asyncio.Redis.from_url(url, **options)
         await client.xgroup_create(key, "bench", id="$", mkstream=True)
 
         stopping = False
@@ -366,11 +377,14 @@ async def measure(url: str, backend: str, sizes: Sizes) -> list[Entry]:
         add_percentiles("rt", await actorbus_round_trip(url, sizes.round_trips))
         add_percentiles("coredis rt", await coredis_round_trip(url, sizes.round_trips))
         try:
-            latencies = await anyio.to_thread.run_sync(redispy_round_trip, url, sizes.round_trips)
+            rounds = sizes.round_trips
+            latencies = await anyio.to_thread.run_sync(redispy_round_trip, url, rounds)
         except BenchError as exc:
             redispy_error = str(exc)
         else:
             add_percentiles("redis-py rt", latencies)
+            pure = partial(redispy_round_trip, pure_python=True)
+            add_percentiles("pure redis-py rt", await anyio.to_thread.run_sync(pure, url, rounds))
         print(f"  {backend}: run done", file=sys.stderr, flush=True)
     m = {name: median(values) for name, values in runs.items()}
     raw_e2e = "coredis XADD pipeline 100 + XREADGROUP 500 + XACK"
@@ -391,6 +405,8 @@ async def measure(url: str, backend: str, sizes: Sizes) -> list[Entry]:
                   m["redis-py rt p50"], target="ratio <= 1.3"),
             Entry("redis round trip p99", backend, m["rt p99"], "µs", redispy_rt,
                   m["redis-py rt p99"]),
+            Entry("redis round trip p50, pure-Python redis-py", backend, m["rt p50"], "µs",
+                  f"{redispy_rt}, its own parser (no hiredis)", m["pure redis-py rt p50"]),
         ]  # fmt: skip
     else:
         entries.append(Entry("redis round trip p50", backend, None, "µs", error=redispy_error))
