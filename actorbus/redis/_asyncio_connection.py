@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 
 from actorbus._backend import resolve_checkpoints
-from actorbus.redis._resp import MISSING, new_replies
+from actorbus.redis._resp import collect, new_replies
 
 if TYPE_CHECKING:
     import ssl
@@ -126,17 +126,12 @@ class AsyncioConnection:
         try:
             if protocol.failure is None:
                 self._transport.write(packed)
-            parser = protocol.parser
             replies: list[Any] = []
-            while len(replies) < count:
-                reply = parser.next()
-                if reply is MISSING:
-                    if protocol.failure is not None:
-                        raise protocol.failure
-                    waiter = protocol.waiter = loop.create_future()
-                    await waiter
-                    continue
-                replies.append(reply)
+            while not collect(protocol.parser, replies, count):
+                if protocol.failure is not None:
+                    raise protocol.failure
+                waiter = protocol.waiter = loop.create_future()
+                await waiter
             return replies
         finally:
             timer.cancel()

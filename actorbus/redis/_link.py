@@ -40,7 +40,7 @@ from coredis.exceptions import RedisError
 
 from actorbus._backend import resolve_checkpoints, running_asyncio, socket_waits
 from actorbus.redis._asyncio_connection import open_asyncio
-from actorbus.redis._resp import MISSING, new_replies
+from actorbus.redis._resp import collect, new_replies
 
 if TYPE_CHECKING:
     import socket
@@ -332,12 +332,8 @@ class _StreamConnection:
         await stream.send(packed)
         parser = self._parser
         replies: list[Any] = []
-        while len(replies) < count:
-            reply = parser.next()
-            if reply is MISSING:
-                parser.feed(await stream.receive())
-                continue
-            replies.append(reply)
+        while not collect(parser, replies, count):
+            parser.feed(await stream.receive())
         return replies
 
     async def _socket_exchange(self, sock: socket.socket, packed: bytes, count: int) -> list[Any]:
@@ -362,21 +358,17 @@ class _StreamConnection:
                 raise _lost(sock) from exc
         parser = self._parser
         replies: list[Any] = []
-        while len(replies) < count:
-            reply = parser.next()
-            if reply is MISSING:
-                await waits.readable(sock)
-                try:
-                    data = sock.recv(_RECEIVE_SIZE)
-                except BlockingIOError:  # pragma: no cover - woken without data: wait again
-                    continue
-                except OSError as exc:
-                    raise _lost(sock) from exc
-                if not data:
-                    raise anyio.EndOfStream
-                parser.feed(data)
+        while not collect(parser, replies, count):
+            await waits.readable(sock)
+            try:
+                data = sock.recv(_RECEIVE_SIZE)
+            except BlockingIOError:  # pragma: no cover - woken without data: wait again
                 continue
-            replies.append(reply)
+            except OSError as exc:
+                raise _lost(sock) from exc
+            if not data:
+                raise anyio.EndOfStream
+            parser.feed(data)
         return replies
 
     async def expire(self) -> None:

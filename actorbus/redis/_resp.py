@@ -24,7 +24,14 @@ from coredis.parser import NotEnoughData, Parser
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-__all__ = ["HAVE_HIREDIS", "MISSING", "CoredisReplies", "HiredisReplies", "new_replies"]
+__all__ = [
+    "HAVE_HIREDIS",
+    "MISSING",
+    "CoredisReplies",
+    "HiredisReplies",
+    "collect",
+    "new_replies",
+]
 
 
 def _load_hiredis() -> Any:
@@ -58,6 +65,20 @@ def new_replies() -> HiredisReplies | CoredisReplies:
     if _hiredis is not None:
         return HiredisReplies()
     return CoredisReplies()  # pragma: no cover - the redis extra installs hiredis
+
+
+def collect(parser: HiredisReplies | CoredisReplies, replies: list[Any], count: int) -> bool:
+    """Move the whole replies `parser` holds to `replies`, up to `count` in all.
+
+    Returns whether `replies` has its `count`; if not, the caller feeds `parser` more
+    bytes and calls again.
+    """
+    while len(replies) < count:
+        reply = parser.next()
+        if reply is MISSING:
+            return False
+        replies.append(reply)
+    return True
 
 
 def _coredis_error(text: str) -> RedisError:

@@ -56,11 +56,13 @@ class Watchdog:
         try:
             while True:
                 await anyio.sleep(INTERVAL)
-                for connection in [c for c in self._watched if c.deadline <= anyio.current_time()]:
+                now = anyio.current_time()
+                for connection in [c for c in self._watched if c.deadline <= now]:
                     # Expiring one lets other tasks run: an exchange of this list may
                     # have finished (or a new one started) since it was made.
-                    if connection.deadline <= anyio.current_time():
+                    if connection.deadline <= now:
                         connection.deadline = math.inf
                         await connection.expire()
+                        now = anyio.current_time()
         finally:
             self.running = False
