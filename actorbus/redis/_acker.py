@@ -10,7 +10,9 @@ handler holds back only its own entry, not the acknowledgement of those after it
 - not handled (its actor stopped first, or the group has no local member any more) →
   leave it pending, to be claimed and delivered again.
 
-It takes the next read batch only while fewer than `batch` entries wait for their
+Entries already handled when the reader hands them over are settled then, by the
+reader (`Acker.settle_finished`), without waking the acker's task. It takes the next
+read batch only while fewer than `batch` entries wait for their
 handlers, so a group with stuck handlers stops reading after a few batches
 (backpressure), and a crash leaves at most that many entries handled but unacknowledged.
 
@@ -90,10 +92,11 @@ class Acker:
         if context.settings.dead_maxlen is not None:
             self._dead_head += (b"MAXLEN", b"~", context.settings.dead_maxlen)
         self._dead_head += (b"*",)
+        self._batch: _Batch | None = None  # what was settled and not sent yet, while running
 
     async def run(self, receive: MemoryObjectReceiveStream[list[Entry]]) -> None:
         """Settle entries until `receive` ended and all were settled; send the rest, return."""
-        batch = _Batch()
+        batch = self._batch = _Batch()
         link = link_for(self._context)
         async with anyio.create_task_group() as tasks:
             tasks.start_soon(self._flush_loop, link, batch)
@@ -103,6 +106,26 @@ class Acker:
             finally:
                 batch.closed = True
                 batch.ready.set()
+
+    def settle_finished(self, items: list[Entry]) -> list[Entry]:
+        """Settle the entries of `items` already handled; return the others, for `run`.
+
+        The reader calls it as it hands a read batch over: when the handlers did not
+        wait (the usual case by then), the acker task is not woken at all. Nothing is
+        settled once `run` has ended (the entries stay pending).
+        """
+        batch = self._batch
+        if batch is None or batch.closed:
+            return items
+        rest: list[Entry] = []
+        for item in items:
+            if item.delivery.pending > 0:
+                rest.append(item)
+            else:
+                self._settle(item, batch)
+        if len(rest) < len(items):
+            batch.ready.set()
+        return rest
 
     async def _settle_all(
         self, receive: MemoryObjectReceiveStream[list[Entry]], batch: _Batch

@@ -16,7 +16,10 @@ Each `GroupConsumer` runs three tasks (claiming uses the transport's shared clie
   for ``claim_after`` by silent consumers (XPENDING + XCLAIM), dead-lettering those
   already delivered ``max_deliveries`` times;
 - the **acker** (`actorbus.redis._acker`) waits for each entry's outcome in order and
-  acknowledges or dead-letters it, or leaves it pending for redelivery.
+  acknowledges or dead-letters it, or leaves it pending for redelivery. The reader lets
+  the actors run before it hands a batch over, and settles the entries already handled
+  by then itself (`Acker.settle_finished`): with handlers that do not wait, the acker
+  task is not woken per batch.
 
 Entries go from the reader and the claimer to the acker one read batch at a time through
 a stream holding one batch, so a consumer has at most a few batches in flight: when the
@@ -39,6 +42,7 @@ from coredis.exceptions import (
     StreamDuplicateConsumerGroupError,
 )
 
+from actorbus._backend import resolve_checkpoints, running_asyncio
 from actorbus._exceptions import ActorbusError, DecodeError
 from actorbus._message import Tracker
 from actorbus._wire import decode
@@ -47,7 +51,7 @@ from actorbus.redis._health import TRANSIENT, Backoff, logger
 from actorbus.redis._link import Command, Link, link_for
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable
+    from collections.abc import Awaitable, Callable, Iterable
 
     import coredis
     from anyio.streams.memory import MemoryObjectSendStream
@@ -105,6 +109,10 @@ class GroupConsumer:
         self._idle = False  # whether the last read had nothing for a local subscriber
         self._passed_at = -math.inf  # when `_pass_by` last moved the group to the end
         self._pass_by_allowed = True  # False once Redis refused XGROUP SETID (an old ACL)
+        self._acker: Acker | None = None  # while running
+        # Scheduling rounds the reader lets pass before a hand-over (see `_hand_over`).
+        self._rounds = 1
+        self._schedule: Callable[[], Awaitable[None]] = anyio.lowlevel.checkpoint
 
     def stop_intake(self) -> None:
         """Stop reading and claiming; what was read is still acknowledged."""
@@ -120,7 +128,9 @@ class GroupConsumer:
         try:
             with self.scope:
                 send, receive = anyio.create_memory_object_stream[list[Entry]](1)
-                acker = Acker(self._context, self.group, self._inflight)
+                acker = self._acker = Acker(self._context, self.group, self._inflight)
+                self._rounds = 1 if running_asyncio() else 2
+                self._schedule = resolve_checkpoints().schedule
                 reader = link_for(self._context)
                 try:
                     async with anyio.create_task_group() as tasks:
@@ -188,7 +198,7 @@ class GroupConsumer:
                         else:
                             items.append(await self._dispatch(entry_id, fields, 1))
                 finally:
-                    await _hand_over(send, items)
+                    await self._hand_over(send, items)
                 self._idle = not items
 
     async def _read(self, reader: Link, read: Command, timeout: float) -> Any:
@@ -465,7 +475,7 @@ class GroupConsumer:
                         self._context.counters.claimed += 1
                     items.append(await self._process_claimed(entry, int(info.delivered)))
             finally:
-                await _hand_over(send, items)
+                await self._hand_over(send, items)
         last: bytes = bytes(pending[-1].identifier)
         return last if len(pending) >= self._settings.batch else None
 
@@ -486,33 +496,57 @@ class GroupConsumer:
         delivery.dead(error)
         return Entry(entry_id, bytes(fields.get(b"e", b"")), None, delivery, delivered)
 
+    async def _hand_over(
+        self, send: MemoryObjectSendStream[list[Entry]], items: list[Entry]
+    ) -> None:
+        """Pass delivered entries to the acker, even while intake is being cancelled.
 
-async def _hand_over(send: MemoryObjectSendStream[list[Entry]], items: list[Entry]) -> None:
-    """Pass delivered entries to the acker, even while intake is being cancelled.
+        They are in the mailboxes: once handled they must be acknowledged, or another
+        member would handle them again after `claim_after`. Shielded, but only for a
+        bounded time, so a stuck acker cannot hold up shutdown.
+        """
+        if not items:
+            return
+        # Let the actors just given work run first: before the next read is sent, and
+        # before the acker looks at the entries, which by then are mostly handled and
+        # settled right here (the acker task is not even woken). asyncio runs tasks in
+        # the order they were woken, so one scheduling round is enough; trio runs each
+        # round's tasks in either order: there a second round follows when the last
+        # entry was not handled yet. A cancellation that arrives meanwhile is raised
+        # once the entries are handed over.
+        deferred: BaseException | None = None
+        for _ in range(self._rounds):
+            try:
+                await self._schedule()
+            except BaseException as exc:  # a cancellation: raised below, once handed over
+                deferred = exc
+                break
+            if items[-1].delivery.pending <= 0:
+                break
+        try:
+            await self._give(send, items)
+        finally:
+            if deferred is not None:
+                raise deferred
 
-    They are in the mailboxes: once handled they must be acknowledged, or another member
-    would handle them again after `claim_after`. Shielded, but only for a bounded time,
-    so a stuck acker cannot hold up shutdown.
-    """
-    if not items:
-        return
-    # Let the actors just given work run first, before the acker (which would only start
-    # waiting for them, and finds them finished instead). On asyncio they also run before
-    # the next read is sent; trio orders each round's tasks at random, so there only
-    # about half the time.
-    await anyio.lowlevel.cancel_shielded_checkpoint()
-    # If the acker is gone, the entries stay pending and are delivered again.
-    closed = (anyio.BrokenResourceError, anyio.ClosedResourceError)
-    try:
-        send.send_nowait(items)  # the usual case: room, so no wait to shield
-    except anyio.WouldBlock:
-        pass
-    except closed:
-        return
-    else:
-        return
-    with anyio.move_on_after(_HAND_OVER_TIMEOUT, shield=True), contextlib.suppress(*closed):
-        await send.send(items)
+    async def _give(self, send: MemoryObjectSendStream[list[Entry]], items: list[Entry]) -> None:
+        """Settle the handled entries at once, pass the others to the acker task."""
+        if self._acker is not None:
+            items = self._acker.settle_finished(items)
+            if not items:
+                return
+        # If the acker is gone, the entries stay pending and are delivered again.
+        closed = (anyio.BrokenResourceError, anyio.ClosedResourceError)
+        try:
+            send.send_nowait(items)  # the usual case: room, so no wait to shield
+        except anyio.WouldBlock:
+            pass
+        except closed:
+            return
+        else:
+            return
+        with anyio.move_on_after(_HAND_OVER_TIMEOUT, shield=True), contextlib.suppress(*closed):
+            await send.send(items)
 
 
 def _bytes(value: str | bytes) -> bytes:
