@@ -47,6 +47,12 @@ _SCOPE_EXTENSION: Final = "scope"
 _NOT_EXTENSIONS: Final = _CONTEXT | {_SCOPE_EXTENSION}
 _EMPTY: Final[Mapping[str, str]] = MappingProxyType({})
 _SCOPES: Final = {scope.value: scope for scope in Scope}
+# The attributes `actorbus._wire.encode` writes for an envelope with data and no subject
+# or headers: the shape `from_cloudevent` reads on its fast path.
+_AS_ENCODED: Final = frozenset(
+    {"specversion", "id", "source", "type", "time", "datacontenttype", _SCOPE_EXTENSION, "data"}
+)
+_from_iso: Final = dt.datetime.fromisoformat
 # Values from the wire appear in error messages (and logs) shortened: they may be huge.
 _SHORT: Final = reprlib.Repr()
 _SHORT.maxlevel, _SHORT.maxstring, _SHORT.maxother = 3, 80, 80
@@ -163,45 +169,102 @@ class Envelope(_Stamped):
         Raises:
             DecodeError: If an attribute is missing or has the wrong type, naming it.
         """
-        if not isinstance(event, Mapping):
-            msg = f"a CloudEvent must be a JSON object, got {type(event).__name__}"
+        if isinstance(event, dict) and event.keys() == _AS_ENCODED:
+            envelope = _as_encoded(event)
+            if envelope is not None:
+                return envelope
+        return _read_cloudevent(event)
+
+
+def _as_encoded(event: dict[str, Any]) -> Envelope | None:
+    """`_read_cloudevent` for the usual shape, or None: then that reads (and refuses) it.
+
+    The usual shape is what `actorbus._wire.encode` writes for an envelope with data and
+    no subject or headers, with its time in UTC. Checked attribute by attribute, without
+    the calls that name the faults (`_read_cloudevent` does when anything is off): about
+    half the cost of a received event's validation.
+    """
+    specversion, id_, source, type_, time_, content_type = (
+        event["specversion"],
+        event["id"],
+        event["source"],
+        event["type"],
+        event["time"],
+        event["datacontenttype"],
+    )
+    if not (
+        specversion == "1.0"
+        and type(id_) is str
+        and id_
+        and type(source) is str
+        and source
+        and type(type_) is str
+        and type_
+        and type(time_) is str
+        and type(content_type) is str
+    ):
+        return None
+    scope = _SCOPES.get(event[_SCOPE_EXTENSION]) if type(event[_SCOPE_EXTENSION]) is str else None
+    if scope is None:
+        return None
+    try:
+        time = _from_iso(time_)
+    except ValueError:
+        return None
+    if time.tzinfo is not _UTC:
+        return None
+    return _assemble(
+        type_,
+        event["data"],
+        source,
+        id_,
+        "1.0",
+        time,
+        None,
+        content_type or "application/json",
+        scope,
+        _EMPTY,
+    )
+
+
+def _read_cloudevent(event: Mapping[str, Any]) -> Envelope:
+    """`Envelope.from_cloudevent`, every attribute checked and every fault named."""
+    if not isinstance(event, Mapping):
+        msg = f"a CloudEvent must be a JSON object, got {type(event).__name__}"
+        raise DecodeError(msg)
+    for name in _REQUIRED:
+        value = event.get(name)
+        if not isinstance(value, str) or not value:
+            got = "missing" if value is None else _shown(value)
+            msg = f"CloudEvent attribute {name!r} must be a non-empty string, got {got}"
             raise DecodeError(msg)
-        for name in _REQUIRED:
-            value = event.get(name)
-            if not isinstance(value, str) or not value:
-                got = "missing" if value is None else _shown(value)
-                msg = f"CloudEvent attribute {name!r} must be a non-empty string, got {got}"
-                raise DecodeError(msg)
-        if event["specversion"] != "1.0":
-            msg = (
-                f"unsupported CloudEvents specversion {_shown(event['specversion'])}; "
-                "expected '1.0'"
-            )
+    if event["specversion"] != "1.0":
+        msg = f"unsupported CloudEvents specversion {_shown(event['specversion'])}; expected '1.0'"
+        raise DecodeError(msg)
+    headers = _read_extensions(event)
+    data = event.get("data")
+    if "data_base64" in event:
+        if "data" in event:
+            msg = "a CloudEvent carries either 'data' or 'data_base64', not both"
             raise DecodeError(msg)
-        headers = _read_extensions(event)
-        data = event.get("data")
-        if "data_base64" in event:
-            if "data" in event:
-                msg = "a CloudEvent carries either 'data' or 'data_base64', not both"
-                raise DecodeError(msg)
-            data = _read_base64(event["data_base64"])
-        time = _read_time(event.get("time"))
-        subject = _optional_str(event, "subject")
-        content_type = _optional_str(event, "datacontenttype") or "application/json"
-        scope = _read_scope(event.get(_SCOPE_EXTENSION, Scope.APP.value))
-        # Every value is checked (and the time is in UTC): no converter needs to run.
-        return _assemble(
-            event["type"],
-            data,
-            event["source"],
-            event["id"],
-            "1.0",
-            time,
-            subject,
-            content_type,
-            scope,
-            MappingProxyType(headers) if headers else _EMPTY,
-        )
+        data = _read_base64(event["data_base64"])
+    time = _read_time(event.get("time"))
+    subject = _optional_str(event, "subject")
+    content_type = _optional_str(event, "datacontenttype") or "application/json"
+    scope = _read_scope(event.get(_SCOPE_EXTENSION, Scope.APP.value))
+    # Every value is checked (and the time is in UTC): no converter needs to run.
+    return _assemble(
+        event["type"],
+        data,
+        event["source"],
+        event["id"],
+        "1.0",
+        time,
+        subject,
+        content_type,
+        scope,
+        MappingProxyType(headers) if headers else _EMPTY,
+    )
 
 
 _clock: Final = time.time_ns

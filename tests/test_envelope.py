@@ -277,6 +277,88 @@ def test_unknown_attributes_become_headers() -> None:
     assert dict(envelope.headers) == {"traceparent": "00-abc-def-01", "partitionkey": "p"}
 
 
+def _outcome(read: Any, event: dict[str, Any]) -> object:
+    """What reading `event` gives: the envelope and its time's zone, or the error."""
+    try:
+        envelope = read(event)
+    except DecodeError as exc:
+        return f"DecodeError: {exc}"
+    zone = envelope.time.tzinfo  # equal datetimes may differ in their zone
+    if event.get("time") is None:  # stamped with the time of reading: not compared
+        envelope = attrs.evolve(envelope, time=_AT)
+    return envelope, zone
+
+
+# The usual shape (what `encode` writes), and values to put in each of its attributes:
+# right and wrong types, empty, times in and out of UTC or without a zone.
+_USUAL: dict[str, Any] = {
+    "specversion": "1.0",
+    "id": "e-1",
+    "source": "shop",
+    "type": "bench.tick",
+    "time": "2024-05-01T12:00:00.123456Z",
+    "datacontenttype": "application/json",
+    "scope": "app",
+    "data": {"n": 1},
+}
+_VALUES: list[Any] = [
+    "1.0",
+    "0.3",
+    "",
+    "x",
+    "app",
+    "process",
+    "APP",
+    "text/plain",
+    "2024-05-01T12:00:00Z",
+    "2024-05-01T12:00:00.5+00:00",
+    "2024-05-01T14:00:00+02:00",
+    "2024-05-01T12:00:00",
+    "0001-01-01T00:00:00+01:00",
+    "not a time",
+    None,
+    True,
+    0,
+    7,
+    1.5,
+    [],
+    {"n": 2},
+]
+
+
+@pytest.mark.parametrize("name", list(_USUAL))
+@pytest.mark.parametrize("value", _VALUES, ids=repr)
+def test_the_fast_path_reads_the_usual_shape_as_the_full_checks_do(name: str, value: Any) -> None:
+    """`from_cloudevent` reads what `encode` usually writes without its full checks.
+
+    With any one attribute changed, it must give what the full checks give: the same
+    envelope (its time in the same zone), or the same error.
+    """
+    from actorbus._envelope import _read_cloudevent  # noqa: PLC0415
+
+    event = {**_USUAL, name: value}
+    assert _outcome(Envelope.from_cloudevent, event) == _outcome(_read_cloudevent, event)
+
+
+@hypothesis.settings(max_examples=300, deadline=None)
+@hypothesis.given(st.dictionaries(st.sampled_from(list(_USUAL)), st.sampled_from(_VALUES)))
+def test_the_fast_path_agrees_with_several_attributes_changed(changes: dict[str, Any]) -> None:
+    from actorbus._envelope import _read_cloudevent  # noqa: PLC0415
+
+    event = {**_USUAL, **changes}
+    assert _outcome(Envelope.from_cloudevent, event) == _outcome(_read_cloudevent, event)
+
+
+def test_the_fast_path_is_taken_for_what_encode_writes() -> None:
+    from actorbus._envelope import _as_encoded  # noqa: PLC0415
+
+    written = json.loads(encode(Envelope(type="t.x", data={"n": 1}, source="s", scope=Scope.APP)))
+    envelope = _as_encoded(written)
+    assert envelope is not None
+    assert envelope == Envelope.from_cloudevent(written)
+    assert envelope.time.tzinfo is UTC
+
+
 @pytest.mark.parametrize("name", ["specversion", "id", "source", "type"])
 def test_missing_required_attribute_is_a_decode_error_naming_it(name: str) -> None:
     with pytest.raises(DecodeError, match=name):
