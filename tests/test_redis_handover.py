@@ -75,3 +75,71 @@ async def test_a_cancellation_while_the_actors_run_still_hands_the_entries_over(
                 pytest.fail("the cancellation was not raised")  # pragma: no cover
             assert scope.cancelled_caught
             assert receive.receive_nowait() == items
+
+
+async def test_the_reader_settles_what_was_handled_and_passes_on_the_rest(
+    context: Context,
+) -> None:
+    async with ActorSystem("handover") as system:
+        consumer = GroupConsumer(context, system, "b:w1", None, resume=False)
+        acker = consumer._acker = Acker(context, "b:w1", {})
+        acker._batch = batch = _Batch()
+        consumer._rounds = 2  # as on trio: a second round while the last entry is pending
+        waiting = entry(b"2-0", finished=False)
+        send, receive = anyio.create_memory_object_stream[list[Entry]](1)
+        with send, receive:
+            await consumer._hand_over(send, [entry(b"1-0"), waiting])
+            assert batch.acks == [b"1-0"]
+            assert receive.receive_nowait() == [waiting]  # only it wakes the acker task
+            await consumer._hand_over(send, [entry(b"3-0")])
+            assert batch.acks == [b"1-0", b"3-0"]
+            with pytest.raises(anyio.WouldBlock):
+                receive.receive_nowait()  # nothing for the acker task
+
+
+async def test_an_error_while_settling_is_not_hidden_by_a_cancellation(
+    context: Context, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with ActorSystem("handover") as system:
+        consumer = GroupConsumer(context, system, "b:w1", None, resume=False)
+        acker = consumer._acker = Acker(context, "b:w1", {})
+        acker._batch = _Batch()
+
+        def broken(item: Entry, batch: _Batch) -> None:
+            raise ValueError("settling failed")  # say, a user exception whose str() raises
+
+        monkeypatch.setattr(acker, "_settle", broken)
+        send, receive = anyio.create_memory_object_stream[list[Entry]](1)
+        with send, receive, pytest.raises(ValueError, match="settling failed"):
+            with anyio.CancelScope() as scope:
+                scope.cancel()
+                await consumer._hand_over(send, [entry(b"1-0")])
+
+
+async def test_a_failed_read_while_intake_stops_is_raised_and_its_entries_handed_over(
+    context: Context,
+) -> None:
+    """The reader's own error wins over the cancellation that came with it."""
+    async with ActorSystem("handover") as system:
+        consumer = GroupConsumer(context, system, "b:w1", None, resume=False)
+        intake = anyio.CancelScope()
+        read = [(b"1-0", [b"e", b"{}"]), (b"2-0", [b"e", b"{}"])]
+
+        async def fetch(*_: object) -> object:
+            return [[b"events", read]]
+
+        async def dispatch(entry_id: bytes, fields: object, deliveries: int) -> Entry:
+            if entry_id == b"2-0":
+                intake.cancel()  # `stop_intake`, while this entry is being delivered
+                msg = "delivery failed"
+                raise RuntimeError(msg)
+            return entry(entry_id)
+
+        consumer._fetch = fetch  # type: ignore[method-assign]
+        consumer._dispatch = dispatch  # type: ignore[method-assign]
+        consumer._unwanted_here = lambda fields: False  # type: ignore[method-assign]
+        send, receive = anyio.create_memory_object_stream[list[Entry]](1)
+        with receive:
+            with pytest.raises(RuntimeError, match="delivery failed"), intake:
+                await consumer._read_loop(None, None, send)  # type: ignore[arg-type]
+            assert [item.id for item in receive.receive_nowait()] == [b"1-0"]

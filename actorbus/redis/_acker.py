@@ -11,8 +11,8 @@ handler holds back only its own entry, not the acknowledgement of those after it
   leave it pending, to be claimed and delivered again.
 
 Entries already handled when the reader hands them over are settled then, by the
-reader (`Acker.settle_finished`), without waking the acker's task. It takes the next
-read batch only while fewer than `batch` entries wait for their
+reader (`Acker.settle_finished`), without waking the acker's task. The acker takes the
+next read batch only while fewer than `batch` entries wait for their
 handlers, so a group with stuck handlers stops reading after a few batches
 (backpressure), and a crash leaves at most that many entries handled but unacknowledged.
 
@@ -112,7 +112,8 @@ class Acker:
 
         The reader calls it as it hands a read batch over: when the handlers did not
         wait (the usual case by then), the acker task is not woken at all. Nothing is
-        settled once `run` has ended (the entries stay pending).
+        settled before `run` starts or once its last pipeline is being sent (`closed`):
+        the entries then go to `run`, or stay pending if it is gone.
         """
         batch = self._batch
         if batch is None or batch.closed:

@@ -187,19 +187,30 @@ class GroupConsumer:
                     await anyio.lowlevel.checkpoint()
                 # The RESP2 reply: the stream's key and its entries, each an id and a
                 # flat list of fields and values.
-                entries: list[tuple[bytes, list[bytes]]] = found[0][1] if found else []
-                self._hold(entry_id for entry_id, _ in entries)
-                items: list[Entry] = []
-                try:
-                    for entry_id, values in entries:  # one by one: a cancellation keeps
-                        fields = dict(zip(values[::2], values[1::2], strict=True))  # the rest
-                        if self._unwanted_here(fields):
-                            self._unwanted_ids.append(entry_id)
-                        else:
-                            items.append(await self._dispatch(entry_id, fields, 1))
-                finally:
-                    await self._hand_over(send, items)
-                self._idle = not items
+                self._idle = not await self._take_in(found[0][1] if found else [], send)
+
+    async def _take_in(
+        self, entries: list[tuple[bytes, list[bytes]]], send: MemoryObjectSendStream[list[Entry]]
+    ) -> list[Entry]:
+        """Deliver the entries of a read and hand them over; return those delivered.
+
+        One by one: a cancellation leaves the rest pending. What was delivered is handed
+        over even then, and an error of the delivery is raised, not the cancellation.
+        """
+        self._hold(entry_id for entry_id, _ in entries)
+        items: list[Entry] = []
+        try:
+            for entry_id, values in entries:
+                fields = dict(zip(values[::2], values[1::2], strict=True))
+                if self._unwanted_here(fields):
+                    self._unwanted_ids.append(entry_id)
+                else:
+                    items.append(await self._dispatch(entry_id, fields, 1))
+        except BaseException:
+            await self._give_unwinding(send, items)
+            raise
+        await self._hand_over(send, items)
+        return items
 
     async def _read(self, reader: Link, read: Command, timeout: float) -> Any:
         """XREADGROUP; the unwanted entries of the last read are acknowledged on the way.
@@ -474,8 +485,10 @@ class GroupConsumer:
                     if _bytes(info.consumer) != self._consumer.encode():
                         self._context.counters.claimed += 1
                     items.append(await self._process_claimed(entry, int(info.delivered)))
-            finally:
-                await self._hand_over(send, items)
+            except BaseException:
+                await self._give_unwinding(send, items)
+                raise
+            await self._hand_over(send, items)
         last: bytes = bytes(pending[-1].identifier)
         return last if len(pending) >= self._settings.batch else None
 
@@ -502,7 +515,8 @@ class GroupConsumer:
         """Pass delivered entries to the acker, even while intake is being cancelled.
 
         They are in the mailboxes: once handled they must be acknowledged, or another
-        member would handle them again after `claim_after`. Shielded, but only for a
+        member would handle them again after `claim_after`. A cancellation is raised once
+        they are handed over; waiting for room at the acker is shielded, but only for a
         bounded time, so a stuck acker cannot hold up shutdown.
         """
         if not items:
@@ -518,16 +532,22 @@ class GroupConsumer:
         for _ in range(self._rounds):
             try:
                 await self._schedule()
-            except BaseException as exc:  # a cancellation: raised below, once handed over
+            except anyio.get_cancelled_exc_class() as exc:  # raised below, once handed over
                 deferred = exc
                 break
             if items[-1].delivery.pending <= 0:
                 break
-        try:
-            await self._give(send, items)
-        finally:
-            if deferred is not None:
-                raise deferred
+        await self._give(send, items)  # an error of its own wins over the cancellation
+        if deferred is not None:
+            raise deferred
+
+    async def _give_unwinding(
+        self, send: MemoryObjectSendStream[list[Entry]], items: list[Entry]
+    ) -> None:
+        """Hand `items` over while an exception propagates: no yield, nothing raised instead."""
+        if items:
+            with anyio.CancelScope(shield=True):
+                await self._give(send, items)
 
     async def _give(self, send: MemoryObjectSendStream[list[Entry]], items: list[Entry]) -> None:
         """Settle the handled entries at once, pass the others to the acker task."""
