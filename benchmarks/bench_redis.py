@@ -5,7 +5,8 @@ this process, connected through a private redis-server (or ``--url``): system A
 publishes APP-scope events, system B handles them with a member of group ``bench``
 (each instance also has its broadcast group, as in production; neither has a subscriber
 outside a group, so neither reads it).
-Every figure is measured `RUNS` times on each backend and the median is reported next to
+Every figure is measured `RUNS` times on each backend (asyncio, asyncio with uvloop when
+it is installed, trio) and the median is reported next to
 its baseline, measured the same way in the same process, interleaved with it:
 
 - (g) ``redis e2e throughput``: N events published from 64 concurrent tasks in A until B
@@ -23,7 +24,8 @@ its baseline, measured the same way in the same process, interleaved with it:
 - (h) ``redis round trip p50`` / ``p99``: publish→handle with one event in flight (publish,
   wait until it was handled, publish the next). Baseline: a raw **redis-py** (asyncio
   client) XADD → blocked XREADGROUP round trip, one in flight, run in a worker thread with
-  its own asyncio loop (redis-py has no trio support) between the actorbus runs; redis-py
+  its own asyncio loop (redis-py has no trio support; on the uvloop backend, a uvloop
+  loop) between the actorbus runs; redis-py
   parses with hiredis when it is installed, as it is with ``actorbus[redis]``. Target:
   p50 ratio <= 1.3. redis-py is a benchmark-only dependency
   (``pip install -r benchmarks/requirements-bench.txt``); without it those entries report
@@ -36,6 +38,7 @@ an error instead of a figure when the check fails. ``--quick`` takes about a min
 import argparse
 import asyncio
 import contextlib
+import importlib.util
 import secrets
 import sys
 import time
@@ -297,11 +300,14 @@ async def coredis_round_trip(url: str, samples: int) -> list[int]:
 # -- raw redis-py (asyncio only: run in a thread with its own event loop) ---------------------
 
 
-def redispy_round_trip(url: str, samples: int, *, pure_python: bool = False) -> list[int]:
+def redispy_round_trip(
+    url: str, samples: int, *, pure_python: bool = False, use_uvloop: bool = False
+) -> list[int]:
     """XADD → blocked XREADGROUP on redis-py's asyncio client, one entry in flight.
 
     redis-py parses with hiredis when it is installed; `pure_python` makes it use its
-    own parser instead (what it does without hiredis).
+    own parser instead (what it does without hiredis). `use_uvloop` runs it on a uvloop
+    loop (the baseline of the uvloop backend), else on asyncio's own.
     """
     try:
         import redis.asyncio  # noqa: PLC0415 - a benchmark-only dependency
@@ -347,13 +353,21 @@ def redispy_round_trip(url: str, samples: int, *, pure_python: bool = False) -> 
             await reader.aclose()
         return latencies[WARMUP:]
 
-    return asyncio.run(main())
+    if not use_uvloop:
+        return asyncio.run(main())
+    import uvloop  # noqa: PLC0415 - the uvloop backend's baseline only
+
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        return runner.run(main())
 
 
 # -- the suite ------------------------------------------------------------------------------
 
 
 async def measure(url: str, backend: str, sizes: Sizes) -> list[Entry]:
+    if backend == "uvloop":
+        loop = asyncio.get_running_loop()
+        check(type(loop).__module__.startswith("uvloop"), f"uvloop requested, got {loop}")
     runs: dict[str, list[float]] = {}
     redispy_error: str | None = None
 
@@ -378,18 +392,21 @@ async def measure(url: str, backend: str, sizes: Sizes) -> list[Entry]:
         add_percentiles("coredis rt", await coredis_round_trip(url, sizes.round_trips))
         try:
             rounds = sizes.round_trips
-            latencies = await anyio.to_thread.run_sync(redispy_round_trip, url, rounds)
+            redispy = partial(redispy_round_trip, use_uvloop=backend == "uvloop")
+            latencies = await anyio.to_thread.run_sync(redispy, url, rounds)
         except BenchError as exc:
             redispy_error = str(exc)
         else:
             add_percentiles("redis-py rt", latencies)
-            pure = partial(redispy_round_trip, pure_python=True)
+            pure = partial(redispy, pure_python=True)
             add_percentiles("pure redis-py rt", await anyio.to_thread.run_sync(pure, url, rounds))
         print(f"  {backend}: run done", file=sys.stderr, flush=True)
     m = {name: median(values) for name, values in runs.items()}
     raw_e2e = "coredis XADD pipeline 100 + XREADGROUP 500 + XACK"
     raw_paced = "coredis XADD → XREADGROUP BLOCK"
     redispy_rt = "redis-py XADD → XREADGROUP BLOCK, one in flight"
+    if backend == "uvloop":
+        redispy_rt += ", on uvloop"
     entries = [
         Entry("redis e2e throughput", backend, m["e2e"], "events/s", raw_e2e, m["raw e2e"],
               target="ratio >= 0.70"),
@@ -447,10 +464,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", metavar="PATH", help="write the entries as JSON to PATH")
     args = parser.parse_args(argv)
     sizes = Sizes(3_000, 1_000, 300) if args.quick else Sizes(20_000, 5_000, 2_000)
-    labels = ["asyncio", "trio"] if args.backend == "all" else [args.backend]
+    labels = list(BACKENDS) if args.backend == "all" else [args.backend]
     entries: list[Entry] = []
     with redis_url(args.url) as url:
         for label in labels:
+            if label == "uvloop" and importlib.util.find_spec("uvloop") is None:
+                print("  [uvloop] skipped: uvloop is not installed", file=sys.stderr)
+                continue
             backend, options = BACKENDS[label]
             print(f"measuring on {label} ...", file=sys.stderr, flush=True)
             entries += anyio.run(
