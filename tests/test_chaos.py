@@ -189,6 +189,7 @@ async def test_unwanted_entries_acknowledged_while_redis_loads_are_acknowledged_
     from actorbus.redis._config import Keys  # noqa: PLC0415
     from actorbus.redis._consumer import GroupConsumer  # noqa: PLC0415
     from actorbus.redis._context import Context  # noqa: PLC0415
+    from actorbus.redis._link import pack  # noqa: PLC0415
 
     transport = RedisTransport("redis://127.0.0.1:1/0")
     context = Context(transport.url, Keys("actorbus", "app"), transport.settings, "w1")
@@ -200,14 +201,14 @@ async def test_unwanted_entries_acknowledged_while_redis_loads_are_acknowledged_
         class Loading:
             """Answers the first read as a Redis still loading its AOF could."""
 
-            async def pipeline(self, commands: list[Any], *, timeout: float) -> list[Any]:
-                sent.append(commands)
+            async def send(self, packed: bytes, count: int, *, timeout: float) -> list[Any]:
+                sent.append(packed)
                 loading = BusyLoadingError("Redis is loading the dataset in memory")
                 if len(sent) == 1:
                     return [loading, loading]
                 return [2, []]
 
-        read = (b"XREADGROUP", b"GROUP", b"b:w1", b"w1", b"STREAMS", b"k", b">")
+        read = pack([(b"XREADGROUP", b"GROUP", b"b:w1", b"w1", b"STREAMS", b"k", b">")])
         caplog.set_level(logging.WARNING, logger="actorbus.redis")
         with pytest.raises(BusyLoadingError):
             await consumer._read(Loading(), read, 1.0)  # type: ignore[arg-type]

@@ -42,13 +42,13 @@ from coredis.exceptions import (
     StreamDuplicateConsumerGroupError,
 )
 
-from actorbus._backend import resolve_checkpoints, running_asyncio
+from actorbus._backend import clock, resolve_checkpoints, running_asyncio
 from actorbus._exceptions import ActorbusError, DecodeError
 from actorbus._message import Tracker
 from actorbus._wire import decode
 from actorbus.redis._acker import Acker, Entry
 from actorbus.redis._health import TRANSIENT, Backoff, logger
-from actorbus.redis._link import Command, Link, link_for
+from actorbus.redis._link import Command, Link, link_for, pack
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Iterable
@@ -113,6 +113,7 @@ class GroupConsumer:
         # Scheduling rounds the reader lets pass before a hand-over (see `_hand_over`).
         self._rounds = 1
         self._schedule: Callable[[], Awaitable[None]] = anyio.lowlevel.checkpoint
+        self._clock: Callable[[], float] = anyio.current_time
 
     def stop_intake(self) -> None:
         """Stop reading and claiming; what was read is still acknowledged."""
@@ -131,6 +132,7 @@ class GroupConsumer:
                 acker = self._acker = Acker(self._context, self.group, self._inflight)
                 self._rounds = 1 if running_asyncio() else 2
                 self._schedule = resolve_checkpoints().schedule
+                self._clock = clock()
                 reader = link_for(self._context)
                 try:
                     async with anyio.create_task_group() as tasks:
@@ -159,13 +161,14 @@ class GroupConsumer:
         read: Command = (b"XREADGROUP", b"GROUP", self.group, self._consumer)
         read += (b"COUNT", settings.batch, b"BLOCK", settings.block_ms)
         read += (b"STREAMS", self._key, b">")
+        packed = pack([read])  # the same bytes for every read
         timeout = settings.block + settings.publish_timeout + _REPLY_SLACK
         with send:
             if self._resume:
                 await self._take_back_own(client, send, backoff)
             while True:
                 try:
-                    found = await self._fetch(reader, read, timeout)
+                    found = await self._fetch(reader, packed, timeout)
                 except StreamConsumerGroupError:
                     await self._recreate(client, backoff)
                     continue
@@ -212,8 +215,8 @@ class GroupConsumer:
         await self._hand_over(send, items)
         return items
 
-    async def _read(self, reader: Link, read: Command, timeout: float) -> Any:
-        """XREADGROUP; the unwanted entries of the last read are acknowledged on the way.
+    async def _read(self, reader: Link, read: bytes, timeout: float) -> Any:
+        """XREADGROUP (`read`, packed); the unwanted entries of the last read are acknowledged.
 
         They need no handler, so instead of going through the acker their XACK goes
         out in the same write as the next read (if it is lost, they stay pending and
@@ -225,12 +228,12 @@ class GroupConsumer:
         """
         acks = self._unwanted_ids
         if not acks:
-            return await reader.call(read, timeout=timeout)
-        acked, found = await reader.pipeline(
-            [(b"XACK", self._key, self.group, *acks), read], timeout=timeout
-        )
-        self._unwanted_ids = []
-        self._settle_unwanted(acks, acked)
+            (found,) = await reader.send(read, 1, timeout=timeout)
+        else:
+            xack = pack([(b"XACK", self._key, self.group, *acks)])
+            acked, found = await reader.send(xack + read, 2, timeout=timeout)
+            self._unwanted_ids = []
+            self._settle_unwanted(acks, acked)
         if isinstance(found, RedisError):
             raise found
         return found
@@ -246,7 +249,7 @@ class GroupConsumer:
             for entry in acks:
                 self._inflight.pop(entry, None)
 
-    async def _fetch(self, reader: Link, read: Command, timeout: float) -> Any:
+    async def _fetch(self, reader: Link, read: bytes, timeout: float) -> Any:
         """The next read, or `_NOT_READ` after a pause while nobody here would take it."""
         if self._local_group is None:
             if self._pass_by_allowed and not self._host.broadcasts():
@@ -312,7 +315,7 @@ class GroupConsumer:
 
     def _hold(self, entry_ids: Iterable[bytes]) -> None:
         """Note entries as being handled here (before anything awaits: nobody claims them)."""
-        self._inflight.update(dict.fromkeys(entry_ids, anyio.current_time()))
+        self._inflight.update(dict.fromkeys(entry_ids, self._clock()))
 
     async def _recreate(self, client: coredis.Redis[bytes], backoff: Backoff) -> None:
         """The group is gone (Redis lost its data, or it was removed as stale): recreate it.

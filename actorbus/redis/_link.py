@@ -38,7 +38,7 @@ import coredis
 from coredis.exceptions import ConnectionError as RedisConnectionError
 from coredis.exceptions import RedisError
 
-from actorbus._backend import resolve_checkpoints, running_asyncio, socket_waits
+from actorbus._backend import clock, resolve_checkpoints, running_asyncio, socket_waits
 from actorbus.redis._asyncio_connection import open_asyncio
 from actorbus.redis._resp import collect, new_replies
 
@@ -135,6 +135,7 @@ class Link:
         self._connect_timeout = connect_timeout
         self._watchdog = watchdog
         self._connection: _Connection | None = None
+        self._clock = clock()
 
     async def call(self, command: Command, *, timeout: float) -> Any:
         """Send one command and return its reply.
@@ -173,7 +174,7 @@ class Link:
                 connection = None
             if connection is None:
                 connection = await self._connect()
-            return await connection.exchange(packed, count, anyio.current_time() + timeout)
+            return await connection.exchange(packed, count, self._clock() + timeout)
         except _LOST as exc:
             await self.close()
             msg = f"connection to Redis lost: {type(exc).__name__}"
@@ -248,6 +249,7 @@ class _StreamConnection:
     __slots__ = (
         "__weakref__",
         "_check_cancelled",
+        "_clock",
         "_expired",
         "_last_call",
         "_parser",
@@ -271,7 +273,8 @@ class _StreamConnection:
                 self._waits = waits
                 self._check_cancelled = resolve_checkpoints().check_cancelled
         self._parser = new_replies()
-        self._last_call = anyio.current_time()
+        self._clock = clock()
+        self._last_call = self._clock()
         self._watchdog = watchdog
         self.deadline = math.inf  # of the exchange under way, for the watchdog
         self._expired = False
@@ -287,7 +290,7 @@ class _StreamConnection:
         """
         if self._expired:
             return True  # the watchdog closed it (just after its exchange finished)
-        now = anyio.current_time()
+        now = self._clock()
         idle, self._last_call = now - self._last_call, now
         if idle < _IDLE:
             return False

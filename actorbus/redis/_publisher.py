@@ -33,7 +33,7 @@ import anyio
 import anyio.lowlevel
 from coredis.exceptions import RedisError
 
-from actorbus._backend import event_class
+from actorbus._backend import clock, event_class
 from actorbus._envelope import named
 from actorbus._exceptions import TransportError
 from actorbus.redis._health import TRANSIENT, Backoff
@@ -108,6 +108,7 @@ class Publisher:
         self._crowd = False  # whether the last batch had company: others publish too
         self._running = False
         self._new_event = event_class()
+        self._clock = clock()
 
     async def publish(self, payload: bytes, envelope: Envelope) -> bytes:
         """Add `payload` (`envelope` encoded) to the stream; return its id once accepted.
@@ -122,7 +123,7 @@ class Publisher:
         timeout = self._settings.publish_timeout
         type_ = envelope.type.encode()
         packed = self._xadd_head + self._xadd_tail % (len(payload), payload, len(type_), type_)
-        item = _Item(packed, anyio.current_time() + timeout, self._new_event())
+        item = _Item(packed, self._clock() + timeout, self._new_event())
         try:
             if not (self._alone() and await self._send_alone(item)):
                 try:
@@ -164,7 +165,7 @@ class Publisher:
             return False
         try:
             (reply,) = await self._link.send(
-                item.packed, 1, timeout=max(item.deadline - anyio.current_time(), 0.001)
+                item.packed, 1, timeout=max(item.deadline - self._clock(), 0.001)
             )
         except TRANSIENT as exc:
             reply = exc
