@@ -74,6 +74,36 @@ async def test_a_hung_server_times_out_and_the_link_reconnects(silent_server: st
     await link.close()
 
 
+async def test_each_exchange_keeps_its_own_deadline_on_one_connection(
+    redis_server: RedisServer,
+) -> None:
+    """A connection keeps one timer between exchanges (asyncio); each deadline still holds.
+
+    An earlier deadline than the armed one, a later one (the timer fires first and moves),
+    and one after the timer fired between exchanges.
+    """
+    link = Link(redis_server.url)
+    name = key()
+
+    async def blocked_for(timeout: float) -> float:
+        """How long a read blocked on the server for 3 s took to fail with `timeout`."""
+        start = anyio.current_time()
+        with anyio.fail_after(10), pytest.raises(RedisConnectionError, match="no answer"):
+            await link.call((b"BLPOP", name, 3), timeout=timeout)
+        return anyio.current_time() - start
+
+    try:
+        assert await link.call((b"PING",), timeout=30) == b"PONG"  # its timer: in 30 s
+        assert 0.3 <= await blocked_for(0.3) < 1.5  # earlier: not 30 s
+        assert await link.call((b"PING",), timeout=0.2) == b"PONG"  # its timer: in 0.2 s
+        assert 0.8 <= await blocked_for(0.8) < 2  # later: not 0.2 s
+        assert await link.call((b"PING",), timeout=0.1) == b"PONG"
+        await anyio.sleep(0.3)  # that timer fired between exchanges
+        assert 0.3 <= await blocked_for(0.3) < 1.5  # and the next exchange has one again
+    finally:
+        await link.close()
+
+
 async def test_a_cancelled_caller_sends_nothing(redis_server: RedisServer) -> None:
     link = Link(redis_server.url)
     name = key()

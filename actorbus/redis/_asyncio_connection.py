@@ -6,17 +6,19 @@ round; the deadline of each exchange is another cancel scope. Together that doub
 CPU time of a command's round trip (about 83 µs against 43 µs on the benchmark machine,
 see ``benchmarks/README.md``). `AsyncioConnection` is the same exchange written against
 asyncio's own transport API: the protocol feeds the parser from ``data_received`` and wakes
-the one waiting caller through a future; the deadline is a timer (``loop.call_at``) that
-fails the exchange. A cancelled caller sends nothing, and a cancellation (anyio cancels
-asyncio tasks) still ends the wait at once. Plain TCP, TLS and Unix sockets all work this
-way; on trio, see `_StreamConnection` in `actorbus.redis._link`.
+the one waiting caller through a future; the deadline is kept by a timer
+(``loop.call_at``, one per connection, see `_Protocol`) that fails the exchange. A
+cancelled caller sends nothing, and a cancellation (anyio cancels asyncio tasks) still
+ends the wait at once. Plain TCP, TLS and Unix sockets all work this way; on trio, see
+`_StreamConnection` in `actorbus.redis._link`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
 import socket
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 import anyio
 
@@ -29,6 +31,9 @@ if TYPE_CHECKING:
     from actorbus._backend import Checkpoints
 
 __all__ = ["AsyncioConnection", "open_asyncio"]
+
+_EARLY: Final = 0.001
+"""Seconds before its deadline an exchange may be failed (the loop runs timers that early)."""
 
 
 async def open_asyncio(
@@ -54,13 +59,22 @@ async def open_asyncio(
 
 
 class _Protocol(asyncio.Protocol):
-    """Buffers replies in the parser and wakes whoever waits for them."""
+    """Buffers replies in the parser, wakes whoever waits for them, keeps the deadline.
+
+    The deadline of the exchange under way is kept by one timer per connection, which
+    stays armed between exchanges: an exchange only moves it when its deadline is
+    earlier. When the timer fires, it fails the exchange under way if that one's
+    deadline has come, or moves itself to that deadline, or (between exchanges) ends.
+    A timer per exchange cost a `call_at`, a `cancel`, and the timer heap's upkeep.
+    """
 
     def __init__(self) -> None:
         self.parser = new_replies()
         self.transport: asyncio.Transport | None = None
         self.waiter: asyncio.Future[None] | None = None
         self.failure: BaseException | type[BaseException] | None = None  # why replies stop
+        self.deadline = math.inf  # of the exchange under way (loop time)
+        self._timer: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
@@ -79,13 +93,39 @@ class _Protocol(asyncio.Protocol):
         if self.failure is None:
             self.failure = anyio.EndOfStream() if exc is None else anyio.BrokenResourceError()
             self.failure.__cause__ = exc
+        self._stop_timer()
         self._wake()
 
     def fail(self, failure: BaseException | type[BaseException]) -> None:
-        """End the exchange under way with `failure` (its deadline passed)."""
+        """End the exchange under way with `failure` (and the connection with it)."""
         if self.failure is None:
             self.failure = failure
+        self._stop_timer()
         self._wake()
+
+    def keep(self, loop: asyncio.AbstractEventLoop, deadline: float) -> None:
+        """An exchange starts that must end by `deadline`."""
+        self.deadline = deadline
+        timer = self._timer
+        if timer is None or timer.when() > deadline:
+            if timer is not None:
+                timer.cancel()
+            self._timer = loop.call_at(deadline, self._expire, loop)
+
+    def _expire(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._timer = None
+        deadline = self.deadline
+        if deadline == math.inf:
+            return  # between exchanges: the next one arms the timer again
+        if deadline - loop.time() <= _EARLY:
+            self.fail(TimeoutError)
+        else:
+            self._timer = loop.call_at(deadline, self._expire, loop)
+
+    def _stop_timer(self) -> None:
+        timer, self._timer = self._timer, None
+        if timer is not None:
+            timer.cancel()
 
     def _wake(self) -> None:
         waiter, self.waiter = self.waiter, None
@@ -122,7 +162,7 @@ class AsyncioConnection:
             await self._checkpoints.check_cancelled()
         protocol = self._protocol
         loop = self._loop
-        timer = loop.call_at(deadline, protocol.fail, TimeoutError)
+        protocol.keep(loop, deadline)
         try:
             if protocol.failure is None:
                 self._transport.write(packed)
@@ -134,7 +174,7 @@ class AsyncioConnection:
                 await waiter
             return replies
         finally:
-            timer.cancel()
+            protocol.deadline = math.inf
 
     async def aclose(self) -> None:
         """Close at once, unsent data dropped (no await: safe when cancelled)."""

@@ -40,6 +40,8 @@ from actorbus.redis._health import TRANSIENT, Backoff
 from actorbus.redis._link import BULK, Command, bulk, link_for, pack_head
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from actorbus._envelope import Envelope
     from actorbus.redis._context import Context
 
@@ -51,6 +53,7 @@ class _Item:
 
     __slots__ = (
         "abandoned",
+        "answered",
         "deadline",
         "done",
         "entry",
@@ -60,27 +63,40 @@ class _Item:
         "packed",
     )
 
-    def __init__(self, packed: bytes, deadline: float, done: anyio.Event) -> None:
+    def __init__(self, packed: bytes, deadline: float) -> None:
         self.packed = packed  # the XADD, in the wire format
         self.deadline = deadline
-        self.done = done
+        self.answered = False
+        self.done: anyio.Event | None = None  # made when the caller waits (`wait`)
         self.entry: bytes | None = None
         self.error: BaseException | None = None
         self.last_error: BaseException | None = None
         self.expired = False
         self.abandoned = False
 
+    async def wait(self, new_event: Callable[[], anyio.Event]) -> None:
+        """Wait until the item is answered (`finish`)."""
+        if not self.answered:
+            done = self.done = new_event()
+            await done.wait()
+
+    def finish(self) -> None:
+        """The item is answered: wake its caller."""
+        self.answered = True
+        if self.done is not None:
+            self.done.set()
+
     def expire(self) -> None:
         """The deadline passed: the caller gets `TransportError`."""
-        if not self.done.is_set():
+        if not self.answered:
             self.expired = True
-            self.done.set()
+            self.finish()
 
     def closed(self) -> None:
         """The transport closed before Redis answered: the caller gets `TransportError`."""
-        if not self.done.is_set():
+        if not self.answered:
             self.error = anyio.ClosedResourceError()
-            self.done.set()
+            self.finish()
 
 
 class Publisher:
@@ -123,7 +139,7 @@ class Publisher:
         timeout = self._settings.publish_timeout
         type_ = envelope.type.encode()
         packed = self._xadd_head + self._xadd_tail % (len(payload), payload, len(type_), type_)
-        item = _Item(packed, self._clock() + timeout, self._new_event())
+        item = _Item(packed, self._clock() + timeout)
         try:
             if not (self._alone() and await self._send_alone(item)):
                 try:
@@ -131,8 +147,7 @@ class Publisher:
                 except anyio.WouldBlock:  # a full queue: wait for room, not past the deadline
                     with anyio.fail_after(timeout):
                         await self._send.send(item)
-            if not item.done.is_set():
-                await item.done.wait()
+            await item.wait(self._new_event)
         except TimeoutError:
             item.expired = True
         except (anyio.ClosedResourceError, anyio.BrokenResourceError):
@@ -187,7 +202,7 @@ class Publisher:
         else:
             item.entry = reply
             self._counters.published += 1
-        item.done.set()
+        item.finish()
 
     def _outcome(self, item: _Item, envelope: Envelope) -> bytes:
         """The entry id of an answered `item`, or its failure as `TransportError`."""
@@ -214,7 +229,7 @@ class Publisher:
             )
             raise TransportError(msg) from item.error
         msg = f"the publishing of {what} ended without an answer"  # pragma: no cover
-        raise AssertionError(msg)  # pragma: no cover - done is set with one of the above
+        raise AssertionError(msg)  # pragma: no cover - answered with one of the above
 
     def close(self) -> None:
         """Stop taking entries; `run` returns once it sent what was queued."""
