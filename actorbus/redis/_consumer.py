@@ -204,7 +204,10 @@ class GroupConsumer:
         items: list[Entry] = []
         try:
             for entry_id, values in entries:
-                fields = dict(zip(values[::2], values[1::2], strict=True))
+                if len(values) == 4:  # "e" and "t", as `Publisher` writes them
+                    fields = {values[0]: values[1], values[2]: values[3]}
+                else:
+                    fields = dict(zip(values[::2], values[1::2], strict=True))
                 if self._unwanted_here(fields):
                     self._unwanted_ids.append(entry_id)
                 else:
