@@ -12,7 +12,7 @@ import reprlib
 import time
 from collections.abc import Callable, Mapping
 from types import MappingProxyType
-from typing import Any, Final
+from typing import Any, Final, cast
 
 import attrs
 
@@ -169,8 +169,9 @@ class Envelope(_Stamped):
         Raises:
             DecodeError: If an attribute is missing or has the wrong type, naming it.
         """
-        if isinstance(event, dict) and event.keys() == _AS_ENCODED:
-            envelope = _as_encoded(event)
+        # A plain dict only: a subclass may read differently through `[]` and `get`.
+        if event.__class__ is dict and event.keys() == _AS_ENCODED:
+            envelope = _as_encoded(cast("dict[str, Any]", event))
             if envelope is not None:
                 return envelope
         return _read_cloudevent(event)
@@ -193,7 +194,8 @@ def _as_encoded(event: dict[str, Any]) -> Envelope | None:
         event["datacontenttype"],
     )
     if not (
-        specversion == "1.0"
+        type(specversion) is str
+        and specversion == "1.0"
         and type(id_) is str
         and id_
         and type(source) is str

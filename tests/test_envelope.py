@@ -349,6 +349,27 @@ def test_the_fast_path_agrees_with_several_attributes_changed(changes: dict[str,
     assert _outcome(Envelope.from_cloudevent, event) == _outcome(_read_cloudevent, event)
 
 
+class _EqualToAll:
+    def __eq__(self, other: object) -> bool:
+        return True
+
+    __hash__ = object.__hash__
+
+
+class _Reads(dict[str, Any]):
+    """A dict that reads its "data" differently through `get` than through `[]`."""
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return {"other": "data"} if key == "data" else super().get(key, default)
+
+
+@pytest.mark.parametrize("event", [{**_USUAL, "specversion": _EqualToAll()}, _Reads(_USUAL)])
+def test_the_fast_path_leaves_what_only_looks_usual_to_the_full_checks(event: Any) -> None:
+    from actorbus._envelope import _read_cloudevent  # noqa: PLC0415
+
+    assert _outcome(Envelope.from_cloudevent, event) == _outcome(_read_cloudevent, event)
+
+
 def test_the_fast_path_is_taken_for_what_encode_writes() -> None:
     from actorbus._envelope import _as_encoded  # noqa: PLC0415
 

@@ -104,6 +104,28 @@ async def test_each_exchange_keeps_its_own_deadline_on_one_connection(
         await link.close()
 
 
+def test_a_link_made_in_one_run_keeps_time_in_the_next(redis_server: RedisServer) -> None:
+    """Each trio run has its own clock: a `Link` must not keep the deadlines of the first.
+
+    Made in a run whose clock starts at 0 and used in one whose clock reads far more,
+    the link counted its 5 s from the first clock: its deadline had long passed.
+    """
+    import trio  # noqa: PLC0415
+    import trio.testing  # noqa: PLC0415
+
+    async def make() -> Link:
+        return Link(redis_server.url)
+
+    async def use(link: Link) -> Any:
+        try:
+            return await link.call((b"PING",), timeout=5)
+        finally:
+            await link.close()
+
+    link = trio.run(make, clock=trio.testing.MockClock(rate=1))
+    assert trio.run(use, link) == b"PONG"
+
+
 async def test_a_cancelled_caller_sends_nothing(redis_server: RedisServer) -> None:
     link = Link(redis_server.url)
     name = key()

@@ -74,7 +74,8 @@ class _Protocol(asyncio.Protocol):
         self.waiter: asyncio.Future[None] | None = None
         self.failure: BaseException | type[BaseException] | None = None  # why replies stop
         self.deadline = math.inf  # of the exchange under way (loop time)
-        self._timer: asyncio.TimerHandle | None = None
+        self._timer: asyncio.Handle | None = None
+        self._armed = math.inf  # when the timer fires
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
@@ -107,10 +108,11 @@ class _Protocol(asyncio.Protocol):
         """An exchange starts that must end by `deadline`."""
         self.deadline = deadline
         timer = self._timer
-        if timer is None or timer.when() > deadline:
+        if timer is None or self._armed > deadline:
             if timer is not None:
                 timer.cancel()
             self._timer = loop.call_at(deadline, self._expire, loop)
+            self._armed = deadline  # (uvloop's handle of a near timer has no `when()`)
 
     def _expire(self, loop: asyncio.AbstractEventLoop) -> None:
         self._timer = None
@@ -121,6 +123,7 @@ class _Protocol(asyncio.Protocol):
             self.fail(TimeoutError)
         else:
             self._timer = loop.call_at(deadline, self._expire, loop)
+            self._armed = deadline
 
     def _stop_timer(self) -> None:
         timer, self._timer = self._timer, None

@@ -68,6 +68,8 @@ _ABSENT_POLL: Final = 0.05
 _NOT_READ: Final[Any] = object()
 """What `_fetch` returns when it did not read (nobody here takes the entries now)."""
 _HAND_OVER_TIMEOUT: Final = 5.0
+_TWO_FIELDS: Final = 4
+"""The length of an entry's flat field list with two fields and their values."""
 _REPLY_SLACK: Final = 10.0
 """Seconds a blocking read may take beyond `block` and `publish_timeout` (a hung server)."""
 
@@ -204,7 +206,7 @@ class GroupConsumer:
         items: list[Entry] = []
         try:
             for entry_id, values in entries:
-                if len(values) == 4:  # "e" and "t", as `Publisher` writes them
+                if len(values) == _TWO_FIELDS:  # "e" and "t", as `Publisher` writes them
                     fields = {values[0]: values[1], values[2]: values[3]}
                 else:
                     fields = dict(zip(values[::2], values[1::2], strict=True))

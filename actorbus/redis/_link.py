@@ -199,6 +199,7 @@ class Link:
                 await connection.aclose()
 
     async def _connect(self) -> _Connection:
+        self._clock = clock()  # this run's: a `Link` may outlive the run it was made in
         with anyio.fail_after(self._connect_timeout):
             connection = await self._open()
             self._connection = connection
