@@ -118,15 +118,7 @@ class Acker:
         batch = self._batch
         if batch is None or batch.closed:
             return items
-        rest: list[Entry] = []
-        for item in items:
-            if item.delivery.pending > 0:
-                rest.append(item)
-            else:
-                self._settle(item, batch)
-        if len(rest) < len(items):
-            batch.ready.set()
-        return rest
+        return self._settle_handled(items, batch)
 
     async def _settle_all(
         self, receive: MemoryObjectReceiveStream[list[Entry]], batch: _Batch
@@ -153,15 +145,19 @@ class Acker:
             # and then, so that a slow one does not hold back those after it.
             with anyio.move_on_after(_POLL):
                 await oldest.delivery.wait()
-        still: list[Entry] = []
-        for item in unsettled:
+        return self._settle_handled(unsettled, batch)
+
+    def _settle_handled(self, items: list[Entry], batch: _Batch) -> list[Entry]:
+        """Settle the handled entries of `items` into `batch`, wake its sender; return the rest."""
+        rest: list[Entry] = []
+        for item in items:
             if item.delivery.pending > 0:
-                still.append(item)
+                rest.append(item)
             else:
                 self._settle(item, batch)
-        if len(still) < len(unsettled):
+        if len(rest) < len(items):
             batch.ready.set()
-        return still
+        return rest
 
     async def _flush_loop(self, link: Link, batch: _Batch) -> None:
         try:
