@@ -703,6 +703,82 @@ class ActorSystem:
             await rest
         return envelope
 
+    async def publish_batch(
+        self,
+        events: Iterable[object],
+        *,
+        scope: Scope | None = None,
+        source: str | None = None,
+        subject: str | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> list[Envelope]:
+        """Publish several events (or envelopes) in order; return their envelopes.
+
+        As `publish` for each event in turn, with the options applied to each, except
+        that the APP-scope events going to a transport are sent together — over Redis,
+        in pipelines — and the call returns once the transport accepted all of them.
+        Those are sent first, then the batch's other events are delivered locally.
+        Every envelope is built, and the transport's events encoded, before anything
+        is published: an event that cannot be published fails the call with nothing
+        published. If the transport fails, nothing is delivered locally either (some of
+        the APP events may have been accepted: see the transport).
+
+        A cancellation point; it yields to the scheduler at least every 64 events and
+        whenever it waits.
+
+        Raises:
+            TypeError: If `events` is a single event (a string, a mapping or an envelope)
+                rather than an iterable of events; for an unregistered object with APP
+                scope, or data the transport cannot encode.
+            ValueError: For an event over the transport's size limit.
+            DecodeError: For an envelope whose data does not fit its registered class.
+            MailboxFull: If a FAIL mailbox was full (raised once the rest of the batch
+                was delivered; the other subscribers still got that event).
+            TransportError: If the transport did not accept every APP event.
+        """
+        if isinstance(events, str | bytes | Mapping | Envelope):
+            kind: type[Any] = type(cast("object", events))
+            msg = (
+                f"publish_batch takes an iterable of events, got a {kind.__name__}: "
+                "publish one event with publish(...)"
+            )
+            raise TypeError(msg)
+        if self._state is not _RUNNING:
+            self._check_open("publish")
+        await self._checkpoint()
+        built: list[tuple[Envelope, object, type[Any] | None]] = []
+        for event in events:
+            self._ops += 1
+            if self._ops >= YIELD_EVERY:
+                await self._checkpoint_due()
+            built.append(self._wrap(event, scope, source, subject, headers))
+        local = built
+        if self._transport is not None:
+            remote = [envelope for envelope, _, _ in built if envelope.scope is _APP]
+            if remote:
+                await self._transport.publish_batch(remote)
+                local = [b for b in built if b[0].scope is not _APP]
+        full = await self._deliver_batch(local)
+        if full is not None:
+            raise full
+        return [envelope for envelope, _, _ in built]
+
+    async def _deliver_batch(
+        self, built: list[tuple[Envelope, object, type[Any] | None]]
+    ) -> MailboxFull | None:
+        """Deliver a batch's local events in order; return the first FAIL mailbox's error."""
+        full: MailboxFull | None = None
+        for envelope, payload, cls in built:
+            self._ops += 1
+            if self._ops >= YIELD_EVERY:
+                await self._checkpoint_due()
+            if (rest := self._deliver_local(envelope, payload, cls)) is not None:
+                try:
+                    await rest
+                except MailboxFull as exc:
+                    full = full or exc
+        return full
+
     async def emit(self, type: str, /, *args: Any, **kwargs: Any) -> Envelope:  # noqa: A002
         """Publish an ad-hoc event of `type` made of arguments (no class needed).
 

@@ -12,6 +12,8 @@ import abc
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     import anyio.abc
 
     from ._envelope import Envelope
@@ -92,6 +94,16 @@ class Transport(abc.ABC):
     @abc.abstractmethod
     async def publish(self, envelope: Envelope) -> None:
         """Send `envelope`; return only once the transport has accepted it."""
+
+    async def publish_batch(self, envelopes: Sequence[Envelope]) -> None:
+        """Send `envelopes` in order; return only once the transport accepted all of them.
+
+        By default, `publish` for each in turn, stopping at the first error (the ones
+        before it were sent). A transport that can check them all first (encoding, size)
+        or send several at once overrides it, as `RedisTransport` and `MemoryTransport` do.
+        """
+        for envelope in envelopes:
+            await self.publish(envelope)
 
     @abc.abstractmethod
     async def request(self, envelope: Envelope, timeout: float) -> Any:

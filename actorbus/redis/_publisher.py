@@ -12,14 +12,20 @@ publishers its replies woke queue their next events and they go out together. En
 reach Redis in the order they were queued, so the events of one publishing task keep
 their order.
 
-Each caller has a deadline, `publish_timeout` after it called. The publishing task keeps
-it: no wait of its own (a pipeline, a backoff) outlasts the earliest deadline of the
-items it holds, and since every item gets the same timeout and the queue is FIFO, that
-is also the earliest deadline of anything still queued. An item whose deadline passed
-is answered `TransportError` and dropped from later attempts, so an event is never
-reported published unless Redis accepted it. (A batch whose replies were lost may have
-been applied: sent again, its events are in the stream twice — at-least-once.) This
+Each item has a deadline, `publish_timeout` after it was made (when `publish` was
+called, or as `publish_batch` queues it). The publishing task keeps it: no wait of its
+own (a pipeline, a backoff) outlasts the earliest deadline of the items it holds, and
+since every item gets the same timeout and the queue is FIFO, that is also the earliest
+deadline of anything still queued. An item whose deadline passed is answered
+`TransportError` and dropped from later attempts, so an event is never reported
+published unless Redis accepted it. (A batch whose replies were lost may have been
+applied: sent again, its events are in the stream twice — at-least-once.) This
 spares each publish a cancel scope of its own, the largest cost of the call.
+
+`Publisher.publish_batch` queues the entries of a batch one after the other, so they go
+out in order, in pipelines. Once one of them is not accepted (refused, past its deadline,
+or the transport closed), the batch's entries not yet written are withdrawn: Redis then
+holds the entries before the failed one, and at most those written together with it.
 
 Each entry has two fields: ``e``, the CloudEvents JSON, and ``t``, the event type, so a
 consumer can acknowledge an entry that no local subscriber wants without decoding it.
@@ -27,7 +33,7 @@ consumer can acknowledge an entry that no local subscriber wants without decodin
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 import anyio
 import anyio.lowlevel
@@ -40,12 +46,24 @@ from actorbus.redis._health import TRANSIENT, Backoff
 from actorbus.redis._link import BULK, Command, bulk, link_for, pack_head
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Sequence
 
     from actorbus._envelope import Envelope
     from actorbus.redis._context import Context
 
 __all__ = ["Publisher"]
+
+_NOT_QUEUED: Final = (TimeoutError, anyio.ClosedResourceError, anyio.BrokenResourceError)
+"""What `Publisher._wait_for_room` raises when an item could not be queued."""
+
+
+class _Call:
+    """The `publish_batch` call that items belong to: whether one of them was not accepted."""
+
+    __slots__ = ("failed",)
+
+    def __init__(self) -> None:
+        self.failed = False
 
 
 class _Item:
@@ -54,6 +72,7 @@ class _Item:
     __slots__ = (
         "abandoned",
         "answered",
+        "call",
         "deadline",
         "done",
         "entry",
@@ -61,18 +80,21 @@ class _Item:
         "expired",
         "last_error",
         "packed",
+        "withdrawn",
     )
 
-    def __init__(self, packed: bytes, deadline: float) -> None:
+    def __init__(self, packed: bytes, deadline: float, call: _Call | None) -> None:
         self.packed = packed  # the XADD, in the wire format
         self.deadline = deadline
+        self.call = call  # the batch it belongs to, if any
         self.answered = False
         self.done: anyio.Event | None = None  # made when the caller waits (`wait`)
         self.entry: bytes | None = None
         self.error: BaseException | None = None
         self.last_error: BaseException | None = None
         self.expired = False
-        self.abandoned = False
+        self.abandoned = False  # its caller stopped waiting: not to be sent
+        self.withdrawn = False  # not sent: an earlier item of its batch was not accepted
 
     async def wait(self, new_event: Callable[[], anyio.Event]) -> None:
         """Wait until the item is answered (`finish`)."""
@@ -81,16 +103,32 @@ class _Item:
             await done.wait()
 
     def finish(self) -> None:
-        """The item is answered: wake its caller."""
+        """The item is answered: wake its caller (and note a failure for its batch)."""
         self.answered = True
+        if self.entry is None and self.call is not None:
+            self.call.failed = True
         if self.done is not None:
             self.done.set()
+
+    def withdraw(self) -> None:
+        """Not sent, since an earlier item of its batch was not accepted."""
+        if not self.answered:
+            self.withdrawn = True
+            self.finish()
 
     def expire(self) -> None:
         """The deadline passed: the caller gets `TransportError`."""
         if not self.answered:
             self.expired = True
             self.finish()
+
+    def not_queued(self, reason: BaseException) -> None:
+        """Queueing failed with `reason` (one of `_NOT_QUEUED`): the caller's error."""
+        if isinstance(reason, TimeoutError):
+            self.expired = True
+        else:
+            self.error = anyio.ClosedResourceError()
+        self.finish()
 
     def closed(self) -> None:
         """The transport closed before Redis answered: the caller gets `TransportError`."""
@@ -136,26 +174,96 @@ class Publisher:
             TransportError: If Redis did not accept the entry in time, refused it, or the
                 transport is closed.
         """
-        timeout = self._settings.publish_timeout
-        type_ = envelope.type.encode()
-        packed = self._xadd_head + self._xadd_tail % (len(payload), payload, len(type_), type_)
-        item = _Item(packed, self._clock() + timeout)
+        item = self._item(payload, envelope, None)
         try:
             if not (self._alone() and await self._send_alone(item)):
                 try:
                     self._send.send_nowait(item)
-                except anyio.WouldBlock:  # a full queue: wait for room, not past the deadline
-                    with anyio.fail_after(timeout):
-                        await self._send.send(item)
+                except anyio.WouldBlock:
+                    await self._wait_for_room(item)
             await item.wait(self._new_event)
-        except TimeoutError:
-            item.expired = True
-        except (anyio.ClosedResourceError, anyio.BrokenResourceError):
-            item.error = anyio.ClosedResourceError()
+        except _NOT_QUEUED as exc:
+            item.not_queued(exc)
         except BaseException:
             item.abandoned = True
             raise
         return self._outcome(item, envelope)
+
+    async def publish_batch(self, payloads: Sequence[bytes], envelopes: Sequence[Envelope]) -> None:
+        """`publish` for each of `payloads` in order, queued together; wait for all.
+
+        Entries are queued one after the other (waiting for room when the queue is
+        full), so the publishing task sends them in pipelines of up to `batch`. Each has
+        its own deadline, `publish_timeout` after it was queued. Once one is not accepted,
+        those not written yet are withdrawn (module docs). A cancellation drops those
+        not written yet.
+
+        Raises:
+            TransportError: Once every entry queued was answered, if one was not accepted:
+                the first such, with a note saying how many of the batch were accepted.
+        """
+        call = _Call()
+        queued: list[_Item] = []
+        try:
+            try:
+                for payload, envelope in zip(payloads, envelopes, strict=True):
+                    if call.failed:
+                        break
+                    item = self._item(payload, envelope, call)
+                    queued.append(item)
+                    try:
+                        self._send.send_nowait(item)
+                    except anyio.WouldBlock:
+                        await self._wait_for_room(item)
+            except _NOT_QUEUED as exc:
+                queued[-1].not_queued(exc)
+            for item in queued:
+                await item.wait(self._new_event)
+        except BaseException:
+            for item in queued:
+                item.abandoned = True
+            raise
+        if call.failed:
+            self._batch_failed(queued, envelopes)
+
+    def _batch_failed(self, items: list[_Item], envelopes: Sequence[Envelope]) -> None:
+        """Raise the error of the first item (in order) of a batch that was not accepted.
+
+        Raises:
+            TransportError: Always.
+        """
+        failed = [
+            (item, envelope)
+            for item, envelope in zip(items, envelopes, strict=False)
+            if not item.entry
+        ]
+        first, envelope = next(((i, e) for i, e in failed if not i.withdrawn), failed[0])
+        accepted = sum(item.entry is not None for item in items)
+        try:
+            self._outcome(first, envelope)
+        except TransportError as exc:
+            exc.add_note(
+                f"Redis accepted at least {accepted} of the {len(envelopes)} events this "
+                "batch published to it; the one named above is the first it did not "
+                "accept, and those after it not yet sent were not sent"
+            )
+            raise
+
+    def _item(self, payload: bytes, envelope: Envelope, call: _Call | None) -> _Item:
+        """The queue item of `payload` (`envelope` encoded), with its deadline from now."""
+        type_ = envelope.type.encode()
+        packed = self._xadd_head + self._xadd_tail % (len(payload), payload, len(type_), type_)
+        return _Item(packed, self._clock() + self._settings.publish_timeout, call)
+
+    async def _wait_for_room(self, item: _Item) -> None:
+        """Queue `item` once the queue has room, waiting no longer than its deadline.
+
+        Raises:
+            TimeoutError: No room in time.
+            anyio.ClosedResourceError: The transport is closing.
+        """
+        with anyio.fail_after(item.deadline - self._clock()):
+            await self._send.send(item)
 
     def _alone(self) -> bool:
         """Whether nobody else publishes now: the caller may send its entry itself."""
@@ -219,6 +327,9 @@ class Publisher:
                 "it again once Redis is reachable"
             )
             raise TransportError(msg) from cause
+        if item.withdrawn:
+            msg = f"cannot publish {what}: an earlier event of its batch was not accepted"
+            raise TransportError(msg)
         if isinstance(item.error, anyio.ClosedResourceError):
             msg = f"cannot publish {what}: the Redis transport is closed"
             raise TransportError(msg) from None
@@ -282,6 +393,9 @@ class Publisher:
 
         def keep(item: _Item) -> None:
             if item.abandoned:
+                return
+            if item.call is not None and item.call.failed:
+                item.withdraw()
                 return
             if item.deadline <= now:
                 item.expire()

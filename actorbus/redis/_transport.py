@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 import anyio
 import anyio.abc
+import anyio.lowlevel
 from coredis.exceptions import AuthorizationError, RedisError, StreamDuplicateConsumerGroupError
 
 from actorbus._backend import running_asyncio
@@ -52,12 +53,16 @@ from actorbus.redis._watchdog import Watchdog
 
 if TYPE_CHECKING:
     import ssl
+    from collections.abc import Sequence
 
     import coredis
 
     from actorbus._envelope import Envelope
 
 __all__ = ["RedisTransport"]
+
+_ENCODE_ROUND: Final = 64
+"""Envelopes of a batch encoded between two scheduling points."""
 
 _DRAIN_TIMEOUT: Final = 5.0
 """Seconds `close` lets the ackers finish acknowledging what was handled."""
@@ -410,6 +415,33 @@ class RedisTransport(Transport):
             ValueError: If it is larger than `max_message_bytes` once encoded.
             TypeError: If its data cannot be encoded as JSON.
         """
+        payload = self._encode(envelope)
+        await self._running_publisher().publish(payload, envelope)
+
+    async def publish_batch(self, envelopes: Sequence[Envelope]) -> None:
+        """Add `envelopes` to the events stream in order, in pipelines of ``batch`` entries.
+
+        Every envelope is encoded and checked first: an error leaves the stream untouched.
+        Each entry then waits at most `publish_timeout` seconds from when it is queued.
+        Once one is not accepted, the entries not written yet are not sent. A pipeline
+        is not a transaction, so when this raises, Redis holds the entries before the
+        failed one and possibly some written with it (the error's note says how many at
+        least); publishing the whole batch again duplicates those, as any at-least-once
+        retry can.
+
+        Raises:
+            TransportError: If Redis did not accept every entry.
+            ValueError: If one is larger than `max_message_bytes` once encoded.
+            TypeError: If the data of one cannot be encoded as JSON.
+        """
+        payloads: list[bytes] = []
+        for envelope in envelopes:
+            payloads.append(self._encode(envelope))
+            if len(payloads) % _ENCODE_ROUND == 0:
+                await anyio.lowlevel.checkpoint()  # a large batch does not hold up the others
+        await self._running_publisher().publish_batch(payloads, envelopes)
+
+    def _encode(self, envelope: Envelope) -> bytes:
         payload = encode(envelope)
         if len(payload) > self.settings.max_message_bytes:
             msg = (
@@ -418,10 +450,13 @@ class RedisTransport(Transport):
                 "to the data (a key, a URL) instead of the data itself"
             )
             raise ValueError(msg)
+        return payload
+
+    def _running_publisher(self) -> Publisher:
         if self._publisher is None:
             msg = "RedisTransport is not open: give it to ActorSystem(transport=...)"
             raise TransportError(msg)
-        await self._publisher.publish(payload, envelope)
+        return self._publisher
 
     async def request(self, envelope: Envelope, timeout: float) -> Any:
         """Publish `envelope` as a request and return the first reply from any instance.

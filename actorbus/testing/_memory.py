@@ -26,6 +26,8 @@ from actorbus._transport import Transport, TransportHost
 from actorbus._wire import decode, encode
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
     from actorbus._envelope import Envelope
@@ -141,6 +143,13 @@ class MemoryTransport(Transport):
     async def publish(self, envelope: Envelope) -> None:
         """Send to every running instance of the application (and one member per group)."""
         self.broker._send(self._app(), encode(envelope))
+        await anyio.lowlevel.checkpoint()
+
+    async def publish_batch(self, envelopes: Sequence[Envelope]) -> None:
+        """Encode every envelope first (an error sends none), then send them in order."""
+        app = self._app()
+        for raw in [encode(envelope) for envelope in envelopes]:
+            self.broker._send(app, raw)
         await anyio.lowlevel.checkpoint()
 
     async def request(self, envelope: Envelope, timeout: float) -> Any:
