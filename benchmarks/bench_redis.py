@@ -10,10 +10,12 @@ it is installed, trio) and the median is reported next to
 its baseline, measured the same way in the same process, interleaved with it:
 
 - (g) ``redis e2e throughput``: N events published from 64 concurrent tasks in A until B
-  handled the last one (actorbus has no batch publishing API: concurrent publishes are
-  coalesced into pipelines by the transport). Baseline: plain coredis, one task XADDs in
+  handled the last one (concurrent publishes are coalesced into pipelines by the
+  transport). Baseline: plain coredis, one task XADDs in
   non-transactional pipelines of 100 while another reads with XREADGROUP COUNT 500 and
   XACKs each batch. Target: ratio >= 0.70.
+- (g) ``redis e2e throughput, publish_batch``: the same, published by one task with
+  ``publish_batch``, `BATCH` events per call (the batch API). Same baseline and target.
 - ``redis cpu per event``: this process's CPU time (user + system) per event in that
   run: the publishers, B's consumer of group ``bench`` and the handler all share one
   process, so on a small machine this bounds the throughput. Baseline: the same for the
@@ -70,6 +72,8 @@ from actorbus._wire import encode
 from actorbus.redis import RedisTransport
 
 CONCURRENCY = 64
+BATCH = 1000
+"""Events per `publish_batch` call in the batch figure."""
 PIPELINE = 100
 READ_COUNT = 500
 RATE = 1000.0
@@ -145,19 +149,40 @@ async def two_instances(url: str, sink: Sink) -> Any:
 
 
 async def actorbus_throughput(url: str, n: int) -> tuple[float, float]:
-    """(events/s handled end to end, CPU µs per event) for n events."""
-    sink = Sink(n)
-    async with two_instances(url, sink) as a:
-        await anyio.sleep(0.2)  # let the warm-up drain
+    """(events/s handled end to end, CPU µs per event) for n events from 64 tasks."""
 
+    async def publish_all(a: ActorSystem) -> None:
         async def producer(first: int) -> None:
             for seq in range(first, n, CONCURRENCY):
                 await a.publish(Tick(seq, time.perf_counter_ns()))
 
-        start, cpu = now(), time.process_time()
         async with anyio.create_task_group() as tg:
             for first in range(CONCURRENCY):
                 tg.start_soon(producer, first)
+
+    return await timed_handling(url, n, publish_all)
+
+
+async def actorbus_batch_throughput(url: str, n: int) -> tuple[float, float]:
+    """As `actorbus_throughput`, one task publishing with `publish_batch`, BATCH at a time."""
+
+    async def publish_all(a: ActorSystem) -> None:
+        for first in range(0, n, BATCH):
+            stamp = time.perf_counter_ns()
+            await a.publish_batch(Tick(seq, stamp) for seq in range(first, min(first + BATCH, n)))
+
+    return await timed_handling(url, n, publish_all)
+
+
+async def timed_handling(
+    url: str, n: int, publish_all: Callable[[ActorSystem], Awaitable[None]]
+) -> tuple[float, float]:
+    """(events/s, CPU µs per event) from the start of `publish_all` to the nth handled."""
+    sink = Sink(n)
+    async with two_instances(url, sink) as a:
+        await anyio.sleep(0.2)  # let the warm-up drain
+        start, cpu = now(), time.process_time()
+        await publish_all(a)
         with anyio.fail_after(FIGURE_TIMEOUT):
             await sink.done.wait()
         handled, cpu = now(), time.process_time() - cpu
@@ -386,6 +411,9 @@ async def measure(url: str, backend: str, sizes: Sizes) -> list[Entry]:
         rate, cpu = await raw_throughput(url, sizes.events)
         add("raw e2e", rate)
         add("raw cpu", cpu)
+        rate, cpu = await actorbus_batch_throughput(url, sizes.events)
+        add("batch e2e", rate)
+        add("batch cpu", cpu)
         add_percentiles("paced", await actorbus_latency(url, sizes.samples))
         add_percentiles("raw paced", await raw_latency(url, sizes.samples))
         add_percentiles("rt", await actorbus_round_trip(url, sizes.round_trips))
@@ -411,6 +439,10 @@ async def measure(url: str, backend: str, sizes: Sizes) -> list[Entry]:
         Entry("redis e2e throughput", backend, m["e2e"], "events/s", raw_e2e, m["raw e2e"],
               target="ratio >= 0.70"),
         Entry("redis cpu per event", backend, m["cpu"], "µs", raw_e2e, m["raw cpu"]),
+        Entry("redis e2e throughput, publish_batch", backend, m["batch e2e"], "events/s",
+              raw_e2e, m["raw e2e"], target="ratio >= 0.70"),
+        Entry("redis cpu per event, publish_batch", backend, m["batch cpu"], "µs", raw_e2e,
+              m["raw cpu"]),
         Entry("redis latency p50 @1000/s", backend, m["paced p50"], "µs", raw_paced,
               m["raw paced p50"]),
         Entry("redis latency p99 @1000/s", backend, m["paced p99"], "µs", raw_paced,
