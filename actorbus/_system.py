@@ -720,7 +720,10 @@ class ActorSystem:
         Those are sent first, then the batch's other events are delivered locally.
         Every envelope is built, and the transport's events encoded, before anything
         is published: an event that cannot be published fails the call with nothing
-        published. If the transport fails, nothing is delivered locally either (some of
+        published. (The Redis and memory transports encode the whole batch first; a
+        transport relying on the default `Transport.publish_batch` encodes each event
+        as it publishes it, so its encoding errors come after the events before.) If
+        the transport fails, nothing is delivered locally either (some of
         the APP events may have been accepted: see the transport).
 
         A cancellation point; it yields to the scheduler at least every 64 events and

@@ -88,6 +88,26 @@ def system(**options: Any) -> ActorSystem:
     return ActorSystem("batch", shutdown_timeout=2.0, **options)
 
 
+@pytest.fixture
+def batch_envelopes(monkeypatch: pytest.MonkeyPatch) -> list[Envelope]:
+    """The envelopes of the batches given to `Publisher.publish_batch`, in order."""
+    seen: list[Envelope] = []
+    publish_batch = Publisher.publish_batch
+
+    async def spy(publisher: Publisher, payloads: Any, envelopes: Any) -> None:
+        seen.extend(envelopes)
+        await publish_batch(publisher, payloads, envelopes)
+
+    monkeypatch.setattr(Publisher, "publish_batch", spy)
+    return seen
+
+
+async def written(raw: coredis.Redis[bytes], app: str) -> list[int]:
+    """The ``n`` of each event in `app`'s stream, in stream order."""
+    entries = await raw.xrange(events_key(app))
+    return [json.loads(entry.field_values[b"e"])["data"]["n"] for entry in entries]
+
+
 async def eventually(check: Callable[[], bool], timeout: float = 5.0) -> None:
     with anyio.fail_after(timeout):
         while not check():  # noqa: ASYNC110 - polls what other tasks and Redis change
@@ -326,9 +346,8 @@ async def test_a_batch_stops_at_the_first_event_redis_refuses(
     ):
         with pytest.raises(TransportError, match=r"refused event 'batch.shared'") as caught:
             await sender.publish_batch([Item(-1), *(Shared(n) for n in range(30))])
-        entries = await raw.xrange(events_key(app))
-    written = [json.loads(entry.field_values[b"e"])["data"]["n"] for entry in entries]
-    assert written == [*range(15), 15, 16, 17, 18, 19]  # 15 was written, then "refused"
+        stream = await written(raw, app)
+    assert stream == [*range(15), 15, 16, 17, 18, 19]  # 15 was written, then "refused"
     assert caught.value.__notes__ == [
         (
             "Redis accepted at least 19 of the 30 events this batch published to it; the one "
@@ -340,9 +359,13 @@ async def test_a_batch_stops_at_the_first_event_redis_refuses(
 
 @pytest.mark.redis
 async def test_a_batch_redis_does_not_answer_in_time_fails_in_time_and_stops(
-    redis_server: RedisServer,
+    redis_server: RedisServer, batch_envelopes: list[Envelope]
 ) -> None:
-    """Entries queued after the first failure are withdrawn, not retried with new deadlines."""
+    """Entries queued after the first failure are withdrawn, not retried with new deadlines.
+
+    The event waiting for room in the queue times out about when the first pipeline
+    does: the error names the batch's first event all the same.
+    """
     app = new_app()
     transport = RedisTransport(redis_server.url, batch=10, publish_timeout=0.5)
     async with (
@@ -356,11 +379,45 @@ async def test_a_batch_redis_does_not_answer_in_time_fails_in_time_and_stops(
             await sender.publish_batch(Shared(n) for n in range(200))
         took = anyio.current_time() - started
         await anyio.sleep(1.7)  # the pause is over: anything left would be written now
-        entries = await raw.xrange(events_key(app))
-    written = [json.loads(entry.field_values[b"e"])["data"]["n"] for entry in entries]
+        stream = await written(raw, app)
     assert took < 1.4  # one publish_timeout, and the withdrawing
-    assert all(n < 10 for n in written)  # at most the first pipeline, written before
+    assert all(n < 10 for n in stream)  # at most the first pipeline, written before
     assert "Redis accepted at least 0 of the 200 events" in caught.value.__notes__[0]
+    assert f"(id {batch_envelopes[0].id})" in str(caught.value)
+
+
+@pytest.mark.redis
+async def test_a_batch_cut_short_by_closing_keeps_what_was_queued_before(
+    redis_server: RedisServer, batch_envelopes: list[Envelope]
+) -> None:
+    """Closing stops the queueing; the entries already queued still go out, in order."""
+    app = new_app()
+    transport = RedisTransport(redis_server.url, batch=10, publish_timeout=10)
+    async with (
+        ActorSystem(app, transport=transport) as sender,
+        coredis.Redis.from_url(redis_server.url) as raw,
+    ):
+        await sender.publish(Shared(-1))  # connected
+        publisher = transport._running_publisher()
+        await raw.client_pause(500)  # the first pipeline (0-9) waits; 10-49 fill the queue
+        failure: list[TransportError] = []
+
+        async def publish_batch() -> None:
+            try:
+                await sender.publish_batch(Shared(n) for n in range(200))
+            except TransportError as exc:
+                failure.append(exc)
+
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(publish_batch)
+            await eventually(lambda: publisher._send.statistics().tasks_waiting_send == 1)
+            publisher.close()  # 50 waits for room: it and the rest are not queued
+        stream = await written(raw, app)
+    assert stream == [-1, *range(50)]
+    (caught,) = failure
+    assert f"cannot publish event 'batch.shared' (id {batch_envelopes[50].id})" in str(caught)
+    assert "the Redis transport is closed" in str(caught)
+    assert "Redis accepted at least 50 of the 200 events" in caught.__notes__[0]
 
 
 @pytest.mark.redis

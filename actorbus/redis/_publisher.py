@@ -24,8 +24,9 @@ spares each publish a cancel scope of its own, the largest cost of the call.
 
 `Publisher.publish_batch` queues the entries of a batch one after the other, so they go
 out in order, in pipelines. Once one of them is not accepted (refused, past its deadline,
-or the transport closed), the batch's entries not yet written are withdrawn: Redis then
-holds the entries before the failed one, and at most those written together with it.
+or the transport closed), the batch's entries after it not yet written are withdrawn
+(those before it still go out): Redis then holds the entries before the failed one, and
+at most those written together with it.
 
 Each entry has two fields: ``e``, the CloudEvents JSON, and ``t``, the event type, so a
 consumer can acknowledge an entry that no local subscriber wants without decoding it.
@@ -58,12 +59,21 @@ _NOT_QUEUED: Final = (TimeoutError, anyio.ClosedResourceError, anyio.BrokenResou
 
 
 class _Call:
-    """The `publish_batch` call that items belong to: whether one of them was not accepted."""
+    """The `publish_batch` call that items belong to, and its first item not accepted."""
 
-    __slots__ = ("failed",)
+    __slots__ = ("failed_at",)
 
     def __init__(self) -> None:
-        self.failed = False
+        self.failed_at: int | None = None  # index of the first item (so far) not accepted
+
+    def failed(self, index: int) -> None:
+        """The item at `index` was not accepted (and not withdrawn)."""
+        if self.failed_at is None or index < self.failed_at:
+            self.failed_at = index
+
+    def withdraws(self, index: int) -> bool:
+        """Whether the item at `index`, not written yet, is to be withdrawn."""
+        return self.failed_at is not None and index > self.failed_at
 
 
 class _Item:
@@ -78,15 +88,17 @@ class _Item:
         "entry",
         "error",
         "expired",
+        "index",
         "last_error",
         "packed",
         "withdrawn",
     )
 
-    def __init__(self, packed: bytes, deadline: float, call: _Call | None) -> None:
+    def __init__(self, packed: bytes, deadline: float, call: _Call | None, index: int) -> None:
         self.packed = packed  # the XADD, in the wire format
         self.deadline = deadline
         self.call = call  # the batch it belongs to, if any
+        self.index = index  # its place in that batch
         self.answered = False
         self.done: anyio.Event | None = None  # made when the caller waits (`wait`)
         self.entry: bytes | None = None
@@ -105,8 +117,8 @@ class _Item:
     def finish(self) -> None:
         """The item is answered: wake its caller (and note a failure for its batch)."""
         self.answered = True
-        if self.entry is None and self.call is not None:
-            self.call.failed = True
+        if self.entry is None and self.call is not None and not self.withdrawn:
+            self.call.failed(self.index)
         if self.done is not None:
             self.done.set()
 
@@ -174,7 +186,7 @@ class Publisher:
             TransportError: If Redis did not accept the entry in time, refused it, or the
                 transport is closed.
         """
-        item = self._item(payload, envelope, None)
+        item = self._item(payload, envelope, None, 0)
         try:
             if not (self._alone() and await self._send_alone(item)):
                 try:
@@ -194,8 +206,9 @@ class Publisher:
 
         Entries are queued one after the other (waiting for room when the queue is
         full), so the publishing task sends them in pipelines of up to `batch`. Each has
-        its own deadline, `publish_timeout` after it was queued. Once one is not accepted,
-        those not written yet are withdrawn (module docs). A cancellation drops those
+        its own deadline, `publish_timeout` after the loop reached it (waiting for room
+        counts). Once one is not accepted, those after it not written yet are withdrawn
+        (module docs). A cancellation drops those
         not written yet.
 
         Raises:
@@ -206,10 +219,10 @@ class Publisher:
         queued: list[_Item] = []
         try:
             try:
-                for payload, envelope in zip(payloads, envelopes, strict=True):
-                    if call.failed:
+                for index, (payload, envelope) in enumerate(zip(payloads, envelopes, strict=True)):
+                    if call.failed_at is not None:
                         break
-                    item = self._item(payload, envelope, call)
+                    item = self._item(payload, envelope, call, index)
                     queued.append(item)
                     try:
                         self._send.send_nowait(item)
@@ -223,24 +236,18 @@ class Publisher:
             for item in queued:
                 item.abandoned = True
             raise
-        if call.failed:
-            self._batch_failed(queued, envelopes)
+        if call.failed_at is not None:
+            self._batch_failed(queued, envelopes, call.failed_at)
 
-    def _batch_failed(self, items: list[_Item], envelopes: Sequence[Envelope]) -> None:
-        """Raise the error of the first item (in order) of a batch that was not accepted.
+    def _batch_failed(self, items: list[_Item], envelopes: Sequence[Envelope], index: int) -> None:
+        """Raise the error of ``items[index]``, the batch's first item not accepted.
 
         Raises:
             TransportError: Always.
         """
-        failed = [
-            (item, envelope)
-            for item, envelope in zip(items, envelopes, strict=False)
-            if not item.entry
-        ]
-        first, envelope = next(((i, e) for i, e in failed if not i.withdrawn), failed[0])
         accepted = sum(item.entry is not None for item in items)
         try:
-            self._outcome(first, envelope)
+            self._outcome(items[index], envelopes[index])
         except TransportError as exc:
             exc.add_note(
                 f"Redis accepted at least {accepted} of the {len(envelopes)} events this "
@@ -249,11 +256,11 @@ class Publisher:
             )
             raise
 
-    def _item(self, payload: bytes, envelope: Envelope, call: _Call | None) -> _Item:
+    def _item(self, payload: bytes, envelope: Envelope, call: _Call | None, index: int) -> _Item:
         """The queue item of `payload` (`envelope` encoded), with its deadline from now."""
         type_ = envelope.type.encode()
         packed = self._xadd_head + self._xadd_tail % (len(payload), payload, len(type_), type_)
-        return _Item(packed, self._clock() + self._settings.publish_timeout, call)
+        return _Item(packed, self._clock() + self._settings.publish_timeout, call, index)
 
     async def _wait_for_room(self, item: _Item) -> None:
         """Queue `item` once the queue has room, waiting no longer than its deadline.
@@ -392,9 +399,9 @@ class Publisher:
         live: list[_Item] = []
 
         def keep(item: _Item) -> None:
-            if item.abandoned:
+            if item.abandoned or item.answered:
                 return
-            if item.call is not None and item.call.failed:
+            if item.call is not None and item.call.withdraws(item.index):
                 item.withdraw()
                 return
             if item.deadline <= now:

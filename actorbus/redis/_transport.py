@@ -422,8 +422,9 @@ class RedisTransport(Transport):
         """Add `envelopes` to the events stream in order, in pipelines of ``batch`` entries.
 
         Every envelope is encoded and checked first: an error leaves the stream untouched.
-        Each entry then waits at most `publish_timeout` seconds from when it is queued.
-        Once one is not accepted, the entries not written yet are not sent. A pipeline
+        Each entry then waits at most `publish_timeout` seconds from when the batch
+        reaches it (waiting for room in the queue counts). Once one is not accepted, the
+        entries after it not written yet are not sent. A pipeline
         is not a transaction, so when this raises, Redis holds the entries before the
         failed one and possibly some written with it (the error's note says how many at
         least); publishing the whole batch again duplicates those, as any at-least-once
