@@ -421,6 +421,43 @@ async def test_a_batch_cut_short_by_closing_keeps_what_was_queued_before(
 
 
 @pytest.mark.redis
+async def test_an_entry_sent_when_the_transport_stopped_is_not_reported_unpublished(
+    redis_server: RedisServer,
+) -> None:
+    """Redis may apply an XADD whose reply never came: the error says it may be published.
+
+    (Here it is not: Redis drops a paused client's command when the client goes away.)
+    """
+    app = new_app()
+    transport = RedisTransport(redis_server.url, publish_timeout=10)
+    async with (
+        ActorSystem(app, transport=transport) as sender,
+        coredis.Redis.from_url(redis_server.url) as raw,
+    ):
+        await sender.publish(Shared(-1))  # connected
+        publisher = transport._running_publisher()
+        await raw.client_pause(500)  # the XADD waits in Redis
+        failure: list[TransportError] = []
+
+        async def publish_batch() -> None:
+            try:
+                await sender.publish_batch([Shared(0)])
+            except TransportError as exc:
+                failure.append(exc)
+
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(publish_batch)
+            await eventually(lambda: bool(publisher._held) and publisher._link_lock.locked())
+            await anyio.sleep(0.05)  # written, waiting for its reply
+            assert transport._main_scope is not None
+            transport._main_scope.cancel()  # the publishing task stops: no reply read
+    (caught,) = failure
+    assert "closed before Redis answered" in str(caught)
+    assert "it may have been published" in str(caught)
+    assert "cannot publish" not in str(caught)
+
+
+@pytest.mark.redis
 async def test_a_cancelled_batch_sends_nothing_more(redis_server: RedisServer) -> None:
     """What was written before the cancellation stays; what was only queued is dropped."""
     app = new_app()

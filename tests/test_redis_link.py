@@ -24,7 +24,7 @@ from redis_support import RedisServer, new_app
 from actorbus import ActorSystem, Envelope, Scope, handle
 from actorbus.redis import RedisTransport
 from actorbus.redis._link import Link
-from actorbus.redis._watchdog import INTERVAL, Watchdog
+from actorbus.redis._watchdog import Watchdog
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -186,10 +186,55 @@ async def test_with_a_watchdog_a_hung_server_still_times_out(silent_server: str)
         start = anyio.current_time()
         with anyio.fail_after(5), pytest.raises(RedisConnectionError):
             await link.call((b"PING",), timeout=0.2)
-        assert 0.2 <= anyio.current_time() - start < 0.2 + INTERVAL + 1
+        assert 0.2 <= anyio.current_time() - start < 1.2
         await link.close()
         tasks.cancel_scope.cancel()
     assert not watchdog.running
+
+
+async def test_an_exchange_with_an_earlier_deadline_wakes_the_watchdog_sooner(
+    silent_server: str, anyio_backend: str
+) -> None:
+    # The watchdog sleeps until the first exchange's deadline, far away; the second's
+    # comes first and still ends it on time. (On asyncio each exchange has its own timer.)
+    watchdog = Watchdog()
+    slow, quick = Link(silent_server, watchdog=watchdog), Link(silent_server, watchdog=watchdog)
+
+    async def wait_long() -> None:
+        with pytest.raises(RedisConnectionError):
+            await slow.call((b"PING",), timeout=30)
+
+    async with anyio.create_task_group() as tasks:
+        tasks.start_soon(watchdog.run)
+        await wait_until(lambda: watchdog.running)
+        tasks.start_soon(wait_long)
+        if anyio_backend == "trio":
+            await wait_until(lambda: watchdog.wakes_at > anyio.current_time() + 20)
+        start = anyio.current_time()
+        with anyio.fail_after(5), pytest.raises(RedisConnectionError):
+            await quick.call((b"PING",), timeout=0.2)
+        assert 0.2 <= anyio.current_time() - start < 1.2
+        await quick.close()
+        await slow.close()
+        tasks.cancel_scope.cancel()
+
+
+async def test_an_idle_watchdog_does_not_wake_up(redis_server: RedisServer) -> None:
+    watchdog = Watchdog()
+    link = Link(redis_server.url, watchdog=watchdog)
+    async with anyio.create_task_group() as tasks:
+        tasks.start_soon(watchdog.run)
+        await wait_until(lambda: watchdog.running)
+        try:
+            assert await link.call((b"PING",), timeout=0.1) == b"PONG"
+            await anyio.sleep(0.3)  # the exchange's deadline passed, long after it ended
+            checks = watchdog.checks
+            await anyio.sleep(0.5)
+            assert watchdog.checks == checks <= 2  # the start, and (trio) that deadline
+            assert watchdog.wakes_at == math.inf  # until an exchange starts
+        finally:
+            await link.close()
+            tasks.cancel_scope.cancel()
 
 
 async def test_a_watchdog_leaves_exchanges_that_finish_in_time_alone(
@@ -316,7 +361,7 @@ async def test_a_watchdog_spares_an_exchange_that_finished_while_it_expired_anot
     async with anyio.create_task_group() as tasks:
         tasks.start_soon(watchdog.run)
         await wait_until(lambda: bool(expired))
-        await anyio.sleep(INTERVAL * 2)  # more rounds: nothing else is overdue
+        await anyio.sleep(0.2)  # nothing else is overdue
         tasks.cancel_scope.cancel()
     assert len(expired) == 1
 

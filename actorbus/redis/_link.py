@@ -310,8 +310,11 @@ class _StreamConnection:
         Raises:
             TimeoutError: If the replies were not all there by `deadline`.
         """
-        if self._watchdog is not None and self._watchdog.running:
+        watchdog = self._watchdog
+        if watchdog is not None and watchdog.running:
             self.deadline = deadline  # the watchdog ends the exchange once it is past
+            if deadline < watchdog.wakes_at:
+                watchdog.sooner(deadline)
             try:
                 return await self._exchange(packed, count)
             except _LOST:

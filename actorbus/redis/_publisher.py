@@ -58,6 +58,10 @@ _NOT_QUEUED: Final = (TimeoutError, anyio.ClosedResourceError, anyio.BrokenResou
 """What `Publisher._wait_for_room` raises when an item could not be queued."""
 
 
+class _ClosedUnanswered(Exception):
+    """The transport closed after the item was taken to be sent, before Redis answered."""
+
+
 class _Call:
     """The `publish_batch` call that items belong to, and its first item not accepted."""
 
@@ -142,10 +146,13 @@ class _Item:
             self.error = anyio.ClosedResourceError()
         self.finish()
 
-    def closed(self) -> None:
-        """The transport closed before Redis answered: the caller gets `TransportError`."""
+    def closed(self, *, maybe_sent: bool) -> None:
+        """The transport closed before Redis answered: the caller gets `TransportError`.
+
+        `maybe_sent`: the publishing task had taken the item, and may have written it.
+        """
         if not self.answered:
-            self.error = anyio.ClosedResourceError()
+            self.error = _ClosedUnanswered() if maybe_sent else anyio.ClosedResourceError()
             self.finish()
 
 
@@ -186,7 +193,7 @@ class Publisher:
             TransportError: If Redis did not accept the entry in time, refused it, or the
                 transport is closed.
         """
-        item = self._item(payload, envelope, None, 0)
+        item = self._item(self.pack(payload, envelope), None, 0)
         try:
             if not (self._alone() and await self._send_alone(item)):
                 try:
@@ -201,8 +208,11 @@ class Publisher:
             raise
         return self._outcome(item, envelope)
 
-    async def publish_batch(self, payloads: Sequence[bytes], envelopes: Sequence[Envelope]) -> None:
-        """`publish` for each of `payloads` in order, queued together; wait for all.
+    async def publish_batch(self, packed: Sequence[bytes], envelopes: Sequence[Envelope]) -> None:
+        """`publish` for each of `envelopes` in order, queued together; wait for all.
+
+        `packed` holds their XADDs (`pack`): a batch holds each event once, in the wire
+        format.
 
         Entries are queued one after the other (waiting for room when the queue is
         full), so the publishing task sends them in pipelines of up to `batch`. Each has
@@ -219,10 +229,10 @@ class Publisher:
         queued: list[_Item] = []
         try:
             try:
-                for index, (payload, envelope) in enumerate(zip(payloads, envelopes, strict=True)):
+                for index, xadd in enumerate(packed):
                     if call.failed_at is not None:
                         break
-                    item = self._item(payload, envelope, call, index)
+                    item = self._item(xadd, call, index)
                     queued.append(item)
                     try:
                         self._send.send_nowait(item)
@@ -256,10 +266,13 @@ class Publisher:
             )
             raise
 
-    def _item(self, payload: bytes, envelope: Envelope, call: _Call | None, index: int) -> _Item:
-        """The queue item of `payload` (`envelope` encoded), with its deadline from now."""
+    def pack(self, payload: bytes, envelope: Envelope) -> bytes:
+        """The XADD, in the wire format, of `payload` (`envelope` encoded)."""
         type_ = envelope.type.encode()
-        packed = self._xadd_head + self._xadd_tail % (len(payload), payload, len(type_), type_)
+        return self._xadd_head + self._xadd_tail % (len(payload), payload, len(type_), type_)
+
+    def _item(self, packed: bytes, call: _Call | None, index: int) -> _Item:
+        """The queue item of the XADD `packed`, with its deadline from now."""
         return _Item(packed, self._clock() + self._settings.publish_timeout, call, index)
 
     async def _wait_for_room(self, item: _Item) -> None:
@@ -337,6 +350,13 @@ class Publisher:
         if item.withdrawn:
             msg = f"cannot publish {what}: an earlier event of its batch was not accepted"
             raise TransportError(msg)
+        if isinstance(item.error, _ClosedUnanswered):
+            msg = (
+                f"the Redis transport closed before Redis answered for {what}: it may have "
+                "been published (publishing it again may deliver it twice, which idempotent "
+                "handlers absorb)"
+            )
+            raise TransportError(msg) from None
         if isinstance(item.error, anyio.ClosedResourceError):
             msg = f"cannot publish {what}: the Redis transport is closed"
             raise TransportError(msg) from None
@@ -357,14 +377,14 @@ class Publisher:
         """Release the queue once `run` returned (or never ran): what is left fails."""
         self._send.close()
         for item in self._held:
-            item.closed()
+            item.closed(maybe_sent=True)
         self._held = []
         while True:
             try:
                 item = self._receive.receive_nowait()
             except (anyio.WouldBlock, anyio.EndOfStream, anyio.ClosedResourceError):
                 break
-            item.closed()
+            item.closed(maybe_sent=False)
         self._receive.close()
 
     async def run(self) -> None:

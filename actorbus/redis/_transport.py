@@ -435,12 +435,13 @@ class RedisTransport(Transport):
             ValueError: If one is larger than `max_message_bytes` once encoded.
             TypeError: If the data of one cannot be encoded as JSON.
         """
-        payloads: list[bytes] = []
+        publisher = self._running_publisher()
+        packed: list[bytes] = []
         for envelope in envelopes:
-            payloads.append(self._encode(envelope))
-            if len(payloads) % _ENCODE_ROUND == 0:
+            packed.append(publisher.pack(self._encode(envelope), envelope))
+            if len(packed) % _ENCODE_ROUND == 0:
                 await anyio.lowlevel.checkpoint()  # a large batch does not hold up the others
-        await self._running_publisher().publish_batch(payloads, envelopes)
+        await publisher.publish_batch(packed, envelopes)
 
     def _encode(self, envelope: Envelope) -> bytes:
         payload = encode(envelope)

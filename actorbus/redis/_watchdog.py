@@ -5,25 +5,29 @@ or a publisher forever). On trio, a cancel scope with a deadline around each exc
 cost as much CPU time as the rest of the round trip (about 25 of 66 µs on the benchmark
 machine): trio files each deadline in its timer queue and takes it out again. Instead, a
 connection notes its deadline when an exchange starts, and the transport's watchdog, one
-task waking every `INTERVAL` seconds, closes a connection whose exchange is past its
-deadline; the exchange then fails with `TimeoutError`, at most `INTERVAL` late. While no
-watchdog runs (before the transport starts it, after it stopped, or a `Link` of its own),
-connections use a cancel scope as before. On asyncio, a timer on the event loop costs
-little, so no watchdog is needed there (`AsyncioConnection`).
+task, closes a connection whose exchange is past its deadline; the exchange then fails
+with `TimeoutError`.
+
+The watchdog sleeps until the earliest deadline it knows of (for ever when no exchange is
+under way). An exchange that starts with an earlier deadline moves that wake-up forward
+(`Watchdog.sooner`: a comparison per exchange, and rarely a change of the sleep's
+deadline). Most exchanges finish long before their deadline, so the watchdog wakes
+about once per timeout, finds that exchange over and goes back to sleep: an idle worker
+costs no periodic wake-ups. While no watchdog runs (before the transport starts it,
+after it stopped, or a `Link` of its own), connections use a cancel scope as before. On
+asyncio, a timer on the event loop costs little, so no watchdog is needed there
+(`AsyncioConnection`).
 """
 
 from __future__ import annotations
 
 import math
 import weakref
-from typing import Final, Protocol
+from typing import Protocol
 
 import anyio
 
-__all__ = ["INTERVAL", "Watchdog", "Watched"]
-
-INTERVAL: Final = 0.1
-"""Seconds between checks: how late an exchange past its deadline may fail."""
+__all__ = ["Watchdog", "Watched"]
 
 
 class Watched(Protocol):
@@ -42,6 +46,10 @@ class Watchdog:
     def __init__(self) -> None:
         self._watched: weakref.WeakSet[Watched] = weakref.WeakSet()
         self.running = False
+        self.wakes_at = -math.inf
+        """When the sleeping watchdog checks next; -inf while it is checking (or not running)."""
+        self._sleep: anyio.CancelScope | None = None
+        self.checks = 0  # how many times it woke up and checked (for tests)
 
     def watch(self, connection: Watched) -> None:
         """Check `connection` from now on (until it is garbage)."""
@@ -50,19 +58,37 @@ class Watchdog:
     def forget(self, connection: Watched) -> None:
         self._watched.discard(connection)
 
+    def sooner(self, deadline: float) -> None:
+        """An exchange's `deadline` comes before the next check (`wakes_at`): wake then."""
+        self.wakes_at = deadline
+        if self._sleep is not None:
+            self._sleep.deadline = deadline
+
     async def run(self) -> None:
-        """Check the deadlines every `INTERVAL` seconds, until cancelled."""
+        """End the exchanges past their deadline as they pass it, until cancelled."""
         self.running = True
         try:
             while True:
-                await anyio.sleep(INTERVAL)
-                now = anyio.current_time()
-                for connection in [c for c in self._watched if c.deadline <= now]:
-                    # Expiring one lets other tasks run: an exchange of this list may
-                    # have finished (or a new one started) since it was made.
-                    if connection.deadline <= now:
-                        connection.deadline = math.inf
-                        await connection.expire()
-                        now = anyio.current_time()
+                self.checks += 1
+                await self._expire_overdue()
+                earliest = min([c.deadline for c in self._watched], default=math.inf)
+                # No await between reading the deadlines and sleeping: an exchange that
+                # starts from now on sees `wakes_at` and wakes this sleep if it must.
+                with anyio.CancelScope(deadline=earliest) as self._sleep:
+                    self.wakes_at = earliest
+                    await anyio.sleep_forever()
+                self._sleep = None
+                self.wakes_at = -math.inf
         finally:
             self.running = False
+            self._sleep = None
+            self.wakes_at = -math.inf
+
+    async def _expire_overdue(self) -> None:
+        now = anyio.current_time()
+        for connection in [c for c in self._watched if c.deadline <= now]:
+            # Expiring one lets other tasks run: an exchange of this list may have
+            # finished (or a new one started) since it was made.
+            if connection.deadline <= now:
+                connection.deadline = math.inf
+                await connection.expire()
