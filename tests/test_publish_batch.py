@@ -108,6 +108,14 @@ async def written(raw: coredis.Redis[bytes], app: str) -> list[int]:
     return [json.loads(entry.field_values[b"e"])["data"]["n"] for entry in entries]
 
 
+async def failing(sender: ActorSystem, events: list[Any], failure: list[TransportError]) -> None:
+    """`publish_batch` of `events`, its `TransportError` added to `failure`."""
+    try:
+        await sender.publish_batch(events)
+    except TransportError as exc:
+        failure.append(exc)
+
+
 async def eventually(check: Callable[[], bool], timeout: float = 5.0) -> None:
     with anyio.fail_after(timeout):
         while not check():  # noqa: ASYNC110 - polls what other tasks and Redis change
@@ -401,15 +409,8 @@ async def test_a_batch_cut_short_by_closing_keeps_what_was_queued_before(
         publisher = transport._running_publisher()
         await raw.client_pause(500)  # the first pipeline (0-9) waits; 10-49 fill the queue
         failure: list[TransportError] = []
-
-        async def publish_batch() -> None:
-            try:
-                await sender.publish_batch(Shared(n) for n in range(200))
-            except TransportError as exc:
-                failure.append(exc)
-
         async with anyio.create_task_group() as tasks:
-            tasks.start_soon(publish_batch)
+            tasks.start_soon(failing, sender, [Shared(n) for n in range(200)], failure)
             await eventually(lambda: publisher._send.statistics().tasks_waiting_send == 1)
             publisher.close()  # 50 waits for room: it and the rest are not queued
         stream = await written(raw, app)
@@ -438,15 +439,8 @@ async def test_an_entry_sent_when_the_transport_stopped_is_not_reported_unpublis
         publisher = transport._running_publisher()
         await raw.client_pause(500)  # the XADD waits in Redis
         failure: list[TransportError] = []
-
-        async def publish_batch() -> None:
-            try:
-                await sender.publish_batch([Shared(0)])
-            except TransportError as exc:
-                failure.append(exc)
-
         async with anyio.create_task_group() as tasks:
-            tasks.start_soon(publish_batch)
+            tasks.start_soon(failing, sender, [Shared(0)], failure)
             await eventually(lambda: bool(publisher._held) and publisher._link_lock.locked())
             await anyio.sleep(0.05)  # written, waiting for its reply
             assert transport._main_scope is not None
