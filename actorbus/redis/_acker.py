@@ -220,7 +220,7 @@ class Acker:
 
     async def _send(self, link: Link, commands: list[Command]) -> list[Any]:
         """Send `commands` in one pipeline until Redis answers them; return the replies."""
-        backoff = Backoff()
+        backoff = Backoff(health=self._context.health)
         while True:
             try:
                 replies = await link.pipeline(commands, timeout=_SEND_TIMEOUT)

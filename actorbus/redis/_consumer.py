@@ -158,7 +158,7 @@ class GroupConsumer:
         send: MemoryObjectSendStream[list[Entry]],
     ) -> None:
         health = self._context.health
-        backoff = Backoff()
+        backoff = Backoff(health=health)
         settings = self._settings
         read: Command = (b"XREADGROUP", b"GROUP", self.group, self._consumer)
         read += (b"COUNT", settings.batch, b"BLOCK", settings.block_ms)

@@ -68,7 +68,15 @@ class Counters:
 class Health:
     """Whether Redis answers; logs each outage once (WARNING) and its end (INFO)."""
 
-    __slots__ = ("_down_since", "_url", "_where", "connected", "outages", "reconnects")
+    __slots__ = (
+        "_down_since",
+        "_reconnected",
+        "_url",
+        "_where",
+        "connected",
+        "outages",
+        "reconnects",
+    )
 
     def __init__(self, url: str, where: str) -> None:
         self._url = url
@@ -77,6 +85,21 @@ class Health:
         self.outages = 0
         self.reconnects = 0
         self._down_since = 0.0
+        self._reconnected: anyio.Event | None = None
+
+    async def wait_reconnected(self, delay: float) -> None:
+        """Sleep `delay` seconds, or less if an outage under way ends meanwhile.
+
+        Any part of the bridge whose command succeeds ends the outage, so the others,
+        backing off, try again then rather than at the end of their own delay.
+        """
+        if self.connected:
+            await anyio.sleep(delay)
+            return
+        if self._reconnected is None:
+            self._reconnected = anyio.Event()
+        with anyio.move_on_after(delay):
+            await self._reconnected.wait()
 
     def describe(self, error: BaseException) -> str:
         """`error` as one line, with any password removed."""
@@ -102,6 +125,9 @@ class Health:
             return
         self.connected = True
         self.reconnects += 1
+        if self._reconnected is not None:
+            self._reconnected.set()
+            self._reconnected = None
         logger.info(
             "reconnected to Redis at %s after %.1fs",
             self._where,
@@ -112,12 +138,15 @@ class Health:
 class Backoff:
     """Delays between attempts: 0.1 s doubling up to 5 s, with full jitter."""
 
-    __slots__ = ("_current", "initial", "maximum")
+    __slots__ = ("_current", "_health", "initial", "maximum")
 
-    def __init__(self, initial: float = 0.1, maximum: float = 5.0) -> None:
+    def __init__(
+        self, initial: float = 0.1, maximum: float = 5.0, *, health: Health | None = None
+    ) -> None:
         self.initial = initial
         self.maximum = maximum
         self._current = initial
+        self._health = health  # an outage it reports ending cuts the sleep short
 
     def reset(self) -> None:
         """Start again from the initial delay (after a success)."""
@@ -127,4 +156,7 @@ class Backoff:
         """Sleep for the next delay: half to all of it, so instances do not retry in step."""
         delay = self._current * random.uniform(0.5, 1.0)  # noqa: S311 - jitter, not crypto
         self._current = min(self.maximum, self._current * 2)
-        await anyio.sleep(delay)
+        if self._health is None:
+            await anyio.sleep(delay)
+        else:
+            await self._health.wait_reconnected(delay)

@@ -441,7 +441,7 @@ class Publisher:
 
     async def _send_batch(self, items: list[_Item]) -> None:
         # A short backoff: callers are waiting, and their own deadlines bound the retries.
-        backoff = Backoff(initial=0.02, maximum=0.5)
+        backoff = Backoff(initial=0.02, maximum=0.5, health=self._health)
         while items:
             packed = b"".join([item.packed for item in items])
             # Nothing waits past the earliest deadline held (items[0]'s: FIFO, one timeout).

@@ -128,8 +128,8 @@ class ReplyListener:
 
     async def _listen(self, client: coredis.Redis[bytes], last: bytes | str) -> None:
         """Read replies after `last` until cancelled; Redis outages are waited out."""
-        backoff = Backoff()
         health = self._context.health
+        backoff = Backoff(health=health)
         while True:
             try:
                 found = await client.xread(

@@ -1,0 +1,68 @@
+"""`Health` and the bridge's `Backoff`: an outage's end cuts every backoff short.
+
+Each part of the bridge (reader, acker, publisher, replies) backs off on its own while
+Redis is away; the first one whose command succeeds ends the outage, and the others try
+again then instead of at the end of their own delay. No Redis server needed.
+"""
+
+from __future__ import annotations
+
+import anyio
+import pytest
+from coredis.exceptions import ConnectionError as RedisConnectionError
+
+from actorbus.redis._health import Backoff, Health
+
+pytestmark = pytest.mark.anyio
+
+
+def health() -> Health:
+    return Health("redis://127.0.0.1:1/0", "redis://127.0.0.1:1/0")
+
+
+async def timed_sleep(backoff: Backoff, took: list[float]) -> None:
+    start = anyio.current_time()
+    await backoff.sleep()
+    took.append(anyio.current_time() - start)
+
+
+async def test_a_backoff_during_an_outage_ends_when_the_outage_does() -> None:
+    state = health()
+    state.failed(RedisConnectionError("refused"))
+    took: list[float] = []
+    with anyio.fail_after(5):
+        async with anyio.create_task_group() as tasks:
+            for _ in range(3):  # several parts of the bridge, backing off at once
+                tasks.start_soon(timed_sleep, Backoff(initial=60, health=state), took)
+            await anyio.sleep(0.05)
+            state.succeeded()
+    assert len(took) == 3
+    assert all(0.04 <= t < 5 for t in took)
+    assert state.connected
+    assert state.reconnects == 1
+
+
+async def test_without_an_outage_a_backoff_sleeps_its_whole_delay() -> None:
+    state = health()
+    took: list[float] = []
+    async with anyio.create_task_group() as tasks:
+        tasks.start_soon(timed_sleep, Backoff(initial=0.4, health=state), took)
+        await anyio.sleep(0.05)
+        state.succeeded()  # nothing to end
+    assert took[0] >= 0.2  # half the delay at least (jitter)
+
+
+async def test_a_new_outage_is_not_ended_by_the_last_one() -> None:
+    state = health()
+    state.failed(RedisConnectionError("refused"))
+    with anyio.fail_after(5):
+        async with anyio.create_task_group() as tasks:  # a sleeper makes the outage's event
+            tasks.start_soon(Backoff(initial=60, health=state).sleep)
+            await anyio.sleep(0.01)
+            state.succeeded()
+    state.failed(RedisConnectionError("refused again"))
+    took: list[float] = []
+    await timed_sleep(Backoff(initial=0.4, health=state), took)
+    assert took[0] >= 0.2
+    assert state.outages == 2
+    assert not state.connected
