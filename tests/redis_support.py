@@ -43,6 +43,7 @@ import socket
 import ssl
 import subprocess
 import tempfile
+import threading
 import time
 import weakref
 from dataclasses import dataclass
@@ -814,3 +815,55 @@ def events_key(app: str) -> str:
 def dead_key(app: str) -> str:
     """The dead-letter stream of application `app`."""
     return f"actorbus:app:{app}:dead"
+
+
+# -- a proxy that holds Redis's replies back ------------------------------------------------
+
+
+class SlowReplies:
+    """A TCP proxy in front of a Redis server that can hold each of its replies back.
+
+    Requests pass at once, so Redis applies a command as usual; its reply reaches the
+    client `delay` seconds later (0: at once). For the case where Redis took a command
+    and the client has not heard back yet. Threads, so it works under either backend.
+    """
+
+    def __init__(self, server: RedisServer) -> None:
+        self.delay = 0.0
+        self._upstream = (server.host, server.port)
+        self._listener = socket.create_server((server.host, 0))
+        self._sockets: list[socket.socket] = [self._listener]
+        port = self._listener.getsockname()[1]
+        self.url = server.url.replace(f"{server.host}:{server.port}/", f"{server.host}:{port}/")
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        with contextlib.suppress(OSError):  # the listener closed
+            while True:
+                client, _ = self._listener.accept()
+                server = socket.create_connection(self._upstream)
+                self._sockets += [client, server]
+                threading.Thread(target=self._pump, args=(client, server, False)).start()
+                threading.Thread(target=self._pump, args=(server, client, True)).start()
+
+    def _pump(self, source: socket.socket, sink: socket.socket, replies: bool) -> None:
+        with contextlib.suppress(OSError):
+            while data := source.recv(65536):
+                if replies and self.delay:
+                    time.sleep(self.delay)
+                sink.sendall(data)
+        for end in (source, sink):
+            with contextlib.suppress(OSError):
+                end.shutdown(socket.SHUT_RDWR)
+
+    def close(self) -> None:
+        for sock in self._sockets:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+            sock.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()

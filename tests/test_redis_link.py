@@ -219,6 +219,31 @@ async def test_an_exchange_with_an_earlier_deadline_wakes_the_watchdog_sooner(
         tasks.cancel_scope.cancel()
 
 
+async def test_an_exchange_under_way_when_the_watchdog_stops_ends(
+    silent_server: str, anyio_backend: str
+) -> None:
+    # Its deadline was the watchdog's to keep: it would otherwise wait for ever. (On
+    # asyncio the exchange keeps its own timer and ends at its deadline.)
+    watchdog = Watchdog()
+    link = Link(silent_server, watchdog=watchdog)
+    ended: list[float] = []
+
+    async def call() -> None:
+        with pytest.raises(RedisConnectionError):
+            await link.call((b"PING",), timeout=30 if anyio_backend == "trio" else 0.3)
+        ended.append(anyio.current_time())
+
+    with anyio.fail_after(5):
+        async with anyio.create_task_group() as tasks, anyio.create_task_group() as watching:
+            watching.start_soon(watchdog.run)
+            await wait_until(lambda: watchdog.running)
+            tasks.start_soon(call)
+            await anyio.sleep(0.1)
+            watching.cancel_scope.cancel()
+    assert len(ended) == 1
+    await link.close()
+
+
 async def test_an_idle_watchdog_does_not_wake_up(redis_server: RedisServer) -> None:
     watchdog = Watchdog()
     link = Link(redis_server.url, watchdog=watchdog)

@@ -59,7 +59,7 @@ _NOT_QUEUED: Final = (TimeoutError, anyio.ClosedResourceError, anyio.BrokenResou
 
 
 class _ClosedUnanswered(Exception):
-    """The transport closed after the item was taken to be sent, before Redis answered."""
+    """The transport closed after a send of the item started, before Redis answered."""
 
 
 class _Call:
@@ -96,6 +96,7 @@ class _Item:
         "last_error",
         "packed",
         "withdrawn",
+        "written",
     )
 
     def __init__(self, packed: bytes, deadline: float, call: _Call | None, index: int) -> None:
@@ -111,6 +112,7 @@ class _Item:
         self.expired = False
         self.abandoned = False  # its caller stopped waiting: not to be sent
         self.withdrawn = False  # not sent: an earlier item of its batch was not accepted
+        self.written = False  # a send of it started: Redis may have it, answered or not
 
     async def wait(self, new_event: Callable[[], anyio.Event]) -> None:
         """Wait until the item is answered (`finish`)."""
@@ -142,17 +144,14 @@ class _Item:
         """Queueing failed with `reason` (one of `_NOT_QUEUED`): the caller's error."""
         if isinstance(reason, TimeoutError):
             self.expired = True
+            self.finish()
         else:
-            self.error = anyio.ClosedResourceError()
-        self.finish()
+            self.closed()
 
-    def closed(self, *, maybe_sent: bool) -> None:
-        """The transport closed before Redis answered: the caller gets `TransportError`.
-
-        `maybe_sent`: the publishing task had taken the item, and may have written it.
-        """
+    def closed(self) -> None:
+        """The transport closed before Redis answered: the caller gets `TransportError`."""
         if not self.answered:
-            self.error = _ClosedUnanswered() if maybe_sent else anyio.ClosedResourceError()
+            self.error = _ClosedUnanswered() if self.written else anyio.ClosedResourceError()
             self.finish()
 
 
@@ -306,6 +305,7 @@ class Publisher:
             self._link_lock.acquire_nowait()
         except anyio.WouldBlock:
             return False
+        item.written = True
         try:
             (reply,) = await self._link.send(
                 item.packed, 1, timeout=max(item.deadline - self._clock(), 0.001)
@@ -370,21 +370,21 @@ class Publisher:
         raise AssertionError(msg)  # pragma: no cover - answered with one of the above
 
     def close(self) -> None:
-        """Stop taking entries; `run` returns once it sent what was queued."""
+        """Stop taking entries; `run` returns once those queued and in flight are answered."""
         self._send.close()
 
     def discard(self) -> None:
         """Release the queue once `run` returned (or never ran): what is left fails."""
         self._send.close()
         for item in self._held:
-            item.closed(maybe_sent=True)
+            item.closed()
         self._held = []
         while True:
             try:
                 item = self._receive.receive_nowait()
             except (anyio.WouldBlock, anyio.EndOfStream, anyio.ClosedResourceError):
                 break
-            item.closed(maybe_sent=False)
+            item.closed()
         self._receive.close()
 
     async def run(self) -> None:
@@ -406,6 +406,12 @@ class Publisher:
                 finally:
                     self._link_lock.release()
                 self._held = []
+            # Closed (`close`): a caller sending its own entry finishes before the link
+            # closes, within its deadline.
+            self._running = False
+            with anyio.move_on_after(self._settings.publish_timeout):
+                await self._link_lock.acquire()
+                self._link_lock.release()
         finally:
             self._running = False
             await self._link.close()
@@ -444,6 +450,8 @@ class Publisher:
         backoff = Backoff(initial=0.02, maximum=0.5, health=self._health)
         while items:
             packed = b"".join([item.packed for item in items])
+            for item in items:
+                item.written = True
             # Nothing waits past the earliest deadline held (items[0]'s: FIFO, one timeout).
             wait = items[0].deadline - anyio.current_time()
             try:

@@ -100,8 +100,7 @@ class RedisTransport(Transport):
         max_message_bytes: Larger entries are not published (`ValueError`) and, when
             read, are dead-lettered.
         publish_timeout: Seconds `publish` waits for Redis to accept an event before it
-            raises `TransportError` (on trio up to 0.1 s more when Redis hangs: the
-            deadlines of the bridge's connections are checked ten times a second).
+            raises `TransportError`.
         block: Seconds each blocking read waits for new entries.
         batch: Entries read, claimed or published per round trip; also the number of
             read entries that may wait for their handlers at once per group.

@@ -13,8 +13,10 @@ under way). An exchange that starts with an earlier deadline moves that wake-up 
 (`Watchdog.sooner`: a comparison per exchange, and rarely a change of the sleep's
 deadline). Most exchanges finish long before their deadline, so the watchdog wakes
 about once per timeout, finds that exchange over and goes back to sleep: an idle worker
-costs no periodic wake-ups. While no watchdog runs (before the transport starts it,
-after it stopped, or a `Link` of its own), connections use a cancel scope as before. On
+wakes about once per blocking read's timeout (16 s by default) rather than ten times a
+second. When the watchdog stops, the exchanges still under way are ended (they would
+have no deadline left). While no watchdog runs (before the transport starts it, after
+it stopped, or a `Link` of its own), exchanges use a cancel scope as before. On
 asyncio, a timer on the event loop costs little, so no watchdog is needed there
 (`AsyncioConnection`).
 """
@@ -83,6 +85,11 @@ class Watchdog:
             self.running = False
             self._sleep = None
             self.wakes_at = -math.inf
+            # Nobody keeps their deadlines from now on: end the exchanges still under way.
+            with anyio.CancelScope(shield=True):
+                for connection in [c for c in self._watched if c.deadline != math.inf]:
+                    connection.deadline = math.inf
+                    await connection.expire()
 
     async def _expire_overdue(self) -> None:
         now = anyio.current_time()
