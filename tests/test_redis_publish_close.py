@@ -6,10 +6,12 @@ written never as possibly published. A graceful close lets a publish under way f
 
 from __future__ import annotations
 
+import contextlib
 import json
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeAlias
 
 import anyio
+import anyio.abc
 import coredis
 import pytest
 from redis_support import SlowReplies, events_key, new_app
@@ -18,7 +20,7 @@ from actorbus import ActorSystem, Envelope, Scope, TransportError, event
 from actorbus.redis import RedisTransport
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import AsyncIterator, Callable
 
     from redis_support import RedisServer
 
@@ -30,13 +32,16 @@ class Shared:
     n: int
 
 
+Outcomes: TypeAlias = dict[int, Envelope | TransportError]
+
+
 async def eventually(check: Callable[[], bool]) -> None:
     with anyio.fail_after(5):
         while not check():  # noqa: ASYNC110 - polls what other tasks change
             await anyio.sleep(0.005)
 
 
-async def outcome(sender: ActorSystem, n: int, into: dict[int, Envelope | TransportError]) -> None:
+async def outcome(sender: ActorSystem, n: int, into: Outcomes) -> None:
     try:
         into[n] = await sender.publish(Shared(n))
     except TransportError as exc:
@@ -49,11 +54,15 @@ async def stream(redis_server: RedisServer, app: str) -> list[int]:
     return [json.loads(entry.field_values[b"e"])["data"]["n"] for entry in entries]
 
 
-async def test_a_publish_under_way_when_the_transport_closes_gets_its_answer(
-    redis_server: RedisServer,
-) -> None:
-    app = new_app()
-    outcomes: dict[int, Envelope | TransportError] = {}
+@contextlib.asynccontextmanager
+async def publish_zero_in_flight(
+    redis_server: RedisServer, app: str, outcomes: Outcomes
+) -> AsyncIterator[tuple[ActorSystem, RedisTransport, anyio.abc.TaskGroup]]:
+    """`Shared(0)` published from a task, its XADD written and its reply held back.
+
+    Yields the system, its transport and the task group the publish runs in; the
+    outcome of each publish ends up in `outcomes`.
+    """
     with SlowReplies(redis_server) as proxy:
         transport = RedisTransport(proxy.url, publish_timeout=5)
         async with ActorSystem(app, transport=transport) as sender:
@@ -63,8 +72,17 @@ async def test_a_publish_under_way_when_the_transport_closes_gets_its_answer(
             async with anyio.create_task_group() as tasks:
                 tasks.start_soon(outcome, sender, 0, outcomes)
                 await eventually(publisher._link_lock.locked)
-                publisher.close()  # as the transport's close does
+                yield sender, transport, tasks
             proxy.delay = 0
+
+
+async def test_a_publish_under_way_when_the_transport_closes_gets_its_answer(
+    redis_server: RedisServer,
+) -> None:
+    app = new_app()
+    outcomes: Outcomes = {}
+    async with publish_zero_in_flight(redis_server, app, outcomes) as (_, transport, _):
+        transport._running_publisher().close()  # as the transport's close does
     assert isinstance(outcomes[0], Envelope)
     assert await stream(redis_server, app) == [-1, 0]
 
@@ -74,21 +92,13 @@ async def test_when_the_transport_stops_each_publish_says_whether_redis_may_have
 ) -> None:
     """One publish has written its XADD, the next waits for the connection: stop now."""
     app = new_app()
-    outcomes: dict[int, Envelope | TransportError] = {}
-    with SlowReplies(redis_server) as proxy:
-        transport = RedisTransport(proxy.url, publish_timeout=5)
-        async with ActorSystem(app, transport=transport) as sender:
-            await sender.publish(Shared(-1))
-            publisher = transport._running_publisher()
-            proxy.delay = 0.3
-            async with anyio.create_task_group() as tasks:
-                tasks.start_soon(outcome, sender, 0, outcomes)
-                await eventually(publisher._link_lock.locked)
-                tasks.start_soon(outcome, sender, 1, outcomes)
-                await eventually(lambda: bool(publisher._held))  # taken, not written
-                assert transport._main_scope is not None
-                transport._main_scope.cancel()  # the publishing task stops at once
-            proxy.delay = 0
+    outcomes: Outcomes = {}
+    async with publish_zero_in_flight(redis_server, app, outcomes) as (sender, transport, tasks):
+        tasks.start_soon(outcome, sender, 1, outcomes)
+        publisher = transport._running_publisher()
+        await eventually(lambda: bool(publisher._held))  # taken, not written
+        assert transport._main_scope is not None
+        transport._main_scope.cancel()  # the publishing task stops at once
     written, waiting = outcomes[0], outcomes[1]
     assert isinstance(written, TransportError)
     assert "it may have been published" in str(written)
