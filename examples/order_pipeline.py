@@ -5,7 +5,8 @@
 - Billing retries a flaky card gateway with backoff, then dead-letters the payment.
 - A watcher handles every `DeadLetter`, so nothing fails silently.
 
-Run it with ``python examples/order_pipeline.py`` (add ``--backend trio`` for trio).
+Run it with ``python examples/order_pipeline.py`` (add ``--backend trio`` for trio, with the
+trio extra installed: ``pip install -e '.[trio]'``).
 """
 
 from __future__ import annotations

@@ -1,6 +1,7 @@
 """Quickstart: one actor, a few events, a question, and a clean shutdown.
 
-Run it with ``python examples/quickstart.py`` (add ``--backend trio`` for trio).
+Run it with ``python examples/quickstart.py`` (add ``--backend trio`` for trio, with the
+trio extra installed: ``pip install -e '.[trio]'``).
 """
 
 from __future__ import annotations

@@ -27,8 +27,9 @@ handling, ``--status``, exit codes)::
 
     actorbus run examples.redis_workers:make_system --redis redis://localhost:6379/0 --instance w3
 
-Add ``--backend trio`` to any command to run it on trio. ``demo(url)`` runs a producer
-and two workers in one process; the test suite runs it against a private redis-server.
+Add ``--backend trio`` to any command to run it on trio (with the trio extra:
+``pip install -e '.[redis,trio]'``). ``demo(url)`` runs a producer and two workers in one
+process; the test suite runs it against a private redis-server.
 """
 
 from __future__ import annotations

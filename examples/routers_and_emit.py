@@ -4,7 +4,8 @@
 Each subscribed function becomes its own actor (own mailbox, own supervision). Sync
 functions run in a worker thread, so they may block without stalling other actors.
 
-Run it with ``python examples/routers_and_emit.py`` (add ``--backend trio`` for trio).
+Run it with ``python examples/routers_and_emit.py`` (add ``--backend trio`` for trio, with the
+trio extra installed: ``pip install -e '.[trio]'``).
 """
 
 from __future__ import annotations

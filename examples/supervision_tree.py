@@ -7,7 +7,8 @@ The station allows one restart per minute; the second escalation exceeds that, s
 station escalates in turn. It has no parent, so the system stops and `async with`
 raises the sensor's original exception, caught here with ``except*``.
 
-Run it with ``python examples/supervision_tree.py`` (add ``--backend trio`` for trio).
+Run it with ``python examples/supervision_tree.py`` (add ``--backend trio`` for trio, with the
+trio extra installed: ``pip install -e '.[trio]'``).
 """
 
 from __future__ import annotations
