@@ -66,3 +66,31 @@ async def test_a_new_outage_is_not_ended_by_the_last_one() -> None:
     assert took[0] >= 0.2
     assert state.outages == 2
     assert not state.connected
+
+
+async def test_a_part_that_keeps_failing_keeps_to_its_backoff() -> None:
+    """Others succeed all the time: the failing part is woken early only every other time."""
+    state = health()
+    backoff = Backoff(initial=0.1, maximum=0.2, health=state)
+    attempts = 0
+
+    async def keep_failing() -> None:
+        nonlocal attempts
+        while True:
+            attempts += 1
+            state.failed(RedisConnectionError("this connection is refused"))
+            await backoff.sleep()
+
+    async def keep_succeeding() -> None:
+        while True:
+            state.succeeded()
+            await anyio.sleep(0.002)
+
+    async with anyio.create_task_group() as tasks:
+        tasks.start_soon(keep_failing)
+        tasks.start_soon(keep_succeeding)
+        await anyio.sleep(1.0)
+        tasks.cancel_scope.cancel()
+    # A whole delay (0.05-0.2 s) between any two early wake-ups: at most about 20
+    # attempts in a second; woken after every success it would be hundreds.
+    assert 4 <= attempts <= 25

@@ -244,6 +244,32 @@ async def test_an_exchange_under_way_when_the_watchdog_stops_ends(
     await link.close()
 
 
+async def test_a_link_closed_while_it_connects_keeps_no_connection(
+    redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    link = Link(redis_server.url)
+    open_ = Link._open
+
+    async def slow_open(self: Link) -> Any:
+        await anyio.sleep(0.2)
+        return await open_(self)
+
+    monkeypatch.setattr(Link, "_open", slow_open)
+    async with anyio.create_task_group() as tasks:
+
+        async def call() -> None:
+            with pytest.raises(RedisConnectionError, match="lost"):
+                await link.call((b"PING",), timeout=5)
+
+        tasks.start_soon(call)
+        await anyio.sleep(0.1)
+        await link.close()  # while the call connects
+    assert link._connection is None  # what it opened was closed, not kept
+    monkeypatch.undo()
+    assert await link.call((b"PING",), timeout=5) == b"PONG"  # the next call connects
+    await link.close()
+
+
 async def test_an_idle_watchdog_does_not_wake_up(redis_server: RedisServer) -> None:
     watchdog = Watchdog()
     link = Link(redis_server.url, watchdog=watchdog)

@@ -81,9 +81,31 @@ async def test_a_publish_under_way_when_the_transport_closes_gets_its_answer(
 ) -> None:
     app = new_app()
     outcomes: Outcomes = {}
-    async with publish_zero_in_flight(redis_server, app, outcomes) as (_, transport, _):
+    async with publish_zero_in_flight(redis_server, app, outcomes) as (sender, transport, _):
         transport._running_publisher().close()  # as the transport's close does
+        await outcome(sender, 1, outcomes)  # after the close: not sent
     assert isinstance(outcomes[0], Envelope)
+    assert isinstance(outcomes[1], TransportError)
+    assert "the Redis transport is closed" in str(outcomes[1])
+    assert await stream(redis_server, app) == [-1, 0]
+
+
+async def test_a_publish_sent_but_not_answered_in_time_may_have_been_published(
+    redis_server: RedisServer,
+) -> None:
+    app = new_app()
+    outcomes: Outcomes = {}
+    with SlowReplies(redis_server) as proxy:
+        transport = RedisTransport(proxy.url, publish_timeout=0.3)
+        async with ActorSystem(app, transport=transport) as sender:
+            await sender.publish(Shared(-1))
+            proxy.delay = 1.0  # Redis applies the XADD; the reply comes too late
+            await outcome(sender, 0, outcomes)
+            proxy.delay = 0
+    failure = outcomes[0]
+    assert isinstance(failure, TransportError)
+    assert "did not confirm event 'closing.shared'" in str(failure)
+    assert "it was sent, so it may have been published" in str(failure)
     assert await stream(redis_server, app) == [-1, 0]
 
 

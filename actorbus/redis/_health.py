@@ -87,19 +87,21 @@ class Health:
         self._down_since = 0.0
         self._reconnected: anyio.Event | None = None
 
-    async def wait_reconnected(self, delay: float) -> None:
+    async def wait_reconnected(self, delay: float) -> bool:
         """Sleep `delay` seconds, or less if an outage under way ends meanwhile.
 
         Any part of the bridge whose command succeeds ends the outage, so the others,
-        backing off, try again then rather than at the end of their own delay.
+        backing off, try again then rather than at the end of their own delay. Returns
+        whether the sleep was cut short so.
         """
         if self.connected:
             await anyio.sleep(delay)
-            return
+            return False
         if self._reconnected is None:
             self._reconnected = anyio.Event()
-        with anyio.move_on_after(delay):
+        with anyio.move_on_after(delay) as scope:
             await self._reconnected.wait()
+        return not scope.cancelled_caught
 
     def describe(self, error: BaseException) -> str:
         """`error` as one line, with any password removed."""
@@ -138,7 +140,7 @@ class Health:
 class Backoff:
     """Delays between attempts: 0.1 s doubling up to 5 s, with full jitter."""
 
-    __slots__ = ("_current", "_health", "initial", "maximum")
+    __slots__ = ("_current", "_cut_short", "_health", "initial", "maximum")
 
     def __init__(
         self, initial: float = 0.1, maximum: float = 5.0, *, health: Health | None = None
@@ -147,16 +149,25 @@ class Backoff:
         self.maximum = maximum
         self._current = initial
         self._health = health  # an outage it reports ending cuts the sleep short
+        self._cut_short = False  # the last sleep was: the next one is not
 
     def reset(self) -> None:
         """Start again from the initial delay (after a success)."""
         self._current = self.initial
+        self._cut_short = False
 
     async def sleep(self) -> None:
-        """Sleep for the next delay: half to all of it, so instances do not retry in step."""
+        """Sleep for the next delay: half to all of it, so instances do not retry in step.
+
+        With a `Health`, the end of an outage cuts the sleep short, but not twice in a
+        row: if the attempt made then failed too (this part of the bridge fails while
+        others succeed), the next sleep lasts its whole delay, so a failing part keeps
+        to its backoff rather than retrying after every success of the others.
+        """
         delay = self._current * random.uniform(0.5, 1.0)  # noqa: S311 - jitter, not crypto
         self._current = min(self.maximum, self._current * 2)
-        if self._health is None:
+        if self._health is None or self._cut_short:
+            self._cut_short = False
             await anyio.sleep(delay)
         else:
-            await self._health.wait_reconnected(delay)
+            self._cut_short = await self._health.wait_reconnected(delay)

@@ -136,6 +136,9 @@ class Link:
         self._watchdog = watchdog
         self._connection: _Connection | None = None
         self._clock = clock()
+        self.started = 0
+        """Exchanges started: when it moves during a failed `send`, Redis may have the commands."""
+        self._closes = 0  # `close` calls: a connection opened meanwhile is not kept
 
     async def call(self, command: Command, *, timeout: float) -> Any:
         """Send one command and return its reply.
@@ -174,6 +177,7 @@ class Link:
                 connection = None
             if connection is None:
                 connection = await self._connect()
+            self.started += 1
             return await connection.exchange(packed, count, self._clock() + timeout)
         except _LOST as exc:
             await self.close()
@@ -192,7 +196,11 @@ class Link:
             raise
 
     async def close(self) -> None:
-        """Close the connection (the next call opens a new one); safe when cancelled."""
+        """Close the connection (the next call opens a new one); safe when cancelled.
+
+        A call connecting meanwhile fails (`ConnectionError`) and closes what it opened.
+        """
+        self._closes += 1
         connection, self._connection = self._connection, None
         if connection is not None:
             with anyio.CancelScope(shield=True):
@@ -200,8 +208,13 @@ class Link:
 
     async def _connect(self) -> _Connection:
         self._clock = clock()  # this run's: a `Link` may outlive the run it was made in
+        closes = self._closes
         with anyio.fail_after(self._connect_timeout):
             connection = await self._open()
+            if self._closes != closes:  # closed while connecting
+                with anyio.CancelScope(shield=True):
+                    await connection.aclose()
+                raise anyio.ClosedResourceError
             self._connection = connection
             handshake: list[Command] = []
             if self._password is not None:

@@ -305,7 +305,7 @@ class Publisher:
             self._link_lock.acquire_nowait()
         except anyio.WouldBlock:
             return False
-        item.written = True
+        started = self._link.started
         try:
             (reply,) = await self._link.send(
                 item.packed, 1, timeout=max(item.deadline - self._clock(), 0.001)
@@ -316,6 +316,7 @@ class Publisher:
             reply = exc
         finally:
             self._link_lock.release()
+            self._mark_written([item], started)
         if isinstance(reply, TRANSIENT):
             item.last_error = reply
             self._health.failed(reply)
@@ -323,6 +324,12 @@ class Publisher:
         self._health.succeeded()
         self._answer(item, reply)
         return True
+
+    def _mark_written(self, items: list[_Item], started: int) -> None:
+        """After a failed send: the items may be in Redis if it started an exchange."""
+        if self._link.started != started:
+            for item in items:
+                item.written = True
 
     def _answer(self, item: _Item, reply: Any) -> None:
         if isinstance(reply, RedisError):
@@ -341,11 +348,18 @@ class Publisher:
             item.abandoned = True
             cause = item.last_error
             reason = f" (last error: {self._health.describe(cause)})" if cause else ""
-            msg = (
-                f"Redis at {self._where} did not accept {what} within publish_timeout="
-                f"{self._settings.publish_timeout}s{reason}; it was not published: publish "
-                "it again once Redis is reachable"
-            )
+            within = f"within publish_timeout={self._settings.publish_timeout}s{reason}"
+            if item.written:
+                msg = (
+                    f"Redis at {self._where} did not confirm {what} {within}; it was sent, "
+                    "so it may have been published: publishing it again may deliver it "
+                    "twice, which idempotent handlers absorb"
+                )
+            else:
+                msg = (
+                    f"Redis at {self._where} did not accept {what} {within}; it was not "
+                    "published: publish it again once Redis is reachable"
+                )
             raise TransportError(msg) from cause
         if item.withdrawn:
             msg = f"cannot publish {what}: an earlier event of its batch was not accepted"
@@ -371,6 +385,7 @@ class Publisher:
 
     def close(self) -> None:
         """Stop taking entries; `run` returns once those queued and in flight are answered."""
+        self._running = False  # no caller sends its own entry from now on
         self._send.close()
 
     def discard(self) -> None:
@@ -450,16 +465,19 @@ class Publisher:
         backoff = Backoff(initial=0.02, maximum=0.5, health=self._health)
         while items:
             packed = b"".join([item.packed for item in items])
-            for item in items:
-                item.written = True
             # Nothing waits past the earliest deadline held (items[0]'s: FIFO, one timeout).
             wait = items[0].deadline - anyio.current_time()
+            started = self._link.started
             try:
                 replies = await self._link.send(packed, len(items), timeout=max(wait, 0.001))
             except TRANSIENT as exc:
+                self._mark_written(items, started)
                 replies = [exc] * len(items)
             except RedisError as exc:  # refused while connecting (credentials, ACL)
                 replies = [exc] * len(items)
+            except BaseException:  # cancelled: `discard` answers the callers
+                self._mark_written(items, started)
+                raise
             retry: list[_Item] = []
             for item, reply in zip(items, replies, strict=True):
                 if isinstance(reply, TRANSIENT):  # e.g. READONLY during a failover

@@ -88,8 +88,9 @@ class Watchdog:
             # Nobody keeps their deadlines from now on: end the exchanges still under way.
             with anyio.CancelScope(shield=True):
                 for connection in [c for c in self._watched if c.deadline != math.inf]:
-                    connection.deadline = math.inf
-                    await connection.expire()
+                    if connection.deadline != math.inf:  # (an earlier one let others run)
+                        connection.deadline = math.inf
+                        await connection.expire()
 
     async def _expire_overdue(self) -> None:
         now = anyio.current_time()
