@@ -316,7 +316,8 @@ class Publisher:
             reply = exc
         finally:
             self._link_lock.release()
-            self._mark_written([item], started)
+            if self._link.started != started:  # (`_mark_written`, without its list)
+                item.written = True
         if isinstance(reply, TRANSIENT):
             item.last_error = reply
             self._health.failed(reply)
