@@ -377,6 +377,46 @@ async def test_a_durable_instance_takes_back_what_it_read_but_did_not_finish(
     assert summary.pending == 0
 
 
+async def test_a_durable_instance_takes_back_an_entry_once_while_claiming_runs(
+    redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Its own entries, idle past `claim_after`, are seen by both the take-back and claiming.
+
+    Whichever claims them first, the other leaves them alone: each is handled once here.
+    """
+    app = new_app()
+    key = events_key(app)
+    seen: list[int] = []
+
+    class Worker(Actor):
+        @handle(Job)
+        async def on_job(self, job: Job) -> None:
+            seen.append(job.n)
+            await anyio.sleep(0.2)  # still pending when the other XCLAIM comes
+
+    xclaim = coredis.Redis.xclaim
+
+    async def take_back_last(self: Any, *args: Any, **kwargs: Any) -> Any:
+        if args[3] == 0:  # the take-back's XCLAIM (no minimum idle time) comes second
+            await anyio.sleep(0.3)
+        return await xclaim(self, *args, **kwargs)
+
+    async with coredis.Redis.from_url(redis_server.url) as raw:
+        await raw.xgroup_create(key, "b:w2", identifier="$", mkstream=True)
+        for n in range(3):
+            await raw.xadd(key, raw_entry("job.created", {"n": n}))
+        await raw.xreadgroup("b:w2", "w2", streams={key: ">"}, count=10)
+        await anyio.sleep(0.3)  # idle for longer than claim_after
+        monkeypatch.setattr(coredis.Redis, "xclaim", take_back_last)
+        transport = RedisTransport(redis_server.url, instance="w2", claim_after=0.2)
+        async with ActorSystem(app, transport=transport, actors=[Worker]):
+            await eventually(lambda: transport.stats().acked >= 3)
+            await anyio.sleep(1.0)  # a second delivery would be handled by now
+        summary = await raw.xpending(key, "b:w2")
+    assert sorted(seen) == [0, 1, 2]
+    assert summary.pending == 0
+
+
 async def test_an_anonymous_instance_leaves_no_subscription_behind(
     redis_server: RedisServer,
 ) -> None:

@@ -103,6 +103,9 @@ class GroupConsumer:
         self._key = context.keys.events
         self._consumer = context.instance
         self._inflight: dict[bytes, float] = {}  # entry id -> when last refreshed
+        # One claim at a time (the take-back after a restart, the claim loop): each sees
+        # what the other holds, so no entry is claimed and delivered twice here.
+        self._claiming = anyio.Lock()
         self._intake = anyio.CancelScope()
         self.scope = anyio.CancelScope()
         self.finished = anyio.Event()
@@ -469,6 +472,18 @@ class GroupConsumer:
         Returns the last pending id looked at when a full page was found (more may
         follow), else None.
         """
+        async with self._claiming:
+            return await self._claim_now(client, send, min_idle=min_idle, start=start, own=own)
+
+    async def _claim_now(
+        self,
+        client: coredis.Redis[bytes],
+        send: MemoryObjectSendStream[list[Entry]],
+        *,
+        min_idle: int,
+        start: str,
+        own: bool,
+    ) -> bytes | None:
         pending: Any = await client.xpending(
             self._key,
             self.group,
