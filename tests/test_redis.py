@@ -350,6 +350,14 @@ async def test_a_durable_instance_resumes_after_a_restart(redis_server: RedisSer
     assert seen == [0, 1, 2, 3, 4]
 
 
+async def left_by_a_crash(raw: coredis.Redis[bytes], key: str) -> None:
+    """What a crash leaves behind: jobs 0-2 read by consumer "w2" of its group, not acked."""
+    await raw.xgroup_create(key, "b:w2", identifier="$", mkstream=True)
+    for n in range(3):
+        await raw.xadd(key, raw_entry("job.created", {"n": n}))
+    await raw.xreadgroup("b:w2", "w2", streams={key: ">"}, count=10)
+
+
 async def test_a_durable_instance_takes_back_what_it_read_but_did_not_finish(
     redis_server: RedisServer,
 ) -> None:
@@ -363,11 +371,7 @@ async def test_a_durable_instance_takes_back_what_it_read_but_did_not_finish(
             seen.append(job.n)
 
     async with coredis.Redis.from_url(redis_server.url) as raw:
-        # What a crash leaves behind: entries read by consumer "w2" of its group, not acked.
-        await raw.xgroup_create(key, "b:w2", identifier="$", mkstream=True)
-        for n in range(3):
-            await raw.xadd(key, raw_entry("job.created", {"n": n}))
-        await raw.xreadgroup("b:w2", "w2", streams={key: ">"}, count=10)
+        await left_by_a_crash(raw, key)
         transport = RedisTransport(redis_server.url, instance="w2")
         async with ActorSystem(app, transport=transport, actors=[Worker]):
             await eventually(lambda: len(seen) == 3)
@@ -402,10 +406,7 @@ async def test_a_durable_instance_takes_back_an_entry_once_while_claiming_runs(
         return await xclaim(self, *args, **kwargs)
 
     async with coredis.Redis.from_url(redis_server.url) as raw:
-        await raw.xgroup_create(key, "b:w2", identifier="$", mkstream=True)
-        for n in range(3):
-            await raw.xadd(key, raw_entry("job.created", {"n": n}))
-        await raw.xreadgroup("b:w2", "w2", streams={key: ">"}, count=10)
+        await left_by_a_crash(raw, key)
         await anyio.sleep(0.3)  # idle for longer than claim_after
         monkeypatch.setattr(coredis.Redis, "xclaim", take_back_last)
         transport = RedisTransport(redis_server.url, instance="w2", claim_after=0.2)
