@@ -422,9 +422,8 @@ class Publisher:
                 finally:
                     self._link_lock.release()
                 self._held = []
-            # Closed (`close`): a caller sending its own entry finishes before the link
-            # closes, within its deadline.
-            self._running = False
+            # Closed (`close`, which also ended the lone path): a caller sending its own
+            # entry finishes before the link closes, within its deadline.
             with anyio.move_on_after(self._settings.publish_timeout):
                 await self._link_lock.acquire()
                 self._link_lock.release()

@@ -24,6 +24,7 @@ asyncio, a timer on the event loop costs little, so no watchdog is needed there
 from __future__ import annotations
 
 import math
+import sys
 import weakref
 from typing import Protocol
 
@@ -72,7 +73,7 @@ class Watchdog:
         try:
             while True:
                 self.checks += 1
-                await self._expire_overdue()
+                await self._expire(anyio.current_time())
                 earliest = min([c.deadline for c in self._watched], default=math.inf)
                 # No await between reading the deadlines and sleeping: an exchange that
                 # starts from now on sees `wakes_at` and wakes this sleep if it must.
@@ -87,16 +88,13 @@ class Watchdog:
             self.wakes_at = -math.inf
             # Nobody keeps their deadlines from now on: end the exchanges still under way.
             with anyio.CancelScope(shield=True):
-                for connection in [c for c in self._watched if c.deadline != math.inf]:
-                    if connection.deadline != math.inf:  # (an earlier one let others run)
-                        connection.deadline = math.inf
-                        await connection.expire()
+                await self._expire(sys.float_info.max)  # every finite deadline
 
-    async def _expire_overdue(self) -> None:
-        now = anyio.current_time()
-        for connection in [c for c in self._watched if c.deadline <= now]:
+    async def _expire(self, until: float) -> None:
+        """End the exchanges under way whose deadline is `until` or earlier."""
+        for connection in [c for c in self._watched if c.deadline <= until]:
             # Expiring one lets other tasks run: an exchange of this list may have
             # finished (or a new one started) since it was made.
-            if connection.deadline <= now:
+            if connection.deadline <= until:
                 connection.deadline = math.inf
                 await connection.expire()
