@@ -329,6 +329,7 @@ class Cell:
         queue = self.queue
         urgent, items, putters = queue._urgent, queue._items, queue._putters
         direct, published, system = self._direct, self._published, self.system
+        new_event = system._new_event
         streak = 0
         traced = True  # whether the trace context may be set (the spawner's may be)
         busy = started = perf_counter()
@@ -351,7 +352,7 @@ class Cell:
                         return
                     streak = 0
                     self.handling_time += perf_counter() - busy
-                    await queue.wait()
+                    await queue.wait(new_event)
                     busy = perf_counter()
                     continue
                 streak += 1

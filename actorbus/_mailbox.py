@@ -237,11 +237,15 @@ class MailboxQueue(Generic[T]):
             return item
         return None
 
-    async def wait(self) -> None:
-        """Wait until a message arrives or the mailbox closes (the single consumer only)."""
+    async def wait(self, new_event: Callable[[], anyio.Event] = anyio.Event) -> None:
+        """Wait until a message arrives or the mailbox closes (the single consumer only).
+
+        `new_event` makes the event waited on: the running backend's class
+        (`actorbus._backend.event_class`) saves ``anyio.Event``'s backend lookup.
+        """
         if self._items or self._urgent or self._closed:
             return
-        getter = self._getter = anyio.Event()
+        getter = self._getter = new_event()
         await getter.wait()
 
     def close(self) -> list[T]:

@@ -15,7 +15,7 @@ from anyio.lowlevel import checkpoint
 
 from . import _tracing
 from ._actor import Actor, ActorRef
-from ._backend import PUBLIC, resolve_checkpoints
+from ._backend import PUBLIC, event_class, resolve_checkpoints
 from ._cell import YIELD_EVERY, Cell, current_system_var
 from ._convert import structure
 from ._dispatch import Dispatcher, group_of
@@ -150,6 +150,7 @@ class ActorSystem:
         self._idle: anyio.Event | None = None
         self._ops = 0
         self._checkpoints = PUBLIC
+        self._new_event: Callable[[], anyio.Event] = anyio.Event
         self._tg: anyio.abc.TaskGroup | None = None
         self._body: anyio.CancelScope | None = None
         self._token: contextvars.Token[ActorSystem | None] | None = None
@@ -190,6 +191,7 @@ class ActorSystem:
             raise RuntimeError(msg)
         self._state = _STARTING
         self._checkpoints = resolve_checkpoints()
+        self._new_event = event_class()
         self._tg = anyio.create_task_group()
         await self._tg.__aenter__()
         self._token = _current.set(self)

@@ -32,6 +32,12 @@ its baseline, measured the same way in the same process, interleaved with it:
   p50 ratio <= 1.3. redis-py is a benchmark-only dependency
   (``pip install -r benchmarks/requirements-bench.txt``); without it those entries report
   an error. ``coredis round trip p50`` is the same round trip on coredis (information).
+  All three round trips keep one deadline for the whole figure rather than one per round
+  trip. Publisher and handler share this process: A's XADD reply wakes A in the same
+  scheduling round in which B's read wakes B's reader, so what A does after its publish
+  returns runs before B's actor is reached and is counted in the latency (the baselines
+  stop their clock in the reader, before A runs). In a deployment A and B are separate
+  processes; a cancel scope per round trip cost actorbus 8-16 % of its p50 here.
 
 Every benchmark checks its own result (each event handled once, in the group) and reports
 an error instead of a figure when the check fails. ``--quick`` takes about a minute.
@@ -78,7 +84,6 @@ PIPELINE = 100
 READ_COUNT = 500
 RATE = 1000.0
 """Events per second of the latency runs."""
-ROUND_TRIP_TIMEOUT = 10.0
 WARMUP = 200
 FIGURE_TIMEOUT = 300.0
 
@@ -208,10 +213,13 @@ async def actorbus_round_trip(url: str, samples: int) -> list[int]:
     sink = Sink(samples)
     async with two_instances(url, sink) as a:
         await anyio.sleep(0.2)
-        for seq in range(samples):
-            sink.handled = anyio.Event()
-            await a.publish(Tick(seq, time.perf_counter_ns()))
-            with anyio.fail_after(ROUND_TRIP_TIMEOUT):
+        # One deadline for the whole figure, not one per round trip: A and B share this
+        # process, so whatever A does once `publish` returns runs before B's actor does
+        # (module docs); a cancel scope per round trip would be timed as B's latency.
+        with anyio.fail_after(FIGURE_TIMEOUT):
+            for seq in range(samples):
+                sink.handled = anyio.Event()
+                await a.publish(Tick(seq, time.perf_counter_ns()))
                 await sink.handled.wait()
     check(sink.count == samples, f"handled {sink.count} of {samples}")
     return sink.latencies
@@ -312,9 +320,9 @@ async def coredis_round_trip(url: str, samples: int) -> list[int]:
             async with anyio.create_task_group() as tg:
                 tg.start_soon(consume)
                 await anyio.sleep(0.1)
-                for _ in range(WARMUP + samples):
-                    await client.xadd(key, {b"t": str(time.perf_counter_ns())})
-                    with anyio.fail_after(ROUND_TRIP_TIMEOUT):
+                with anyio.fail_after(FIGURE_TIMEOUT):
+                    for _ in range(WARMUP + samples):
+                        await client.xadd(key, {b"t": str(time.perf_counter_ns())})
                         latencies.append(await receive.receive())
                 tg.cancel_scope.cancel()
         finally:
@@ -367,9 +375,10 @@ def redispy_round_trip(
         task = asyncio.create_task(consume())
         try:
             await asyncio.sleep(0.1)
-            for _ in range(WARMUP + samples):
-                await client.xadd(key, {b"t": str(time.perf_counter_ns())})
-                latencies.append(await asyncio.wait_for(queue.get(), ROUND_TRIP_TIMEOUT))
+            async with asyncio.timeout(FIGURE_TIMEOUT):
+                for _ in range(WARMUP + samples):
+                    await client.xadd(key, {b"t": str(time.perf_counter_ns())})
+                    latencies.append(await queue.get())
         finally:
             stopping = True
             await task
