@@ -80,6 +80,11 @@ def current_system() -> ActorSystem:
     raise LookupError(msg)
 
 
+def has_stopped(system: ActorSystem) -> bool:
+    """Whether `system` has stopped (it cannot be started again)."""
+    return system._state == _STOPPED
+
+
 class ActorSystem:
     """A set of supervised actors in one anyio task group, and the event bus between them.
 

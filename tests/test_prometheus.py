@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import gc
 import importlib
 import sys
+import weakref
 
 import anyio
 import pytest
@@ -137,9 +139,48 @@ async def test_stopped_actors_and_systems_have_no_series() -> None:
 
 def test_one_collector_per_registry() -> None:
     registry = CollectorRegistry()
-    collector(ActorSystem("one"), registry=registry)
+    one = ActorSystem("one")  # not started yet: it may still be
+    collector(one, registry=registry)
     with pytest.raises(ValueError, match="actorbus_messages_processed"):
         collector(ActorSystem("two"), registry=registry)
+
+
+async def test_a_running_system_keeps_its_collector() -> None:
+    registry = CollectorRegistry()
+    async with ActorSystem("one") as one:
+        collector(one, registry=registry)
+        with pytest.raises(ValueError, match="actorbus_messages_processed"):
+            collector(ActorSystem("two"), registry=registry)
+
+
+async def test_a_stopped_systems_collector_is_replaced() -> None:
+    registry = CollectorRegistry()
+    async with ActorSystem("one") as one:
+        first = collector(one, registry=registry)
+        await one.spawn(Crashy, name="old")
+    async with ActorSystem("two") as two:
+        second = collector(two, registry=registry)
+        await two.spawn(Crashy, name="new")
+        assert ("actorbus_messages_processed_total", "new") in scrape(registry)
+        assert ("actorbus_messages_processed_total", "old") not in scrape(registry)
+    with pytest.raises(KeyError):
+        registry.unregister(first)  # replaced: no longer registered
+    registry.unregister(second)
+    assert scrape(registry) == {}
+
+
+def test_a_registry_does_not_keep_its_system_alive() -> None:
+    registry = CollectorRegistry()
+    system = ActorSystem("gone")
+    found = collector(system, registry=registry)
+    alive = weakref.ref(system)
+    del system
+    gc.collect()
+    assert alive() is None
+    assert found.system is None
+    assert scrape(registry) == {}  # no series, and the scrape does not fail
+    replacement = ActorSystem("new")
+    assert collector(replacement, registry=registry).system is replacement
 
 
 def test_the_default_registry_and_no_registry() -> None:

@@ -13,10 +13,18 @@ so nothing is counted twice and the hot path pays nothing::
 
 Each series carries the label ``actor`` (the actor's name). Counters start at zero when the
 system starts; a stopped actor's series disappear.
+
+A collector reads its system through a weak reference: a registry (the global one lives as
+long as the process) does not keep a finished system alive. Once that system has stopped,
+or is gone, `collector` on the same registry replaces its collector, so a process that
+builds a new system (a worker restarted in place, a system per test) registers again
+without unregistering first.
 """
 
 from __future__ import annotations
 
+import contextlib
+import weakref
 from typing import TYPE_CHECKING, Final
 
 try:
@@ -39,6 +47,8 @@ if TYPE_CHECKING:
 
     from actorbus._records import ActorStats
     from actorbus._system import ActorSystem
+
+from actorbus._system import has_stopped
 
 __all__ = ["ActorSystemCollector", "collector"]
 
@@ -89,7 +99,17 @@ class ActorSystemCollector:
     """
 
     def __init__(self, system: ActorSystem) -> None:
-        self.system = system
+        self._system = weakref.ref(system)
+
+    @property
+    def system(self) -> ActorSystem | None:
+        """The system read, or None once it was garbage-collected (no series then)."""
+        return self._system()
+
+    def replaceable(self) -> bool:
+        """Whether its system has stopped or is gone: it will have no series again."""
+        system = self._system()
+        return system is None or has_stopped(system)
 
     def describe(self) -> Iterator[Metric]:
         """The metric families, without samples (so registration does not read the system)."""
@@ -117,12 +137,15 @@ class ActorSystemCollector:
         yield handling
 
     def _snapshot(self) -> dict[str, ActorStats]:
+        system = self._system()
+        if system is None:
+            return {}
         for _ in range(_ATTEMPTS - 1):
             try:
-                return self.system.stats()
+                return system.stats()
             except RuntimeError:  # "dictionary changed size during iteration": try again
                 continue
-        return self.system.stats()
+        return system.stats()
 
 
 def _families() -> tuple[list[CounterMetricFamily], GaugeMetricFamily, SummaryMetricFamily]:
@@ -154,6 +177,10 @@ def collector(
     Serving the registry (``prometheus_client.start_http_server``, or a route of your web
     application) is up to you.
 
+    The collector holds `system` weakly (keep your own reference). A collector that this
+    function registered on `registry` earlier is replaced when its system has stopped or
+    is gone.
+
     Args:
         system: The system to read; it may be started later.
         registry: Where to register the collector; None leaves it unregistered.
@@ -162,10 +189,22 @@ def collector(
         The collector (``registry.unregister(it)`` removes it).
 
     Raises:
-        ValueError: If the registry already has these metrics (one collector per registry;
-            use a registry per system to export several).
+        ValueError: If the registry already has these metrics for a system that has not
+            stopped (one collector per registry; use a registry per system to export
+            several at once).
     """
     found = ActorSystemCollector(system)
     if registry is not None:
+        previous = _registered.get(registry)
+        if previous is not None and previous.replaceable():
+            with contextlib.suppress(KeyError):  # unless it was unregistered already
+                registry.unregister(previous)
         registry.register(found)
+        _registered[registry] = found
     return found
+
+
+_registered: Final[weakref.WeakKeyDictionary[CollectorRegistry, ActorSystemCollector]] = (
+    weakref.WeakKeyDictionary()
+)
+"""The collector `collector` last registered on each registry."""
