@@ -825,14 +825,16 @@ class SlowReplies:
 
     Requests pass at once, so Redis applies a command as usual; its reply reaches the
     client `delay` seconds later (0: at once). For the case where Redis took a command
-    and the client has not heard back yet. Threads, so it works under either backend.
+    and the client has not heard back yet. New connections go to `upstream`, which a test
+    may point elsewhere, and `drop` ends the connections under way (clients reconnect).
+    Threads, so it works under either backend.
     """
 
     def __init__(self, server: RedisServer) -> None:
         self.delay = 0.0
-        self._upstream = (server.host, server.port)
+        self.upstream = (server.host, server.port)
         self._listener = socket.create_server((server.host, 0))
-        self._sockets: list[socket.socket] = [self._listener]
+        self._links: list[socket.socket] = []
         port = self._listener.getsockname()[1]
         self.url = server.url.replace(f"{server.host}:{server.port}/", f"{server.host}:{port}/")
         threading.Thread(target=self._accept, daemon=True).start()
@@ -841,8 +843,12 @@ class SlowReplies:
         with contextlib.suppress(OSError):  # the listener closed
             while True:
                 client, _ = self._listener.accept()
-                server = socket.create_connection(self._upstream)
-                self._sockets += [client, server]
+                try:
+                    server = socket.create_connection(self.upstream)
+                except OSError:
+                    client.close()
+                    continue
+                self._links += [client, server]
                 threading.Thread(target=self._pump, args=(client, server, False)).start()
                 threading.Thread(target=self._pump, args=(server, client, True)).start()
 
@@ -856,11 +862,19 @@ class SlowReplies:
             with contextlib.suppress(OSError):
                 end.shutdown(socket.SHUT_RDWR)
 
-    def close(self) -> None:
-        for sock in self._sockets:
+    def drop(self) -> None:
+        """End the connections under way; the proxy keeps taking new ones."""
+        links, self._links = self._links, []
+        for sock in links:
             with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)
             sock.close()
+
+    def close(self) -> None:
+        self.drop()
+        with contextlib.suppress(OSError):
+            self._listener.shutdown(socket.SHUT_RDWR)
+        self._listener.close()
 
     def __enter__(self) -> Self:
         return self

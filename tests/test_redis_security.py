@@ -34,6 +34,7 @@ from coredis.tokens import PureToken
 from redis_support import (
     RedisServer,
     RespError,
+    SlowReplies,
     TLSFiles,
     dead_key,
     events_key,
@@ -490,6 +491,40 @@ async def test_an_unverifiable_server_stops_start_up_at_once(
         assert "host name or address the certificate lists" in message
     assert elapsed < 3
     assert_hidden([str(server.password)], exception_texts(caught.value) + log_texts(logs))
+
+
+@pytest.mark.filterwarnings("ignore::ResourceWarning")
+async def test_a_tls_failure_while_reconnecting_is_logged_with_what_to_check(
+    tls_redis_server: RedisServer,
+    misnamed_tls_server: RedisServer,
+    logs: pytest.LogCaptureFixture,
+) -> None:
+    server = tls_redis_server
+    with SlowReplies(server) as proxy:
+        transport = RedisTransport(proxy.url)
+        async with ActorSystem(new_app(), transport=transport) as system:
+            await system.publish(Job(1))
+            # The connections drop, and the server met on reconnecting has a certificate
+            # the client does not trust (another authority's, for another host).
+            proxy.upstream = (misnamed_tls_server.host, misnamed_tls_server.port)
+            proxy.drop()
+
+            def advised() -> list[str]:
+                return [text for text in log_texts(logs) if "cannot reconnect" in text]
+
+            await eventually(lambda: bool(advised()))
+            await anyio.sleep(1.5)  # more tries, by every part of the bridge
+            (advice,) = advised()  # once per outage
+            assert "the server's TLS certificate was rejected" in advice
+            assert "ssl_ca_certs=/path/to/ca.pem" in advice
+            assert not transport.stats().connected
+            proxy.upstream = (server.host, server.port)
+            await eventually(lambda: transport.stats().connected)
+            await system.publish(Job(2))
+    logged = log_texts(logs)
+    assert any("lost the connection to Redis" in text for text in logged)
+    assert any("reconnected to Redis" in text for text in logged)
+    assert_hidden([str(server.password)], logged)
 
 
 async def test_the_host_name_check_is_on_unless_turned_off(

@@ -12,6 +12,7 @@ from coredis.exceptions import ConnectionError as RedisConnectionError
 from coredis.exceptions import ReadOnlyError
 
 from actorbus.redis._config import scrub
+from actorbus.redis._tls import tls_advice
 
 __all__ = ["TRANSIENT", "Backoff", "Counters", "Health", "RedisStats", "logger"]
 
@@ -71,6 +72,7 @@ class Health:
     __slots__ = (
         "_down_since",
         "_reconnected",
+        "_tls_told",
         "_url",
         "_where",
         "connected",
@@ -86,6 +88,7 @@ class Health:
         self.reconnects = 0
         self._down_since = 0.0
         self._reconnected: anyio.Event | None = None
+        self._tls_told = False  # this outage's TLS failure was logged
 
     async def wait_reconnected(self, delay: float) -> bool:
         """Sleep `delay` seconds, or less if an outage under way ends meanwhile.
@@ -108,18 +111,31 @@ class Health:
         return scrub(f"{type(error).__name__}: {error}", self._url)
 
     def failed(self, error: BaseException) -> None:
-        """A command failed for a transient reason: an outage starts (or goes on)."""
-        if not self.connected:
-            return
-        self.connected = False
-        self.outages += 1
-        self._down_since = anyio.current_time()
-        logger.warning(
-            "lost the connection to Redis at %s (%s); retrying with backoff, events stay "
-            "in Redis until they are handled",
-            self._where,
-            self.describe(error),
-        )
+        """A command failed for a transient reason: an outage starts (or goes on).
+
+        An outage is logged once, with the error that started it. A TLS failure is logged
+        once more in an outage, with what to check: reconnecting meets it on every try
+        (the server's certificate changed, say), while the outage's first error was most
+        likely the connection dropping.
+        """
+        if self.connected:
+            self.connected = False
+            self.outages += 1
+            self._down_since = anyio.current_time()
+            self._tls_told = False
+            logger.warning(
+                "lost the connection to Redis at %s (%s); retrying with backoff, events stay "
+                "in Redis until they are handled",
+                self._where,
+                self.describe(error),
+            )
+        if not self._tls_told and (advice := tls_advice(error)) is not None:
+            self._tls_told = True
+            logger.warning(
+                "cannot reconnect to Redis at %s: %s; still retrying with backoff",
+                self._where,
+                advice,
+            )
 
     def succeeded(self) -> None:
         """A command succeeded: an outage, if any, is over."""

@@ -19,7 +19,7 @@ from actorbus.redis._config import TLS_OPTIONS, redact_url
 if TYPE_CHECKING:
     from actorbus.redis._health import Health
 
-__all__ = ["connect_failure", "tls_context"]
+__all__ = ["connect_failure", "tls_advice", "tls_context"]
 
 _CERT_REQS: Final = {
     "required": ssl.CERT_REQUIRED,
@@ -107,23 +107,9 @@ def _build_context(
 def connect_failure(error: BaseException, where: str, health: Health) -> str:
     """Why the first connection failed, and what to do, as a `TransportError` message."""
     start = f"cannot connect to Redis at {where}: "
-    tls = _tls_error(error)
-    if isinstance(tls, ssl.SSLCertVerificationError):
-        if tls.verify_code in _NAME_MISMATCH:
-            return start + (
-                f"the server's TLS certificate is not valid for that host ({tls.verify_message})."
-                " Connect with a host name or address the certificate lists"
-            )
-        return start + (
-            f"the server's TLS certificate was rejected ({tls.verify_message}). Trust the "
-            "certificate authority that signed it with ?ssl_ca_certs=/path/to/ca.pem in the "
-            "URL, or give RedisTransport(ssl_context=...)"
-        )
-    if tls is not None:
-        return start + (
-            f"the TLS handshake failed ({tls.reason or tls}); check that the server speaks TLS "
-            "on that port and the ssl_* options of the URL"
-        )
+    advice = tls_advice(error)
+    if advice is not None:
+        return start + advice
     described = health.describe(error)
     if isinstance(error, AuthenticationError):
         return start + (
@@ -131,6 +117,28 @@ def connect_failure(error: BaseException, where: str, health: Health) -> str:
             "special characters in them)"
         )
     return start + described
+
+
+def tls_advice(error: BaseException) -> str | None:
+    """What failed in TLS behind `error`, and what to check; None if TLS is not the cause."""
+    tls = _tls_error(error)
+    if isinstance(tls, ssl.SSLCertVerificationError):
+        if tls.verify_code in _NAME_MISMATCH:
+            return (
+                f"the server's TLS certificate is not valid for that host ({tls.verify_message})."
+                " Connect with a host name or address the certificate lists"
+            )
+        return (
+            f"the server's TLS certificate was rejected ({tls.verify_message}). Trust the "
+            "certificate authority that signed it with ?ssl_ca_certs=/path/to/ca.pem in the "
+            "URL, or give RedisTransport(ssl_context=...)"
+        )
+    if tls is not None:
+        return (
+            f"the TLS handshake failed ({tls.reason or tls}); check that the server speaks TLS "
+            "on that port and the ssl_* options of the URL"
+        )
+    return None
 
 
 def _tls_error(error: BaseException) -> ssl.SSLError | None:
