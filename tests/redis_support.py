@@ -835,6 +835,7 @@ class SlowReplies:
         self.upstream = (server.host, server.port)
         self._listener = socket.create_server((server.host, 0))
         self._links: list[socket.socket] = []
+        self._lock = threading.Lock()  # `_links` is changed by the accepting thread
         port = self._listener.getsockname()[1]
         self.url = server.url.replace(f"{server.host}:{server.port}/", f"{server.host}:{port}/")
         threading.Thread(target=self._accept, daemon=True).start()
@@ -848,7 +849,8 @@ class SlowReplies:
                 except OSError:
                     client.close()
                     continue
-                self._links += [client, server]
+                with self._lock:
+                    self._links += [client, server]
                 threading.Thread(target=self._pump, args=(client, server, False)).start()
                 threading.Thread(target=self._pump, args=(server, client, True)).start()
 
@@ -864,7 +866,8 @@ class SlowReplies:
 
     def drop(self) -> None:
         """End the connections under way; the proxy keeps taking new ones."""
-        links, self._links = self._links, []
+        with self._lock:
+            links, self._links = self._links, []
         for sock in links:
             with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)

@@ -512,10 +512,11 @@ async def test_a_tls_failure_while_reconnecting_is_logged_with_what_to_check(
             def advised() -> list[str]:
                 return [text for text in log_texts(logs) if "cannot reconnect" in text]
 
-            await eventually(lambda: bool(advised()))
+            rejected = "the server's TLS certificate was rejected"
+            await eventually(lambda: any(rejected in text for text in advised()))
             await anyio.sleep(1.5)  # more tries, by every part of the bridge
-            (advice,) = advised()  # once per outage
-            assert "the server's TLS certificate was rejected" in advice
+            # Once per outage (a handshake the proxy cut while dropping is another line).
+            (advice,) = (text for text in advised() if rejected in text)
             assert "ssl_ca_certs=/path/to/ca.pem" in advice
             assert not transport.stats().connected
             proxy.upstream = (server.host, server.port)

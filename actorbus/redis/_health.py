@@ -88,7 +88,7 @@ class Health:
         self.reconnects = 0
         self._down_since = 0.0
         self._reconnected: anyio.Event | None = None
-        self._tls_told = False  # this outage's TLS failure was logged
+        self._tls_told: set[str] = set()  # the TLS failures this outage logged
 
     async def wait_reconnected(self, delay: float) -> bool:
         """Sleep `delay` seconds, or less if an outage under way ends meanwhile.
@@ -113,24 +113,25 @@ class Health:
     def failed(self, error: BaseException) -> None:
         """A command failed for a transient reason: an outage starts (or goes on).
 
-        An outage is logged once, with the error that started it. A TLS failure is logged
-        once more in an outage, with what to check: reconnecting meets it on every try
-        (the server's certificate changed, say), while the outage's first error was most
-        likely the connection dropping.
+        An outage is logged once, with the error that started it. Each distinct TLS
+        failure is logged once more in an outage, with what to check: reconnecting meets
+        it on every try (the server's certificate changed, say), while the outage's first
+        error was most likely the connection dropping.
         """
         if self.connected:
             self.connected = False
             self.outages += 1
             self._down_since = anyio.current_time()
-            self._tls_told = False
+            self._tls_told.clear()
             logger.warning(
                 "lost the connection to Redis at %s (%s); retrying with backoff, events stay "
                 "in Redis until they are handled",
                 self._where,
                 self.describe(error),
             )
-        if not self._tls_told and (advice := tls_advice(error)) is not None:
-            self._tls_told = True
+        advice = tls_advice(error)
+        if advice is not None and advice not in self._tls_told:
+            self._tls_told.add(advice)
             logger.warning(
                 "cannot reconnect to Redis at %s: %s; still retrying with backoff",
                 self._where,
