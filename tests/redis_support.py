@@ -835,7 +835,8 @@ class SlowReplies:
         self.upstream = (server.host, server.port)
         self._listener = socket.create_server((server.host, 0))
         self._links: list[socket.socket] = []
-        self._lock = threading.Lock()  # `_links` is changed by the accepting thread
+        self._drops = 0  # a connection made across a `drop` is dropped too
+        self._lock = threading.Lock()  # the accepting thread changes `_links`
         port = self._listener.getsockname()[1]
         self.url = server.url.replace(f"{server.host}:{server.port}/", f"{server.host}:{port}/")
         threading.Thread(target=self._accept, daemon=True).start()
@@ -844,13 +845,21 @@ class SlowReplies:
         with contextlib.suppress(OSError):  # the listener closed
             while True:
                 client, _ = self._listener.accept()
+                with self._lock:
+                    drops, upstream = self._drops, self.upstream
                 try:
-                    server = socket.create_connection(self.upstream)
+                    server = socket.create_connection(upstream)
                 except OSError:
                     client.close()
                     continue
                 with self._lock:
-                    self._links += [client, server]
+                    current = drops == self._drops
+                    if current:
+                        self._links += [client, server]
+                if not current:
+                    client.close()
+                    server.close()
+                    continue
                 threading.Thread(target=self._pump, args=(client, server, False)).start()
                 threading.Thread(target=self._pump, args=(server, client, True)).start()
 
@@ -868,6 +877,7 @@ class SlowReplies:
         """End the connections under way; the proxy keeps taking new ones."""
         with self._lock:
             links, self._links = self._links, []
+            self._drops += 1
         for sock in links:
             with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)

@@ -205,3 +205,24 @@ def test_without_prometheus_client_the_import_names_the_extra(
     monkeypatch.delitem(sys.modules, "actorbus.contrib.prometheus")
     with pytest.raises(ImportError, match=r"pip install 'actorbus\[prometheus\]'"):
         importlib.import_module("actorbus.contrib.prometheus")
+
+
+def test_a_registry_without_weak_references_still_registers() -> None:
+    class Registry:
+        """A registry-like object that cannot be weakly referenced."""
+
+        __slots__ = ("collectors",)
+
+        def __init__(self) -> None:
+            self.collectors: list[object] = []
+
+        def register(self, found: object) -> None:
+            self.collectors.append(found)
+
+        def unregister(self, found: object) -> None:
+            self.collectors.remove(found)
+
+    registry = Registry()
+    system = ActorSystem("shop")
+    found = collector(system, registry=registry)  # type: ignore[arg-type]
+    assert registry.collectors == [found]

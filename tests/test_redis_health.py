@@ -7,6 +7,9 @@ again then instead of at the end of their own delay. No Redis server needed.
 
 from __future__ import annotations
 
+import logging
+import ssl
+
 import anyio
 import pytest
 from coredis.exceptions import ConnectionError as RedisConnectionError
@@ -94,3 +97,32 @@ async def test_a_part_that_keeps_failing_keeps_to_its_backoff() -> None:
     # A whole delay (0.05-0.2 s) between any two early wake-ups: at most about 20
     # attempts in a second; woken after every success it would be hundreds.
     assert 4 <= attempts <= 25
+
+
+def tls_failure(tls: ssl.SSLError) -> RedisConnectionError:
+    """What the bridge's connection raises for a TLS failure while connecting."""
+    error = RedisConnectionError(f"cannot reach Redis: {tls}")
+    error.__cause__ = tls
+    return error
+
+
+async def test_each_tls_failure_of_an_outage_is_told_once_with_what_to_check(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.WARNING, "actorbus.redis")
+    state = health()
+    rejected = ssl.SSLCertVerificationError(1, "certificate verify failed")
+    rejected.verify_code, rejected.verify_message = 19, "self-signed certificate in chain"
+    cut_short = ssl.SSLEOFError(8, "EOF occurred in violation of protocol")
+    state.failed(RedisConnectionError("connection to Redis lost: EndOfStream"))
+    for _ in range(3):
+        state.failed(tls_failure(cut_short))  # a server restarting: no advice
+        state.failed(tls_failure(rejected))
+    messages = [record.getMessage() for record in caplog.records]
+    assert len(messages) == 2
+    assert messages[0].startswith("lost the connection to Redis")
+    assert "the server's TLS certificate was rejected (self-signed" in messages[1]
+    state.succeeded()
+    state.failed(tls_failure(rejected))  # a new outage: told again
+    advice = [message for message in caplog.messages if "cannot reconnect" in message]
+    assert len(advice) == 2

@@ -194,13 +194,18 @@ def collector(
             several at once).
     """
     found = ActorSystemCollector(system)
-    if registry is not None:
+    if registry is None:
+        return found
+    try:
         previous = _registered.get(registry)
-        if previous is not None and previous.replaceable():
-            with contextlib.suppress(KeyError):  # unless it was unregistered already
-                registry.unregister(previous)
+    except TypeError:  # a registry-like object without weak references: not tracked
         registry.register(found)
-        _registered[registry] = found
+        return found
+    if previous is not None and previous.replaceable():
+        with contextlib.suppress(KeyError):  # unless it was unregistered already
+            registry.unregister(previous)
+    registry.register(found)
+    _registered[registry] = found
     return found
 
 

@@ -116,7 +116,8 @@ class Health:
         An outage is logged once, with the error that started it. Each distinct TLS
         failure is logged once more in an outage, with what to check: reconnecting meets
         it on every try (the server's certificate changed, say), while the outage's first
-        error was most likely the connection dropping.
+        error was most likely the connection dropping. A handshake cut short by the
+        connection closing is not one of them (a server restarting does that).
         """
         if self.connected:
             self.connected = False
@@ -129,7 +130,7 @@ class Health:
                 self._where,
                 self.describe(error),
             )
-        advice = tls_advice(error)
+        advice = tls_advice(error, cut_short=False)
         if advice is not None and advice not in self._tls_told:
             self._tls_told.add(advice)
             logger.warning(

@@ -119,9 +119,16 @@ def connect_failure(error: BaseException, where: str, health: Health) -> str:
     return start + described
 
 
-def tls_advice(error: BaseException) -> str | None:
-    """What failed in TLS behind `error`, and what to check; None if TLS is not the cause."""
+def tls_advice(error: BaseException, *, cut_short: bool = True) -> str | None:
+    """What failed in TLS behind `error`, and what to check; None if TLS is not the cause.
+
+    With `cut_short` False, a handshake that ended because the connection closed gets
+    no advice either: a server restarting (or a connection dropped halfway) does that,
+    and it says nothing about the TLS set-up.
+    """
     tls = _tls_error(error)
+    if not cut_short and _closed_early(tls):
+        return None
     if isinstance(tls, ssl.SSLCertVerificationError):
         if tls.verify_code in _NAME_MISMATCH:
             return (
@@ -134,11 +141,18 @@ def tls_advice(error: BaseException) -> str | None:
             "URL, or give RedisTransport(ssl_context=...)"
         )
     if tls is not None:
+        reason = getattr(tls, "reason", None) or tls  # set by the ssl module's own errors
         return (
-            f"the TLS handshake failed ({tls.reason or tls}); check that the server speaks TLS "
-            "on that port and the ssl_* options of the URL"
+            f"the TLS handshake failed ({reason}); check that the server speaks TLS on that "
+            "port and the ssl_* options of the URL"
         )
     return None
+
+
+def _closed_early(tls: ssl.SSLError | None) -> bool:
+    return isinstance(tls, ssl.SSLEOFError | ssl.SSLZeroReturnError) or (
+        getattr(tls, "reason", None) == "UNEXPECTED_EOF_WHILE_READING"
+    )
 
 
 def _tls_error(error: BaseException) -> ssl.SSLError | None:
