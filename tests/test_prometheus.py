@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import importlib
 import sys
@@ -137,17 +138,13 @@ async def test_stopped_actors_and_systems_have_no_series() -> None:
     assert scrape(registry) == {}
 
 
-def test_one_collector_per_registry() -> None:
+@pytest.mark.parametrize("running", [False, True], ids=["not started yet", "running"])
+async def test_one_collector_per_registry_while_its_system_may_run(running: bool) -> None:
     registry = CollectorRegistry()
-    one = ActorSystem("one")  # not started yet: it may still be
-    collector(one, registry=registry)
-    with pytest.raises(ValueError, match="actorbus_messages_processed"):
-        collector(ActorSystem("two"), registry=registry)
-
-
-async def test_a_running_system_keeps_its_collector() -> None:
-    registry = CollectorRegistry()
-    async with ActorSystem("one") as one:
+    one = ActorSystem("one")
+    async with contextlib.AsyncExitStack() as stack:
+        if running:
+            await stack.enter_async_context(one)
         collector(one, registry=registry)
         with pytest.raises(ValueError, match="actorbus_messages_processed"):
             collector(ActorSystem("two"), registry=registry)
