@@ -97,9 +97,7 @@ class ActorSystem:
     cancelled. Errors from `on_stop` hooks are raised together as an `ExceptionGroup`.
 
     A FAIL_FAST escalation that no parent handles cancels the body of the ``async with``
-    and is raised from it once every actor has stopped: no draining, each actor's current
-    message cancelled, but the actors stopped one after the other in reverse start order
-    (children first, `on_stop` run), within `shutdown_timeout`.
+    and is raised from it once every actor has stopped.
 
     Args:
         name: The application name; instances with one name share APP-scope events.
@@ -265,14 +263,6 @@ class ActorSystem:
                     await self.drain()
                     for cell in reversed(list(self._top)):
                         await cell.stop()
-            else:
-                # A failure: each actor's work is cancelled, but the actors still stop one
-                # after the other, the last started first, as in a graceful stop (and as an
-                # OTP supervisor shuts its children down whatever the reason): an `on_stop`
-                # may use the actors started before its own.
-                with anyio.move_on_at(deadline):
-                    for cell in reversed(list(self._top)):
-                        await cell.stop(cancel=True)
             for cell in reversed(list(self._cells.values())):
                 cell.request_stop(cancel=True)
             with anyio.move_on_at(deadline + self.shutdown_timeout):

@@ -426,44 +426,6 @@ async def test_fail_fast_fails_the_system_and_runs_every_on_stop() -> None:
     assert sorted(stops) == [("stop", "bystander"), ("stop", "fragile")]
 
 
-async def test_after_a_fail_fast_the_actors_stop_in_reverse_start_order() -> None:
-    log: list[str] = []
-
-    class Resource(Actor):
-        """Its `on_stop` takes a while, then asks the actor started before it."""
-
-        def __init__(self, before: ActorRef | None) -> None:
-            self.before = before
-
-        async def on_stop(self) -> None:
-            log.append(f"{self.name} stopping")
-            await anyio.sleep(0.01)
-            if self.before is not None:
-                await self.before.ask(Ping())  # still running: it was started earlier
-            log.append(f"{self.name} stopped")
-
-        @handle()
-        async def ping(self, _: Ping) -> None:
-            pass
-
-    with pytest.raises(BoomError):
-        async with ActorSystem() as system:
-            first = await system.spawn(Resource, None, name="first")
-            second = await system.spawn(Resource, first, name="second")
-            await system.spawn(Resource, second, name="third")
-            fragile = await spawn(system, Supervision(Policy.FAIL_FAST), [], name="fragile")
-            await fragile.tell(Job(1, fail=True))
-            await anyio.sleep_forever()
-    assert log == [
-        "third stopping",
-        "third stopped",
-        "second stopping",
-        "second stopped",
-        "first stopping",
-        "first stopped",
-    ]
-
-
 async def test_fail_fast_is_catchable_with_except_star() -> None:
     log: list[Any] = []
     caught: list[BaseException] = []
