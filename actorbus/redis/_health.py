@@ -160,9 +160,7 @@ class Backoff:
 
     __slots__ = ("_current", "_cut_short", "_health", "initial", "maximum")
 
-    def __init__(
-        self, initial: float = 0.1, maximum: float = 5.0, *, health: Health | None = None
-    ) -> None:
+    def __init__(self, initial: float = 0.1, maximum: float = 5.0, *, health: Health) -> None:
         self.initial = initial
         self.maximum = maximum
         self._current = initial
@@ -177,14 +175,14 @@ class Backoff:
     async def sleep(self) -> None:
         """Sleep for the next delay: half to all of it, so instances do not retry in step.
 
-        With a `Health`, the end of an outage cuts the sleep short, but not twice in a
+        The end of an outage (`health`) cuts the sleep short, but not twice in a
         row: if the attempt made then failed too (this part of the bridge fails while
         others succeed), the next sleep lasts its whole delay, so a failing part keeps
         to its backoff rather than retrying after every success of the others.
         """
         delay = self._current * random.uniform(0.5, 1.0)  # noqa: S311 - jitter, not crypto
         self._current = min(self.maximum, self._current * 2)
-        if self._health is None or self._cut_short:
+        if self._cut_short:
             self._cut_short = False
             await anyio.sleep(delay)
         else:
