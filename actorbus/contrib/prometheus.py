@@ -106,7 +106,7 @@ class ActorSystemCollector:
         """The system read, or None once it was garbage-collected (no series then)."""
         return self._system()
 
-    def replaceable(self) -> bool:
+    def _replaceable(self) -> bool:
         """Whether its system has stopped or is gone: it will have no series again."""
         system = self._system()
         return system is None or has_stopped(system)
@@ -201,7 +201,7 @@ def collector(
     except TypeError:  # a registry-like object without weak references: not tracked
         registry.register(found)
         return found
-    if previous is not None and previous.replaceable():
+    if previous is not None and previous._replaceable():
         with contextlib.suppress(KeyError):  # unless it was unregistered already
             registry.unregister(previous)
     registry.register(found)
