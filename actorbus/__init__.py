@@ -1,7 +1,6 @@
 """actorbus: supervised actors and a scope-aware event bus for asyncio and trio."""
 
 from ._actor import Actor as Actor
-from ._actor import ActorRef as ActorRef
 from ._decorators import publish_call as publish_call
 from ._decorators import publish_result as publish_result
 from ._envelope import Envelope as Envelope
@@ -23,6 +22,7 @@ from ._records import DeadLetter as DeadLetter
 from ._records import SystemStarted as SystemStarted
 from ._records import SystemStopping as SystemStopping
 from ._records import Terminated as Terminated
+from ._ref import ActorRef as ActorRef
 from ._router import Router as Router
 from ._supervision import Backoff as Backoff
 from ._supervision import Policy as Policy

@@ -1,11 +1,13 @@
-"""`Actor`, the base class of class-based actors, and `ActorRef`, the handle to one."""
+"""`Actor`, the base class of class-based actors."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from ._cell import Spawn
 from ._handlers import HandlerSpec, HandlerTable, declaration
 from ._mailbox import Mailbox
+from ._ref import ActorRef, cell_of
 from ._supervision import Supervision
 
 if TYPE_CHECKING:
@@ -14,10 +16,9 @@ if TYPE_CHECKING:
     from ._cell import Cell
     from ._envelope import Envelope
     from ._events import Scope
-    from ._records import ActorStats, Terminated
     from ._system import ActorSystem
 
-__all__ = ["Actor", "ActorRef"]
+__all__ = ["Actor"]
 
 
 class Actor:
@@ -39,7 +40,8 @@ class Actor:
     supervision: ClassVar[Supervision | None] = None
     group: ClassVar[str | None] = None
     __actorbus_table__: ClassVar[HandlerTable] = HandlerTable(())
-    _actorbus_cell: Cell
+    # The actor's cell (its runtime), set before `__init__` runs.
+    __actorbus_cell__: Cell
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -76,17 +78,18 @@ class Actor:
     @property
     def name(self) -> str:
         """This actor's name, unique within its system."""
-        return self._actorbus_cell.name
+        return self.__actorbus_cell__.name
 
     @property
     def system(self) -> ActorSystem:
         """The system this actor runs in."""
-        return self._actorbus_cell.system
+        system: ActorSystem = self.__actorbus_cell__.runtime.system
+        return system
 
     @property
     def ref(self) -> ActorRef:
         """A reference to this actor, to hand to others."""
-        return ActorRef(self._actorbus_cell)
+        return ActorRef(self.__actorbus_cell__)
 
     async def on_start(self) -> None:
         """Called before the first message (and on each fresh instance after a restart)."""
@@ -105,20 +108,15 @@ class Actor:
         **kwargs: Any,
     ) -> ActorRef:
         """Spawn a child: it is stopped before this actor stops, and escalates to it."""
-        return await self.system._spawn(
-            cls,
-            args,
-            kwargs,
-            name=name,
-            mailbox=mailbox,
-            supervision=supervision,
-            group=group,
-            parent=self._actorbus_cell,
+        cell = self.__actorbus_cell__
+        request = Spawn(
+            cls, args, kwargs, name=name, mailbox=mailbox, supervision=supervision, group=group
         )
+        return ActorRef(await cell.host.spawn_child(cell, request))
 
     async def watch(self, ref: ActorRef) -> None:
         """Receive `Terminated(name, reason)` when `ref`'s actor stops (at once if it has)."""
-        self.system._watch(self._actorbus_cell, ref._cell)
+        self.__actorbus_cell__.watch(cell_of(ref))
 
     async def publish(
         self,
@@ -130,79 +128,3 @@ class Actor:
     ) -> Envelope:
         """Publish through this actor's system (see `ActorSystem.publish`)."""
         return await self.system.publish(event, scope=scope, subject=subject, headers=headers)
-
-
-class ActorRef:
-    """A handle to a running actor: send it messages, ask it, stop it, read its stats."""
-
-    __slots__ = ("_cell",)
-
-    def __init__(self, cell: Cell) -> None:
-        self._cell = cell
-
-    def __repr__(self) -> str:
-        return f"ActorRef({self._cell.name!r})"
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, ActorRef) and other._cell is self._cell
-
-    def __hash__(self) -> int:
-        return id(self._cell)
-
-    @property
-    def name(self) -> str:
-        """The actor's name."""
-        return self._cell.name
-
-    @property
-    def stats(self) -> ActorStats:
-        """A snapshot of the actor's counters (processed, failed, restarts, dropped, depth…)."""
-        return self._cell.stats()
-
-    @property
-    def stopped(self) -> bool:
-        """Whether the actor has stopped."""
-        return self._cell.stopped
-
-    async def tell(self, message: object) -> None:
-        """Put `message` in the actor's mailbox (fire and forget).
-
-        Waits while a BLOCK mailbox is full. A cancellation point; see the guide on
-        mailboxes for when it yields to the scheduler.
-
-        Raises:
-            ActorStopped: If the actor has stopped.
-            MailboxFull: If its FAIL mailbox is full.
-            TypeError: If no handler of the actor accepts `message`.
-        """
-        cell = self._cell
-        if not cell.system._tell_now(cell, message):
-            await cell.system._tell(cell, message, None)
-
-    async def ask(self, message: object, timeout: float = 5.0) -> Any:
-        """Send `message` and wait for the reply: the first matching handler's return value.
-
-        Raises:
-            AskTimeout: If no reply came within `timeout` seconds (waiting for mailbox
-                room included).
-            ActorStopped: If the actor stopped before replying.
-            MailboxFull: If a FAIL mailbox was full, or a DROP policy dropped the question.
-            TypeError: If no handler of the actor accepts `message`.
-            Exception: Whatever the handler raised, whatever the supervision policy.
-        """
-        return await self._cell.system._ask(self._cell, message, timeout)
-
-    async def stop(self) -> None:
-        """Stop the actor after its current message and wait until it has stopped.
-
-        Messages still waiting are dead-lettered; its children stop first; `on_stop` runs;
-        watchers get `Terminated`. Called by the actor on itself, it returns at once.
-        """
-        await self._cell.stop()
-
-    async def wait_stopped(self) -> Terminated:
-        """Wait until the actor has stopped, for whatever reason; return why."""
-        await self._cell.wait_stopped()
-        from ._records import Terminated  # noqa: PLC0415 - avoids an import cycle
-
-        return Terminated(self._cell.name, self._cell.reason)

@@ -1,25 +1,29 @@
-"""Backend fast paths, resolved once per system.
+"""The running backend's primitives, resolved once per system through public APIs.
 
-`publish` and `tell` are cancellation points: each call must notice a cancelled scope.
-`anyio.lowlevel.checkpoint_if_cancelled()` does that, but on every call it looks the
-running backend up (through sniffio), and on asyncio it also finds the task's state in a
-`WeakKeyDictionary`; together that costs more than the rest of a `tell`. A system resolves,
-once, when it starts:
+`anyio.lowlevel.checkpoint_if_cancelled()`, `anyio.Event()` and `anyio.current_time()`
+find the running backend on every call. A system asks once, when it starts, for the
+backend class behind `anyio.lowlevel.current_token()` (an `anyio.abc.AsyncBackend`) and
+calls that class's own functions afterwards: the same functions anyio's public wrappers
+call, so the guarantees of the wrappers hold (events and clocks are the running loop's).
 
-- `cancelled()`: a synchronous test that is True whenever the caller's cancel scopes
-  make the full check raise (it may also be True when it would not; the caller then
-  runs the full check). On trio it leaves out the full check's other case, a pending
-  KeyboardInterrupt in the main task: that is delivered at the next scheduling point,
-  which `publish` and `tell` reach at least every 64 calls;
-- the backend's own `checkpoint_if_cancelled` and `checkpoint`.
-
-This is the one module that reaches into anyio's and trio's internals; if they change, the
-public functions are used instead (correct, only slower).
+`publish` and `tell` must notice a cancelled scope, and a full check on every call costs
+more than the rest of a `tell`. A cancel scope of a task is cancelled, or its deadline
+passes, only while other code runs: while the task waits. So `stale()` says, cheaply,
+whether the calling task has waited (or is another task) since it last checked, and only
+then does the caller run the full check and mark the task `checked()`. On trio that
+uses the task's `custom_sleep_data`, which trio documents as left to libraries and reset
+to None whenever the task is rescheduled; on asyncio, the epoch of the task's last check
+is kept in a context variable (every task has its own context), and the epoch changes at
+the loop's next turn. The one cancellation this does not see at once is a
+scope the calling task cancels itself and then publishes again without waiting in
+between: the next scheduling point (at most `YIELD_EVERY` calls later) raises it.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, NamedTuple
+import asyncio
+import contextvars
+from typing import TYPE_CHECKING, Final, NamedTuple
 
 import anyio
 import anyio.lowlevel
@@ -27,169 +31,153 @@ import anyio.lowlevel
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
 
-__all__ = [
-    "Checkpoints",
-    "SocketWaits",
-    "clock",
-    "event_class",
-    "resolve_checkpoints",
-    "running_asyncio",
-    "socket_waits",
-]
+__all__ = ["PORTABLE", "Backend", "resolve"]
+
+
+class Backend(NamedTuple):
+    """The running backend's functions (see the module docstring)."""
+
+    check_cancelled: Callable[[], Awaitable[None]]
+    """Raise the backend's cancellation exception if the caller's scopes are cancelled."""
+    schedule: Callable[[], Awaitable[None]]
+    """A full checkpoint: check for cancellation, then let other tasks run."""
+    new_event: Callable[[], anyio.Event]
+    """Make an `anyio.Event`."""
+    clock: Callable[[], float]
+    """The running loop's clock (`anyio.current_time`; a test's virtual clock included)."""
+    stale: Callable[[], bool]
+    """Whether the calling task may have been cancelled since it last `checked()`."""
+    checked: Callable[[], None]
+    """Record that the calling task has just checked for cancellation."""
 
 
 def _always() -> bool:
     return True
 
 
-class Checkpoints(NamedTuple):
-    """The running backend's checkpoint functions (see the module docstring)."""
+def _nothing() -> None:
+    return None
 
+
+PORTABLE: Final = Backend(
+    anyio.lowlevel.checkpoint_if_cancelled,
+    anyio.lowlevel.checkpoint,
+    anyio.Event,
+    anyio.current_time,
+    _always,
+    _nothing,
+)
+"""anyio's public functions themselves, for use outside a run (before a system starts)."""
+
+
+def resolve() -> Backend:
+    """The functions of the backend running the calling task."""
+    backend = anyio.lowlevel.current_token().backend_class
+    stale, checked = _trio_freshness() if _in_trio() else _asyncio_freshness()
+    return Backend(
+        backend.checkpoint_if_cancelled,
+        backend.checkpoint,
+        backend.create_event,
+        backend.current_time,
+        stale,
+        checked,
+    )
+
+
+def _in_trio() -> bool:
+    try:
+        import trio  # noqa: PLC0415 - trio is optional
+    except ImportError:
+        return False
+    return trio.lowlevel.in_trio_task()
+
+
+_FRESH: Final = object()
+"""What a trio task's `custom_sleep_data` holds between its check and its next wait."""
+
+
+def _trio_freshness() -> tuple[Callable[[], bool], Callable[[], None]]:
+    import trio  # noqa: PLC0415 - trio is optional
+
+    current_task = trio.lowlevel.current_task
+
+    def stale() -> bool:
+        return current_task().custom_sleep_data is not _FRESH
+
+    def checked() -> None:
+        current_task().custom_sleep_data = _FRESH
+
+    return stale, checked
+
+
+def _asyncio_freshness() -> tuple[Callable[[], bool], Callable[[], None]]:
+    # Each asyncio task runs in a context of its own: the context variable holds, for the
+    # task that checked, the epoch of its check. The epoch changes at the loop's next
+    # turn after a check (a callback queued behind everything already ready), before any
+    # task that waited can run again.
+    loop = asyncio.get_running_loop()
+    checked_in: contextvars.ContextVar[object] = contextvars.ContextVar("actorbus_checked_in")
+    epoch: list[object] = [object()]
+    turn_pending = [False]
+
+    def next_turn() -> None:
+        epoch[0] = object()
+        turn_pending[0] = False
+
+    def stale() -> bool:
+        return checked_in.get(None) is not epoch[0]
+
+    def checked() -> None:
+        checked_in.set(epoch[0])
+        if not turn_pending[0]:
+            turn_pending[0] = True
+            loop.call_soon(next_turn)
+
+    return stale, checked
+
+
+# -- transitional: what the Redis bridge's old connections call, until the single client
+# stack replaces them (removed with them). Public APIs only.
+
+
+class _LegacyCheckpoints(NamedTuple):
     cancelled: Callable[[], bool]
     check_cancelled: Callable[[], Awaitable[None]]
     schedule: Callable[[], Awaitable[None]]
 
 
-PUBLIC = Checkpoints(_always, anyio.lowlevel.checkpoint_if_cancelled, anyio.lowlevel.checkpoint)
-"""The portable fallback: the full check on every call."""
+Checkpoints = _LegacyCheckpoints
 
 
-def resolve_checkpoints() -> Checkpoints:
-    """The checkpoint functions of the running backend."""
-    try:
-        from anyio._core._eventloop import get_async_backend  # noqa: PLC0415
-
-        backend = get_async_backend()
-        name = backend.__module__.rpartition(".")[2]
-        cancelled = _trio_cancelled() if name == "_trio" else _asyncio_cancelled()
-    except Exception:  # pragma: no cover - anyio or trio moved things: stay correct
-        return PUBLIC
-    return Checkpoints(cancelled, backend.checkpoint_if_cancelled, backend.checkpoint)
-
-
-class SocketWaits(NamedTuple):
-    """The running backend's `anyio.wait_readable` and `anyio.wait_writable`."""
-
-    readable: Callable[[Any], Awaitable[None]]
-    writable: Callable[[Any], Awaitable[None]]
-
-
-def socket_waits() -> SocketWaits | None:
-    """`anyio.wait_readable` and `anyio.wait_writable` without a backend lookup per call.
-
-    Both find the running backend (through sniffio) on every call; a connection that
-    waits on its socket for every reply resolves them once. None with an anyio too old
-    to have them (before 4.7): the caller keeps to anyio's socket streams.
-    """
-    try:
-        from anyio._core._eventloop import get_async_backend  # noqa: PLC0415
-
-        backend: Any = get_async_backend()
-        return SocketWaits(backend.wait_readable, backend.wait_writable)
-    except Exception:  # pragma: no cover - an older anyio, or it moved things
-        return None
+def resolve_checkpoints() -> _LegacyCheckpoints:
+    """The checkpoints of the running backend (`cancelled` always asks for the full check)."""
+    backend = resolve()
+    return _LegacyCheckpoints(_always, backend.check_cancelled, backend.schedule)
 
 
 def clock() -> Callable[[], float]:
-    """`anyio.current_time` without its lookups per call: the running loop's own clock.
-
-    anyio finds the backend (through sniffio) and then the loop, or trio's clock, on
-    every call: more than the reading itself costs. This is the running asyncio loop's
-    ``time`` or trio's clock's ``current_time`` (a test's `MockClock` included), so it
-    stays valid for that run only. Outside a run (or if anyio moved things), anyio's own.
-    """
+    """The running loop's clock, or anyio's outside a run."""
     try:
-        if running_asyncio():
-            import asyncio  # noqa: PLC0415
-
-            return asyncio.get_running_loop().time
-        import trio  # noqa: PLC0415
-
-        return trio.lowlevel.current_clock().current_time
-    except Exception:  # no running backend: the public function
+        return resolve().clock
+    except Exception:  # no running loop
         return anyio.current_time
 
 
 def event_class() -> Callable[[], anyio.Event]:
-    """The running backend's `anyio.Event` class, to make events without a backend lookup.
-
-    ``anyio.Event()`` finds the running backend (through sniffio) on every call: about
-    three quarters of its cost. Whoever makes an event per message resolves the class
-    once (on the backend it runs on) and calls it instead.
-    """
-    return type(anyio.Event())
+    """The running backend's event constructor."""
+    return resolve().new_event
 
 
 def running_asyncio() -> bool:
     """Whether the running backend is asyncio (uvloop included), not trio."""
-    try:
-        from anyio._core._eventloop import get_async_backend  # noqa: PLC0415
-
-        return get_async_backend().__module__.rpartition(".")[2] == "_asyncio"
-    except Exception:  # pragma: no cover - anyio moved things: ask asyncio itself
-        import asyncio  # noqa: PLC0415
-
-        try:
-            asyncio.get_running_loop()
-        except RuntimeError:
-            return False
-        return True
+    return not _in_trio()
 
 
-def _trio_cancelled() -> Callable[[], bool]:
-    """The cancel-scope test of `trio.lowlevel.checkpoint_if_cancelled`, without its await."""
-    import trio  # noqa: PLC0415
-    from trio._core._run import GLOBAL_RUN_CONTEXT  # noqa: PLC0415
-
-    # `trio.lowlevel.current_task()` is this attribute read wrapped in a function call.
-    context: Any = GLOBAL_RUN_CONTEXT
-    if context.task is not trio.lowlevel.current_task():
-        raise LookupError  # pragma: no cover - trio changed: use the public path
-    _ = context.task._cancel_status.effectively_cancelled  # AttributeError: use the public path
-
-    def cancelled() -> bool:
-        return context.task._cancel_status.effectively_cancelled  # type: ignore[no-any-return]
-
-    return cancelled
+class SocketWaits(NamedTuple):
+    readable: Callable[[object], Awaitable[None]]
+    writable: Callable[[object], Awaitable[None]]
 
 
-def _asyncio_cancelled() -> Callable[[], bool]:
-    """Anyio's scope walk (as in its `checkpoint_if_cancelled`) with the task state cached.
-
-    The state of a task is one object for the task's whole life (anyio mutates it as the
-    task enters and leaves scopes), so the last task's state is kept and reused. The
-    last task is held by a strong reference (a weak one would cost a call per check):
-    a finished task, with its result, stays alive until another task of the system
-    publishes or tells, or the system is garbage.
-    """
-    import asyncio  # noqa: PLC0415
-
-    from anyio._backends import _asyncio as anyio_asyncio  # noqa: PLC0415
-
-    task_states: Any = vars(anyio_asyncio)["_task_states"]
-    # `asyncio.current_task()` without its argument handling: a system stays on one loop.
-    loop = asyncio.get_running_loop()
-    current_tasks: Any = vars(asyncio.tasks)["_current_tasks"]
-    if current_tasks.get(loop) is not asyncio.current_task():
-        raise LookupError  # pragma: no cover - asyncio changed: use the public path
-    last: list[Any] = [None, None]  # [task, its TaskState]
-
-    def cancelled() -> bool:
-        task: Any = current_tasks.get(loop)
-        if task is last[0]:
-            state = last[1]
-        else:
-            state = task_states.get(task) if task is not None else None
-            if state is None:
-                return False  # not an anyio task: anyio's own check would not raise either
-            last[0], last[1] = task, state
-        scope = state.cancel_scope
-        while scope is not None:
-            if scope._cancel_called:
-                return True
-            if scope._shield:
-                return False
-            scope = scope._parent_scope
-        return False
-
-    return cancelled
+def socket_waits() -> SocketWaits:
+    """The socket waits of anyio."""
+    return SocketWaits(anyio.wait_readable, anyio.wait_writable)

@@ -1,10 +1,14 @@
-"""The actor loop: one task per actor, one message at a time, supervision applied.
+"""The actor loop: one task per actor, one message at a time, supervision carried out.
 
 A `Cell` is the runtime side of an actor (as in Akka): it owns the mailbox queue, the
 current instance, the children and the counters. Its task takes messages in FIFO order
-(system notices first), calls the matching handlers in declaration order and applies the
-actor's supervision to every failing call. Escalations go to the parent cell's mailbox as
-a notice, or to the system when there is no parent.
+(system notices first) and hands each to `Cell._handle`, the one place where handlers are
+called: the matching handlers in declaration order, each failure decided by the actor's
+`Supervision` (`actorbus._supervision`) and carried out here — retry, restart, dead
+letter, stop, or escalate to the parent cell (or to the system when there is none).
+
+A cell knows the rest of the system only through its `Runtime` (shared state) and its
+`CellHost` (the registry of actors that spawned it).
 """
 
 from __future__ import annotations
@@ -12,86 +16,124 @@ from __future__ import annotations
 import contextvars
 import logging
 from time import perf_counter
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, Protocol, cast
 
 import anyio
 import anyio.abc
-from anyio.lowlevel import checkpoint
 
 from . import _tracing
 from ._envelope import Envelope
 from ._exceptions import ActorStopped, MailboxFull
 from ._handlers import ANY_GROUP, CACHE_LIMIT
 from ._mailbox import FULL, QUEUED, Mailbox, MailboxQueue
-from ._message import Message, Tracker
+from ._message import Message, Tracker, local_message
 from ._records import ActorStats, Terminated
+from ._runtime import YIELD_EVERY, Runtime, current_runtime
 from ._supervision import Policy, RestartWindow, Supervision
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
     from ._handlers import HandlerSpec, HandlerTable
-    from ._system import ActorSystem
 
-__all__ = ["Cell", "current_cell", "current_system_var"]
+__all__ = ["CELL_ATTRIBUTE", "Cell", "CellHost", "LoopExit", "Spawn", "current_cell"]
 
 logger: Final = logging.getLogger("actorbus.actor")
+
 current_cell: contextvars.ContextVar[Cell | None] = contextvars.ContextVar(
     "actorbus_current_cell", default=None
 )
-# The system of the running code; set by `ActorSystem.__aenter__` and by each actor task,
-# so that `current_system()` inside a handler is the handler's own system.
-current_system_var: contextvars.ContextVar[ActorSystem | None] = contextvars.ContextVar(
-    "actorbus_current_system", default=None
-)
+"""The cell whose task is running (an actor stopping itself returns at once)."""
 
-# The loop yields to the scheduler at least this often while its mailbox stays busy.
-YIELD_EVERY: Final = 64
+CELL_ATTRIBUTE: Final = "__actorbus_cell__"
+"""The attribute linking an actor instance to its cell."""
+
 # Handling-time samples: every message is timed until the ring is full, then one in
-# _SAMPLE_EVERY (the clock costs more than the rest of the bookkeeping of a message).
+# _SAMPLE_EVERY, so the percentiles stay cheap on busy actors.
 _SAMPLES: Final = 256  # a power of two: the ring index is `count & _SAMPLE_MASK`
 _SAMPLE_MASK: Final = _SAMPLES - 1
-_SAMPLE_EVERY: Final = 8  # a power of two
-_SAMPLE_EVERY_MASK: Final = _SAMPLE_EVERY - 1
-_UNKNOWN: Final[Any] = object()  # "not cached yet" in `_direct`
+_SAMPLE_EVERY_MASK: Final = 8 - 1
+
+_NEW, _RUNNING, _STOPPING, _STOPPED = range(4)
+_NO_KWARGS: Final[dict[str, Any]] = {}  # never mutated: passed as `**kwargs` without a copy
 
 
-class _Stop(Exception):
-    def __init__(self, reason: BaseException | None) -> None:
-        self.reason = reason
+class Spawn:
+    """One spawn request: what to build, with which settings, under which parent."""
+
+    __slots__ = ("args", "group", "kwargs", "mailbox", "name", "parent", "supervision", "target")
+
+    def __init__(
+        self,
+        target: Callable[..., Any],
+        args: tuple[Any, ...] = (),
+        kwargs: dict[str, Any] | None = None,
+        *,
+        name: str | None = None,
+        mailbox: Mailbox | None = None,
+        supervision: Supervision | None = None,
+        group: str | None = None,
+        parent: Cell | None = None,
+    ) -> None:
+        self.target = target
+        self.args = args
+        self.kwargs = kwargs or {}
+        self.name = name
+        self.mailbox = mailbox
+        self.supervision = supervision
+        self.group = group
+        self.parent = parent
 
 
-class _Escalate(Exception):
-    """Raised to leave the loop; counts as work in flight until the parent handled it.
+class CellHost(Protocol):
+    """What a cell needs from the registry of actors that spawned it."""
+
+    def stopping(self, cell: Cell) -> None:
+        """`cell` takes no more messages: stop routing to it."""
+        ...
+
+    def stopped(self, cell: Cell) -> None:
+        """`cell` has fully stopped: forget it (its name is free again)."""
+        ...
+
+    async def spawn_child(self, parent: Cell, request: Spawn) -> Cell:
+        """Start a child of `parent` (it stops before its parent, and escalates to it)."""
+        ...
+
+
+class LoopExit(Exception):
+    """Raised in an actor's loop to leave it (STOP, or an escalation); `error` says why.
+
+    Instrumentation that wraps the handling of a message sees it pass (and re-raises it).
+    """
+
+    def __init__(self, error: BaseException | None) -> None:
+        self.error = error
+
+
+class _Stop(LoopExit):
+    """STOP: the actor stops after this message."""
+
+
+class _Escalate(LoopExit):
+    """An escalation; counts as work in flight until the parent handled it.
 
     The count keeps `drain()` waiting while the escalation travels up the tree.
     """
 
-    def __init__(self, error: BaseException, system: ActorSystem) -> None:
-        self.error = error
-        system._inflight += 1
+    def __init__(self, error: BaseException, runtime: Runtime) -> None:
+        super().__init__(error)
+        runtime.inflight += 1
 
 
 class _ChildFailed:
+    """A child's escalation, queued to its parent as a system notice."""
+
     __slots__ = ("child", "error")
 
     def __init__(self, child: Cell, error: BaseException) -> None:
         self.child = child
         self.error = error
-
-
-_NEW, _RUNNING, _STOPPING, _STOPPED = range(4)
-
-
-def _lone_plain(specs: tuple[HandlerSpec, ...], cls: type[Any]) -> HandlerSpec | None:
-    """The handler `Cell._loop` may call directly for a `cls` object, if there is one.
-
-    That is when `specs` is one handler that takes only the event, already of its class.
-    """
-    if len(specs) != 1:
-        return None
-    spec = specs[0]
-    return spec if spec.event_only and issubclass(cls, spec.convert_to) else None  # type: ignore[arg-type]
 
 
 class Cell:
@@ -100,11 +142,10 @@ class Cell:
     # Slots: smaller, and attribute reads in the loop stay on CPython's fastest path.
     __slots__ = (
         "_broadcast",
-        "_direct",
-        "_published",
         "_sampled",
         "_samples",
         "_stopped",
+        "_traced",
         "_window",
         "args",
         "children",
@@ -114,6 +155,7 @@ class Cell:
         "failed",
         "group",
         "handling_time",
+        "host",
         "instance",
         "kwargs",
         "name",
@@ -123,22 +165,24 @@ class Cell:
         "reason",
         "restarts",
         "retries",
+        "runtime",
         "scope",
         "state",
         "stop_errors",
         "supervision",
-        "system",
         "table",
+        "told",
         "watchers",
         "watching",
     )
 
     def __init__(
         self,
-        system: ActorSystem,
+        runtime: Runtime,
+        host: CellHost,
         name: str,
         *,
-        factory: Callable[..., Any] | None,
+        factory: type[Any] | None,
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
         table: HandlerTable,
@@ -147,9 +191,10 @@ class Cell:
         group: str | None,
         parent: Cell | None,
     ) -> None:
-        self.system: ActorSystem = system
+        self.runtime: Runtime = runtime
+        self.host: CellHost = host
         self.name: str = name
-        self.factory: Callable[..., Any] | None = factory
+        self.factory: type[Any] | None = factory
         self.args: tuple[Any, ...] = args
         self.kwargs: dict[str, Any] = kwargs
         self.table: HandlerTable = table
@@ -176,12 +221,12 @@ class Cell:
         self.handling_time: float = 0.0
         self._samples: list[float] = []  # handling times of recent messages (a ring)
         self._sampled: int = 0  # samples taken: the ring's next index
-        # Broadcast handlers by class, then by type: a published message's lookup.
+        # Handlers of broadcast deliveries, by class then type.
         self._broadcast: dict[type[Any] | None, dict[str, tuple[HandlerSpec, ...]]] = {}
-        # Told classes the loop calls a handler for directly (see `_direct_spec`).
-        self._direct: dict[type[Any], HandlerSpec | None] = {}
-        # The same for bare published envelopes, by the class of their data: (type, handler).
-        self._published: dict[type[Any], tuple[str, HandlerSpec | None]] = {}
+        self.told: dict[type[Any], tuple[HandlerSpec, ...]] = {}
+        """The handlers of each `@event` class told to this actor (filled by `told_specs`)."""
+        # Whether the trace context may be set (the spawner's may be, at first).
+        self._traced: bool = True
 
     def __repr__(self) -> str:
         return f"<actor {self.name!r}>"
@@ -205,30 +250,38 @@ class Cell:
         if status is FULL:
             status = await queue.put(message, self.name)
         if status is QUEUED:
-            self.system._inflight += 1
+            self.runtime.inflight += 1
 
     def offer(self, message: Message) -> bool:
         """Queue `message` without ever waiting: a full mailbox drops it (dead letter)."""
         try:
             status = self.queue.offer(message, self.name)
         except (ActorStopped, MailboxFull) as exc:
-            self._dead_letter(message, exc, unqueued=True)
+            self.dead_letter(message, exc, unqueued=True)
             return False
         if status is QUEUED:
-            self.system._inflight += 1
+            self.runtime.inflight += 1
             return True
         if status is FULL:
             self.dropped += 1
             full = MailboxFull(
                 f"mailbox of actor {self.name!r} is full; a system notice was dropped"
             )
-            self._dead_letter(message, full, unqueued=True)
+            self.dead_letter(message, full, unqueued=True)
         return False
 
     def notify(self, item: object) -> None:
         """Queue a system notice (Terminated, a child's failure) ahead of user messages."""
         if self.queue.urgent(item) and isinstance(item, Message):
-            self.system._inflight += 1
+            self.runtime.inflight += 1
+
+    def watch(self, watched: Cell) -> None:
+        """Send this cell `Terminated` when `watched` stops (at once if it has)."""
+        if watched.stopped:
+            self.notify(local_message(Terminated(watched.name, watched.reason)))
+        else:
+            watched.watchers[self] = None
+            self.watching[watched] = None
 
     def _dropped(self, item: object, error: Exception, queued: bool) -> None:
         self.dropped += 1
@@ -237,16 +290,21 @@ class Cell:
             # A DROP mailbox shares one error between its drops; an asker raises it, so it
             # gets its own (a shared one would collect every asker's traceback).
             error = MailboxFull(*error.args)
-        self._dead_letter(item, error, unqueued=True, counted=queued)
+        self.dead_letter(item, error, unqueued=True, counted=queued)
 
-    def envelope_of(self, message: Message) -> Envelope:
-        """The message's envelope, built on first use for messages sent with `tell`."""
+    def envelope_of(self, item: object) -> Envelope:
+        """The envelope of a mailbox item, built on first use for messages sent with `tell`."""
+        if type(item) is Envelope:
+            return item
+        message = self._as_message(item)
         envelope = message.envelope
         if envelope is None:
-            envelope = message.envelope = self.system._envelope_for_tell(message)
+            envelope = message.envelope = Envelope(
+                type=message.type, data=message.event, source=self.runtime.name
+            )
         return envelope
 
-    def _dead_letter(
+    def dead_letter(
         self,
         item: object,
         error: BaseException,
@@ -254,14 +312,14 @@ class Cell:
         unqueued: bool = False,
         counted: bool = False,
     ) -> None:
-        """Record `message` as a dead letter.
+        """Record a mailbox item as a dead letter.
 
-        `unqueued` messages never reach the loop (dropped, or left in a closed mailbox), so
+        `unqueued` items never reach the loop (dropped, or left in a closed mailbox), so
         their tracker is finished here; `counted` ones were counted as in flight.
         """
         message = self._as_message(item)
         self.dead_lettered += 1
-        self.system._record_dead_letter(self.envelope_of(message), self.name, error)
+        self.runtime.dead_letter(self.envelope_of(message), self.name, error)
         tracker = message.tracker
         if tracker is not None:
             tracker.fail(error)
@@ -269,7 +327,7 @@ class Cell:
             if unqueued:
                 tracker.finish(handled=isinstance(error, MailboxFull))
         if counted:
-            self.system._message_done()
+            self.runtime.done()
 
     # -- lifecycle ----------------------------------------------------------------------
 
@@ -278,7 +336,7 @@ class Cell:
     ) -> None:
         """The actor's task: start, loop, finish. Never raises but for start-up errors."""
         current_cell.set(self)
-        current_system_var.set(self.system)
+        current_runtime.set(self.runtime)
         escalated: BaseException | None = None
         try:
             with anyio.CancelScope() as self.scope:
@@ -293,7 +351,7 @@ class Cell:
                 try:
                     await self._loop()
                 except _Stop as stop:
-                    self.request_stop(stop.reason)
+                    self.request_stop(stop.error)
                 except _Escalate as escalation:
                     escalated = escalation.error
                     self.request_stop(escalated)
@@ -306,47 +364,45 @@ class Cell:
     async def _start_instance(self) -> None:
         """Build a fresh instance and run its `on_start`; it becomes current only then.
 
-        A failed `on_start` leaves no instance, so no `on_stop` runs for it (as at spawn).
+        The instance is linked to this cell before its `__init__` runs, so the constructor
+        can already use `self.name`, `self.system` and friends. A failed `on_start` leaves
+        no instance, so no `on_stop` runs for it (as at spawn).
         """
         self.instance = None
-        if self.factory is None:
+        cls = self.factory
+        if cls is None:
             return
-        instance = self.system._construct(self)
+        instance: Any = cast("Any", cls).__new__(cls)
+        setattr(instance, CELL_ATTRIBUTE, self)
+        instance.__init__(*self.args, **self.kwargs)
         await instance.on_start()
         self.instance = instance
 
-    async def _loop(self) -> None:  # noqa: C901, PLR0912, PLR0915 - the hot loop, kept in one frame
+    async def _loop(self) -> None:  # noqa: C901, PLR0912, PLR0915 - the hot loop in one frame
         """Take messages in order and handle each; yield at least every YIELD_EVERY of them.
-
-        The queue holds `Message`s, child-failure notices, and two kinds of bare items
-        that save a `Message` on the hot paths: told `@event` objects (`tell`'s fast path)
-        and the envelopes of broadcast publishes. When the actor has one plain handler for
-        a bare item, the loop calls it right here, without another coroutine frame.
 
         `handling_time` adds up the loop's busy stretches (from a wake-up to the next wait
         or yield); the samples behind the percentiles time single messages.
         """
         queue = self.queue
-        urgent, items, putters = queue._urgent, queue._items, queue._putters
-        direct, published, system = self._direct, self._published, self.system
-        new_event = system._new_event
+        urgent, items = queue.urgent_items, queue.items
+        runtime = self.runtime
+        new_event = runtime.backend.new_event
         streak = 0
-        traced = True  # whether the trace context may be set (the spawner's may be)
         busy = started = perf_counter()
         try:
             while True:
                 if streak >= YIELD_EVERY:
                     streak = 0
                     self.handling_time += perf_counter() - busy
-                    await checkpoint()
+                    await runtime.backend.schedule()
                     busy = perf_counter()
-                # `queue.get_nowait()`, inlined.
                 if urgent:
-                    message = urgent.popleft()
+                    item = urgent.popleft()
                 elif items:
-                    message = items.popleft()
-                    if putters:
-                        queue._wake_putter()
+                    item = items.popleft()
+                    if queue.putters:
+                        queue.wake_putter()
                 else:
                     if queue.closed:
                         return
@@ -356,65 +412,29 @@ class Cell:
                     busy = perf_counter()
                     continue
                 streak += 1
-                kind: type[Any] = type(message)  # pyright: ignore[reportUnknownVariableType]
-                if kind is _ChildFailed:
+                if type(item) is _ChildFailed:
                     try:
-                        await self._child_failed(message)
+                        await self._child_failed(item)
                     finally:
-                        system._message_done()
+                        runtime.done()
                     continue
-                tracker = None
-                finished = False
                 sampled = self.processed < _SAMPLES or not self.processed & _SAMPLE_EVERY_MASK
                 if sampled:
                     started = perf_counter()
+                finished = False
                 try:
-                    if kind is Message:
-                        tracker = message.tracker
-                        traced = True
-                        await self._handle(message)
-                    else:
-                        if kind is Envelope:  # a broadcast publish
-                            event: object = message.data
-                            found = published.get(type(event))
-                            if found is None or found[0] != message.type:
-                                found = self._published_spec(message)
-                            spec = None if message.headers else found[1]  # trace: _handle
-                        else:  # a told `@event` object
-                            event = message
-                            spec = direct.get(kind, _UNKNOWN)
-                            if spec is _UNKNOWN:
-                                spec = self._direct_spec(kind)
-                        if spec is None or _tracing.instrumentation is not None:
-                            traced = True
-                            await self._handle(self._as_message(message))
-                        else:
-                            if traced:  # no trace context left from an earlier message
-                                if _tracing.current.get() is not None:
-                                    _tracing.current.set(None)
-                                traced = False
-                            failure: Exception | None = None
-                            try:
-                                if spec.bound:
-                                    await spec.call(self.instance, event)
-                                else:
-                                    await spec.call(event)
-                            except Exception as exc:
-                                failure = exc  # supervised outside: no chained context
-                            if failure is not None:
-                                item = self._as_message(message)
-                                await self._call(spec, item, first=True, error=failure)
+                    await self._handle(item)
                     finished = True
                 finally:
                     if sampled:
                         self._sample(perf_counter() - started)
                     self.processed += 1
-                    if tracker is not None:
-                        self._report(tracker, finished=finished)
-                    if system._inflight > 1:
-                        system._inflight -= 1  # `_message_done`, inlined
+                    if type(item) is Message and item.tracker is not None:
+                        self._report(item.tracker, finished=finished)
+                    if runtime.inflight > 1:  # `runtime.done()` without its call, as a rule
+                        runtime.inflight -= 1
                     else:
-                        system._message_done()
+                        runtime.done()
         finally:
             self.handling_time += perf_counter() - busy
 
@@ -431,15 +451,15 @@ class Cell:
         if self.state < _STOPPING:
             self.state = _STOPPING
             self.reason = reason
-            self.system._unsubscribe(self)
+            self.host.stopping(self)
             for item in self.queue.close():
                 if type(item) is _ChildFailed:
-                    self.system._message_done()
+                    self.runtime.done()
                 else:
                     stopped = ActorStopped(
                         f"actor {self.name!r} stopped before handling this message"
                     )
-                    self._dead_letter(item, stopped, unqueued=True, counted=True)
+                    self.dead_letter(item, stopped, unqueued=True, counted=True)
         if cancel and self.scope is not None:
             self.scope.cancel()
 
@@ -465,7 +485,7 @@ class Cell:
 
     async def _finish(self, *, run_on_stop: bool = True) -> None:
         # Clean-up must run even when the system is being cancelled, but never forever.
-        with anyio.CancelScope(shield=True), anyio.move_on_after(self.system.shutdown_timeout):
+        with anyio.CancelScope(shield=True), anyio.move_on_after(self.runtime.shutdown_timeout):
             await self.stop_children(cancel=self.scope is not None and self.scope.cancel_called)
             if run_on_stop and self.instance is not None:
                 try:
@@ -477,13 +497,13 @@ class Cell:
                     self.stop_errors.append(exc)
         self.request_stop(self.reason)  # no-op if already stopping; else dead-letters leftovers
         self.state = _STOPPED
-        self.system._forget(self)
+        self.host.stopped(self)
         if self.parent is not None:
             self.parent.children.pop(self, None)
         notice = Terminated(self.name, self.reason)
         for watcher in self.watchers:
             watcher.watching.pop(self, None)
-            watcher.notify(self.system._local_message(notice))
+            watcher.notify(local_message(notice))
         self.watchers.clear()
         for watched in self.watching:  # a stopped watcher is nobody's concern any more
             watched.watchers.pop(self, None)
@@ -500,7 +520,7 @@ class Cell:
         """Hand an escalation (already counted in flight) to the parent, or the system."""
         parent = self.parent
         if parent is None:
-            self.system._fail(error, self.name)
+            self.runtime.fail(error, self.name)
         elif parent.accepting:
             parent.queue.urgent(_ChildFailed(self, error))
             return  # the parent's loop marks it done
@@ -512,32 +532,186 @@ class Cell:
                 parent.name,
                 extra={"actor": self.name},
             )
-        self.system._message_done()
+        self.runtime.done()
 
     # -- handling -------------------------------------------------------------------------
 
-    def _specs_for(self, message: Message) -> tuple[HandlerSpec, ...]:
+    async def _handle(  # noqa: C901, PLR0912 - one frame per message: the cost of every message
+        self, item: object, *, instrumented: bool = False
+    ) -> None:
+        """Call the handlers of one mailbox item in declaration order, under supervision.
+
+        This is the only place handlers are called. A handler that raises is retried,
+        or its failure applied, as the actor's `Supervision` decides; when the decision
+        ends the message (RESTART), the remaining handlers are skipped.
+
+        The mailbox holds `Message`s and, to spare a `Message` per message on the common
+        paths, two kinds of bare items: the envelope of a broadcast publish (its data is
+        the event) and a told `@event` object.
+        """
+        kind: type[Any] = type(item)
+        if kind is Message:
+            message: Message = item  # type: ignore[assignment]
+            event, envelope, tracker = message.event, message.envelope, message.tracker
+            specs = message.specs or self._published_specs(message.cls, message.type, message.group)
+        elif kind is Envelope:
+            published: Envelope = item  # type: ignore[assignment]
+            event, envelope, tracker = published.data, published, None
+            specs = self._published_specs(cast("type[Any]", type(event)), published.type, None)
+        else:
+            event, envelope, tracker = item, None, None
+            specs = self.told.get(kind) or self.told_specs(kind)
+        if not instrumented:
+            if self._traced or (envelope is not None and envelope.headers):
+                self._trace(envelope)
+            if _tracing.instrumentation is not None:
+                with _tracing.instrumentation.handling(self.envelope_of(item), self.name):
+                    await self._handle(item, instrumented=True)
+                return
+        first = True
+        for spec in specs:
+            retries = 0
+            while True:
+                try:
+                    if spec.event_only and isinstance(event, spec.convert_to):  # type: ignore[arg-type]
+                        # The common shape: the event alone, already of the annotated class.
+                        args: tuple[Any, ...] = (self.instance, event) if spec.bound else (event,)
+                        result = await spec.call(*args)
+                    else:
+                        args, kwargs = self._arguments(spec, event, envelope, item)
+                        result = await spec.call(*args, **kwargs)
+                except Exception as exc:
+                    failure: Exception = exc  # supervised outside the except block
+                else:
+                    if first and tracker is not None:
+                        tracker.reply(result)
+                    break
+                retry = await self._failed(spec, item, failure, retries, first=first)
+                if retry is None:
+                    return  # the message ends here (RESTART)
+                if not retry:
+                    break
+                retries += 1
+            first = False
+
+    def _arguments(
+        self, spec: HandlerSpec, event: object, envelope: Envelope | None, item: object
+    ) -> tuple[tuple[Any, ...], dict[str, Any]]:
+        """The arguments of a handler call of another shape than the event alone.
+
+        Raises:
+            DecodeError: If the event cannot be converted to the annotated class.
+        """
+        if spec.needs_envelope and envelope is None:
+            envelope = self.envelope_of(item)
+        args = spec.arguments(event, envelope, self._type_of(item), self)
+        if spec.bound:
+            args = (self.instance, *args)
+        return args, dict(spec.kwargs_for(event)) if spec.spreads else _NO_KWARGS
+
+    def _trace(self, envelope: Envelope | None) -> None:
+        """Make the message's trace context the current one while its handlers run.
+
+        This is the actor task's own context, so nothing leaks to other actors; a message
+        without one clears what an earlier message (or the spawner) left.
+        """
+        parent = envelope.headers.get(_tracing.HEADER) if envelope is not None else None
+        if parent is not None or _tracing.current.get() is not None:
+            _tracing.current.set(parent)
+        self._traced = parent is not None
+
+    async def _failed(
+        self, spec: HandlerSpec, item: object, error: Exception, retries: int, *, first: bool
+    ) -> bool | None:
+        """Carry out supervision's decision about a failed handler call.
+
+        Returns True to call the handler again (RETRY, after its delay), False to go on
+        with the next handler, None when the rest of the message is skipped (RESTART).
+
+        Raises:
+            _Stop: STOP.
+            _Escalate: FAIL_FAST, or restart intensity exceeded.
+        """
+        self.failed += 1
+        if _tracing.instrumentation is not None:
+            _tracing.instrumentation.failed(error)
+        supervision = self.supervision
+        decision = supervision.decide(error, retries)
+        policy = decision.policy
+        if policy is Policy.RETRY:
+            self.retries += 1
+            self._log(
+                logging.WARNING,
+                "retry %d/%d in %.3fs",
+                spec,
+                item,
+                error,
+                retries + 1,
+                supervision.max_retries,
+                decision.delay,
+            )
+            await anyio.sleep(decision.delay)
+            return True
+        tracker = item.tracker if type(item) is Message else None
+        if first and tracker is not None:
+            tracker.fail(error)
+        if policy is Policy.IGNORE:
+            self._log(logging.DEBUG, "ignored", spec, item, error)
+        elif policy is Policy.LOG_AND_CONTINUE:
+            self._log(logging.ERROR, "logged, continuing", spec, item, error)
+        elif policy is Policy.DEAD_LETTER:
+            self._log(logging.WARNING, "dead-lettered", spec, item, error)
+            self.dead_letter(item, error)
+        elif policy is Policy.RESTART:
+            self._log(logging.ERROR, "restarting the actor", spec, item, error)
+            await self._restart(error)
+            return None
+        elif policy is Policy.STOP:
+            self._log(logging.ERROR, "stopping the actor", spec, item, error)
+            self.dead_letter(item, error)
+            raise _Stop(error)
+        else:
+            self._log(logging.ERROR, "escalating (FAIL_FAST)", spec, item, error)
+            raise _Escalate(error, self.runtime)
+        return False
+
+    def _published_specs(
+        self, cls: type[Any] | None, type_: str, group: object
+    ) -> tuple[HandlerSpec, ...]:
         """The handlers of a published message (cached per class and type for broadcasts)."""
-        if message.group is not None:
-            return self.table.match(message.cls, message.type, message.group, self.group)
-        if message.cls is None:  # plain data: its types come from the wire, keep no copy here
-            return self.table.match(None, message.type, None, self.group)
-        by_type = self._broadcast.get(message.cls)
+        if group is not None:
+            return self.table.match(cls, type_, group, self.group)
+        if cls is None:  # plain data: its types come from the wire, keep no copy here
+            return self.table.match(None, type_, None, self.group)
+        by_type = self._broadcast.get(cls)
         if by_type is None:
             if len(self._broadcast) >= CACHE_LIMIT:
                 self._broadcast.clear()
-            by_type = self._broadcast[message.cls] = {}
-        specs = by_type.get(message.type)
+            by_type = self._broadcast[cls] = {}
+        specs = by_type.get(type_)
         if specs is None:
             if len(by_type) >= CACHE_LIMIT:
                 by_type.clear()  # an `Envelope`'s type need not be its class's: stay bounded
-            specs = by_type[message.type] = self.table.match(
-                message.cls, message.type, None, self.group
-            )
+            specs = by_type[type_] = self.table.match(cls, type_, None, self.group)
         return specs
 
+    def told_specs(self, kind: type[Any]) -> tuple[HandlerSpec, ...]:
+        """The handlers of a told `@event` object (its type is fixed: cached in `told`)."""
+        specs = self.table.for_tell(kind)[1]
+        if len(self.told) >= CACHE_LIMIT:
+            self.told.clear()
+        self.told[kind] = specs
+        return specs
+
+    def _type_of(self, item: object) -> str:
+        """The event type of a mailbox item."""
+        kind = type(item)
+        if kind is Message or kind is Envelope:
+            return item.type  # type: ignore[attr-defined, no-any-return]
+        return self.table.for_tell(kind)[0]
+
     def _as_message(self, item: object) -> Message:
-        """The `Message` for a mailbox item queued bare (see `_loop`)."""
+        """The `Message` for a mailbox item queued bare (see `_handle`)."""
         if type(item) is Message:
             return item
         if type(item) is Envelope:  # a broadcast publish
@@ -547,157 +721,22 @@ class Cell:
         type_, specs = self.table.for_tell(kind)
         return Message(item, None, kind, type_, ANY_GROUP, None, specs)
 
-    def _published_spec(self, envelope: Envelope) -> tuple[str, HandlerSpec | None]:
-        """(type, the handler `_loop` may call directly) for a bare published envelope.
-
-        Like `_direct_spec`, for a broadcast delivery of the envelope's data; cached per
-        class, for the envelope's type.
-        """
-        data: object = envelope.data
-        cls = type(data)
-        spec = _lone_plain(self._specs_for(Message(data, envelope, cls, envelope.type, None)), cls)
-        if len(self._published) >= CACHE_LIMIT:
-            self._published.clear()
-        found = self._published[cls] = (envelope.type, spec)
-        return found
-
-    def _direct_spec(self, kind: type[Any]) -> HandlerSpec | None:
-        """The one handler a told `kind` goes to when the loop may call it directly.
-
-        That is when the actor has exactly one handler for it and it takes only the event
-        (no conversion needed). Bare told objects are `@event` objects (their type is
-        fixed), so the answer is cached per class.
-        """
-        spec = _lone_plain(self.table.for_tell(kind)[1], kind)
-        if len(self._direct) >= CACHE_LIMIT:
-            self._direct.clear()
-        self._direct[kind] = spec
-        return spec
-
     def _report(self, tracker: Tracker, *, finished: bool) -> None:
         """Tell whoever waits for a message (an `ask`, a transport) that it is done."""
         if not finished:
             tracker.fail(ActorStopped(f"actor {self.name!r} stopped while handling the message"))
         tracker.finish(handled=finished)
 
-    async def _handle(  # noqa: C901, PLR0912 - the hot path, kept in one frame
-        self, message: Message, *, instrumented: bool = False
-    ) -> None:
-        """Call the message's handlers in declaration order, each under supervision."""
-        specs = message.specs
-        if specs is None:  # a published message, shared by the subscribers
-            by_type = self._broadcast.get(message.cls) if message.group is None else None
-            specs = by_type.get(message.type) if by_type is not None else None
-            if specs is None:
-                specs = self._specs_for(message)
-        if not instrumented:
-            # The message's trace becomes the current one while its handlers run (this is
-            # the actor task's own context, so nothing leaks to other actors).
-            envelope = message.envelope
-            headers = envelope.headers if envelope is not None else None
-            parent = headers.get(_tracing.HEADER) if headers else None
-            if parent is not None or _tracing.current.get() is not None:
-                _tracing.current.set(parent)
-            if _tracing.instrumentation is not None:
-                with _tracing.instrumentation.handling(self.envelope_of(message), self.name):
-                    await self._handle(message, instrumented=True)
-                return
-        first = True
-        for spec in specs:
-            event = message.event
-            if spec.event_only and isinstance(event, spec.convert_to):  # type: ignore[arg-type]
-                # The common shape, without building argument tuples.
-                failure: Exception | None = None
-                result: Any = None
-                try:
-                    if spec.bound:
-                        result = await spec.call(self.instance, event)
-                    else:
-                        result = await spec.call(event)
-                except Exception as exc:
-                    failure = exc  # handled outside the except block: no chained context
-                if failure is None:
-                    if first and message.tracker is not None:
-                        message.tracker.reply(result)
-                    handled = True
-                else:
-                    handled = await self._call(spec, message, first=first, error=failure)
-            else:
-                handled = await self._call(spec, message, first=first)
-            if not handled:
-                return
-            first = False
-
-    async def _call(  # noqa: C901 - one loop: call, then retry or apply the policy
-        self,
-        spec: HandlerSpec,
-        message: Message,
-        *,
-        first: bool,
-        error: Exception | None = None,
-    ) -> bool:
-        """Call one handler under supervision; False when the rest of the message is skipped.
-
-        `error` is the exception of a first call already made (by `_handle`'s fast path).
-        """
-        attempt = 0
-        event = message.event
-        while True:
-            if error is None:
-                try:
-                    envelope = (
-                        self.envelope_of(message) if spec.needs_envelope else message.envelope
-                    )
-                    args = spec.arguments(event, envelope, message.type, self)
-                    kwargs = spec.kwargs_for(event)
-                    if spec.bound:
-                        result = await spec.call(self.instance, *args, **kwargs)
-                    else:
-                        result = await spec.call(*args, **kwargs)
-                except Exception as exc:
-                    error = exc
-                else:
-                    if first and message.tracker is not None:
-                        message.tracker.reply(result)
-                    return True
-            failure, error = error, None
-            self.failed += 1
-            if _tracing.instrumentation is not None:
-                _tracing.instrumentation.failed(failure)
-            supervision = self.supervision
-            policy = supervision.policy_for(failure)
-            if policy is Policy.RETRY:
-                if attempt < supervision.max_retries:
-                    attempt += 1
-                    self.retries += 1
-                    delay = supervision.backoff.delay(attempt)
-                    self._log(
-                        logging.WARNING,
-                        "retry %d/%d in %.3fs",
-                        spec,
-                        message,
-                        failure,
-                        attempt,
-                        supervision.max_retries,
-                        delay,
-                    )
-                    await anyio.sleep(delay)
-                    continue
-                policy = supervision.then
-            if first and message.tracker is not None:
-                message.tracker.fail(failure)
-            return await self._apply(policy, failure, spec, message)
-
     def _log(
         self,
         level: int,
         what: str,
         spec: HandlerSpec,
-        message: Message,
+        item: object,
         exc: BaseException,
         *args: object,
     ) -> None:
-        envelope = self.envelope_of(message)
+        envelope = self.envelope_of(item)
         logger.log(
             level,
             f"actor %r: %s raised %s on %s (id %s): {what}",
@@ -716,36 +755,14 @@ class Cell:
             },
         )
 
-    async def _apply(
-        self, policy: Policy, exc: Exception, spec: HandlerSpec, message: Message
-    ) -> bool:
-        if policy is Policy.IGNORE:
-            self._log(logging.DEBUG, "ignored", spec, message, exc)
-            return True
-        if policy is Policy.LOG_AND_CONTINUE:
-            self._log(logging.ERROR, "logged, continuing", spec, message, exc)
-            return True
-        if policy is Policy.DEAD_LETTER:
-            self._log(logging.WARNING, "dead-lettered", spec, message, exc)
-            self._dead_letter(message, exc)
-            return True
-        if policy is Policy.RESTART:
-            self._log(logging.ERROR, "restarting the actor", spec, message, exc)
-            await self._restart(exc)
-            return False
-        if policy is Policy.STOP:
-            self._log(logging.ERROR, "stopping the actor", spec, message, exc)
-            self._dead_letter(message, exc)
-            raise _Stop(exc)
-        self._log(logging.ERROR, "escalating (FAIL_FAST)", spec, message, exc)
-        raise _Escalate(exc, self.system)
+    # -- supervision of the actor itself ---------------------------------------------------
 
     async def _restart(self, error: BaseException) -> None:
         supervision = self.supervision
         if self._window is None:
             self._window = RestartWindow(supervision.max_restarts, supervision.within)
         while True:
-            number = self._window.admit(anyio.current_time())
+            number = self._window.admit(self.runtime.backend.clock())
             if number is None:
                 logger.error(
                     "actor %r: more than %d restarts within %.1fs, escalating",
@@ -754,7 +771,7 @@ class Cell:
                     supervision.within,
                     extra={"actor": self.name},
                 )
-                raise _Escalate(error, self.system)
+                raise _Escalate(error, self.runtime)
             self.restarts += 1
             await self.stop_children(cancel=True)
             if self.instance is not None:
@@ -783,43 +800,26 @@ class Cell:
 
     async def _child_failed(self, notice: _ChildFailed) -> None:
         error = notice.error
-        policy = self.supervision.policy_for(error)
-        extra = {"actor": self.name, "child": notice.child.name}
+        policy = self.supervision.decide_for_child(error)
+        outcome = {
+            Policy.RESTART: ", restarting",
+            Policy.STOP: ", stopping",
+            Policy.FAIL_FAST: ", escalating further",
+        }.get(policy, " and stays stopped")
+        logger.error(
+            "actor %r: child %r escalated %r%s",
+            self.name,
+            notice.child.name,
+            error,
+            outcome,
+            extra={"actor": self.name, "child": notice.child.name},
+        )
         if policy is Policy.RESTART:
-            logger.error(
-                "actor %r: child %r escalated %r, restarting",
-                self.name,
-                notice.child.name,
-                error,
-                extra=extra,
-            )
             await self._restart(error)
         elif policy is Policy.STOP:
-            logger.error(
-                "actor %r: child %r escalated %r, stopping",
-                self.name,
-                notice.child.name,
-                error,
-                extra=extra,
-            )
             raise _Stop(error)
         elif policy is Policy.FAIL_FAST:
-            logger.error(
-                "actor %r: child %r escalated %r, escalating further",
-                self.name,
-                notice.child.name,
-                error,
-                extra=extra,
-            )
-            raise _Escalate(error, self.system)
-        else:
-            logger.error(
-                "actor %r: child %r escalated %r and stays stopped",
-                self.name,
-                notice.child.name,
-                error,
-                extra=extra,
-            )
+            raise _Escalate(error, self.runtime)
 
     # -- observability --------------------------------------------------------------------
 

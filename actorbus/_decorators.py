@@ -10,7 +10,7 @@ from typing import Any, Literal, ParamSpec, TypeVar, cast
 import anyio.from_thread
 
 from ._events import lookup
-from ._system import ActorSystem, current_system
+from ._system import ActorSystem, current_system, emit_call
 
 __all__ = ["publish_call", "publish_result"]
 
@@ -128,11 +128,11 @@ def publish_call(
         raise ValueError(msg)
 
     async def publish_before(bound: inspect.BoundArguments) -> None:
-        await _system(system)._emit_call(type, dict(bound.arguments), "before")
+        await emit_call(_system(system), type, dict(bound.arguments), "before")
 
     async def publish_after(bound: inspect.BoundArguments, result: Any) -> None:
         if timing != "before":
-            await _system(system)._emit_call(type, {**bound.arguments, "result": result}, "after")
+            await emit_call(_system(system), type, {**bound.arguments, "result": result}, "after")
 
     def decorate(func: Callable[P, R]) -> Callable[P, R]:
         before = publish_before if timing in ("before", "both") else None

@@ -1,4 +1,4 @@
-"""The dispatcher: which local actors get an event, resolved once per class and type.
+"""The dispatcher: which local actors get an event, and putting it in their mailboxes.
 
 Routes are cached per (event class, event type). When an actor subscribes or stops, only
 the cached routes it belongs to are dropped (a reverse index says which), to be resolved
@@ -7,22 +7,34 @@ subscriptions exist, stopping an actor costs nothing per other subscriber, and a
 coming and going do not make every event type resolve again. Within a route, actors
 whose handlers form a competing-consumer group share each event: one member per group
 gets it (round-robin).
+
+Delivery puts the envelope in every target's mailbox: at once when there is room (the
+common case, without a coroutine), else waiting for room (BLOCK), dropping (DROP_*) or
+failing (FAIL) as each mailbox's overflow policy says. Every message queued counts as
+work in flight in the `Runtime` until its actor finished it.
 """
 
 from __future__ import annotations
 
 import itertools
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
+from ._exceptions import ActorStopped, MailboxFull
 from ._handlers import ANY_GROUP, CACHE_LIMIT
+from ._message import Message, Tracker
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Awaitable, Iterator
 
     from ._cell import Cell
+    from ._envelope import Envelope
     from ._handlers import HandlerSpec
+    from ._runtime import Runtime
 
-__all__ = ["Dispatcher", "Route", "group_of"]
+__all__ = ["REPLY_TO", "Dispatcher", "Route", "answerer", "group_of"]
+
+REPLY_TO: Final = "replyto"
+"""The extension attribute marking a received event as a request (its requester)."""
 
 _Key = tuple[type[Any] | None, str]
 
@@ -75,11 +87,12 @@ class Route:
 
 
 class Dispatcher:
-    """Local subscriptions and the route cache."""
+    """Local subscriptions, the route cache, and delivery to the subscribers' mailboxes."""
 
-    __slots__ = ("_cells", "_groups", "_keys", "_routes", "_subscribed", "generation")
+    __slots__ = ("_cells", "_groups", "_keys", "_routes", "_subscribed", "generation", "runtime")
 
-    def __init__(self) -> None:
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
         self._cells: dict[Cell, None] = {}
         self._routes: dict[_Key, Route] = {}
         self._keys: dict[Cell, set[_Key]] = {}  # the cached routes each cell is in
@@ -164,6 +177,122 @@ class Dispatcher:
 
     def __len__(self) -> int:
         return len(self._cells)
+
+    # -- delivery ------------------------------------------------------------------------
+
+    def deliver(
+        self, envelope: Envelope, payload: object, cls: type[Any] | None
+    ) -> Awaitable[None] | None:
+        """Deliver a published event to every local subscriber (one member per group).
+
+        What fits now is queued at once; the rest is returned as an awaitable that waits
+        for room. None means every mailbox took the event at once (no coroutine made).
+        Awaiting the rest raises `MailboxFull` (after delivering to everyone else) if a
+        FAIL mailbox was full.
+        """
+        route = self.route(cls, envelope.type)
+        broadcast = route.broadcast
+        shared: Message | Envelope | None = None
+        if broadcast:
+            # One item for every broadcast subscriber: the envelope itself when its data is
+            # the payload (the actor's loop reads the rest from it), else a `Message`.
+            if payload is envelope.data and cls is type(payload):
+                shared = envelope
+            else:
+                shared = Message(payload, envelope, cls, envelope.type, None)
+            for index, cell in enumerate(broadcast):
+                if not cell.queue.append(shared):
+                    self.runtime.inflight += index
+                    return self._deliver_rest(route, index, shared, envelope, payload, cls)
+            self.runtime.inflight += len(broadcast)
+        if route.groups:
+            return self._deliver_rest(route, len(broadcast), shared, envelope, payload, cls)
+        return None
+
+    async def _deliver_rest(
+        self,
+        route: Route,
+        start: int,
+        shared: Message | Envelope | None,
+        envelope: Envelope,
+        payload: object,
+        cls: type[Any] | None,
+    ) -> None:
+        """`deliver`'s part that may wait: broadcast cells from `start`, then the groups."""
+        full: MailboxFull | None = None
+        if shared is not None:
+            for cell in route.broadcast[start:]:
+                if cell.queue.append(shared):
+                    self.runtime.inflight += 1
+                else:
+                    error = await _put(cell, shared)
+                    full = full or error
+        for cell, group in route.picks():
+            error = await _put(cell, Message(payload, envelope, cls, envelope.type, group))
+            full = full or error
+        if full is not None:
+            raise full
+
+    def offer(
+        self, payload: object, envelope: Envelope | None, cls: type[Any] | None, type_: str
+    ) -> None:
+        """Deliver without ever waiting: a full mailbox drops the event (a dead letter)."""
+        for cell, group in self.route(cls, type_).targets():
+            cell.offer(Message(payload, envelope, cls, type_, group))
+
+    async def deliver_received(
+        self, envelope: Envelope, payload: object, cls: type[Any] | None, group: str | None
+    ) -> Tracker:
+        """Deliver an event a transport received to its local subscribers; see `TransportHost`.
+
+        `group` None delivers to the broadcast subscribers, a group name to one local
+        member of that group. A request (an envelope carrying ``replyto``) goes to the
+        one local handler that answers it. Waits for mailbox room and returns the
+        tracker of the deliveries.
+        """
+        targets = self.route(cls, envelope.type).targets(group)
+        if REPLY_TO in envelope.headers:
+            chosen = answerer(targets, cls)
+            if chosen is not None:
+                targets = [chosen]
+        delivery = Tracker(len(targets))
+        if not targets and group is not None and group not in self.groups():
+            # The group has no member here any more: leave the event for a live member.
+            # (A group that is here but does not subscribe to this type has handled it.)
+            delivery.not_handled = True
+        for cell, target_group in targets:
+            message = Message(payload, envelope, cls, envelope.type, target_group, delivery)
+            if cell.queue.append(message):  # room: `put`'s fast path, without its coroutine
+                self.runtime.inflight += 1
+                continue
+            try:
+                await cell.put(message)
+            except ActorStopped as exc:
+                cell.dead_letter(message, exc, unqueued=True)
+            except MailboxFull:
+                pass  # dead-lettered and its tracker finished by the mailbox
+        return delivery
+
+
+async def _put(cell: Cell, message: Message | Envelope) -> MailboxFull | None:
+    """Put `message` in `cell`'s mailbox, waiting for room; return a FAIL mailbox's error."""
+    try:
+        await cell.put(message)
+    except ActorStopped as exc:
+        cell.dead_letter(message, exc, unqueued=True)
+    except MailboxFull as exc:
+        return exc
+    return None
+
+
+def answerer(
+    targets: list[tuple[Cell, str | None]], cls: type[Any] | None
+) -> tuple[Cell, str | None] | None:
+    """The one target that answers a request: a handler naming the class, else the first."""
+    return next(
+        (t for t in targets if cls is not None and t[0].table.handles_class(cls)),
+        targets[0] if targets else None,
+    )
 
 
 def group_of(cell: Cell, spec: HandlerSpec) -> str | None:

@@ -22,14 +22,16 @@ import anyio.to_thread
 
 from ._convert import structure
 from ._envelope import Envelope
-from ._events import INFO_ATTRIBUTE, lookup
+from ._events import INFO_ATTRIBUTE, lookup, type_name
 from ._exceptions import DecodeError
 
-__all__ = ["AdHoc", "HandlerSpec", "HandlerTable", "handle", "spec_for"]
+__all__ = ["TABLE_ATTRIBUTE", "AdHoc", "HandlerSpec", "HandlerTable", "handle", "spec_for"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 _DECLARATION: Final = "__actorbus_handle__"
+TABLE_ATTRIBUTE: Final = "__actorbus_table__"
+"""The class attribute holding an actor class's `HandlerTable` (set by `Actor`)."""
 ANY_GROUP: Final = object()
 # Lookup caches are keyed by type strings, which may come from the wire: cap them.
 CACHE_LIMIT: Final = 4096
@@ -184,6 +186,7 @@ class HandlerSpec:
         "needs_envelope",
         "passes",
         "patterns",
+        "spreads",
     )
 
     def __init__(
@@ -219,6 +222,8 @@ class HandlerSpec:
         # The common shape, called without `arguments()`: the event alone, already an
         # instance of `convert_to` (the actor loop checks that with one isinstance).
         self.event_only = self.passes is _Pass.EVENT
+        # Only ad-hoc events spread into keyword arguments (see `kwargs_for`).
+        self.spreads = self.passes is _Pass.SPREAD
 
     def _why_no_class(self, func: Callable[..., Any]) -> str:
         """Why no event class could be inferred from the handler's parameters."""
@@ -323,8 +328,6 @@ class HandlerSpec:
 
     def subscriptions(self) -> list[str]:
         """What this handler subscribes to, by event type or glob (for listings)."""
-        from ._events import type_name  # noqa: PLC0415 - avoids an import cycle
-
         return [type_name(c) for c in self.classes] + list(self.globs)
 
     def arguments(

@@ -80,19 +80,24 @@ class MailboxQueue(Generic[T]):
         "_closed",
         "_dropped_error",
         "_getter",
-        "_items",
         "_on_drop",
-        "_putters",
         "_reserved",
-        "_urgent",
+        "items",
+        "putters",
         "settings",
+        "urgent_items",
     )
 
     def __init__(self, settings: Mailbox, on_drop: Callable[[T, Exception, bool], None]) -> None:
         self.settings: Mailbox = settings
-        self._items: deque[T] = deque()
-        self._urgent: deque[T] = deque()
-        self._putters: deque[anyio.Event] = deque()
+        # The single consumer (the actor's loop) takes from these two deques directly;
+        # producers go through `append`, `offer`, `put` and `urgent`.
+        self.items: deque[T] = deque()
+        """The waiting messages, oldest first."""
+        self.urgent_items: deque[T] = deque()
+        """The waiting system notices, taken before `items`."""
+        self.putters: deque[anyio.Event] = deque()
+        """Producers waiting for room (BLOCK), first come first served."""
         self._getter: anyio.Event | None = None
         self._reserved = 0  # free slots promised to woken producers
         self._closed = False
@@ -102,7 +107,7 @@ class MailboxQueue(Generic[T]):
     @property
     def depth(self) -> int:
         """Messages waiting (not counting the one being handled)."""
-        return len(self._items) + len(self._urgent)
+        return len(self.items) + len(self.urgent_items)
 
     @property
     def closed(self) -> bool:
@@ -129,11 +134,11 @@ class MailboxQueue(Generic[T]):
         The fast path of `offer`: no overflow policy, no error.
         """
         if (
-            len(self._items) + self._reserved < self.settings.capacity
-            and not self._putters
+            len(self.items) + self._reserved < self.settings.capacity
+            and not self.putters
             and not self._closed
         ):
-            self._items.append(item)
+            self.items.append(item)
             if self._getter is not None:  # the actor waits (else no call: the hot path)
                 self._wake_getter()
             return True
@@ -172,8 +177,8 @@ class MailboxQueue(Generic[T]):
         if shared is None:
             shared = self._dropped_error = self._full_error(name)
         if overflow is Overflow.DROP_OLDEST:
-            self._on_drop(self._items.popleft(), shared, True)  # noqa: FBT003
-            self._items.append(item)
+            self._on_drop(self.items.popleft(), shared, True)  # noqa: FBT003
+            self.items.append(item)
             self._wake_getter()
             return QUEUED
         self._on_drop(item, shared, False)  # noqa: FBT003
@@ -192,19 +197,19 @@ class MailboxQueue(Generic[T]):
         if status is not FULL:
             return status
         waiter = anyio.Event()
-        self._putters.append(waiter)
+        self.putters.append(waiter)
         try:
             await waiter.wait()
         except BaseException:
             if not waiter.is_set():
-                self._putters.remove(waiter)
+                self.putters.remove(waiter)
             elif not self._closed:
                 self._reserved -= 1
-                self._wake_putter()  # our slot was promised to us: hand it on
+                self.wake_putter()  # our slot was promised to us: hand it on
             raise
         self._check_open(name)
         self._reserved -= 1
-        self._items.append(item)
+        self.items.append(item)
         self._wake_getter()
         return QUEUED
 
@@ -216,34 +221,35 @@ class MailboxQueue(Generic[T]):
         """
         if self._closed:
             return False
-        self._urgent.append(item)
+        self.urgent_items.append(item)
         self._wake_getter()
         return True
 
-    def _wake_putter(self) -> None:
-        putters = self._putters
-        if putters and len(self._items) + self._reserved < self.settings.capacity:
+    def wake_putter(self) -> None:
+        """Let the first waiting producer in, if there is room (after the consumer took one)."""
+        putters = self.putters
+        if putters and len(self.items) + self._reserved < self.settings.capacity:
             self._reserved += 1
             putters.popleft().set()
 
     def get_nowait(self) -> T | None:
         """The next message (urgent ones first), or None when none is waiting."""
-        if self._urgent:
-            return self._urgent.popleft()
-        if self._items:
-            item = self._items.popleft()
-            if self._putters:
-                self._wake_putter()
+        if self.urgent_items:
+            return self.urgent_items.popleft()
+        if self.items:
+            item = self.items.popleft()
+            if self.putters:
+                self.wake_putter()
             return item
         return None
 
     async def wait(self, new_event: Callable[[], anyio.Event] = anyio.Event) -> None:
         """Wait until a message arrives or the mailbox closes (the single consumer only).
 
-        `new_event` makes the event waited on: the running backend's class
-        (`actorbus._backend.event_class`) saves ``anyio.Event``'s backend lookup.
+        `new_event` makes the event waited on (the running backend's own constructor,
+        resolved once, or `anyio.Event`).
         """
-        if self._items or self._urgent or self._closed:
+        if self.items or self.urgent_items or self._closed:
             return
         getter = self._getter = new_event()
         await getter.wait()
@@ -252,10 +258,10 @@ class MailboxQueue(Generic[T]):
         """Take no more messages; return the ones still waiting. Wakes everyone."""
         self._closed = True
         self._reserved = 0
-        left = list(self._urgent) + list(self._items)
-        self._urgent.clear()
-        self._items.clear()
+        left = list(self.urgent_items) + list(self.items)
+        self.urgent_items.clear()
+        self.items.clear()
         self._wake_getter()
-        while self._putters:
-            self._putters.popleft().set()  # they see the mailbox closed and raise
+        while self.putters:
+            self.putters.popleft().set()  # they see the mailbox closed and raise
         return left

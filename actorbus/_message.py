@@ -8,11 +8,14 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import anyio.lowlevel
 
+from ._events import INFO_ATTRIBUTE
+from ._handlers import ANY_GROUP
+
 if TYPE_CHECKING:
     from ._envelope import Envelope
     from ._handlers import HandlerSpec
 
-__all__ = ["Delivery", "Message", "Outcome", "Tracker"]
+__all__ = ["Delivery", "Message", "Outcome", "Tracker", "local_message"]
 
 
 class Outcome(enum.Enum):
@@ -126,3 +129,9 @@ class Message:
         self.group: object = group
         self.tracker: Tracker | None = tracker
         self.specs: tuple[HandlerSpec, ...] | None = specs
+
+
+def local_message(event: object) -> Message:
+    """A `Message` for a runtime notice (an `@event` object such as `Terminated`)."""
+    cls = type(event)
+    return Message(event, None, cls, cls.__dict__[INFO_ATTRIBUTE].type, ANY_GROUP)

@@ -1,8 +1,10 @@
 """Supervision settings: what a handler failure does to the message and to the actor.
 
-The decisions themselves are applied by the actor loop (`_cell.py`); this module holds
-the value objects and the pure parts: choosing a policy for an exception, computing a
-backoff delay, and counting restarts in a sliding window.
+This module decides; the actor loop (`_cell.py`) carries the decisions out. It holds the
+value objects and every decision about a failure: the policy for an exception, whether a
+failed handler call is tried again and after how long (`Supervision.decide`), what a
+child's escalation does to its parent (`Supervision.decide_for_child`), and the restart
+intensity (`RestartWindow`).
 """
 
 from __future__ import annotations
@@ -11,14 +13,14 @@ import enum
 import random
 from collections import deque
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, NamedTuple
 
 import attrs
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
-__all__ = ["Backoff", "Policy", "RestartWindow", "Supervision"]
+__all__ = ["Backoff", "Decision", "Policy", "RestartWindow", "Supervision"]
 
 
 class Policy(enum.Enum):
@@ -120,6 +122,30 @@ class Supervision:
             msg = "Supervision(then=Policy.RETRY) would retry forever; pick what follows retries"
             raise ValueError(msg)
 
+    def decide(self, exc: BaseException, retries: int) -> Decision:
+        """What a handler call that raised `exc` leads to, after `retries` retries of it.
+
+        RETRY while retries are left (with the backoff's delay before the next call),
+        then `then`; any other policy as it is.
+        """
+        policy = self.policy_for(exc)
+        if policy is Policy.RETRY:
+            if retries < self.max_retries:
+                return Decision(Policy.RETRY, self.backoff.delay(retries + 1))
+            return Decision(self.then, 0.0)
+        return Decision(policy, 0.0)
+
+    def decide_for_child(self, exc: BaseException) -> Policy:
+        """What a child's escalation of `exc` does to its parent.
+
+        RESTART restarts the parent (and with it its children), STOP stops it, FAIL_FAST
+        escalates further; any other policy leaves the child stopped (returned as IGNORE).
+        """
+        policy = self.policy_for(exc)
+        if policy in (Policy.RESTART, Policy.STOP, Policy.FAIL_FAST):
+            return policy
+        return Policy.IGNORE
+
     def policy_for(self, exc: BaseException) -> Policy:
         """The policy for `exc`: the entry in `on` for its most specific class, else `policy`."""
         if self.on:
@@ -128,6 +154,15 @@ class Supervision:
                 if chosen is not None:
                     return chosen
         return self.policy
+
+
+class Decision(NamedTuple):
+    """A supervision decision about one failed handler call."""
+
+    policy: Policy
+    """What to do: RETRY (call the handler again), or the policy to apply."""
+    delay: float
+    """RETRY: seconds to wait before the next call."""
 
 
 class RestartWindow:

@@ -23,7 +23,7 @@ from ._events import event_info
 from ._handlers import HandlerSpec, declaration, spec_for
 from ._mailbox import Mailbox
 from ._supervision import Supervision
-from ._system import ActorSystem
+from ._system import ActorSystem, startup_of, use_transport
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -117,7 +117,7 @@ async def run_worker(
     """
     system = target if isinstance(target, ActorSystem) else await load_target(target)
     if transport is not None:
-        system._use_transport(transport())
+        use_transport(system, transport())
     with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         stop = anyio.Event()
         async with anyio.create_task_group() as tasks:
@@ -203,11 +203,12 @@ def _settings(
 def describe(system: ActorSystem) -> list[dict[str, Any]]:
     """One row per handler of the system's start-up actors and router functions."""
     rows: list[dict[str, Any]] = []
-    for actor in system._startup_actors:
+    actors, routers = startup_of(system)
+    for actor in actors:
         if isinstance(actor, type) and issubclass(actor, Actor):
             settings = _settings(actor.mailbox, actor.supervision, actor.group)
             rows += _spec_rows(actor.__name__, actor.__actorbus_table__.specs, settings)
-    for router in system._routers:
+    for router in routers:
         for entry in router.entries:
             found = declaration(entry.func)
             if found is None:

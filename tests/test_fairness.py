@@ -5,6 +5,7 @@ import pytest
 
 from actorbus import Actor, ActorSystem, Mailbox, event, handle
 from actorbus._mailbox import FULL, QUEUED, MailboxQueue
+from actorbus._runtime import YIELD_EVERY
 
 pytestmark = pytest.mark.anyio
 
@@ -111,17 +112,38 @@ async def test_a_busy_publisher_does_not_starve_other_tasks() -> None:
     assert during >= 10_000 // 64 - 1
 
 
-async def test_publish_is_a_cancellation_point_even_when_it_does_not_yield() -> None:
-    @event("fair.c")
-    class C:
-        pass
+@event("fair.c")
+class C:
+    pass
 
-    async with ActorSystem() as system:
+
+async def test_publish_notices_at_once_a_cancellation_made_while_it_waited() -> None:
+    async with ActorSystem() as system, anyio.create_task_group() as tasks:
+        woken = anyio.Event()
         with anyio.CancelScope() as scope:
-            scope.cancel()
+
+            async def wake_then_cancel() -> None:
+                woken.set()  # the publisher is woken first: its wait returns normally
+                scope.cancel()
+
+            tasks.start_soon(wake_then_cancel)
+            await woken.wait()
             await system.publish(C())
             pytest.fail("publish did not notice the cancellation")  # pragma: no cover
         assert scope.cancelled_caught
+
+
+async def test_a_scope_cancelled_by_the_publisher_itself_stops_it_within_a_yield_window() -> None:
+    async with ActorSystem() as system:
+        published = 0
+        with anyio.CancelScope() as scope:
+            scope.cancel()
+            for _ in range(YIELD_EVERY + 1):
+                await system.publish(C())
+                published += 1
+            pytest.fail("publish did not notice the cancellation")  # pragma: no cover
+        assert scope.cancelled_caught
+        assert published < YIELD_EVERY
 
 
 @event("fair.d")
@@ -138,31 +160,43 @@ class Keeper(Actor):
         self.seen.append(event.n)
 
 
-async def test_tell_is_a_cancellation_point_even_when_it_does_not_yield() -> None:
-    async with ActorSystem() as system:
+async def test_tell_notices_at_once_a_cancellation_made_while_it_waited() -> None:
+    async with ActorSystem() as system, anyio.create_task_group() as tasks:
         ref = await system.spawn(Keeper)
-        for _ in range(3):  # at every position of the yield window
+        for n in range(3):  # at every position of the yield window
+            woken = anyio.Event()
             with anyio.CancelScope() as scope:
-                scope.cancel()
-                await ref.tell(D(0))
+
+                async def wake_then_cancel(
+                    woken: anyio.Event = woken, scope: anyio.CancelScope = scope
+                ) -> None:
+                    woken.set()
+                    scope.cancel()
+
+                await ref.tell(D(n))  # not cancelled yet: delivered
+                tasks.start_soon(wake_then_cancel)
+                await woken.wait()
+                await ref.tell(D(-1))
                 pytest.fail("tell did not notice the cancellation")  # pragma: no cover
             assert scope.cancelled_caught
         await system.drain()
-        assert ref.stats.processed == 0
+        assert ref.stats.processed == 3
 
 
-async def test_an_outer_cancellation_is_seen_and_a_shield_is_respected() -> None:
+async def test_leaving_a_shield_into_a_cancelled_scope_stops_a_teller_soon() -> None:
     async with ActorSystem() as system:
         ref = await system.spawn(Keeper)
         with anyio.CancelScope() as outer:
             with anyio.CancelScope(shield=True):
                 outer.cancel()
-                await ref.tell(D(1))  # shielded: delivered, no cancellation
-            await ref.tell(D(2))
+                for n in range(YIELD_EVERY + 1):
+                    await ref.tell(D(n))  # shielded: every one delivered
+            for n in range(YIELD_EVERY + 1):
+                await ref.tell(D(n))
             pytest.fail("tell did not notice the outer cancellation")  # pragma: no cover
         assert outer.cancelled_caught
         await system.drain()
-        assert ref.stats.processed == 1  # D(1) only
+        assert YIELD_EVERY + 1 <= ref.stats.processed < 2 * YIELD_EVERY + 1
 
 
 async def test_a_cancellation_from_another_task_stops_a_busy_teller() -> None:

@@ -28,6 +28,7 @@ from actorbus import (
     event,
     handle,
 )
+from actorbus._ref import cell_of
 from actorbus.contrib import otel
 from actorbus.testing import MemoryBroker, Probe
 
@@ -131,7 +132,7 @@ async def run_chain() -> Shipping:
         shipping = await system.spawn(Shipping)
         await system.publish(Order(1))
         await system.drain()
-        instance: Shipping = shipping._cell.instance
+        instance: Shipping = cell_of(shipping).instance
     return instance
 
 

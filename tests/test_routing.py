@@ -24,6 +24,7 @@ from actorbus import (
     event,
     handle,
 )
+from actorbus.testing import MemoryTransport
 
 pytestmark = pytest.mark.anyio
 
@@ -930,8 +931,11 @@ async def test_a_class_registered_after_it_was_told_is_told_by_its_event_type() 
 
 async def test_subscribed_follows_subscriptions_and_registrations() -> None:
     """`subscribed` is cached per type: a new subscriber, a stop or a registration changes it."""
-    async with ActorSystem("routing") as system:
-        assert not system.subscribed("routing.order.created", None)
+    transport = MemoryTransport()  # to ask the system's side that a transport sees
+    async with ActorSystem("routing", transport=transport) as system:
+        host = transport.host
+        assert host is not None
+        assert not host.subscribed("routing.order.created", None)
 
         class Orders(Actor):
             @handle(OrderCreated)
@@ -939,20 +943,20 @@ async def test_subscribed_follows_subscriptions_and_registrations() -> None:
                 pass
 
         ref = await system.spawn(Orders)
-        assert system.subscribed("routing.order.created", None)
-        assert not system.subscribed("routing.order.late", None)
+        assert host.subscribed("routing.order.created", None)
+        assert not host.subscribed("routing.order.late", None)
 
         @event("routing.order.late")
         class LateOrder(OrderCreated):  # a subclass: the handler of OrderCreated takes it
             pass
 
-        assert system.subscribed("routing.order.late", None)
-        assert system.subscribed("routing.order.late", "workers")  # no member here: leave it
+        assert host.subscribed("routing.order.late", None)
+        assert host.subscribed("routing.order.late", "workers")  # no member here: leave it
         await ref.stop()
-        assert not system.subscribed("routing.order.created", None)
+        assert not host.subscribed("routing.order.created", None)
 
         @system.on("routing.order.*")
         async def by_glob(data: Any) -> None:
             pass
 
-        assert system.subscribed("routing.order.created", None)
+        assert host.subscribed("routing.order.created", None)

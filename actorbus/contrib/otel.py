@@ -33,7 +33,7 @@ except ImportError as _missing:  # the extra is not installed
     raise ImportError(msg) from _missing
 
 from actorbus import __version__, _tracing
-from actorbus._cell import _Escalate, _Stop
+from actorbus._cell import LoopExit
 
 if TYPE_CHECKING:
     from collections.abc import Generator, Mapping
@@ -149,10 +149,9 @@ class OpenTelemetryInstrumentation:
         marker = _handling.set(handling)
         try:
             yield span
-        except (_Stop, _Escalate) as stop:
-            error = stop.reason if isinstance(stop, _Stop) else stop.error
-            if error is not None:
-                handling.record(error)
+        except LoopExit as leaving:
+            if leaving.error is not None:
+                handling.record(leaving.error)
             raise
         finally:
             _handling.reset(marker)

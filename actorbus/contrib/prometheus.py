@@ -106,11 +106,6 @@ class ActorSystemCollector:
         """The system read, or None once it was garbage-collected (no series then)."""
         return self._system()
 
-    def _replaceable(self) -> bool:
-        """Whether its system has stopped or is gone: it will have no series again."""
-        system = self._system()
-        return system is None or has_stopped(system)
-
     def describe(self) -> Iterator[Metric]:
         """The metric families, without samples (so registration does not read the system)."""
         counters, depth, handling = _families()
@@ -201,12 +196,18 @@ def collector(
     except TypeError:  # a registry-like object without weak references: not tracked
         registry.register(found)
         return found
-    if previous is not None and previous._replaceable():
+    if previous is not None and _replaceable(previous):
         with contextlib.suppress(KeyError):  # unless it was unregistered already
             registry.unregister(previous)
     registry.register(found)
     _registered[registry] = found
     return found
+
+
+def _replaceable(collector: ActorSystemCollector) -> bool:
+    """Whether a collector's system has stopped or is gone: it will have no series again."""
+    system = collector.system
+    return system is None or has_stopped(system)
 
 
 _registered: Final[weakref.WeakKeyDictionary[CollectorRegistry, ActorSystemCollector]] = (

@@ -48,12 +48,14 @@ class MemoryBroker:
         """A new transport attached to this broker."""
         return MemoryTransport(self, instance=instance)
 
-    def _members(self, app: str) -> list[MemoryTransport]:
+    def members(self, app: str) -> list[MemoryTransport]:
+        """The transports attached as instances of application `app` (a live list)."""
         return self._instances.setdefault(app, [])
 
-    def _send(self, app: str, raw: bytes) -> None:
+    def send(self, app: str, raw: bytes) -> None:
+        """Hand one encoded event to every running instance of `app` and each group."""
         self.published += 1
-        members = [m for m in self._members(app) if m.consuming]
+        members = [m for m in self.members(app) if m.consuming]
         for member in members:
             member.inbox(raw, None)
         groups = {g for m in members for g in m.groups}
@@ -88,6 +90,11 @@ class MemoryTransport(Transport):
         self._send: MemoryObjectSendStream[tuple[bytes, str | None]] = send
         self._receive: MemoryObjectReceiveStream[tuple[bytes, str | None]] = receive
 
+    @property
+    def host(self) -> TransportHost | None:
+        """The system this transport is open for (None before `open`)."""
+        return self._host
+
     def _app(self) -> str:
         if self._host is None:
             msg = "MemoryTransport is not open: give it to ActorSystem(transport=...)"
@@ -97,7 +104,7 @@ class MemoryTransport(Transport):
     async def open(self, host: TransportHost, task_group: anyio.abc.TaskGroup) -> None:  # noqa: ARG002
         """Attach to the broker as an instance of `host`'s application (no tasks needed)."""
         self._host = host
-        self.broker._members(host.name).append(self)
+        self.broker.members(host.name).append(self)
 
     async def add_group(self, group: str) -> None:
         """Join `group`: from now on this instance competes for the group's events."""
@@ -142,25 +149,25 @@ class MemoryTransport(Transport):
 
     async def publish(self, envelope: Envelope) -> None:
         """Send to every running instance of the application (and one member per group)."""
-        self.broker._send(self._app(), encode(envelope))
+        self.broker.send(self._app(), encode(envelope))
         await anyio.lowlevel.checkpoint()
 
     async def publish_batch(self, envelopes: Sequence[Envelope]) -> None:
         """Encode every envelope first (an error sends none), then send them in order."""
         app = self._app()
         for raw in [encode(envelope) for envelope in envelopes]:
-            self.broker._send(app, raw)
+            self.broker.send(app, raw)
         await anyio.lowlevel.checkpoint()
 
     async def request(self, envelope: Envelope, timeout: float) -> Any:
         """Ask the running instances in turn; the first one with a handler answers."""
         wire = decode(encode(envelope))
         with anyio.move_on_after(timeout):
-            for member in list(self.broker._members(self._app())):
-                if member._host is None or not member.consuming:
+            for member in list(self.broker.members(self._app())):
+                if member.host is None or not member.consuming:
                     continue
                 try:
-                    return await member._host.answer(wire, timeout)
+                    return await member.host.answer(wire, timeout)
                 except AskTimeout:
                     continue
         msg = f"no instance of {self._app()!r} answered {envelope.type!r} within {timeout}s"
@@ -176,6 +183,6 @@ class MemoryTransport(Transport):
         if not self._started:
             self._receive.close()
         if self._host is not None:
-            members = self.broker._members(self._host.name)
+            members = self.broker.members(self._host.name)
             if self in members:
                 members.remove(self)

@@ -14,11 +14,12 @@ from typing import TYPE_CHECKING, Any, TypeVar, overload
 import anyio
 
 from actorbus._envelope import Envelope  # noqa: TC001 - resolved at run time by @handle
+from actorbus._system import free_name
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from actorbus._actor import ActorRef
+    from actorbus._ref import ActorRef
     from actorbus._system import ActorSystem
 
 __all__ = ["Probe"]
@@ -51,7 +52,7 @@ class Probe:
             self._unread.append((event, envelope))
             self._arrived.set()
 
-        name = name or system._free_name(None, "probe")
+        name = name or free_name(system, "probe")
         system.on(*(targets or (object, "*")), name=name)(record)
         self.ref: ActorRef = system.actor(name)
         """The probe's actor, to `tell` it things or pass it to the code under test."""
