@@ -27,6 +27,7 @@ RUFF = "ruff==0.17.6"
 MYPY = "mypy==2.4.1"
 # The `nodejs` extra brings Node.js as a PyPI wheel instead of downloading it from nodejs.org.
 PYRIGHT = "pyright[nodejs]==1.1.414"
+IMPORT_LINTER = "import-linter==2.17"
 
 LINT_PATHS = ["actorbus", "tests", "examples", "benchmarks", "noxfile.py"]
 
@@ -66,10 +67,12 @@ def _ensure_redis_server(session: nox.Session) -> None:
 
 @nox.session
 def lint(session: nox.Session) -> None:
-    """Check style and formatting with ruff (configured in pyproject.toml)."""
-    session.install(RUFF)
+    """Check style and formatting (ruff) and the package's layers (import-linter)."""
+    session.install(RUFF, IMPORT_LINTER, "-e", ".")
     session.run("ruff", "check", *LINT_PATHS)
     session.run("ruff", "format", "--check", *LINT_PATHS)
+    # The layer contracts in pyproject.toml: no import cycles, `redis/` above the core.
+    session.run("lint-imports")
 
 
 @nox.session
