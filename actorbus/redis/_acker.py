@@ -18,7 +18,7 @@ handlers, so a group with stuck handlers stops reading after a few batches
 
 A request (an entry carrying ``replyto``) whose handler replied also gets its reply sent.
 A second task sends what was settled in one pipeline — dead letters, replies, then one
-XACK — on a connection of its own (a `Link`), retrying while Redis is unreachable. It
+XACK — on a connection of its own, retrying while Redis is unreachable. It
 waits a few milliseconds first so that one XACK covers many entries: a round trip costs
 far more than the delay, and a later acknowledgement only widens what a crash would
 leave pending.
@@ -29,11 +29,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Final
 
 import anyio
-from coredis.exceptions import RedisError
 
 from actorbus._message import Outcome
-from actorbus.redis._health import TRANSIENT, Backoff, logger
-from actorbus.redis._link import Command, Link, link_for
+from actorbus.redis._errors import TRANSIENT, ReplyError
+from actorbus.redis._health import Retry, logger
 from actorbus.redis._replies import REPLY_MAXLEN, REPLY_TTL, reply_fields, reply_target
 
 if TYPE_CHECKING:
@@ -41,7 +40,9 @@ if TYPE_CHECKING:
 
     from actorbus._envelope import Envelope
     from actorbus._message import Delivery
+    from actorbus.redis._client import DedicatedConnection
     from actorbus.redis._context import Context
+    from actorbus.redis._protocol import Command
 
 __all__ = ["Acker", "Entry"]
 
@@ -97,9 +98,9 @@ class Acker:
     async def run(self, receive: MemoryObjectReceiveStream[list[Entry]]) -> None:
         """Settle entries until `receive` ended and all were settled; send the rest, return."""
         batch = self._batch = _Batch()
-        link = link_for(self._context)
+        connection = self._context.dedicated(self._key)
         async with anyio.create_task_group() as tasks:
-            tasks.start_soon(self._flush_loop, link, batch)
+            tasks.start_soon(self._flush_loop, connection, batch)
             try:
                 with receive:
                     await self._settle_all(receive, batch)
@@ -159,18 +160,18 @@ class Acker:
             batch.ready.set()
         return rest
 
-    async def _flush_loop(self, link: Link, batch: _Batch) -> None:
+    async def _flush_loop(self, connection: DedicatedConnection, batch: _Batch) -> None:
         try:
             while True:
                 await batch.ready.wait()
                 batch.ready = anyio.Event()
                 if not (batch.closed or batch.replies):  # a requester waits for replies
                     await anyio.sleep(_ACK_DELAY)
-                await self._flush(link, batch.take())
+                await self._flush(connection, batch.take())
                 if batch.closed and batch.empty():
                     return
         finally:
-            await link.close()
+            await connection.close()
 
     def _settle(self, item: Entry, batch: _Batch) -> None:
         delivery = item.delivery
@@ -198,37 +199,37 @@ class Acker:
             )
         batch.acks.append(item.id)
 
-    async def _flush(self, link: Link, batch: _Batch) -> None:
+    async def _flush(self, connection: DedicatedConnection, batch: _Batch) -> None:
         """Send the batch's dead letters, replies and XACK; retry while Redis is away."""
         if batch.empty():
             return
-        replies = await self._send(link, self._commands(batch))
+        replies = await self._send(connection, self._commands(batch))
         counters = self._context.counters
         for reply in replies[: len(batch.dead)]:
-            if isinstance(reply, RedisError):
+            if isinstance(reply, ReplyError):
                 logger.error("adding a dead letter failed: %s", reply)
             else:
                 counters.dead_lettered += 1
         if batch.acks:
             ack = replies[-1]
-            if isinstance(ack, RedisError):
+            if isinstance(ack, ReplyError):
                 logger.error("acknowledging entries of group %r failed: %s", self._group, ack)
             else:
                 counters.acked += ack
         for entry in batch.acks:
             self._inflight.pop(entry, None)
 
-    async def _send(self, link: Link, commands: list[Command]) -> list[Any]:
+    async def _send(self, connection: DedicatedConnection, commands: list[Command]) -> list[Any]:
         """Send `commands` in one pipeline until Redis answers them; return the replies."""
-        backoff = Backoff(health=self._context.health)
+        backoff = Retry(self._context.health)
         while True:
             try:
-                replies = await link.pipeline(commands, timeout=_SEND_TIMEOUT)
+                replies = await connection.pipeline(commands, timeout=_SEND_TIMEOUT)
             except TRANSIENT as exc:
                 self._context.health.failed(exc)
                 await backoff.sleep()
                 continue
-            except RedisError as exc:  # refused while connecting (credentials)
+            except ReplyError as exc:  # refused while connecting (credentials)
                 logger.error("connecting to acknowledge entries failed: %s", exc)
                 await backoff.sleep()
                 continue
