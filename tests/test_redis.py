@@ -600,15 +600,20 @@ async def test_entries_of_a_type_nobody_here_wants_are_acknowledged_unread(
         ActorSystem(app, transport=transport) as system,
     ):
         await system.spawn(on_job)
-        # Field t names the type: nobody here subscribes to it, so `e` is never decoded.
-        await raw.xadd(events_key(app), {"e": b"not json", "t": b"stock.query"})
+        # Fields t and e name a type nobody here subscribes to: `e` is not decoded (it
+        # would not decode: no id, no source), the entry is acknowledged as unwanted.
+        unread = b'{"specversion":"1.0","type":"stock.query","data":"not a CloudEvent"}'
+        await raw.xadd(events_key(app), {"e": unread, "t": b"stock.query"})
+        # The others are decoded: t names a subscribed type, or e does not confirm t.
         await raw.xadd(events_key(app), {"e": b"not json", "t": b"job.created"})
+        await raw.xadd(events_key(app), {"e": b"not json", "t": b"stock.query"})
         await system.publish(Job(7))
         await eventually(lambda: seen == [7])
-        await eventually(lambda: transport.stats().acked == 3)
+        await eventually(lambda: transport.stats().acked == 4)
         letters = await dead_letters(raw, app)
-    assert len(letters) == 1  # only the entry of a subscribed type was read, and refused
-    assert "not valid JSON" in letters[0]["error"]
+    assert len(letters) == 2  # those were read, and refused
+    assert all("not valid JSON" in letter["error"] for letter in letters)
+    assert transport.stats().delivered == 1
 
 
 async def test_an_instance_without_broadcast_subscribers_does_not_read_the_broadcast(

@@ -2,14 +2,17 @@
 
 No server and no backend: what goes out for a command, which key a command is about (the
 seam for Redis Cluster routing), which exception an error reply becomes, and the check
-that lets a consumer skip decoding an entry.
+that lets a consumer skip decoding an entry (its ``t`` field confirmed by ``e``).
 """
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from actorbus import TransportError
+from actorbus._wire import encode
 from actorbus.redis._errors import (
     TRANSIENT,
     AuthenticationFailed,
@@ -23,6 +26,7 @@ from actorbus.redis._errors import (
     Unavailable,
     reply_error,
 )
+from actorbus.redis._intake import names_type
 from actorbus.redis._protocol import Command, command_key, fields_of, pack
 
 
@@ -100,3 +104,39 @@ def test_an_entry_field_list_becomes_a_dict() -> None:
     assert fields_of([b"e", b"{}", b"t", b"x"]) == {b"e": b"{}", b"t": b"x"}
     assert fields_of([b"a", b"1", b"b", b"2", b"c", b"3"]) == {b"a": b"1", b"b": b"2", b"c": b"3"}
     assert fields_of([]) == {}
+
+
+def cloudevent(**attributes: object) -> bytes:
+    event = {"specversion": "1.0", "id": "1", "source": "s", "type": "job.created"}
+    return json.dumps({**event, **attributes}).encode()
+
+
+@pytest.mark.parametrize(
+    ("raw", "confirmed"),
+    [
+        (cloudevent(), True),  # json.dumps: a space after the colon
+        (cloudevent().replace(b" ", b""), True),
+        (cloudevent(data={"n": 1}), True),
+        (cloudevent(type="other.type"), False),  # t disagrees with e
+        (cloudevent(type="job.created.v2"), False),
+        (cloudevent(data={"type": "job.created"}), False),  # "type" twice: decode to know
+        (cloudevent(data={"kind": "type"}), False),
+        (b'{"data":{"a":1},"type":"job.created"}', False),  # a bracket before it
+        (b'{"typ\\u0065":"job.created"}', False),  # escaped: not seen
+        (b'{"type":"job.cre\\u0061ted"}', False),
+        (b'{"type":"job.created', False),  # cut short
+        (b"not json", False),
+        (b"", False),
+    ],
+)
+def test_an_entry_is_skipped_undecoded_only_if_e_names_the_type_t_names(
+    raw: bytes, confirmed: bool
+) -> None:
+    assert names_type(raw, b"job.created") is confirmed
+
+
+def test_what_actorbus_writes_confirms_its_type() -> None:
+    from actorbus import Envelope, Scope  # noqa: PLC0415
+
+    envelope = Envelope(type="job.created", data={"n": 1}, source="s", scope=Scope.APP)
+    assert names_type(encode(envelope), b"job.created")

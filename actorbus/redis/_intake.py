@@ -3,8 +3,11 @@
 `Intake` decides for each entry of one consumer group what happens to it here:
 
 - **unwanted**: its ``t`` field names a type that no local subscriber of the group
-  wants: it is acknowledged without being decoded;
-- **delivered**: decoded and given to the local mailboxes;
+  wants, and its ``e`` field names the same type: it is acknowledged without being
+  decoded (see `names_type`);
+- **delivered**: decoded and given to the local mailboxes by the type inside ``e`` —
+  ``t`` is only a hint to skip decoding. An entry whose ``t`` disagrees with the type in
+  ``e`` is delivered by the type in ``e`` (a warning says so, once per pair of types);
 - **dead-lettered**: it cannot be decoded (no ``e``, not JSON, too large, …).
 
 It then hands the entries to the acker (`hand_over`), which acknowledges each once its
@@ -15,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 from typing import TYPE_CHECKING, Final
 
 import anyio
@@ -36,11 +40,33 @@ if TYPE_CHECKING:
     from actorbus.redis._acker import Acker
     from actorbus.redis._context import Context
 
-__all__ = ["Intake"]
+__all__ = ["Intake", "names_type"]
 
 _HAND_OVER_TIMEOUT: Final = 5.0
 _ROUNDS: Final = 2
 """Scheduling rounds a hand-over lets pass, at most, for the actors to handle the entries."""
+_TYPE_MEMBER: Final = b'"type"'
+_TYPE_VALUE: Final = re.compile(rb'[ \t\r\n]*:[ \t\r\n]*"([^"\\]*)"')
+_MISMATCHES_TOLD: Final = 100
+"""Pairs of disagreeing types a consumer warns about (then it stops telling new ones)."""
+
+
+def names_type(raw: bytes, type_: bytes) -> bool:
+    """Whether the CloudEvents JSON `raw` has the type `type_`, seen without decoding it.
+
+    True only in the plain case: `raw` holds ``"type"`` once, at the top level (no
+    bracket before it but the object's own), followed by ``:`` and `type_` as a string
+    without escapes, as actorbus and every JSON library write it. Anything else — other
+    spacing of brackets, escapes, a data field named ``type`` — is False: the entry is
+    then decoded, and the type inside decides.
+    """
+    position = raw.find(_TYPE_MEMBER)
+    if position < 0 or raw.find(_TYPE_MEMBER, position + len(_TYPE_MEMBER)) >= 0:
+        return False
+    if raw.count(b"{", 0, position) != 1 or raw.find(b"[", 0, position) >= 0:
+        return False
+    match = _TYPE_VALUE.match(raw, position + len(_TYPE_MEMBER))
+    return match is not None and match.group(1) == type_
 
 
 class Intake:
@@ -67,6 +93,7 @@ class Intake:
         self.unwanted = Tracker(0)
         """The outcome of entries no local subscriber wants (handled at once)."""
         self.acker: Acker | None = None  # while its consumer runs
+        self._mismatches: set[tuple[bytes, str]] = set()
 
     def hold(self, entry_ids: Iterable[bytes]) -> None:
         """Note entries as being handled here (before anything awaits: nobody claims them)."""
@@ -78,7 +105,9 @@ class Intake:
         raw = fields.get(b"e")
         if type_ is None or raw is None:
             return False  # no hint: decode it to know
-        return not self._host.subscribed(type_.decode(errors="replace"), self._local_group)
+        if self._host.subscribed(type_.decode(errors="replace"), self._local_group):
+            return False
+        return names_type(raw, type_)
 
     async def entry(self, entry_id: bytes, fields: dict[bytes, bytes], deliveries: int) -> Entry:
         """Hand one entry to the local mailboxes (or mark it undecodable) for the acker."""
@@ -102,9 +131,28 @@ class Intake:
             delivery = Tracker(0)
             delivery.dead(exc)
             return Entry(entry_id, raw, None, delivery, deliveries)
+        hint = fields.get(b"t")
+        if hint is not None and hint != envelope.type.encode():
+            self._mismatch(entry_id, hint, envelope.type)
         delivery = await self._host.deliver(envelope, self._local_group)
         self._context.counters.delivered += 1
         return Entry(entry_id, raw or b"", envelope, delivery, deliveries)
+
+    def _mismatch(self, entry_id: bytes, hint: bytes, type_: str) -> None:
+        pair = (hint, type_)
+        if pair in self._mismatches or len(self._mismatches) >= _MISMATCHES_TOLD:
+            return
+        self._mismatches.add(pair)
+        logger.warning(
+            "stream entry %s of %s has t=%r but its event's type (in field e) is %r: "
+            "delivered as %r; fix the producer, which should write the same type in both "
+            "(this is said once per pair of types)",
+            entry_id.decode(),
+            self._key,
+            hint.decode(errors="replace"),
+            type_,
+            type_,
+        )
 
     async def hand_over(
         self, send: MemoryObjectSendStream[list[Entry]], items: list[Entry]

@@ -1,0 +1,79 @@
+"""Entries written by other programs: nothing is dropped without a trace (asyncio, trio).
+
+Every entry an outside producer writes is either delivered or dead-lettered with its
+reason, whatever its fields say; a large one is dead-lettered as a bounded preview.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+import anyio
+import pytest
+from redis_support import dead_key, events_key, new_app, raw_client
+
+from actorbus import ActorSystem, Envelope, Scope, event, handle
+from actorbus._wire import encode
+from actorbus.redis import RedisTransport
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from redis_support import RedisServer
+
+pytestmark = [pytest.mark.anyio, pytest.mark.redis]
+
+
+@event("producer.job", scope=Scope.APP)
+class Job:
+    n: int
+
+
+async def eventually(check: Callable[[], bool], timeout: float = 5.0) -> None:
+    with anyio.fail_after(timeout):
+        while not check():  # noqa: ASYNC110 - polls state that tasks and Redis change
+            await anyio.sleep(0.01)
+
+
+def wire(type_: str, data: object, id_: str) -> bytes:
+    return encode(Envelope(type=type_, data=data, source="elsewhere", scope=Scope.APP, id=id_))
+
+
+async def test_an_entry_whose_t_disagrees_with_its_event_is_delivered_by_its_event(
+    redis_server: RedisServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Field ``t`` is a hint to skip decoding; the type inside ``e`` decides.
+
+    Acknowledged unread because ``t`` named a type nobody here wants, the first entry
+    used to be lost without a trace.
+    """
+    caplog.set_level(logging.WARNING, logger="actorbus.redis")
+    app = new_app()
+    seen: list[int] = []
+
+    @handle(Job)
+    async def on_job(job: Job) -> None:
+        seen.append(job.n)
+
+    transport = RedisTransport(redis_server.url)
+    async with (
+        raw_client(redis_server.url) as raw,
+        ActorSystem(app, transport=transport) as system,
+    ):
+        await system.spawn(on_job)
+        key = events_key(app)
+        await raw.xadd(key, {"e": wire("producer.job", {"n": 1}, "j-1"), "t": "other.thing"})
+        await raw.xadd(key, {"e": wire("other.thing", {"x": 1}, "o-1"), "t": "producer.job"})
+        await raw.xadd(key, {"e": wire("producer.job", {"n": 2}, "j-2"), "t": "other.thing"})
+        await system.publish(Job(3))
+        await eventually(lambda: sorted(seen) == [1, 2, 3])
+        await eventually(lambda: transport.stats().acked == 4)
+        letters = await raw.entries(dead_key(app))
+        pending = await raw.pending(key, f"b:{transport.instance}")
+    assert letters == []  # nothing was wrong with them: delivered (or nobody wanted them)
+    assert pending == 0
+    warned = [r.getMessage() for r in caplog.records if "its event's type" in r.getMessage()]
+    assert len(warned) == 2  # once per pair of types, not once per entry
+    assert "t='other.thing' but its event's type (in field e) is 'producer.job'" in warned[0]
+    assert "t='producer.job' but its event's type (in field e) is 'other.thing'" in warned[1]
