@@ -6,6 +6,7 @@ reason, whatever its fields say; a large one is dead-lettered as a bounded previ
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import TYPE_CHECKING
 
@@ -13,7 +14,7 @@ import anyio
 import pytest
 from redis_support import dead_key, events_key, new_app, raw_client
 
-from actorbus import ActorSystem, Envelope, Scope, event, handle
+from actorbus import ActorSystem, Envelope, Policy, Scope, Supervision, event, handle
 from actorbus._wire import encode
 from actorbus.redis import RedisTransport
 
@@ -77,3 +78,81 @@ async def test_an_entry_whose_t_disagrees_with_its_event_is_delivered_by_its_eve
     assert len(warned) == 2  # once per pair of types, not once per entry
     assert "t='other.thing' but its event's type (in field e) is 'producer.job'" in warned[0]
     assert "t='producer.job' but its event's type (in field e) is 'other.thing'" in warned[1]
+
+
+async def test_a_multi_megabyte_entry_is_dead_lettered_as_a_bounded_preview(
+    redis_server: RedisServer,
+) -> None:
+    """Each group that gives up on an entry adds a dead letter: a preview, not a copy."""
+    app = new_app()
+    seen: list[int] = []
+
+    @handle(Job)
+    async def everyone(job: Job) -> None:
+        seen.append(job.n)
+
+    @handle(Job, group="work")
+    async def worker(job: Job) -> None:
+        seen.append(-job.n)
+
+    transport = RedisTransport(redis_server.url)
+    async with (
+        raw_client(redis_server.url) as raw,
+        ActorSystem(app, transport=transport) as system,
+    ):
+        await system.spawn(everyone)
+        await system.spawn(worker)
+        key = events_key(app)
+        big = wire("producer.job", {"n": 1, "blob": "x" * 5_000_000}, "big-1")  # over 1 MiB
+        entry = await raw.xadd(key, {"e": big, "t": "producer.job"})
+        await system.publish(Job(2))
+        await eventually(lambda: sorted(seen) == [-2, 2])
+        await eventually(lambda: transport.stats().dead_lettered == 2)
+        letters = await raw.entries(dead_key(app))
+        memory = await raw("MEMORY", "USAGE", dead_key(app))
+        ((_, kept),) = await raw.entries(key, entry, entry)
+    assert {fields[b"group"] for _, fields in letters} == {
+        f"b:{transport.instance}".encode(),
+        b"g:work",
+    }
+    for _, fields in letters:
+        assert b"e" not in fields
+        assert fields[b"preview"] == big[:1024]
+        assert fields[b"size"] == str(len(big)).encode()
+        assert fields[b"entry"] == entry  # where the whole entry is
+        assert b"exceeds max_message_bytes" in fields[b"error"]
+    assert memory < 16 * 1024  # two copies of the entry would take 10 MB
+    assert kept[b"e"] == big  # still in the events stream (until it is trimmed)
+
+
+async def test_a_large_event_dead_lettered_by_supervision_keeps_its_id(
+    redis_server: RedisServer,
+) -> None:
+    app = new_app()
+
+    @handle("producer.blob")
+    async def refuse(envelope: Envelope) -> None:
+        msg = "cannot take it"
+        raise ValueError(msg)
+
+    small, large = "x" * 1000, "x" * 100_000
+    transport = RedisTransport(redis_server.url)
+    async with (
+        raw_client(redis_server.url) as raw,
+        ActorSystem(app, transport=transport) as system,
+    ):
+        await system.spawn(refuse, supervision=Supervision(policy=Policy.DEAD_LETTER))
+        sent = [
+            await system.publish(Envelope(type="producer.blob", data=data, scope=Scope.APP))
+            for data in (small, large)
+        ]
+        await eventually(lambda: transport.stats().dead_lettered == 2)
+        letters = [fields for _, fields in await raw.entries(dead_key(app))]
+    whole, preview = sorted(letters, key=len)
+    assert json.loads(whole[b"e"])["id"] == sent[0].id  # up to 64 KiB: the entry itself
+    assert b"e" not in preview
+    assert preview[b"id"] == sent[1].id.encode()
+    assert preview[b"type"] == b"producer.blob"
+    assert int(preview[b"size"]) > 100_000
+    assert len(preview[b"preview"]) == 1024
+    assert b"ValueError: cannot take it" in preview[b"error"]

@@ -6,7 +6,12 @@ handler holds back only its own entry, not the acknowledgement of those after it
 
 - handled → acknowledge it (XACK);
 - dead-lettered by supervision (or undecodable, or delivered too often) → add it to the
-  dead-letter stream, then acknowledge it;
+  dead-letter stream, then acknowledge it. An entry larger than `DEAD_LETTER_WHOLE`
+  goes there as a preview of its first `PREVIEW_BYTES` with its size (and its event's
+  ``id`` and ``type`` when it could be decoded): every group that gives up on it adds a
+  dead letter, and copying a multi-megabyte entry into each would fill Redis's memory.
+  Its stream id (field ``entry``) finds the whole entry in the events stream while it
+  is kept there;
 - not handled (its actor stopped first, or the group has no local member any more) →
   leave it pending, to be claimed and delivered again.
 
@@ -44,7 +49,12 @@ if TYPE_CHECKING:
     from actorbus.redis._context import Context
     from actorbus.redis._protocol import Command
 
-__all__ = ["Acker", "Entry"]
+__all__ = ["DEAD_LETTER_WHOLE", "PREVIEW_BYTES", "Acker", "Entry", "dead_letter_fields"]
+
+DEAD_LETTER_WHOLE: Final = 64 * 1024
+"""Bytes of an entry's ``e`` field up to which a dead letter holds it whole."""
+PREVIEW_BYTES: Final = 1024
+"""Bytes of a larger entry that its dead letter keeps (field ``preview``)."""
 
 _ACK_DELAY: Final = 0.005
 """Seconds settled entries wait so that they are sent together."""
@@ -186,17 +196,7 @@ class Acker:
             self._inflight.pop(item.id, None)  # left pending: claimed again later
             return
         if outcome is Outcome.DEAD_LETTERED:
-            error = delivery.dead_error
-            batch.dead.append(
-                {
-                    b"e": item.raw,
-                    b"error": f"{type(error).__name__}: {error}".encode(),
-                    b"group": self._group.encode(),
-                    b"deliveries": str(item.deliveries).encode(),
-                    b"entry": item.id,
-                    b"instance": self._instance.encode(),
-                }
-            )
+            batch.dead.append(dead_letter_fields(item, self._group, self._instance))
         batch.acks.append(item.id)
 
     async def _flush(self, connection: DedicatedConnection, batch: _Batch) -> None:
@@ -252,6 +252,25 @@ class Acker:
         if batch.acks:
             commands.append((b"XACK", self._key, self._group, *batch.acks))
         return commands
+
+
+def dead_letter_fields(item: Entry, group: str, instance: str) -> dict[bytes, bytes]:
+    """The fields of `item`'s dead letter: the entry whole, or a preview if it is large."""
+    error = item.delivery.dead_error
+    raw = item.raw
+    if len(raw) <= DEAD_LETTER_WHOLE:
+        fields = {b"e": raw}
+    else:
+        fields = {b"preview": raw[:PREVIEW_BYTES], b"size": b"%d" % len(raw)}
+        if item.envelope is not None:
+            fields[b"id"] = item.envelope.id.encode()
+            fields[b"type"] = item.envelope.type.encode()
+    fields[b"error"] = f"{type(error).__name__}: {error}".encode()
+    fields[b"group"] = group.encode()
+    fields[b"deliveries"] = b"%d" % item.deliveries
+    fields[b"entry"] = item.id
+    fields[b"instance"] = instance.encode()
+    return fields
 
 
 async def _take(
