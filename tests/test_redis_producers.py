@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import logging
+import shlex
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import anyio
@@ -156,3 +158,88 @@ async def test_a_large_event_dead_lettered_by_supervision_keeps_its_id(
     assert int(preview[b"size"]) > 100_000
     assert len(preview[b"preview"]) == 1024
     assert b"ValueError: cannot take it" in preview[b"error"]
+
+
+# -- a producer that knows only the guide -------------------------------------------------------
+
+GUIDE = Path(__file__).resolve().parent.parent / "docs" / "guides" / "redis.md"
+
+
+def guide_example() -> list[str]:
+    """The guide's ``redis-cli XADD`` example, as the arguments after ``redis-cli``."""
+    text = GUIDE.read_text()
+    start = text.index("redis-cli XADD actorbus:app:shop:events")
+    command = text[start : text.index("```", start)].replace("\\\n", " ")
+    words = shlex.split(command)
+    assert words[0] == "redis-cli"
+    return words[1:]
+
+
+@event("order.created", scope=Scope.APP)
+class OrderCreated:
+    order_id: str
+    total: float
+
+
+async def test_a_producer_following_the_guide_reaches_a_handler_with_redis_cli(
+    redis_server: RedisServer,
+) -> None:
+    """No actorbus code writes here: ``redis-cli``, as the guide's example and rules say."""
+    app = new_app()
+    orders: list[tuple[OrderCreated, Envelope]] = []
+    blobs: list[Envelope] = []
+
+    @handle()
+    async def take(order: OrderCreated, envelope: Envelope) -> None:
+        orders.append((order, envelope))
+
+    @handle("blob.*")
+    async def store(envelope: Envelope) -> None:
+        blobs.append(envelope)
+
+    async def cli(*args: str) -> str:
+        return await anyio.to_thread.run_sync(lambda: redis_server.cli(*args))
+
+    key = events_key(app)
+    ours = f"actorbus:app:{app}:"
+    example = [word.replace("actorbus:app:shop:", ours) for word in guide_example()]
+    trace = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+    by_the_rules = json.dumps(  # bytes as data_base64, no scope (app), no t
+        {"specversion": "1.0", "id": "b-1", "source": "s3", "type": "blob.stored",
+         "data_base64": "AAEC/w==", "traceparent": trace}
+    )  # fmt: skip
+    hostile = {
+        "tenantId": json.dumps(  # an upper-case extension name, as other SDKs allow
+            {"specversion": "1.0", "id": "h-1", "source": "s", "type": "order.created",
+             "tenantId": "acme", "data": {"order_id": "o-2", "total": 1.0}}
+        ),
+        "no source": json.dumps({"specversion": "1.0", "id": "h-2", "type": "order.created"}),
+        "wrong data": json.dumps(
+            {"specversion": "1.0", "id": "h-3", "source": "s", "type": "order.created",
+             "data": {"order_id": "o-3"}}
+        ),
+    }  # fmt: skip
+    transport = RedisTransport(redis_server.url)
+    async with ActorSystem(app, transport=transport) as system:
+        await system.spawn(take)
+        await system.spawn(store)
+        assert await cli(*example)  # the entry's id
+        await cli("XADD", key, "*", "e", by_the_rules)
+        for e in hostile.values():
+            await cli("XADD", key, "*", "e", e, "t", "order.created")
+        await eventually(lambda: len(orders) == 1 and len(blobs) == 1)
+        await eventually(lambda: transport.stats().dead_lettered == len(hostile))
+    ((order, envelope),) = orders
+    assert order == OrderCreated("o-1", 9.5)
+    assert (envelope.id, envelope.source) == ("inv-7731", "billing/legacy")
+    assert envelope.scope is Scope.APP
+    assert envelope.headers["tenant"] == "acme"
+    assert envelope.time is not None
+    assert envelope.time.isoformat() == "2024-05-01T12:00:00+00:00"
+    (blob,) = blobs
+    assert blob.data == b"\x00\x01\x02\xff"
+    assert blob.headers["traceparent"] == trace
+    letters = await cli("XRANGE", dead_key(app), "-", "+")
+    assert "invalid CloudEvent extension attribute 'tenantId'" in letters
+    assert "'source' must be a non-empty string" in letters
+    assert "total" in letters  # the field that order h-3 lacks
