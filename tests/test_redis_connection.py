@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import secrets
 import socket
+import ssl
 import tempfile
 from typing import TYPE_CHECKING, Any
 
@@ -246,6 +247,19 @@ async def test_a_caller_cancelled_while_waiting_leaves_the_connection_usable(
     finally:
         await connection.call(b"DEL", name, timeout=5)
         await connection.close()
+
+
+async def test_connecting_to_a_hung_server_ends_with_the_commands_deadline(
+    silent_server: str,
+) -> None:
+    # The TLS handshake never ends: connecting alone would take the 5 s connect timeout.
+    url = silent_server.replace("redis://", "rediss://")
+    hung = Client(endpoint(url, ssl.create_default_context(), url), timeout=0.3)
+    for connection in (hung.dedicated(None), hung):
+        start = anyio.current_time()
+        with anyio.fail_after(5), pytest.raises(ConnectionLost, match="cannot reach Redis"):
+            await connection.call(b"PING", timeout=0.3)
+        assert anyio.current_time() - start < 2
 
 
 async def test_a_request_larger_than_the_socket_buffers_to_a_hung_server_times_out(

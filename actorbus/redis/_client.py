@@ -33,7 +33,7 @@ if TYPE_CHECKING:
 __all__ = ["CONNECT_TIMEOUT", "Client", "DedicatedConnection", "Pool"]
 
 CONNECT_TIMEOUT: Final = 5.0
-"""Seconds a new connection may take to connect and log in."""
+"""Seconds a new connection may take to connect and log in (within its command's deadline)."""
 _MAX_IDLE: Final = 4
 """Connections a pool keeps open between commands."""
 
@@ -57,7 +57,7 @@ class Pool:
         if self._closed:
             msg = "connection to Redis lost: the client is closed"
             raise ConnectionLost(msg)
-        connection = await self._take()
+        connection = await self._take(deadline)
         replies = await connection.exchange(packed, count, deadline)
         if self._closed or len(self._idle) >= _MAX_IDLE:
             await connection.aclose()
@@ -65,13 +65,13 @@ class Pool:
             self._idle.append(connection)
         return replies
 
-    async def _take(self) -> Connection:
+    async def _take(self, deadline: float) -> Connection:
         while self._idle:
             connection = self._idle.pop()
             if not connection.closed_by_peer():
                 return connection
             await connection.aclose()
-        return await connect(self.endpoint, self._connect_timeout)
+        return await connect(self.endpoint, _within(self._connect_timeout, deadline))
 
     async def aclose(self) -> None:
         """Close the idle connections; those lent out are closed when they come back."""
@@ -180,12 +180,13 @@ class DedicatedConnection:
                 longer than `timeout` seconds; the commands may have run.
             ReplyError: If connecting was refused (the log-in).
         """
+        deadline = anyio.current_time() + timeout
         connection = self._connection
         if connection is None or connection.closed_by_peer():
-            connection = await self._connect()
+            connection = await self._connect(deadline)
         self.started += 1
         try:
-            return await connection.exchange(packed, count, anyio.current_time() + timeout)
+            return await connection.exchange(packed, count, deadline)
         except BaseException:
             self._connection = None  # (closed by the failed exchange)
             raise
@@ -201,13 +202,13 @@ class DedicatedConnection:
             raise reply
         return reply
 
-    async def _connect(self) -> Connection:
+    async def _connect(self, deadline: float) -> Connection:
         stale, self._connection = self._connection, None
         if stale is not None:
             await stale.aclose()
         closes = self._closes
         node = self._client.node_for(self._key)
-        connection = await connect(node, self._client.connect_timeout)
+        connection = await connect(node, _within(self._client.connect_timeout, deadline))
         if self._closes != closes:  # closed while connecting
             await connection.aclose()
             msg = "connection to Redis lost: closed while connecting"
@@ -224,3 +225,8 @@ class DedicatedConnection:
         connection, self._connection = self._connection, None
         if connection is not None:
             await connection.aclose()
+
+
+def _within(connect_timeout: float, deadline: float) -> float:
+    """Seconds a connection may take to open: `connect_timeout`, and no later than `deadline`."""
+    return max(min(connect_timeout, deadline - anyio.current_time()), 0.001)
