@@ -56,9 +56,11 @@ def names_type(raw: bytes, type_: bytes) -> bool:
 
     True only in the plain case: `raw` holds ``"type"`` once, at the top level (no
     bracket before it but the object's own), followed by ``:`` and `type_` as a string
-    without escapes, as actorbus and every JSON library write it. Anything else — other
-    spacing of brackets, escapes, a data field named ``type`` — is False: the entry is
-    then decoded, and the type inside decides.
+    without escapes, as actorbus and JSON libraries write it. Anything else — a member
+    written after a nested object, escapes, a data field or value ``"type"`` — is False:
+    the entry is then decoded, and the type inside decides. (Member names must be
+    unique, as RFC 8259 says they should: with two ``type`` members, one escaped, the
+    look and the decoding could disagree.)
     """
     position = raw.find(_TYPE_MEMBER)
     if position < 0 or raw.find(_TYPE_MEMBER, position + len(_TYPE_MEMBER)) >= 0:
