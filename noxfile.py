@@ -78,7 +78,7 @@ def lint(session: nox.Session) -> None:
 @nox.session
 def typecheck(session: nox.Session) -> None:
     """Type-check the package with mypy --strict and pyright (strict), then report coverage."""
-    # The extras are needed so the checkers see the real trio, coredis and fastapi types.
+    # The extras are needed so the checkers see the real trio, hiredis and fastapi types.
     session.install("-e", ".[dev]", MYPY, PYRIGHT)
     session.run("mypy")  # strict mode and the `actorbus` target come from pyproject.toml
     session.run("pyright")

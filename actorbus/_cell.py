@@ -238,8 +238,8 @@ class Cell:
         """Whether the mailbox still takes messages."""
         return not self.queue.closed
 
-    async def put(self, message: Message | Envelope) -> None:
-        """Queue `message`, waiting while a BLOCK mailbox is full (backpressure).
+    async def put(self, message: object) -> None:
+        """Queue `message` (a mailbox item), waiting while a BLOCK mailbox is full.
 
         Raises:
             ActorStopped: If the actor no longer takes messages.

@@ -155,7 +155,7 @@ async def send(cell: Cell, message: object, tracker: Tracker | None) -> None:
             "`system.actor(name)` after a restart"
         )
         raise ActorStopped(msg)
-    await cell.put(item)  # type: ignore[arg-type] - a bare `@event` object, or a `Message`
+    await cell.put(item)
 
 
 async def await_reply(

@@ -29,9 +29,10 @@ its baseline, measured the same way in the same process, interleaved with it:
   its own asyncio loop (redis-py has no trio support; on the uvloop backend, a uvloop
   loop) between the actorbus runs; redis-py
   parses with hiredis when it is installed, as it is with ``actorbus[redis]``. Target:
-  p50 ratio <= 1.3. redis-py is a benchmark-only dependency
-  (``pip install -r benchmarks/requirements-bench.txt``); without it those entries report
-  an error. ``coredis round trip p50`` is the same round trip on coredis (information).
+  p50 ratio <= 1.5 (since issue 20: one client stack of actorbus's own, a few tens of µs
+  dearer than the two it replaced). redis-py and coredis are benchmark-only dependencies
+  (``pip install -r benchmarks/requirements-bench.txt``); without redis-py those entries
+  report an error. ``coredis round trip p50`` is the same round trip on coredis (information).
   All three round trips keep one deadline for the whole figure rather than one per round
   trip. Publisher and handler share this process: A's XADD reply wakes A in the same
   scheduling round in which B's read wakes B's reader, so what A does after its publish
@@ -462,7 +463,7 @@ async def measure(url: str, backend: str, sizes: Sizes) -> list[Entry]:
     if redispy_error is None:
         entries += [
             Entry("redis round trip p50", backend, m["rt p50"], "µs", redispy_rt,
-                  m["redis-py rt p50"], target="ratio <= 1.3"),
+                  m["redis-py rt p50"], target="ratio <= 1.5"),
             Entry("redis round trip p99", backend, m["rt p99"], "µs", redispy_rt,
                   m["redis-py rt p99"]),
             Entry("redis round trip p50, pure-Python redis-py", backend, m["rt p50"], "µs",

@@ -1,8 +1,9 @@
-"""Raw coredis throughput and latency against Redis Streams, without actorbus.
+"""Single Redis commands: coredis, actorbus's own client and redis-py, in the same run.
 
 This is the ceiling the Redis transport can reach on a machine: whatever actorbus adds on top
-(envelopes, encoding, dispatch) is measured against these numbers. It measures, on each
-anyio backend:
+(envelopes, encoding, dispatch) is measured against these numbers, and it records why the
+bridge has a client of its own (``benchmarks/README.md``, "Ninth round"). It measures, on
+each anyio backend:
 
 * ``xadd_rtt``        one awaited XADD at a time: round-trip latency p50/p99.
 * ``e2e``             XADD in one task until a second task, blocked in XREADGROUP BLOCK,
@@ -11,10 +12,17 @@ anyio backend:
 * ``consume``         XREADGROUP COUNT 500, then one XACK per batch: messages per second.
 * ``xadd_concurrent`` 100 tasks each awaiting its own XADDs on one shared client (coredis
                       multiplexes them onto one connection): messages per second.
-* ``link_xadd_rtt``   ``xadd_rtt`` on actorbus's own connection (``actorbus.redis._link.Link``,
-                      which the bridge uses for publishing, reading and acknowledging: the
-                      calling task writes the command and reads the reply itself).
-* ``link_e2e``        ``e2e`` on two such connections.
+* ``actorbus_xadd_rtt``   ``xadd_rtt`` on actorbus's own connection (a
+                          ``DedicatedConnection``, which the bridge uses for publishing,
+                          reading and acknowledging: the calling task writes the command
+                          and reads the reply itself).
+* ``actorbus_pooled_rtt`` the same through ``Client.call`` (a pooled connection per
+                          command: the bridge's control plane).
+* ``actorbus_pipelined``  ``xadd_pipelined`` on a dedicated connection.
+* ``actorbus_e2e``        ``e2e`` on two dedicated connections.
+* ``redispy_xadd_rtt``, ``redispy_e2e``  the same on redis-py's asyncio client (with
+                          hiredis), in a worker thread with its own asyncio loop (uvloop's
+                          for the uvloop run): redis-py has no trio support.
 
 Every row also reports the client process's CPU time per operation (``cpu µs/op``). On a
 shared or virtual machine that figure is steadier than wall-clock rates, and when it is close
@@ -35,6 +43,7 @@ Without ``--url`` the script starts a private ``redis-server`` on a free loopbac
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import json
 import os
@@ -44,6 +53,7 @@ import statistics
 import sys
 import time
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Self
@@ -51,7 +61,10 @@ from typing import TYPE_CHECKING, Any, Self
 import anyio
 import coredis
 
-from actorbus.redis._link import Link
+from actorbus.redis._client import Client
+from actorbus.redis._config import redact_url
+from actorbus.redis._endpoint import endpoint
+from actorbus.redis._tls import tls_context
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Iterator
@@ -210,28 +223,66 @@ async def measure_concurrent(client: coredis.Redis[bytes], key: str, s: Settings
     return clock.metric("xadd_concurrent", per_task * CONCURRENCY)
 
 
-async def measure_link_rtt(url: str, key: str, s: Settings) -> Metric:
-    """One awaited XADD at a time on actorbus's `Link` (the caller writes and reads)."""
-    link = Link(url)
+def actorbus_client(url: str) -> Client:
+    """actorbus's client for `url`, as a transport makes it."""
+    return Client(endpoint(url, tls_context(url), redact_url(url)), timeout=10)
+
+
+async def measure_actorbus_rtt(url: str, key: str, s: Settings) -> Metric:
+    """One awaited XADD at a time on an actorbus `DedicatedConnection` (the publisher's)."""
+    connection = actorbus_client(url).dedicated(key)
     command = (b"XADD", key, b"*", *(part for pair in payload(s).items() for part in pair))
     try:
         for _ in range(s.warmup):
-            await link.call(command, timeout=5)
+            await connection.call(*command, timeout=5)
         latencies: list[int] = []
         with Clock() as clock:
             for _ in range(s.samples):
                 start = time.perf_counter_ns()
-                await link.call(command, timeout=5)
+                await connection.call(*command, timeout=5)
                 latencies.append(time.perf_counter_ns() - start)
     finally:
-        await link.close()
-    return clock.metric("link_xadd_rtt", s.samples, latencies)
+        await connection.close()
+    return clock.metric("actorbus_xadd_rtt", s.samples, latencies)
 
 
-async def measure_link_e2e(url: str, key: str, s: Settings) -> Metric:
-    """`measure_e2e` on two `Link` connections: XADD, then a blocked XREADGROUP gets it."""
-    writer, reader = Link(url), Link(url)
-    await writer.call((b"XGROUP", b"CREATE", key, GROUP, b"$", b"MKSTREAM"), timeout=5)
+async def measure_actorbus_pooled(url: str, key: str, s: Settings) -> Metric:
+    """`measure_actorbus_rtt` through `Client.call`: a pooled connection per command."""
+    client = actorbus_client(url)
+    command = (b"XADD", key, b"*", *(part for pair in payload(s).items() for part in pair))
+    try:
+        for _ in range(s.warmup):
+            await client.call(*command)
+        latencies: list[int] = []
+        with Clock() as clock:
+            for _ in range(s.samples):
+                start = time.perf_counter_ns()
+                await client.call(*command)
+                latencies.append(time.perf_counter_ns() - start)
+    finally:
+        await client.aclose()
+    return clock.metric("actorbus_pooled_rtt", s.samples, latencies)
+
+
+async def measure_actorbus_pipelined(url: str, key: str, s: Settings) -> Metric:
+    """XADD in pipelines of `BATCH` on a dedicated connection: messages per second."""
+    connection = actorbus_client(url).dedicated(key)
+    command = (b"XADD", key, b"*", *(part for pair in payload(s).items() for part in pair))
+    try:
+        with Clock() as clock:
+            for sent in range(0, s.messages, BATCH):
+                count = min(BATCH, s.messages - sent)
+                await connection.pipeline([command] * count, timeout=10)
+    finally:
+        await connection.close()
+    return clock.metric("actorbus_pipelined", s.messages)
+
+
+async def measure_actorbus_e2e(url: str, key: str, s: Settings) -> Metric:
+    """`measure_e2e` on two actorbus connections: XADD, then a blocked XREADGROUP gets it."""
+    client = actorbus_client(url)
+    writer, reader = client.dedicated(key), client.dedicated(key)
+    await writer.call(b"XGROUP", b"CREATE", key, GROUP, b"$", b"MKSTREAM", timeout=5)
     send, receive = anyio.create_memory_object_stream[int](1)
     read = (b"XREADGROUP", b"GROUP", GROUP, b"e2e", b"COUNT", 10, b"BLOCK", 1000)
     read += (b"STREAMS", key, b">")
@@ -242,7 +293,7 @@ async def measure_link_e2e(url: str, key: str, s: Settings) -> Metric:
         async with send:
             seen = 0
             while seen < total:
-                reply = await reader.call(read, timeout=5)
+                reply = await reader.call(*read, timeout=5)
                 now = time.perf_counter_ns()
                 for _, fields in reply[0][1] if reply else ():
                     await send.send(now - int(fields[1]))
@@ -253,17 +304,83 @@ async def measure_link_e2e(url: str, key: str, s: Settings) -> Metric:
             tg.start_soon(consumer)
             async with receive:
                 for _ in range(s.warmup):
-                    await writer.call((b"XADD", key, b"*", b"t", time.perf_counter_ns()), timeout=5)
+                    await writer.call(b"XADD", key, b"*", b"t", time.perf_counter_ns(), timeout=5)
                     await receive.receive()
                 with Clock() as clock:
                     for _ in range(s.samples):
                         now = time.perf_counter_ns()
-                        await writer.call((b"XADD", key, b"*", b"t", now), timeout=5)
+                        await writer.call(b"XADD", key, b"*", b"t", now, timeout=5)
                         latencies.append(await receive.receive())
     finally:
         await writer.close()
         await reader.close()
-    return clock.metric("link_e2e", s.samples, latencies)
+    return clock.metric("actorbus_e2e", s.samples, latencies)
+
+
+def redispy_metrics(url: str, key: str, s: Settings, *, use_uvloop: bool) -> list[Metric]:
+    """redis-py's asyncio client (with hiredis): XADD round trip and e2e, in its own loop.
+
+    redis-py has no trio support: it runs in a worker thread with its own asyncio (or
+    uvloop) loop while the backend under test waits for it.
+    """
+    try:
+        import redis.asyncio  # noqa: PLC0415 - a benchmark-only dependency
+    except ImportError:
+        print("redis-py is not installed: pip install -r benchmarks/requirements-bench.txt")
+        return []
+
+    async def main() -> list[Metric]:
+        client = redis.asyncio.Redis.from_url(url)
+        reader = redis.asyncio.Redis.from_url(url)
+        fields = payload(s)
+        try:
+            for _ in range(s.warmup):
+                await client.xadd(key, fields)  # type: ignore[arg-type]
+            latencies: list[int] = []
+            with Clock() as clock:
+                for _ in range(s.samples):
+                    start = time.perf_counter_ns()
+                    await client.xadd(key, fields)  # type: ignore[arg-type]
+                    latencies.append(time.perf_counter_ns() - start)
+            rtt = clock.metric("redispy_xadd_rtt", s.samples, latencies)
+            e2e_key = f"{key}:e2e"
+            await client.xgroup_create(e2e_key, GROUP, id="$", mkstream=True)
+            queue: asyncio.Queue[int] = asyncio.Queue()
+            stopping = False
+
+            async def consume() -> None:
+                while not stopping:
+                    found = await reader.xreadgroup(GROUP, "e2e", {e2e_key: ">"}, 10, 100)
+                    arrived = time.perf_counter_ns()
+                    for _, entries in found or ():
+                        for _, entry in entries:
+                            queue.put_nowait(arrived - int(entry[b"t"]))
+
+            task = asyncio.create_task(consume())
+            latencies = []
+            try:
+                for _ in range(s.warmup):
+                    await client.xadd(e2e_key, {b"t": str(time.perf_counter_ns())})
+                    await queue.get()
+                with Clock() as clock:
+                    for _ in range(s.samples):
+                        await client.xadd(e2e_key, {b"t": str(time.perf_counter_ns())})
+                        latencies.append(await queue.get())
+            finally:
+                stopping = True
+                await task
+                await client.delete(e2e_key)
+            return [rtt, clock.metric("redispy_e2e", s.samples, latencies)]
+        finally:
+            await client.aclose()
+            await reader.aclose()
+
+    if not use_uvloop:
+        return asyncio.run(main())
+    import uvloop  # noqa: PLC0415
+
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        return runner.run(main())
 
 
 async def run_backend(url: str, label: str, s: Settings) -> BackendResult:
@@ -275,14 +392,21 @@ async def run_backend(url: str, label: str, s: Settings) -> BackendResult:
         ("pipe", lambda c, k: measure_pipelined(c, k, s)),
         ("pipe", lambda c, k: measure_consume(c, k, s.messages)),
         ("conc", lambda c, k: measure_concurrent(c, k, s)),
-        ("link", lambda _, k: measure_link_rtt(url, k, s)),
-        ("link-e2e", lambda _, k: measure_link_e2e(url, k, s)),
+        ("actorbus", lambda _, k: measure_actorbus_rtt(url, k, s)),
+        ("actorbus-pooled", lambda _, k: measure_actorbus_pooled(url, k, s)),
+        ("actorbus-pipe", lambda _, k: measure_actorbus_pipelined(url, k, s)),
+        ("actorbus-e2e", lambda _, k: measure_actorbus_e2e(url, k, s)),
     ]
     async with coredis.Redis.from_url(url) as client:
-        keys = sorted({f"{prefix}:{suffix}" for suffix, _ in steps})
+        keys = sorted({f"{prefix}:{suffix}" for suffix, _ in steps} | {f"{prefix}:redispy"})
+        keys.append(f"{prefix}:redispy:e2e")
         try:
             for suffix, step in steps:
                 result.metrics.append(await step(client, f"{prefix}:{suffix}"))
+            uvloop = label == "asyncio+uvloop"
+            result.metrics += await anyio.to_thread.run_sync(
+                partial(redispy_metrics, url, f"{prefix}:redispy", s, use_uvloop=uvloop)
+            )
         finally:
             await client.delete(keys)
     return result
@@ -319,7 +443,10 @@ def machine() -> dict[str, Any]:
         "platform": platform.platform(),
         "cpu": cpu,
         "cpus": os.cpu_count(),
-        **{name: metadata.version(name) for name in ("coredis", "anyio", "trio")},
+        **{
+            name: metadata.version(name)
+            for name in ("coredis", "redis", "hiredis", "anyio", "trio")
+        },
     }
 
 

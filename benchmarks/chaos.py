@@ -1116,7 +1116,7 @@ def machine() -> dict[str, Any]:
         "kernel": platform.release(),
         "python": platform.python_version(),
         "redis": redis_version,
-        **{name: metadata.version(name) for name in ("anyio", "trio", "coredis")},
+        **{name: metadata.version(name) for name in ("anyio", "trio", "hiredis")},
         "loadavg": os.getloadavg(),
     }
 

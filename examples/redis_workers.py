@@ -3,7 +3,7 @@
 Start Redis (``redis-server``, or ``docker run -p 6379:6379 redis:7``), then in three
 terminals::
 
-    pip install -e '.[redis]'        # the Redis extra (coredis); a redis-server >= 6.2 running
+    pip install -e '.[redis]'        # the Redis extra; a redis-server >= 6.2 running
     python examples/redis_workers.py worker --name w1 --url redis://localhost:6379/0
     python examples/redis_workers.py worker --name w2 --url redis://localhost:6379/0
     python examples/redis_workers.py producer --count 20 --url redis://localhost:6379/0
@@ -39,7 +39,6 @@ import secrets
 import signal
 
 import anyio
-import coredis
 
 from actorbus import Actor, ActorSystem, Envelope, Scope, event, handle
 from actorbus.redis import RedisTransport
@@ -127,11 +126,9 @@ async def demo(url: str) -> dict[str, list[int]]:
             for job in range(20):
                 await publisher.publish(Render(job, pages=1 + job % 5))
         await tally.complete.wait()
-    # The demo's application is a throwaway: leave nothing behind in the user's Redis.
-    async with coredis.Redis.from_url(url) as client:
-        keys = [key async for key in client.scan_iter(match=f"actorbus:app:{app}:*")]
-        if keys:
-            await client.delete(keys)
+    # Its anonymous instances removed their own state from Redis as they stopped. The
+    # application's events stream (and its group "renderers") stays, as it would for a
+    # real application: `redis-cli DEL actorbus:app:redis-workers-demo-…:events`.
     return tally.done
 
 

@@ -4,6 +4,8 @@ The Redis tests exercise behaviour that depends on Redis semantics (consumer gro
 entries, reconnection), so they run against the genuine server, never a mock. This module is
 deliberately independent of any Redis client library: readiness is checked with a tiny RESP
 exchange over a raw socket, so the fixture keeps working while the client under test is broken.
+The same tiny client (`send_raw`, `RawClient`, and `raw_client` for async tests) stands in
+for other programs using the same Redis.
 
 Load it as a pytest plugin (``pytest_plugins = ["redis_support"]`` with ``tests`` on the
 ``pythonpath``) to get three fixtures:
@@ -48,18 +50,20 @@ import time
 import weakref
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Self, TypeAlias
-from urllib.parse import quote, urlencode
+from typing import TYPE_CHECKING, Any, Self, TypeAlias
+from urllib.parse import parse_qs, quote, unquote, urlencode, urlsplit
 
+import anyio
 import pytest
 
 if TYPE_CHECKING:
     import os
-    from collections.abc import Iterator, Sequence
+    from collections.abc import Iterator, Mapping, Sequence
     from types import TracebackType
 
 __all__ = [
     "INSTALL_HINT",
+    "RawClient",
     "RedisServer",
     "RedisServerError",
     "Reply",
@@ -70,6 +74,7 @@ __all__ = [
     "find_free_port",
     "fresh_redis_server",
     "new_app",
+    "raw_client",
     "redis_server",
     "require_redis_server",
     "send_raw",
@@ -104,11 +109,14 @@ def find_free_port(host: str = _LOOPBACK) -> int:
         return port
 
 
-def _encode_command(args: Sequence[str]) -> bytes:
+def _encode_command(args: Sequence[str | bytes | int]) -> bytes:
     """Encode one command as a RESP array of bulk strings."""
     parts = [f"*{len(args)}\r\n".encode()]
     for arg in args:
-        raw = arg.encode()
+        if isinstance(arg, int):
+            raw = b"%d" % arg
+        else:
+            raw = arg if isinstance(arg, bytes) else arg.encode()
         parts.append(b"$%d\r\n%s\r\n" % (len(raw), raw))
     return b"".join(parts)
 
@@ -127,11 +135,12 @@ Reply: TypeAlias = "str | int | RespError | list[Reply] | None"
 
 
 class _Reader:
-    """Reads RESP2 replies from a blocking socket."""
+    """Reads RESP2 replies from a blocking socket (strings as bytes if `raw`, else text)."""
 
-    def __init__(self, sock: socket.socket) -> None:
+    def __init__(self, sock: socket.socket, *, raw: bool = False) -> None:
         self._sock = sock
         self._buffer = bytearray()
+        self._raw = raw
 
     def _fill(self) -> None:
         chunk = self._sock.recv(65536)
@@ -146,11 +155,11 @@ class _Reader:
         del self._buffer[: end + 2]
         return line
 
-    def reply(self) -> Reply:
+    def reply(self) -> Any:
         line = self._line()
         kind, rest = line[:1], line[1:].decode(errors="replace")
         if kind == b"+":
-            return rest
+            return line[1:] if self._raw else rest
         if kind == b"-":
             return RespError(rest)
         if kind == b":":
@@ -161,9 +170,9 @@ class _Reader:
                 return None
             while len(self._buffer) < size + 2:
                 self._fill()
-            data = bytes(self._buffer[:size]).decode(errors="replace")
+            data = bytes(self._buffer[:size])
             del self._buffer[: size + 2]
-            return data
+            return data if self._raw else data.decode(errors="replace")
         if kind == b"*":
             count = int(rest)
             return None if count < 0 else [self.reply() for _ in range(count)]
@@ -211,6 +220,123 @@ def send_raw(
         sock.sendall(b"".join(_encode_command(command) for command in commands))
         reader = _Reader(sock)
         return [reader.reply() for _ in commands]
+
+
+class RawClient:
+    """A tiny blocking RESP2 client on one connection: bytes in and out, no Redis library.
+
+    It logs in as the URL says (``AUTH``, ``SELECT``). Calls are serialised by a lock, so
+    worker threads may share it (`raw_client` does). An error reply is raised as
+    :class:`RespError`.
+
+    Example:
+        >>> client = RawClient(server.url)  # doctest: +SKIP
+        >>> client("XADD", "k", "*", "e", b"{}")  # doctest: +SKIP
+        b'1700000000000-0'
+    """
+
+    def __init__(
+        self, url: str, *, timeout: float = 10.0, ssl_context: ssl.SSLContext | None = None
+    ) -> None:
+        parts = urlsplit(url)
+        self._sock = socket.create_connection(
+            (parts.hostname or _LOOPBACK, parts.port or 6379), timeout=timeout
+        )
+        if ssl_context is not None:
+            self._sock = ssl_context.wrap_socket(self._sock, server_hostname=parts.hostname)
+        self._reader = _Reader(self._sock, raw=True)
+        self._lock = threading.Lock()
+        if parts.password is not None:
+            user = [unquote(parts.username)] if parts.username else []
+            self(*["AUTH", *user, unquote(parts.password)])
+        db = parse_qs(parts.query).get("db", [parts.path.lstrip("/") or "0"])[-1]
+        if int(db or 0):
+            self("SELECT", db)
+
+    def __call__(self, *args: str | bytes | int) -> Any:
+        with self._lock:
+            self._sock.sendall(_encode_command(args))
+            reply = self._reader.reply()
+        if isinstance(reply, RespError):
+            raise reply
+        return reply
+
+    def close(self) -> None:
+        self._sock.close()
+
+
+class AsyncRawClient:
+    """`RawClient` for async tests, on either backend: each call runs in a worker thread.
+
+    Stands in for other programs writing to and reading from the same Redis (crashed,
+    foreign or malicious clients), independent of the client under test. A few helpers
+    turn the replies the tests look at into plain shapes.
+    """
+
+    def __init__(self, url: str) -> None:
+        self._url = url
+        self._client: RawClient | None = None
+
+    async def __aenter__(self) -> Self:
+        self._client = await anyio.to_thread.run_sync(RawClient, self._url)
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        if self._client is not None:
+            self._client.close()
+
+    async def __call__(self, *args: str | bytes | int) -> Any:
+        if self._client is None:
+            raise RuntimeError("use it as `async with raw_client(url) as raw:`")
+        return await anyio.to_thread.run_sync(self._client, *args)
+
+    async def xadd(self, key: str, fields: Mapping[str | bytes, str | bytes]) -> bytes:
+        """Add an entry with `fields`; return its id."""
+        flat = [part for pair in fields.items() for part in pair]
+        entry: bytes = await self("XADD", key, "*", *flat)
+        return entry
+
+    async def entries(
+        self, key: str, start: str | bytes = "-", end: str | bytes = "+"
+    ) -> list[tuple[bytes, dict[bytes, bytes]]]:
+        """XRANGE: each entry's id and fields."""
+        found = await self("XRANGE", key, start, end)
+        return [(entry_id, _pairs(values)) for entry_id, values in found]
+
+    async def pending(self, key: str, group: str) -> int:
+        """How many entries of `group` are pending (read, not acknowledged)."""
+        summary = await self("XPENDING", key, group)
+        return int(summary[0])
+
+    async def groups(self, key: str) -> list[dict[bytes, Any]]:
+        """XINFO GROUPS, each group as a dict."""
+        return [_pairs(info) for info in await self("XINFO", "GROUPS", key)]
+
+    async def consumers(self, key: str, group: str) -> list[dict[bytes, Any]]:
+        """XINFO CONSUMERS, each consumer as a dict."""
+        return [_pairs(info) for info in await self("XINFO", "CONSUMERS", key, group)]
+
+    async def create_group(self, key: str, group: str, start: str = "$") -> None:
+        """XGROUP CREATE ... MKSTREAM."""
+        await self("XGROUP", "CREATE", key, group, start, "MKSTREAM")
+
+    async def read_group(
+        self, group: str, consumer: str, key: str, count: int = 10
+    ) -> list[tuple[bytes, dict[bytes, bytes]]]:
+        """XREADGROUP ``>`` (no blocking): the entries read."""
+        found = await self(
+            "XREADGROUP", "GROUP", group, consumer, "COUNT", count, "STREAMS", key, ">"
+        )
+        return [(entry_id, _pairs(values)) for entry_id, values in (found[0][1] if found else [])]
+
+
+def _pairs(flat: list[Any]) -> dict[bytes, Any]:
+    return dict(zip(flat[::2], flat[1::2], strict=True))
+
+
+def raw_client(url: str) -> AsyncRawClient:
+    """An `AsyncRawClient` for `url`: ``async with raw_client(url) as raw: await raw("PING")``."""
+    return AsyncRawClient(url)
 
 
 def require_redis_server(executable: str = "redis-server") -> str:

@@ -143,11 +143,10 @@ async def test_replies_refused_while_redis_loads_its_data_are_sent_again(
     went through was lost for good. Now the pipeline is sent again. (LOADING cannot be
     produced on demand, so a stand-in connection answers it.)
     """
-    from coredis.exceptions import BusyLoadingError  # noqa: PLC0415
-
     from actorbus.redis._acker import Acker, _Batch  # noqa: PLC0415
     from actorbus.redis._config import Keys  # noqa: PLC0415
     from actorbus.redis._context import Context  # noqa: PLC0415
+    from actorbus.redis._errors import reply_error  # noqa: PLC0415
 
     transport = RedisTransport("redis://127.0.0.1:1/0")
     context = Context(transport.url, Keys("actorbus", "app"), transport.settings, "w1")
@@ -160,7 +159,7 @@ async def test_replies_refused_while_redis_loads_its_data_are_sent_again(
         async def pipeline(self, commands: list[Any], *, timeout: float) -> list[Any]:
             sent.append(commands)
             if len(sent) == 1:
-                return [BusyLoadingError("Redis is loading the dataset in memory"), 1]
+                return [reply_error("LOADING Redis is loading the dataset in memory"), 1]
             return [b"1700000000000-0", 1]
 
     batch = _Batch()
@@ -184,12 +183,11 @@ async def test_unwanted_entries_acknowledged_while_redis_loads_are_acknowledged_
     It was logged as an ACL error and the ids were dropped (they came back only through
     claiming); now they go out again with the next read, and nothing is logged as refused.
     """
-    from coredis.exceptions import BusyLoadingError  # noqa: PLC0415
-
     from actorbus.redis._config import Keys  # noqa: PLC0415
     from actorbus.redis._consumer import GroupConsumer  # noqa: PLC0415
     from actorbus.redis._context import Context  # noqa: PLC0415
-    from actorbus.redis._link import pack  # noqa: PLC0415
+    from actorbus.redis._errors import Unavailable, reply_error  # noqa: PLC0415
+    from actorbus.redis._protocol import pack  # noqa: PLC0415
 
     transport = RedisTransport("redis://127.0.0.1:1/0")
     context = Context(transport.url, Keys("actorbus", "app"), transport.settings, "w1")
@@ -203,14 +201,14 @@ async def test_unwanted_entries_acknowledged_while_redis_loads_are_acknowledged_
 
             async def send(self, packed: bytes, count: int, *, timeout: float) -> list[Any]:
                 sent.append(packed)
-                loading = BusyLoadingError("Redis is loading the dataset in memory")
+                loading = reply_error("LOADING Redis is loading the dataset in memory")
                 if len(sent) == 1:
                     return [loading, loading]
                 return [2, []]
 
         read = pack([(b"XREADGROUP", b"GROUP", b"b:w1", b"w1", b"STREAMS", b"k", b">")])
         caplog.set_level(logging.WARNING, logger="actorbus.redis")
-        with pytest.raises(BusyLoadingError):
+        with pytest.raises(Unavailable):
             await consumer._read(Loading(), read, 1.0)  # type: ignore[arg-type]
         assert await consumer._read(Loading(), read, 1.0) == []  # type: ignore[arg-type]
     assert sent[1] == sent[0]  # the same XACK again, with the next read

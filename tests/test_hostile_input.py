@@ -26,11 +26,10 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 import attrs
-import coredis
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from redis_support import dead_key, events_key
+from redis_support import AsyncRawClient, dead_key, events_key, raw_client
 
 from actorbus import ActorSystem, DecodeError, Envelope, Scope, event, handle
 from actorbus._convert import structure
@@ -726,9 +725,8 @@ def test_recursion_in_the_data_is_a_decode_error() -> None:
 # -- a consumer under fire ----------------------------------------------------------------------
 
 
-async def pending(raw: coredis.Redis[bytes], app: str, group: str) -> int:
-    summary: Any = await raw.xpending(events_key(app), group)
-    return int(summary.pending)
+async def pending(raw: AsyncRawClient, app: str, group: str) -> int:
+    return await raw.pending(events_key(app), group)
 
 
 def job_entry(n: int) -> dict[str, bytes]:
@@ -782,7 +780,7 @@ async def test_a_consumer_dead_letters_hostile_entries_and_keeps_consuming(
     expected: dict[bytes, tuple[str, str]] = {}
     built = Canary.built
     async with (
-        coredis.Redis.from_url(redis_server.url) as raw,
+        raw_client(redis_server.url) as raw,
         ActorSystem(app, transport=transport) as system,
     ):
         await system.spawn(on_job)
@@ -790,8 +788,8 @@ async def test_a_consumer_dead_letters_hostile_entries_and_keeps_consuming(
         n = 0
         for what, fields, reason in HOSTILE_ENTRIES:
             await raw.xadd(events_key(app), job_entry(n))
-            entry: Any = await raw.xadd(events_key(app), fields)
-            expected[bytes(entry)] = (what, reason)
+            entry = await raw.xadd(events_key(app), fields)
+            expected[entry] = (what, reason)
             n += 1
         for type_ in harmless:
             data = {"__class__": type_, "args": ["echo pwned"]}
@@ -809,12 +807,9 @@ async def test_a_consumer_dead_letters_hostile_entries_and_keeps_consuming(
         with anyio.fail_after(10):  # every entry, good or bad, is acknowledged
             while (await pending(raw, app, group)) > 0:  # noqa: ASYNC110
                 await anyio.sleep(0.01)
-        letters: Any = await raw.xrange(dead_key(app))
+        letters = await raw.entries(dead_key(app))
     assert sorted(seen) == list(range(n + 5))
-    reasons = {
-        bytes(letter.field_values[b"entry"]): bytes(letter.field_values[b"error"]).decode()
-        for letter in letters
-    }
+    reasons = {fields[b"entry"]: fields[b"error"].decode() for _, fields in letters}
     assert set(reasons) == set(expected)
     for entry, (what, reason) in expected.items():
         assert "DecodeError" in reasons[entry], what

@@ -7,17 +7,13 @@ envelope is built (and encoded) before anything is published.
 
 from __future__ import annotations
 
-import gc
 import json
-import warnings
 from typing import TYPE_CHECKING, Any
 
 import anyio
-import coredis
 import pytest
 from anyio.lowlevel import checkpoint
-from coredis.exceptions import ResponseError
-from redis_support import events_key, new_app
+from redis_support import AsyncRawClient, events_key, new_app, raw_client
 
 from actorbus import (
     Actor,
@@ -34,11 +30,12 @@ from actorbus import (
     handle,
 )
 from actorbus.redis import RedisTransport
+from actorbus.redis._errors import ReplyError
 from actorbus.redis._publisher import Publisher
 from actorbus.testing import MemoryBroker, MemoryTransport
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator
+    from collections.abc import Callable
 
     from redis_support import RedisServer
 
@@ -102,10 +99,10 @@ def batch_envelopes(monkeypatch: pytest.MonkeyPatch) -> list[Envelope]:
     return seen
 
 
-async def written(raw: coredis.Redis[bytes], app: str) -> list[int]:
+async def written(raw: AsyncRawClient, app: str) -> list[int]:
     """The ``n`` of each event in `app`'s stream, in stream order."""
-    entries = await raw.xrange(events_key(app))
-    return [json.loads(entry.field_values[b"e"])["data"]["n"] for entry in entries]
+    entries = await raw.entries(events_key(app))
+    return [json.loads(fields[b"e"])["data"]["n"] for _, fields in entries]
 
 
 async def failing(sender: ActorSystem, events: list[Any], failure: list[TransportError]) -> None:
@@ -286,15 +283,6 @@ async def test_an_app_event_the_transport_cannot_encode_fails_the_whole_batch() 
 # -- over Redis -----------------------------------------------------------------------------
 
 
-@pytest.fixture
-def _connect_failures() -> Iterator[None]:
-    """Collect what coredis leaks when connecting fails (see test_redis.py)."""
-    yield
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ResourceWarning)
-        gc.collect()
-
-
 @pytest.mark.redis
 async def test_a_batch_reaches_another_instance_in_order(redis_server: RedisServer) -> None:
     app = new_app()
@@ -321,13 +309,13 @@ async def test_a_batch_with_an_oversized_event_publishes_nothing(
     transport = RedisTransport(redis_server.url, max_message_bytes=200)
     async with (
         ActorSystem(app, transport=transport) as sender,
-        coredis.Redis.from_url(redis_server.url) as raw,
+        raw_client(redis_server.url) as raw,
     ):
         await sender.spawn(Recorder, seen)
         big = Envelope(type="batch.blob", data="x" * 500, scope=Scope.APP)
         with pytest.raises(ValueError, match="over max_message_bytes=200"):
             await sender.publish_batch([Item(0), Shared(1), big, Shared(2)])
-        assert await raw.xlen(events_key(app)) == 0
+        assert await raw("XLEN", events_key(app)) == 0
         assert transport.stats().published == 0
         await sender.drain()
     assert seen == []  # not even the PROCESS event
@@ -342,7 +330,7 @@ async def test_a_batch_stops_at_the_first_event_redis_refuses(
 
     def refuse_15(publisher: Publisher, item: Any, reply: Any) -> None:
         if b'"n":15}' in item.packed:
-            reply = ResponseError("OOM command not allowed (injected)")
+            reply = ReplyError("OOM command not allowed (injected)")
         answer(publisher, item, reply)
 
     monkeypatch.setattr(Publisher, "_answer", refuse_15)
@@ -350,7 +338,7 @@ async def test_a_batch_stops_at_the_first_event_redis_refuses(
     transport = RedisTransport(redis_server.url, batch=10)
     async with (
         ActorSystem(app, transport=transport) as sender,
-        coredis.Redis.from_url(redis_server.url) as raw,
+        raw_client(redis_server.url) as raw,
     ):
         with pytest.raises(TransportError, match=r"refused event 'batch.shared'") as caught:
             await sender.publish_batch([Item(-1), *(Shared(n) for n in range(30))])
@@ -378,10 +366,10 @@ async def test_a_batch_redis_does_not_answer_in_time_fails_in_time_and_stops(
     transport = RedisTransport(redis_server.url, batch=10, publish_timeout=0.5)
     async with (
         ActorSystem(app, transport=transport) as sender,
-        coredis.Redis.from_url(redis_server.url) as raw,
+        raw_client(redis_server.url) as raw,
     ):
         await sender.publish(Shared(-1))  # connected
-        await raw.client_pause(1500)  # writes wait: the first pipeline gets no answer
+        await raw("CLIENT", "PAUSE", 1500)  # writes wait: the first pipeline gets no answer
         started = anyio.current_time()
         with pytest.raises(TransportError, match="did not confirm") as caught:
             await sender.publish_batch(Shared(n) for n in range(200))
@@ -403,11 +391,11 @@ async def test_a_batch_cut_short_by_closing_keeps_what_was_queued_before(
     transport = RedisTransport(redis_server.url, batch=10, publish_timeout=10)
     async with (
         ActorSystem(app, transport=transport) as sender,
-        coredis.Redis.from_url(redis_server.url) as raw,
+        raw_client(redis_server.url) as raw,
     ):
         await sender.publish(Shared(-1))  # connected
         publisher = transport._running_publisher()
-        await raw.client_pause(500)  # the first pipeline (0-9) waits; 10-49 fill the queue
+        await raw("CLIENT", "PAUSE", 500)  # the first pipeline (0-9) waits; 10-49 fill the queue
         failure: list[TransportError] = []
         async with anyio.create_task_group() as tasks:
             tasks.start_soon(failing, sender, [Shared(n) for n in range(200)], failure)
@@ -433,15 +421,15 @@ async def test_an_entry_sent_when_the_transport_stopped_is_not_reported_unpublis
     transport = RedisTransport(redis_server.url, publish_timeout=10)
     async with (
         ActorSystem(app, transport=transport) as sender,
-        coredis.Redis.from_url(redis_server.url) as raw,
+        raw_client(redis_server.url) as raw,
     ):
         await sender.publish(Shared(-1))  # connected
         publisher = transport._running_publisher()
-        await raw.client_pause(500)  # the XADD waits in Redis
+        await raw("CLIENT", "PAUSE", 500)  # the XADD waits in Redis
         failure: list[TransportError] = []
         async with anyio.create_task_group() as tasks:
             tasks.start_soon(failing, sender, [Shared(0)], failure)
-            await eventually(lambda: bool(publisher._held) and publisher._link_lock.locked())
+            await eventually(lambda: bool(publisher._held) and publisher._connection_lock.locked())
             await anyio.sleep(0.05)  # written, waiting for its reply
             assert transport._main_scope is not None
             transport._main_scope.cancel()  # the publishing task stops: no reply read
@@ -458,23 +446,21 @@ async def test_a_cancelled_batch_sends_nothing_more(redis_server: RedisServer) -
     transport = RedisTransport(redis_server.url, batch=10)
     async with (
         ActorSystem(app, transport=transport) as sender,
-        coredis.Redis.from_url(redis_server.url) as raw,
+        raw_client(redis_server.url) as raw,
     ):
         await sender.publish(Shared(-1))  # connected
-        await raw.client_pause(1000)  # the first pipeline waits in Redis meanwhile
+        await raw("CLIENT", "PAUSE", 1000)  # the first pipeline waits in Redis meanwhile
         with anyio.move_on_after(0.3) as scope:
             await sender.publish_batch(Shared(n) for n in range(100))
         assert scope.cancelled_caught
         await anyio.sleep(1.2)  # the pause ended; anything still queued would be sent now
-        entries = await raw.xrange(events_key(app))
+        entries = await raw.entries(events_key(app))
         published = transport.stats().published
     assert len(entries) == 11  # Shared(-1) and the first pipeline of 10
     assert published == 11
 
 
 @pytest.mark.redis
-@pytest.mark.usefixtures("_connect_failures")
-@pytest.mark.filterwarnings("ignore::ResourceWarning")
 async def test_a_batch_that_loses_redis_midway_fails_within_its_timeout(
     fresh_redis_server: RedisServer,
 ) -> None:
@@ -503,8 +489,6 @@ async def test_a_batch_that_loses_redis_midway_fails_within_its_timeout(
 
 
 @pytest.mark.redis
-@pytest.mark.usefixtures("_connect_failures")
-@pytest.mark.filterwarnings("ignore::ResourceWarning")
 async def test_a_batch_redis_did_not_take_says_how_many_were_accepted(
     fresh_redis_server: RedisServer,
 ) -> None:

@@ -17,6 +17,7 @@ from actorbus.redis._acker import Acker, Entry, _Batch
 from actorbus.redis._config import Keys
 from actorbus.redis._consumer import GroupConsumer
 from actorbus.redis._context import Context
+from actorbus.redis._intake import Intake
 
 pytestmark = pytest.mark.anyio
 
@@ -65,13 +66,13 @@ async def test_a_cancellation_while_the_actors_run_still_hands_the_entries_over(
     context: Context,
 ) -> None:
     async with ActorSystem("handover") as system:
-        consumer = GroupConsumer(context, system, "b:w1", None, resume=False)
+        intake = Intake(context, system, "b:w1", None)
         send, receive = anyio.create_memory_object_stream[list[Entry]](1)
         items = [entry(b"1-0", finished=False)]
         with send, receive:
             with anyio.CancelScope() as scope:
                 scope.cancel()
-                await consumer._hand_over(send, items)
+                await intake.hand_over(send, items)
                 pytest.fail("the cancellation was not raised")  # pragma: no cover
             assert scope.cancelled_caught
             assert receive.receive_nowait() == items
@@ -81,17 +82,16 @@ async def test_the_reader_settles_what_was_handled_and_passes_on_the_rest(
     context: Context,
 ) -> None:
     async with ActorSystem("handover") as system:
-        consumer = GroupConsumer(context, system, "b:w1", None, resume=False)
-        acker = consumer._acker = Acker(context, "b:w1", {})
+        intake = Intake(context, system, "b:w1", None)
+        acker = intake.acker = Acker(context, "b:w1", {})
         acker._batch = batch = _Batch()
-        consumer._rounds = 2  # as on trio: a second round while the last entry is pending
         waiting = entry(b"2-0", finished=False)
         send, receive = anyio.create_memory_object_stream[list[Entry]](1)
         with send, receive:
-            await consumer._hand_over(send, [entry(b"1-0"), waiting])
+            await intake.hand_over(send, [entry(b"1-0"), waiting])
             assert batch.acks == [b"1-0"]
             assert receive.receive_nowait() == [waiting]  # only it wakes the acker task
-            await consumer._hand_over(send, [entry(b"3-0")])
+            await intake.hand_over(send, [entry(b"3-0")])
             assert batch.acks == [b"1-0", b"3-0"]
             with pytest.raises(anyio.WouldBlock):
                 receive.receive_nowait()  # nothing for the acker task
@@ -101,8 +101,8 @@ async def test_an_error_while_settling_is_not_hidden_by_a_cancellation(
     context: Context, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     async with ActorSystem("handover") as system:
-        consumer = GroupConsumer(context, system, "b:w1", None, resume=False)
-        acker = consumer._acker = Acker(context, "b:w1", {})
+        intake = Intake(context, system, "b:w1", None)
+        acker = intake.acker = Acker(context, "b:w1", {})
         acker._batch = _Batch()
 
         def broken(item: Entry, batch: _Batch) -> None:
@@ -113,7 +113,7 @@ async def test_an_error_while_settling_is_not_hidden_by_a_cancellation(
         with send, receive, pytest.raises(ValueError, match="settling failed"):
             with anyio.CancelScope() as scope:
                 scope.cancel()
-                await consumer._hand_over(send, [entry(b"1-0")])
+                await intake.hand_over(send, [entry(b"1-0")])
 
 
 async def test_a_failed_read_while_intake_stops_is_raised_and_its_entries_handed_over(
@@ -128,7 +128,7 @@ async def test_a_failed_read_while_intake_stops_is_raised_and_its_entries_handed
         async def fetch(*_: object) -> object:
             return [[b"events", read]]
 
-        async def dispatch(entry_id: bytes, fields: object, deliveries: int) -> Entry:
+        async def take(entry_id: bytes, fields: object, deliveries: int) -> Entry:
             if entry_id == b"2-0":
                 intake.cancel()  # `stop_intake`, while this entry is being delivered
                 msg = "delivery failed"
@@ -136,10 +136,10 @@ async def test_a_failed_read_while_intake_stops_is_raised_and_its_entries_handed
             return entry(entry_id)
 
         consumer._fetch = fetch  # type: ignore[method-assign]
-        consumer._dispatch = dispatch  # type: ignore[method-assign]
-        consumer._unwanted_here = lambda fields: False  # type: ignore[method-assign]
+        consumer._intake.entry = take  # type: ignore[method-assign]
+        consumer._intake.is_unwanted = lambda fields: False  # type: ignore[method-assign]
         send, receive = anyio.create_memory_object_stream[list[Entry]](1)
         with receive:
             with pytest.raises(RuntimeError, match="delivery failed"), intake:
-                await consumer._read_loop(None, None, send)  # type: ignore[arg-type]
+                await consumer._read_loop(None, send)  # type: ignore[arg-type]
             assert [item.id for item in receive.receive_nowait()] == [b"1-0"]

@@ -12,9 +12,8 @@ from typing import TYPE_CHECKING, TypeAlias
 
 import anyio
 import anyio.abc
-import coredis
 import pytest
-from redis_support import SlowReplies, events_key, new_app
+from redis_support import SlowReplies, events_key, new_app, raw_client
 
 from actorbus import ActorSystem, Envelope, Scope, TransportError, event
 from actorbus.redis import RedisTransport
@@ -49,9 +48,9 @@ async def outcome(sender: ActorSystem, n: int, into: Outcomes) -> None:
 
 
 async def stream(redis_server: RedisServer, app: str) -> list[int]:
-    async with coredis.Redis.from_url(redis_server.url) as raw:
-        entries = await raw.xrange(events_key(app))
-    return [json.loads(entry.field_values[b"e"])["data"]["n"] for entry in entries]
+    async with raw_client(redis_server.url) as raw:
+        entries = await raw.entries(events_key(app))
+    return [json.loads(fields[b"e"])["data"]["n"] for _, fields in entries]
 
 
 @contextlib.asynccontextmanager
@@ -71,7 +70,7 @@ async def publish_zero_in_flight(
             proxy.delay = 0.3  # Redis applies the XADD at once; its reply comes later
             async with anyio.create_task_group() as tasks:
                 tasks.start_soon(outcome, sender, 0, outcomes)
-                await eventually(publisher._link_lock.locked)
+                await eventually(publisher._connection_lock.locked)
                 yield sender, transport, tasks
             proxy.delay = 0
 

@@ -6,7 +6,12 @@ handler holds back only its own entry, not the acknowledgement of those after it
 
 - handled → acknowledge it (XACK);
 - dead-lettered by supervision (or undecodable, or delivered too often) → add it to the
-  dead-letter stream, then acknowledge it;
+  dead-letter stream, then acknowledge it. An entry larger than `DEAD_LETTER_WHOLE`
+  goes there as a preview of its first `PREVIEW_BYTES` with its size (and its event's
+  ``id`` and ``type`` when it could be decoded): every group that gives up on it adds a
+  dead letter, and copying a multi-megabyte entry into each would fill Redis's memory.
+  Its stream id (field ``entry``) finds the whole entry in the events stream while it
+  is kept there;
 - not handled (its actor stopped first, or the group has no local member any more) →
   leave it pending, to be claimed and delivered again.
 
@@ -18,7 +23,7 @@ handlers, so a group with stuck handlers stops reading after a few batches
 
 A request (an entry carrying ``replyto``) whose handler replied also gets its reply sent.
 A second task sends what was settled in one pipeline — dead letters, replies, then one
-XACK — on a connection of its own (a `Link`), retrying while Redis is unreachable. It
+XACK — on a connection of its own, retrying while Redis is unreachable. It
 waits a few milliseconds first so that one XACK covers many entries: a round trip costs
 far more than the delay, and a later acknowledgement only widens what a crash would
 leave pending.
@@ -29,11 +34,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Final
 
 import anyio
-from coredis.exceptions import RedisError
 
 from actorbus._message import Outcome
-from actorbus.redis._health import TRANSIENT, Backoff, logger
-from actorbus.redis._link import Command, Link, link_for
+from actorbus.redis._errors import TRANSIENT, ReplyError
+from actorbus.redis._health import Retry, logger
 from actorbus.redis._replies import REPLY_MAXLEN, REPLY_TTL, reply_fields, reply_target
 
 if TYPE_CHECKING:
@@ -41,9 +45,16 @@ if TYPE_CHECKING:
 
     from actorbus._envelope import Envelope
     from actorbus._message import Delivery
+    from actorbus.redis._client import DedicatedConnection
     from actorbus.redis._context import Context
+    from actorbus.redis._protocol import Command
 
-__all__ = ["Acker", "Entry"]
+__all__ = ["DEAD_LETTER_WHOLE", "PREVIEW_BYTES", "Acker", "Entry", "dead_letter_fields"]
+
+DEAD_LETTER_WHOLE: Final = 64 * 1024
+"""Bytes of an entry's ``e`` field up to which a dead letter holds it whole."""
+PREVIEW_BYTES: Final = 1024
+"""Bytes of a larger entry that its dead letter keeps (field ``preview``)."""
 
 _ACK_DELAY: Final = 0.005
 """Seconds settled entries wait so that they are sent together."""
@@ -97,9 +108,9 @@ class Acker:
     async def run(self, receive: MemoryObjectReceiveStream[list[Entry]]) -> None:
         """Settle entries until `receive` ended and all were settled; send the rest, return."""
         batch = self._batch = _Batch()
-        link = link_for(self._context)
+        connection = self._context.dedicated(self._key)
         async with anyio.create_task_group() as tasks:
-            tasks.start_soon(self._flush_loop, link, batch)
+            tasks.start_soon(self._flush_loop, connection, batch)
             try:
                 with receive:
                     await self._settle_all(receive, batch)
@@ -159,18 +170,18 @@ class Acker:
             batch.ready.set()
         return rest
 
-    async def _flush_loop(self, link: Link, batch: _Batch) -> None:
+    async def _flush_loop(self, connection: DedicatedConnection, batch: _Batch) -> None:
         try:
             while True:
                 await batch.ready.wait()
                 batch.ready = anyio.Event()
                 if not (batch.closed or batch.replies):  # a requester waits for replies
                     await anyio.sleep(_ACK_DELAY)
-                await self._flush(link, batch.take())
+                await self._flush(connection, batch.take())
                 if batch.closed and batch.empty():
                     return
         finally:
-            await link.close()
+            await connection.close()
 
     def _settle(self, item: Entry, batch: _Batch) -> None:
         delivery = item.delivery
@@ -185,50 +196,40 @@ class Acker:
             self._inflight.pop(item.id, None)  # left pending: claimed again later
             return
         if outcome is Outcome.DEAD_LETTERED:
-            error = delivery.dead_error
-            batch.dead.append(
-                {
-                    b"e": item.raw,
-                    b"error": f"{type(error).__name__}: {error}".encode(),
-                    b"group": self._group.encode(),
-                    b"deliveries": str(item.deliveries).encode(),
-                    b"entry": item.id,
-                    b"instance": self._instance.encode(),
-                }
-            )
+            batch.dead.append(dead_letter_fields(item, self._group, self._instance))
         batch.acks.append(item.id)
 
-    async def _flush(self, link: Link, batch: _Batch) -> None:
+    async def _flush(self, connection: DedicatedConnection, batch: _Batch) -> None:
         """Send the batch's dead letters, replies and XACK; retry while Redis is away."""
         if batch.empty():
             return
-        replies = await self._send(link, self._commands(batch))
+        replies = await self._send(connection, self._commands(batch))
         counters = self._context.counters
         for reply in replies[: len(batch.dead)]:
-            if isinstance(reply, RedisError):
+            if isinstance(reply, ReplyError):
                 logger.error("adding a dead letter failed: %s", reply)
             else:
                 counters.dead_lettered += 1
         if batch.acks:
             ack = replies[-1]
-            if isinstance(ack, RedisError):
+            if isinstance(ack, ReplyError):
                 logger.error("acknowledging entries of group %r failed: %s", self._group, ack)
             else:
                 counters.acked += ack
         for entry in batch.acks:
             self._inflight.pop(entry, None)
 
-    async def _send(self, link: Link, commands: list[Command]) -> list[Any]:
+    async def _send(self, connection: DedicatedConnection, commands: list[Command]) -> list[Any]:
         """Send `commands` in one pipeline until Redis answers them; return the replies."""
-        backoff = Backoff(health=self._context.health)
+        backoff = Retry(self._context.health)
         while True:
             try:
-                replies = await link.pipeline(commands, timeout=_SEND_TIMEOUT)
+                replies = await connection.pipeline(commands, timeout=_SEND_TIMEOUT)
             except TRANSIENT as exc:
                 self._context.health.failed(exc)
                 await backoff.sleep()
                 continue
-            except RedisError as exc:  # refused while connecting (credentials)
+            except ReplyError as exc:  # refused while connecting (credentials)
                 logger.error("connecting to acknowledge entries failed: %s", exc)
                 await backoff.sleep()
                 continue
@@ -251,6 +252,25 @@ class Acker:
         if batch.acks:
             commands.append((b"XACK", self._key, self._group, *batch.acks))
         return commands
+
+
+def dead_letter_fields(item: Entry, group: str, instance: str) -> dict[bytes, bytes]:
+    """The fields of `item`'s dead letter: the entry whole, or a preview if it is large."""
+    error = item.delivery.dead_error
+    raw = item.raw
+    if len(raw) <= DEAD_LETTER_WHOLE:
+        fields = {b"e": raw}
+    else:
+        fields = {b"preview": raw[:PREVIEW_BYTES], b"size": b"%d" % len(raw)}
+        if item.envelope is not None:
+            fields[b"id"] = item.envelope.id.encode()
+            fields[b"type"] = item.envelope.type.encode()
+    fields[b"error"] = f"{type(error).__name__}: {error}".encode()
+    fields[b"group"] = group.encode()
+    fields[b"deliveries"] = b"%d" % item.deliveries
+    fields[b"entry"] = item.id
+    fields[b"instance"] = instance.encode()
+    return fields
 
 
 async def _take(

@@ -1,30 +1,24 @@
-"""Connection health of the Redis bridge: outage detection, logging, backoff, counters."""
+"""Connection health of the Redis bridge: outage detection, logging, retries, counters."""
 
 from __future__ import annotations
 
 import logging
-import random
 from typing import Final
 
 import anyio
 import attrs
-from coredis.exceptions import ConnectionError as RedisConnectionError
-from coredis.exceptions import ReadOnlyError
 
+from actorbus._supervision import Backoff
 from actorbus.redis._config import scrub
+from actorbus.redis._errors import RedisError
 from actorbus.redis._tls import tls_advice
 
-__all__ = ["TRANSIENT", "Backoff", "Counters", "Health", "RedisStats", "logger"]
+__all__ = ["BACKOFF", "Counters", "Health", "RedisStats", "Retry", "logger"]
 
 logger: Final = logging.getLogger("actorbus.redis")
 
-TRANSIENT: Final = (RedisConnectionError, ReadOnlyError, TimeoutError, OSError)
-"""Errors that mean "Redis is not reachable right now": back off and try again.
-
-coredis raises its `ConnectionError` when it cannot connect or loses the connection,
-and the builtin `TimeoutError` when a reply takes longer than the stream timeout;
-``READONLY`` is what a demoted primary answers during a failover.
-"""
+BACKOFF: Final = Backoff(initial=0.1, maximum=5.0, multiplier=2.0, jitter=0.5)
+"""The delays of the bridge's loops while Redis is away: 0.1 s doubling to 5 s, ±50 %."""
 
 
 @attrs.frozen
@@ -107,8 +101,13 @@ class Health:
         return not scope.cancelled_caught
 
     def describe(self, error: BaseException) -> str:
-        """`error` as one line, with any password removed."""
-        return scrub(f"{type(error).__name__}: {error}", self._url)
+        """`error` as one line, with any password removed.
+
+        The client's errors say what they are (``NOPERM this user has no permissions
+        ...``, ``connection to Redis lost: EndOfStream``); others get their type's name.
+        """
+        text = str(error) if isinstance(error, RedisError) else f"{type(error).__name__}: {error}"
+        return scrub(text, self._url)
 
     def failed(self, error: BaseException) -> None:
         """A command failed for a transient reason: an outage starts (or goes on).
@@ -155,33 +154,33 @@ class Health:
         )
 
 
-class Backoff:
-    """Delays between attempts: 0.1 s doubling up to 5 s, with full jitter."""
+class Retry:
+    """The waits between the attempts of one loop that talks to Redis.
 
-    __slots__ = ("_current", "_cut_short", "_health", "initial", "maximum")
+    The delays are those of a `Backoff` (`BACKOFF` unless given), attempt after attempt
+    until `reset`. The end of an outage (`Health`) cuts a wait short, but not twice in a
+    row: if the attempt made then failed too (this part of the bridge fails while others
+    succeed), the next wait lasts its whole delay, so a failing part keeps to its
+    backoff rather than retrying after every success of the others.
+    """
 
-    def __init__(self, initial: float = 0.1, maximum: float = 5.0, *, health: Health) -> None:
-        self.initial = initial
-        self.maximum = maximum
-        self._current = initial
-        self._health = health  # an outage it reports ending cuts the sleep short
-        self._cut_short = False  # the last sleep was: the next one is not
+    __slots__ = ("_attempt", "_backoff", "_cut_short", "_health")
+
+    def __init__(self, health: Health, backoff: Backoff = BACKOFF) -> None:
+        self._health = health
+        self._backoff = backoff
+        self._attempt = 0
+        self._cut_short = False  # the last wait was: the next one is not
 
     def reset(self) -> None:
-        """Start again from the initial delay (after a success)."""
-        self._current = self.initial
+        """Start again from the first delay (after a success)."""
+        self._attempt = 0
         self._cut_short = False
 
     async def sleep(self) -> None:
-        """Sleep for the next delay: half to all of it, so instances do not retry in step.
-
-        The end of an outage (`health`) cuts the sleep short, but not twice in a
-        row: if the attempt made then failed too (this part of the bridge fails while
-        others succeed), the next sleep lasts its whole delay, so a failing part keeps
-        to its backoff rather than retrying after every success of the others.
-        """
-        delay = self._current * random.uniform(0.5, 1.0)  # noqa: S311 - jitter, not crypto
-        self._current = min(self.maximum, self._current * 2)
+        """Wait for the next delay (or less, when an outage under way ends)."""
+        self._attempt += 1
+        delay = self._backoff.delay(self._attempt)
         if self._cut_short:
             self._cut_short = False
             await anyio.sleep(delay)

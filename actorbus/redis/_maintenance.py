@@ -23,19 +23,17 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 import anyio
-from coredis.exceptions import RedisError, ResponseError
-from coredis.tokens import PureToken
 
 from actorbus.redis._config import broadcast_group, format_id, is_anonymous, parse_id
-from actorbus.redis._health import TRANSIENT, logger
+from actorbus.redis._errors import TRANSIENT, ReplyError
+from actorbus.redis._health import logger
 
 if TYPE_CHECKING:
-    import coredis
-
+    from actorbus.redis._client import Client
     from actorbus.redis._config import Settings, StreamId
     from actorbus.redis._context import Context
 
-__all__ = ["Maintenance", "beat"]
+__all__ = ["Maintenance", "beat", "info_dict"]
 
 
 def heartbeat_lifetime(settings: Settings) -> float:
@@ -43,10 +41,15 @@ def heartbeat_lifetime(settings: Settings) -> float:
     return max(settings.stale_after, 3 * settings.trim_interval)
 
 
-async def beat(client: coredis.Redis[bytes], context: Context) -> None:
+async def beat(context: Context) -> None:
     """Refresh `context`'s instance heartbeat: alive for `stale_after` (≥ 3 beats) more."""
     ttl = max(1, int(heartbeat_lifetime(context.settings)))
-    await client.set(context.keys.alive(context.instance), b"1", ex=ttl)
+    await context.client.call(b"SET", context.keys.alive(context.instance), b"1", b"EX", ttl)
+
+
+def info_dict(flat: list[Any]) -> dict[bytes, Any]:
+    """One record of an XINFO reply (a flat list of names and values) as a dict."""
+    return dict(zip(flat[::2], flat[1::2], strict=False))
 
 
 class Maintenance:
@@ -57,77 +60,73 @@ class Maintenance:
         self._key = context.keys.events
         self._own = broadcast_group(context.instance)
         self._silent: dict[str, float] = {}  # instance -> when its heartbeat was first missing
+        self._client: Client = context.client
         self.scope = anyio.CancelScope()
 
-    async def run(self, client: coredis.Redis[bytes]) -> None:
+    async def run(self) -> None:
         """Beat and trim every `trim_interval` seconds until cancelled through `scope`."""
         with self.scope:
             while True:
                 try:
-                    await self.beat(client)
+                    await beat(self._context)
                 except TRANSIENT as exc:
                     self._context.health.failed(exc)
-                except RedisError as exc:
+                except ReplyError as exc:
                     logger.warning("heartbeat failed: %s", self._context.health.describe(exc))
                 await anyio.sleep(self._context.settings.trim_interval)
                 try:
-                    await self.trim(client)
+                    await self.trim()
                 except TRANSIENT as exc:
                     self._context.health.failed(exc)
-                except RedisError as exc:
+                except ReplyError as exc:
                     logger.warning(
                         "trimming %s failed: %s", self._key, self._context.health.describe(exc)
                     )
 
-    async def beat(self, client: coredis.Redis[bytes]) -> None:
-        """Say this instance is alive until well after the next beat."""
-        await beat(client, self._context)
-
-    async def _gone(
-        self, client: coredis.Redis[bytes], instance: str, silent: dict[str, float]
-    ) -> bool:
+    async def _gone(self, instance: str, silent: dict[str, float]) -> bool:
         """Whether `instance` has had no heartbeat for a whole heartbeat lifetime, as seen here.
 
         A missing key alone is not enough: after Redis lost its data, a live instance's
         heartbeat is missing until its next beat, and removing its group then (and trimming
         past what it had not read) would lose events for it.
         """
-        found: int = await client.exists([self._context.keys.alive(instance)])
+        found: int = await self._client.call(b"EXISTS", self._context.keys.alive(instance))
         if found:
             return False
         now = anyio.current_time()
         since = self._silent.setdefault(instance, silent.get(instance, now))
         return now - since >= heartbeat_lifetime(self._context.settings)
 
-    async def trim(self, client: coredis.Redis[bytes]) -> int:
+    async def trim(self) -> int:
         """Trim once; return how many entries Redis removed."""
+        client = self._client
         try:
-            groups: Any = await client.xinfo_groups(self._key)
-        except ResponseError:
-            return 0  # no stream yet
+            groups: list[Any] = await client.call(b"XINFO", b"GROUPS", self._key)
+        except ReplyError as exc:
+            if "no such key" in str(exc):
+                return 0  # no stream yet
+            raise
         keep: list[StreamId] = []
         silent, self._silent = self._silent, {}  # what _gone does not see again is forgotten
-        for info in groups:
-            name = bytes(info[b"name"]).decode()
-            if await self._remove_stale(client, name, silent):
+        for flat in groups:
+            info = info_dict(flat)
+            name = info[b"name"].decode()
+            if await self._remove_stale(name, silent):
                 continue
             if int(info[b"pending"]):
-                summary: Any = await client.xpending(self._key, name)
-                if summary.minimum_identifier is not None:
-                    keep.append(parse_id(summary.minimum_identifier))
+                # The summary form: [count, smallest id, greatest id, consumers].
+                summary: list[Any] = await client.call(b"XPENDING", self._key, name)
+                if summary[1] is not None:
+                    keep.append(parse_id(summary[1]))
                     continue
             keep.append(parse_id(info[b"last-delivered-id"]))
         if not keep:
             return 0
-        threshold: Any = format_id(min(keep))  # an id: coredis types it for MAXLEN only
-        removed: int = await client.xtrim(
-            self._key, PureToken.MINID, threshold, PureToken.APPROXIMATELY
-        )
+        threshold = format_id(min(keep))
+        removed: int = await client.call(b"XTRIM", self._key, b"MINID", b"~", threshold)
         return removed
 
-    async def _remove_stale(
-        self, client: coredis.Redis[bytes], group: str, silent: dict[str, float]
-    ) -> bool:
+    async def _remove_stale(self, group: str, silent: dict[str, float]) -> bool:
         """Clean up after crashed anonymous instances; True if `group` itself was removed."""
         if group == self._own:
             return False
@@ -135,8 +134,8 @@ class Maintenance:
         if not (anonymous_broadcast or group.startswith("g:")):
             return False
         if anonymous_broadcast:
-            if await self._gone(client, group[2:], silent):
-                await client.xgroup_destroy(self._key, group)
+            if await self._gone(group[2:], silent):
+                await self._client.call(b"XGROUP", b"DESTROY", self._key, group)
                 logger.info(
                     "removed consumer group %r of %s: its anonymous instance stopped "
                     "beating more than %ss ago (stale_after)",
@@ -146,14 +145,15 @@ class Maintenance:
                 )
                 return True
             return False
-        consumers: Any = await client.xinfo_consumers(self._key, group)
-        for consumer in consumers:
-            name = bytes(consumer[b"name"]).decode(errors="replace")
+        consumers: list[Any] = await self._client.call(b"XINFO", b"CONSUMERS", self._key, group)
+        for flat in consumers:
+            consumer = info_dict(flat)
+            name = consumer[b"name"].decode(errors="replace")
             if (
                 is_anonymous(name)
                 and name != self._context.instance
                 and int(consumer[b"pending"]) == 0
-                and await self._gone(client, name, silent)
+                and await self._gone(name, silent)
             ):
-                await client.xgroup_delconsumer(self._key, group, name)
+                await self._client.call(b"XGROUP", b"DELCONSUMER", self._key, group, name)
         return False

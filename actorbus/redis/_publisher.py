@@ -5,9 +5,9 @@ publishing (the last batch was a single event, nothing is queued and the connect
 free), the caller sends its entry itself and reads the reply: no other task involved,
 as with a plain client. Otherwise it queues the encoded envelope and waits: one task,
 `Publisher.run`, takes what is queued — the first item, then whatever else is queued, up
-to `batch` — writes it in one send on its own connection (a `Link`) and reads the
-replies: one round trip for many events when many tasks publish at once. When the last
-batch had more than one event, it first lets one scheduling round pass, so that the
+to `batch` — writes it in one send on its own connection and reads the replies: one
+round trip for many events when many tasks publish at once. When the last batch had
+more than one event, it first lets one scheduling round pass, so that the
 publishers its replies woke queue their next events and they go out together. Entries
 reach Redis in the order they were queued, so the events of one publishing task keep
 their order.
@@ -20,7 +20,7 @@ deadline of anything still queued. An item whose deadline passed is answered
 `TransportError` and dropped from later attempts, so an event is never reported
 published unless Redis accepted it. (A batch whose replies were lost may have been
 applied: sent again, its events are in the stream twice — at-least-once.) This
-spares each publish a cancel scope of its own, the largest cost of the call.
+spares each queued publish a cancel scope of its own.
 
 `Publisher.publish_batch` queues the entries of a batch one after the other, so they go
 out in order, in pipelines. Once one of them is not accepted (refused, past its deadline,
@@ -38,13 +38,13 @@ from typing import TYPE_CHECKING, Any, Final
 
 import anyio
 import anyio.lowlevel
-from coredis.exceptions import RedisError
 
-from actorbus._backend import clock, event_class
 from actorbus._envelope import named
 from actorbus._exceptions import TransportError
-from actorbus.redis._health import TRANSIENT, Backoff
-from actorbus.redis._link import BULK, Command, bulk, link_for, pack_head
+from actorbus._supervision import Backoff
+from actorbus.redis._errors import TRANSIENT, ReplyError
+from actorbus.redis._health import Retry
+from actorbus.redis._protocol import BULK, Command, bulk, pack_head
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -56,6 +56,8 @@ __all__ = ["Publisher"]
 
 _NOT_QUEUED: Final = (TimeoutError, anyio.ClosedResourceError, anyio.BrokenResourceError)
 """What `Publisher._wait_for_room` raises when an item could not be queued."""
+_BACKOFF: Final = Backoff(initial=0.02, maximum=0.5, multiplier=2.0, jitter=0.5)
+"""Between attempts of a pipeline: short, since callers wait (their deadlines bound it)."""
 
 
 class _ClosedUnanswered(Exception):
@@ -114,10 +116,10 @@ class _Item:
         self.withdrawn = False  # not sent: an earlier item of its batch was not accepted
         self.written = False  # a send of it started: Redis may have it, answered or not
 
-    async def wait(self, new_event: Callable[[], anyio.Event]) -> None:
+    async def wait(self) -> None:
         """Wait until the item is answered (`finish`)."""
         if not self.answered:
-            done = self.done = new_event()
+            done = self.done = anyio.Event()
             await done.wait()
 
     def finish(self) -> None:
@@ -159,7 +161,7 @@ class Publisher:
     """Coalesces concurrent XADDs to the events stream into pipelines (module docs)."""
 
     def __init__(self, context: Context) -> None:
-        self._link = link_for(context)
+        self._connection = context.dedicated(context.keys.events)
         self._key = context.keys.events.encode()
         settings = self._settings = context.settings
         self._health = context.health
@@ -176,11 +178,10 @@ class Publisher:
         self._xadd_head = pack_head(head, 3)
         self._xadd_tail = BULK + bulk(b"t") + BULK
         self._held: list[_Item] = []  # taken from the queue and not answered yet
-        self._link_lock = anyio.Lock()  # one task at a time uses the link
+        self._connection_lock = anyio.Lock()  # one task at a time uses the connection
         self._crowd = False  # whether the last batch had company: others publish too
         self._running = False
-        self._new_event = event_class()
-        self._clock = clock()
+        self._clock: Callable[[], float] = anyio.current_time
 
     async def publish(self, payload: bytes, envelope: Envelope) -> bytes:
         """Add `payload` (`envelope` encoded) to the stream; return its id once accepted.
@@ -199,7 +200,7 @@ class Publisher:
                     self._send.send_nowait(item)
                 except anyio.WouldBlock:
                     await self._wait_for_room(item)
-            await item.wait(self._new_event)
+            await item.wait()
         except _NOT_QUEUED as exc:
             item.not_queued(exc)
         except BaseException:
@@ -240,7 +241,7 @@ class Publisher:
             except _NOT_QUEUED as exc:
                 queued[-1].not_queued(exc)
             for item in queued:
-                await item.wait(self._new_event)
+                await item.wait()
         except BaseException:
             for item in queued:
                 item.abandoned = True
@@ -290,7 +291,7 @@ class Publisher:
             self._running
             and not self._crowd
             and not self._held
-            and not self._link_lock.locked()
+            and not self._connection_lock.locked()
             and self._receive.statistics().current_buffer_used == 0
         )
 
@@ -298,25 +299,25 @@ class Publisher:
         """Send `item` from the caller's own task (no hop to the publishing task).
 
         Returns False, with nothing answered, when it must go through the queue after
-        all: the link is busy, or Redis could not be reached (the publishing task
+        all: the connection is busy, or Redis could not be reached (the publishing task
         retries it until the deadline).
         """
         try:
-            self._link_lock.acquire_nowait()
+            self._connection_lock.acquire_nowait()
         except anyio.WouldBlock:
             return False
-        started = self._link.started
+        started = self._connection.started
         try:
-            (reply,) = await self._link.send(
+            (reply,) = await self._connection.send(
                 item.packed, 1, timeout=max(item.deadline - self._clock(), 0.001)
             )
         except TRANSIENT as exc:
             reply = exc
-        except RedisError as exc:  # refused while connecting (credentials, ACL)
+        except ReplyError as exc:  # refused while connecting (credentials, ACL)
             reply = exc
         finally:
-            self._link_lock.release()
-            if self._link.started != started:  # (`_mark_written`, without its list)
+            self._connection_lock.release()
+            if self._connection.started != started:  # (`_mark_written`, without its list)
                 item.written = True
         if isinstance(reply, TRANSIENT):
             item.last_error = reply
@@ -328,12 +329,12 @@ class Publisher:
 
     def _mark_written(self, items: list[_Item], started: int) -> None:
         """After a failed send: the items may be in Redis if it started an exchange."""
-        if self._link.started != started:
+        if self._connection.started != started:
             for item in items:
                 item.written = True
 
     def _answer(self, item: _Item, reply: Any) -> None:
-        if isinstance(reply, RedisError):
+        if isinstance(reply, ReplyError):
             item.error = reply
         else:
             item.entry = reply
@@ -412,24 +413,24 @@ class Publisher:
                 if self._crowd:
                     await anyio.lowlevel.checkpoint()
                 try:
-                    self._link_lock.acquire_nowait()
+                    self._connection_lock.acquire_nowait()
                 except anyio.WouldBlock:  # a lone caller is sending its own entry
-                    await self._link_lock.acquire()
+                    await self._connection_lock.acquire()
                 try:
                     items = self._more([first])
                     self._crowd = len(items) > 1
                     await self._send_batch(items)
                 finally:
-                    self._link_lock.release()
+                    self._connection_lock.release()
                 self._held = []
             # Closed (`close`, which also ended the lone path): a caller sending its own
-            # entry finishes before the link closes, within its deadline.
+            # entry finishes before the connection closes, within its deadline.
             with anyio.move_on_after(self._settings.publish_timeout):
-                await self._link_lock.acquire()
-                self._link_lock.release()
+                await self._connection_lock.acquire()
+                self._connection_lock.release()
         finally:
             self._running = False
-            await self._link.close()
+            await self._connection.close()
 
     def _more(self, items: list[_Item]) -> list[_Item]:
         """The live ones of `items`, and whatever else is queued, up to `batch` in all.
@@ -462,18 +463,18 @@ class Publisher:
 
     async def _send_batch(self, items: list[_Item]) -> None:
         # A short backoff: callers are waiting, and their own deadlines bound the retries.
-        backoff = Backoff(initial=0.02, maximum=0.5, health=self._health)
+        backoff = Retry(self._health, _BACKOFF)
         while items:
             packed = b"".join([item.packed for item in items])
             # Nothing waits past the earliest deadline held (items[0]'s: FIFO, one timeout).
             wait = items[0].deadline - anyio.current_time()
-            started = self._link.started
+            started = self._connection.started
             try:
-                replies = await self._link.send(packed, len(items), timeout=max(wait, 0.001))
+                replies = await self._connection.send(packed, len(items), timeout=max(wait, 0.001))
             except TRANSIENT as exc:
                 self._mark_written(items, started)
                 replies = [exc] * len(items)
-            except RedisError as exc:  # refused while connecting (credentials, ACL)
+            except ReplyError as exc:  # refused while connecting (credentials, ACL)
                 replies = [exc] * len(items)
             except BaseException:  # cancelled: `discard` answers the callers
                 self._mark_written(items, started)

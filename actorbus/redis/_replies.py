@@ -16,20 +16,21 @@ from typing import TYPE_CHECKING, Any, Final
 import anyio
 import anyio.abc
 import attrs
-from coredis.exceptions import RedisError
 
 from actorbus._convert import unstructure
 from actorbus._exceptions import ActorbusError, AskTimeout, TransportError
 from actorbus.redis._config import check_instance, is_anonymous
-from actorbus.redis._health import TRANSIENT, Backoff, logger
+from actorbus.redis._context import REPLY_SLACK
+from actorbus.redis._errors import TRANSIENT, RedisError, ReplyError
+from actorbus.redis._health import Retry, logger
+from actorbus.redis._protocol import fields_of
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Mapping
 
-    import coredis
-
     from actorbus._envelope import Envelope
     from actorbus._message import Delivery
+    from actorbus.redis._client import DedicatedConnection
     from actorbus.redis._context import Context
 
 __all__ = ["REPLY_MAXLEN", "REPLY_TTL", "Requests", "reply_fields", "reply_target"]
@@ -109,47 +110,47 @@ class ReplyListener:
         """Listen until cancelled; started once the position to read from is known.
 
         Raises:
-            coredis.exceptions.RedisError: If that position cannot be read (before start).
+            RedisError: If that position cannot be read (before start).
         """
-        failure: Exception | None = None
-        with self.scope:
-            async with self._context.connect() as client:
-                try:
-                    newest = await client.xrevrange(self._key, count=1)
-                except (RedisError, *TRANSIENT) as exc:
-                    # Raised from here, it would come out wrapped by the client's task group.
-                    failure = exc
-                else:
-                    last: bytes | str = newest[0].identifier if newest else "0-0"
-                    task_status.started()
-                    await self._listen(client, last)
-        if failure is not None:
-            raise failure
+        connection = self._context.dedicated(self._key)
+        settings = self._context.settings
+        timeout = settings.block + settings.publish_timeout + REPLY_SLACK
+        try:
+            with self.scope:
+                newest = await connection.call(
+                    b"XREVRANGE", self._key, b"+", b"-", b"COUNT", 1, timeout=timeout
+                )
+                task_status.started()
+                await self._listen(connection, newest[0][0] if newest else b"0-0", timeout)
+        finally:
+            await connection.close()
 
-    async def _listen(self, client: coredis.Redis[bytes], last: bytes | str) -> None:
+    async def _listen(self, connection: DedicatedConnection, last: bytes, timeout: float) -> None:
         """Read replies after `last` until cancelled; Redis outages are waited out."""
         health = self._context.health
-        backoff = Backoff(health=health)
+        retry = Retry(health)
+        settings = self._context.settings
         while True:
             try:
-                found = await client.xread(
-                    {self._key: last},
-                    count=self._context.settings.batch,
-                    block=self._context.settings.block_ms,
+                found = await connection.call(
+                    *(b"XREAD", b"COUNT", settings.batch, b"BLOCK", settings.block_ms),
+                    *(b"STREAMS", self._key, last),
+                    timeout=timeout,
                 )
             except TRANSIENT as exc:
                 health.failed(exc)
-                await backoff.sleep()
+                await retry.sleep()
                 continue
-            except RedisError as exc:
+            except ReplyError as exc:
                 logger.error("reading replies failed: %s", health.describe(exc))
-                await backoff.sleep()
+                await retry.sleep()
                 continue
             health.succeeded()
-            backoff.reset()
-            for entry in (found or {}).get(self._key.encode(), ()):
-                last = entry.identifier
-                self._settle(entry.field_values)
+            retry.reset()
+            # The RESP2 reply: [[key, [[id, [field, value, ...]], ...]]], or nil.
+            for entry_id, values in found[0][1] if found else ():
+                last = entry_id
+                self._settle(fields_of(values))
 
     def _settle(self, fields: Mapping[Any, Any]) -> None:
         waiter = self._waiters.get(fields.get(b"id", b"").decode(errors="replace"))
@@ -224,7 +225,7 @@ class Requests:
                 listener = ReplyListener(self._context, self.scope)
                 try:
                     await self._task_group.start(listener.run)
-                except (RedisError, *TRANSIENT) as exc:
+                except RedisError as exc:
                     msg = (
                         f"cannot read replies from Redis at {self._context.where}: "
                         f"{self._context.health.describe(exc)}"

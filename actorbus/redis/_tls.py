@@ -1,8 +1,8 @@
 """TLS for the Redis bridge: the SSL context of a ``rediss://`` URL, and why a connection failed.
 
-actorbus builds the context itself rather than letting coredis read the URL: coredis's
-defaults for ``rediss://`` skip the host name check, so any certificate its authorities
-signed, for any name, would do.
+actorbus builds the context itself, with safe defaults: the server's certificate must be
+valid and name the URL's host (some clients' defaults for ``rediss://`` skip the host
+name check, so any certificate their authorities signed, for any name, would do).
 """
 
 from __future__ import annotations
@@ -12,12 +12,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Final
 from urllib.parse import parse_qs, urlsplit
 
-from coredis.exceptions import AuthenticationError
-
 from actorbus.redis._config import TLS_OPTIONS, redact_url
+from actorbus.redis._errors import AuthenticationFailed
 
 if TYPE_CHECKING:
-    from actorbus.redis._health import Health
+    from collections.abc import Callable
 
 __all__ = ["connect_failure", "tls_advice", "tls_context"]
 
@@ -104,14 +103,19 @@ def _build_context(
     return context
 
 
-def connect_failure(error: BaseException, where: str, health: Health) -> str:
-    """Why the first connection failed, and what to do, as a `TransportError` message."""
+def connect_failure(
+    error: BaseException, where: str, describe: Callable[[BaseException], str]
+) -> str:
+    """Why the first connection failed, and what to do, as a `TransportError` message.
+
+    `describe` says what an error that is not about TLS means (`Health.describe`).
+    """
     start = f"cannot connect to Redis at {where}: "
     advice = tls_advice(error)
     if advice is not None:
         return start + advice
-    described = health.describe(error)
-    if isinstance(error, AuthenticationError):
+    described = describe(error)
+    if isinstance(error, AuthenticationFailed):
         return start + (
             f"{described}; check the user name and password in the URL (percent-escape "
             "special characters in them)"
@@ -156,7 +160,7 @@ def _closed_early(tls: ssl.SSLError | None) -> bool:
 
 
 def _tls_error(error: BaseException) -> ssl.SSLError | None:
-    """The SSL error behind `error` (coredis wraps it in its ConnectionError), if any."""
+    """The SSL error behind `error` (the client's `ConnectionLost` is caused by it), if any."""
     seen: set[int] = set()
     found: BaseException | None = error
     while found is not None and id(found) not in seen:

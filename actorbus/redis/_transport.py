@@ -24,9 +24,7 @@ from typing import TYPE_CHECKING, Any, Final
 import anyio
 import anyio.abc
 import anyio.lowlevel
-from coredis.exceptions import AuthorizationError, RedisError, StreamDuplicateConsumerGroupError
 
-from actorbus._backend import running_asyncio
 from actorbus._envelope import named
 from actorbus._exceptions import TransportError
 from actorbus._transport import Transport, TransportHost
@@ -43,19 +41,16 @@ from actorbus.redis._config import (
 )
 from actorbus.redis._consumer import GroupConsumer
 from actorbus.redis._context import Context
-from actorbus.redis._health import TRANSIENT, RedisStats, logger
-from actorbus.redis._link import link_for
-from actorbus.redis._maintenance import Maintenance, beat
+from actorbus.redis._errors import GroupExists, PermissionDenied, RedisError
+from actorbus.redis._health import RedisStats, logger
+from actorbus.redis._maintenance import Maintenance, beat, info_dict
 from actorbus.redis._publisher import Publisher
 from actorbus.redis._replies import Requests
 from actorbus.redis._tls import connect_failure, tls_context
-from actorbus.redis._watchdog import Watchdog
 
 if TYPE_CHECKING:
     import ssl
-    from collections.abc import Sequence
-
-    import coredis
+    from collections.abc import Awaitable, Sequence
 
     from actorbus._envelope import Envelope
 
@@ -176,7 +171,7 @@ class RedisTransport(Transport):
         self._context: Context | None = None
         self._host: TransportHost | None = None
         self._task_group: anyio.abc.TaskGroup | None = None
-        self._client: coredis.Redis[bytes] | None = None
+        self._connected = False  # Redis answered at start-up, and the transport is not closed
         self._publisher: Publisher | None = None
         # anyio primitives need a running event loop: created in `open`.
         self._main_scope: anyio.CancelScope | None = None
@@ -233,8 +228,6 @@ class RedisTransport(Transport):
         """
         keys = Keys(self.prefix, host.name)
         context = Context(self.url, keys, self.settings, self.instance, self._tls)
-        if not running_asyncio():  # (on asyncio, `AsyncioConnection` has timers instead)
-            context.watchdog = Watchdog()
         self._context = context
         self._host = host
         self._task_group = task_group
@@ -242,67 +235,54 @@ class RedisTransport(Transport):
         self._main_done = anyio.Event()
         self._requests = Requests(context, task_group, self.publish)
         self._publisher = Publisher(context)
-        await task_group.start(self._own_client)
+        await task_group.start(self._run_publisher)
         # The heartbeat comes first: from now on other instances' janitors see this one live.
-        await self._command("write the heartbeat", beat, self._client_now(), context)
+        await self._command("write the heartbeat", beat(context))
         group = broadcast_group(self.instance)
         await self._create_group(group)
+        client = context.client
+        events = context.keys.events
         await self._command(
             f"join consumer group {group!r}",
-            self._client_now().xgroup_createconsumer,
-            context.keys.events,
-            group,
-            self.instance,
+            client.call(b"XGROUP", b"CREATECONSUMER", events, group, self.instance),
         )
         self._consumers[group] = GroupConsumer(context, host, group, None, resume=self.durable)
 
-    async def _own_client(self, *, task_status: anyio.abc.TaskStatus[None]) -> None:
-        """Own the shared client (publishing, acks elsewhere use their own) and publish."""
+    async def _run_publisher(self, *, task_status: anyio.abc.TaskStatus[None]) -> None:
+        """Check that Redis answers, then run the publishing task until `close`.
+
+        The shared client's connections are closed when it returns.
+        """
         context = self._opened()
         assert self._publisher is not None  # noqa: S101 - set in open
         assert self._main_scope is not None  # noqa: S101
         assert self._main_done is not None  # noqa: S101
-        failure: BaseException | None = None
         try:
             with self._main_scope:
-                async with context.connect() as client:
-                    # Errors raised inside the client's block come out wrapped in an
-                    # exception group (its pool is a task group): keep them for later.
-                    try:
-                        await client.ping()
-                        await _ping_own_connection(context)
-                    except (RedisError, *TRANSIENT) as exc:
-                        failure = exc
-                    else:
-                        self._client = client
-                        async with anyio.create_task_group() as watching:
-                            if context.watchdog is not None:
-                                watching.start_soon(context.watchdog.run)
-                            task_status.started()
-                            await self._publisher.run()
-                            watching.cancel_scope.cancel()
+                try:
+                    await context.client.call(b"PING", timeout=self.settings.publish_timeout)
+                except RedisError as exc:
+                    msg = connect_failure(exc, context.where, context.health.describe)
+                    raise TransportError(msg) from None
+                self._connected = True
+                task_status.started()
+                await self._publisher.run()
         finally:
-            self._client = None
+            self._connected = False
             self._publisher.discard()
             self._main_done.set()
-        if failure is not None:
-            raise TransportError(connect_failure(failure, context.where, context.health))
+            with anyio.CancelScope(shield=True):
+                await context.client.aclose()
 
-    def _client_now(self) -> coredis.Redis[bytes]:
-        if self._client is None:
-            msg = "the Redis transport is closed"
-            raise TransportError(msg)
-        return self._client
-
-    async def _command(self, what: str, method: Any, *args: Any, **kwargs: Any) -> Any:
-        """Run one command on the shared client, as a `TransportError` on failure."""
+    async def _command(self, what: str, command: Awaitable[Any]) -> Any:
+        """Await one command of the shared client, as a `TransportError` on failure."""
         context = self._opened()
         try:
             with anyio.fail_after(self.settings.publish_timeout):
-                return await method(*args, **kwargs)
-        except (RedisError, *TRANSIENT) as exc:
+                return await command
+        except (RedisError, TimeoutError) as exc:
             msg = f"cannot {what} on Redis at {context.where}: {context.health.describe(exc)}"
-            if isinstance(exc, AuthorizationError):
+            if isinstance(exc, PermissionDenied):
                 msg += (
                     f" (NOPERM: the Redis user may not use the keys of application "
                     f"{context.keys.app!r}; its ACL must allow ~{context.keys.base}* and the "
@@ -313,9 +293,8 @@ class RedisTransport(Transport):
 
     async def _create_group(self, group: str) -> None:
         """Create `group` at the end of the stream, unless it exists (then it resumes)."""
-        client = self._client_now()
-        events = self._opened().keys.events
-        await self._command(f"create consumer group {group!r}", _create, client, events, group)
+        context = self._opened()
+        await self._command(f"create consumer group {group!r}", _create(context, group))
 
     async def add_group(self, group: str) -> None:
         """Join competing-consumer `group`; events published from now on reach it.
@@ -341,11 +320,11 @@ class RedisTransport(Transport):
         for consumer in self._consumers.values():
             self._launch(task_group, consumer)
         self._maintenance = Maintenance(self._opened())
-        task_group.start_soon(self._maintenance.run, self._client_now())
+        task_group.start_soon(self._maintenance.run)
 
     def _launch(self, task_group: anyio.abc.TaskGroup, consumer: GroupConsumer) -> None:
         self._running.append(consumer)
-        task_group.start_soon(consumer.run, self._client_now())
+        task_group.start_soon(consumer.run)
 
     async def stop_intake(self) -> None:
         """Stop reading; what was read is still acknowledged once handled."""
@@ -366,11 +345,11 @@ class RedisTransport(Transport):
             for consumer in self._running:
                 await consumer.finished.wait()
             # Without a broadcast group the start failed (NOPERM, say): nothing to forget.
-            if self._client is not None and not self.durable and self._consumers:
-                await self._forget_instance(self._client)
+            if self._connected and not self.durable and self._consumers:
+                await self._forget_instance()
         if self._publisher is not None:
             self._publisher.close()
-        if self._client is not None and self._main_done is not None:
+        if self._connected and self._main_done is not None:
             with anyio.move_on_after(_CLEANUP_TIMEOUT):
                 await self._main_done.wait()
         if self._main_scope is not None:
@@ -381,20 +360,24 @@ class RedisTransport(Transport):
         scopes += [part.scope for part in (self._maintenance, self._requests) if part is not None]
         return scopes
 
-    async def _forget_instance(self, client: coredis.Redis[bytes]) -> None:
+    async def _forget_instance(self) -> None:
         """Remove what only this anonymous instance used; keep anything still pending."""
         context = self._opened()
+        client = context.client
         keys = context.keys
         try:
-            await client.xgroup_destroy(keys.events, broadcast_group(self.instance))
+            await client.call(b"XGROUP", b"DESTROY", keys.events, broadcast_group(self.instance))
             for name in self._consumers:
                 if name.startswith("g:"):
-                    consumers: Any = await client.xinfo_consumers(keys.events, name)
-                    mine = [c for c in consumers if c[b"name"] == self.instance.encode()]
+                    consumers = await client.call(b"XINFO", b"CONSUMERS", keys.events, name)
+                    me = self.instance.encode()
+                    mine = [info_dict(c) for c in consumers if info_dict(c)[b"name"] == me]
                     if mine and int(mine[0][b"pending"]) == 0:
-                        await client.xgroup_delconsumer(keys.events, name, self.instance)
-            await client.delete([keys.replies(self.instance), keys.alive(self.instance)])
-        except (RedisError, *TRANSIENT) as exc:
+                        await client.call(b"XGROUP", b"DELCONSUMER", keys.events, name, me)
+            # One key per command: a cluster may hold them on different nodes.
+            await client.call(b"DEL", keys.replies(self.instance))
+            await client.call(b"DEL", keys.alive(self.instance))
+        except RedisError as exc:
             logger.warning(
                 "could not remove anonymous instance %r from Redis at %s (%s); "
                 "its subscription will be removed after stale_after=%ss",
@@ -473,20 +456,8 @@ class RedisTransport(Transport):
         return await self._requests.request(envelope, timeout)
 
 
-async def _create(client: coredis.Redis[bytes], key: str, group: str) -> None:
-    with contextlib.suppress(StreamDuplicateConsumerGroupError):  # it exists: keep its place
-        await client.xgroup_create(key, group, identifier="$", mkstream=True)
-
-
-async def _ping_own_connection(context: Context) -> None:
-    """PING on a connection of the bridge's own, the kind its readers and ackers use.
-
-    coredis's client forgives some handshakes that the bridge's own connections refuse (a
-    password sent to a server that has none), so start-up checks both: a URL that cannot
-    work fails here, once, instead of in every reader afterwards.
-    """
-    link = link_for(context)
-    try:
-        await link.call((b"PING",), timeout=context.settings.publish_timeout)
-    finally:
-        await link.close()
+async def _create(context: Context, group: str) -> None:
+    with contextlib.suppress(GroupExists):  # it exists: keep its place
+        await context.client.call(
+            b"XGROUP", b"CREATE", context.keys.events, group, b"$", b"MKSTREAM"
+        )
