@@ -88,6 +88,10 @@ class MemoryTransport(Transport):
         self._send: MemoryObjectSendStream[tuple[bytes, str | None]] = send
         self._receive: MemoryObjectReceiveStream[tuple[bytes, str | None]] = receive
 
+    def set_instance(self, name: str) -> None:
+        """Name this instance (the name is informational: nothing here is durable)."""
+        self.instance = name
+
     def _app(self) -> str:
         if self._host is None:
             msg = "MemoryTransport is not open: give it to ActorSystem(transport=...)"
