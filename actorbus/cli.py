@@ -13,7 +13,7 @@ import anyio
 import click
 
 from . import __version__
-from ._worker import TargetError, describe, load_target, run_worker
+from ._worker import TargetError, describe, describe_error, load_target, run_worker
 
 if TYPE_CHECKING:
     from ._transport import Transport
@@ -130,17 +130,8 @@ def run(
     except BaseException as exc:  # report once, exit non-zero
         if isinstance(exc, KeyboardInterrupt | SystemExit):
             raise
-        click.echo(f"actorbus: the system failed: {_describe_error(exc)}", err=True)
+        click.echo(f"actorbus: the system failed: {describe_error(exc)}", err=True)
         sys.exit(1)
-
-
-def _describe_error(exc: BaseException) -> str:
-    if isinstance(exc, BaseExceptionGroup):
-        inner: tuple[BaseException, ...] = cast("Any", exc).exceptions
-        if len(inner) == 1:
-            return _describe_error(inner[0])
-    plain: BaseException = cast("BaseException", exc)
-    return f"{type(plain).__name__}: {plain}"
 
 
 def _redis_factory(url: str, instance: str | None) -> Any:
