@@ -83,6 +83,9 @@ class Channel:
             return None
         except ConnectionError:
             return None
+        except anyio.DelimiterNotFound:
+            msg = f"control message longer than {_MAX_LINE} bytes"
+            raise ValueError(msg) from None
         return self.decode(line)
 
     @staticmethod

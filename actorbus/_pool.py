@@ -50,6 +50,9 @@ RESTART_WINDOW: Final = 60.0
 RESTART_BACKOFF: Final = Backoff(initial=0.1, maximum=10.0)
 """The wait before a worker's n-th restart within `RESTART_WINDOW`: ``delay(n)``."""
 
+_LAST_WORDS: Final = 2.0
+"""Seconds to read what a worker sent before its process ended."""
+
 KILLED: Final = 130
 """The exit status after a second signal (as a shell reports SIGINT)."""
 
@@ -238,9 +241,15 @@ class Pool:
                 process.kill()
             elif self._stopping.is_set():  # asked while this one was starting
                 await channel.send_quietly("stop")
+            heard_all = anyio.Event()
             async with anyio.create_task_group() as tasks:
-                tasks.start_soon(self._listen, worker)
+                tasks.start_soon(self._listen, worker, heard_all)
                 await process.wait()
+                # Its last words (why it failed) may still be in the socket. The end of
+                # the stream comes with the process's end, unless a process it forked
+                # holds the socket: then do not wait for that one.
+                with anyio.move_on_after(_LAST_WORDS):
+                    await heard_all.wait()
                 tasks.cancel_scope.cancel()
         finally:
             # Cancelled (the supervisor itself fails): closing the channel is enough, the
@@ -251,7 +260,7 @@ class Pool:
         await process.aclose()
         return worker
 
-    async def _listen(self, worker: _Worker) -> None:
+    async def _listen(self, worker: _Worker, heard_all: anyio.Event) -> None:
         async for kind, value in self._messages(worker):
             if kind == "named":
                 worker.name = str(value)
@@ -264,6 +273,7 @@ class Pool:
                 worker.fatal = str(value)
             elif kind == "failed":
                 worker.failed = str(value)
+        heard_all.set()
 
     def _on_running(self, worker: _Worker) -> None:
         assert self._first_up is not None  # noqa: S101 - set by `run`

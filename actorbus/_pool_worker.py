@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import re
+import signal
 import socket
 import sys
 from typing import TYPE_CHECKING, Any, Final
@@ -131,7 +132,8 @@ async def _follow_supervisor(channel: Channel, stop: anyio.Event) -> None:
                 logger.warning("the pool's supervisor is gone: stopping gracefully")
             stop.set()
             return
-        if message[0] == "stop":
+        if message[0] == "stop" and not stop.is_set():
+            logger.info("stopping gracefully: the supervisor asks")
             stop.set()
 
 
@@ -152,6 +154,13 @@ async def _serve(sock: socket.socket, config: WorkerConfig, label: _Label) -> in
             await channel.send_quietly("fatal", str(exc))
             return 1
         await channel.send_quietly("named", label.name)
+        if _EARLY_SIGNALS:
+            logger.warning(
+                "%s received while starting: not starting system %r",
+                signal.Signals(_EARLY_SIGNALS[0]).name,
+                system.name,
+            )
+            return 0
         stop = anyio.Event()
         status = 0
         async with anyio.create_task_group() as tasks:
@@ -198,8 +207,19 @@ def _first_line(sock: socket.socket) -> bytes:
             return line
 
 
+_EARLY_SIGNALS: list[int] = []
+
+
+def _remember(signum: int, _frame: object) -> None:
+    _EARLY_SIGNALS.append(signum)
+
+
 def main(argv: list[str]) -> int:
     """Run one worker; the exit status (0 after a graceful stop)."""
+    # Until `run_worker` handles them (once the target is loaded), SIGINT and SIGTERM,
+    # which may reach the whole process group, only mean: do not start.
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, _remember)
     sock = socket.socket(fileno=int(argv[1]))
     sock.set_inheritable(False)  # a process the worker starts must not keep it open
     config = WorkerConfig(**Channel.decode(_first_line(sock))[1])

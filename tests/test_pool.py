@@ -54,6 +54,7 @@ class PoolProcess:
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
                 stderr=stderr,
+                start_new_session=True,  # a process group of its own, as in a terminal
             )
         self.workers: set[int] = set()  # every worker pid seen, to clean up after a failure
 
@@ -329,6 +330,21 @@ def test_a_signal_that_also_reaches_the_workers_does_not_force_them(
     gate.touch()  # let on_stop finish
     assert pool.wait() == 0, pool.stderr
     assert [what for _, _, what in pool.lines()] == ["started", "stopping", "stopped"]
+
+
+def test_ctrl_c_while_the_workers_start_stops_them_cleanly(
+    tmp_path: Path, pools: Callable[..., PoolProcess]
+) -> None:
+    marks, gate = tmp_path / "marks", tmp_path / "gate"
+    marks.touch()
+    env = {"ACTORBUS_TEST_MARKS": str(marks), "ACTORBUS_TEST_GATE": str(gate)}
+    pool = pools("gated_import_target:system", "--workers", "1", env=env)
+    pool.wait_for(lambda: "importing" in marks.read_text().split(), "the worker importing")
+    os.killpg(pool.process.pid, signal.SIGINT)  # Ctrl+C: the whole process group
+    gate.touch()  # the import ends
+    assert pool.wait() == 0, pool.stderr
+    assert "SIGINT received while starting: not starting system 'gated-import'" in pool.stderr
+    assert "Traceback" not in pool.stderr
 
 
 @pytest.mark.parametrize("value", ["0", "-1", "many"])
