@@ -17,7 +17,7 @@ that its supervisor is gone, even after ``kill -9``: the kernel closes the socke
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Any, Final, Self
+from typing import TYPE_CHECKING, Any, Final, Self, cast
 
 import anyio
 import anyio.abc
@@ -95,12 +95,12 @@ class Channel:
         Raises:
             ValueError: A line that is not a one-key JSON object (a broken peer).
         """
-        decoded = json.loads(line)
-        if not isinstance(decoded, dict) or len(decoded) != 1:
+        decoded: object = json.loads(line)
+        if not isinstance(decoded, dict) or len(cast("dict[str, Any]", decoded)) != 1:
             msg = f"control message must be a one-key JSON object, got {line[:80]!r}"
             raise ValueError(msg)
-        ((kind, value),) = decoded.items()
-        return str(kind), value
+        ((kind, value),) = cast("dict[str, Any]", decoded).items()
+        return kind, value
 
     async def aclose(self) -> None:
         """Close this end (the other end then receives the end of the stream)."""
