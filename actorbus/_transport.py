@@ -116,3 +116,20 @@ class Transport(abc.ABC):
     @abc.abstractmethod
     async def close(self) -> None:
         """Release connections. Called once, after the actors stopped."""
+
+    def set_instance(self, name: str) -> None:
+        """Run under the durable instance name `name` (before the system starts).
+
+        ``actorbus run --workers N`` calls it to give each worker's transport its own
+        stable name, ``<instance>-<i>``. By default a transport has no instance names, and
+        this raises.
+
+        Raises:
+            TypeError: This transport cannot be given an instance name.
+            ValueError: `name` is not a valid instance name for this transport.
+        """
+        msg = (
+            f"{type(self).__qualname__} cannot be given an instance name ({name!r}), so "
+            "`actorbus run --workers` cannot run it: implement Transport.set_instance"
+        )
+        raise TypeError(msg)

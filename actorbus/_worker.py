@@ -14,7 +14,7 @@ import os
 import signal
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, cast
 
 import anyio
 
@@ -26,11 +26,11 @@ from ._supervision import Supervision
 from ._system import ActorSystem, startup_of, use_transport
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Coroutine
 
     from ._transport import Transport
 
-__all__ = ["TargetError", "describe", "load_target", "run_worker"]
+__all__ = ["TargetError", "describe", "describe_error", "load_target", "run_worker"]
 
 logger: Final = logging.getLogger("actorbus.worker")
 
@@ -98,8 +98,10 @@ async def run_worker(
     transport: Callable[[], Transport] | None = None,
     status_every: float | None = None,
     on_status: Callable[[str], None] | None = None,
+    stop: anyio.Event | None = None,
+    while_running: Callable[[ActorSystem], Coroutine[Any, Any, None]] | None = None,
 ) -> None:
-    """Run a system until SIGINT or SIGTERM, then stop it gracefully.
+    """Run a system until SIGINT or SIGTERM (or `stop`), then stop it gracefully.
 
     The signal handlers are in place before the system starts. The first signal starts
     a graceful shutdown (stop intake, drain mailboxes within `shutdown_timeout`, run
@@ -110,6 +112,9 @@ async def run_worker(
         transport: Builds a transport for a system that has none (``--redis``).
         status_every: Report per-actor throughput and mailbox depth this often.
         on_status: Where status lines go.
+        stop: Also stops the system gracefully when set (by someone other than a signal,
+            so it does not count as a first signal).
+        while_running: Started once the system runs; cancelled once it has stopped.
 
     Raises:
         TargetError: If the target cannot be loaded.
@@ -118,15 +123,20 @@ async def run_worker(
     system = target if isinstance(target, ActorSystem) else await load_target(target)
     if transport is not None:
         use_transport(system, transport())
+    stop = stop if stop is not None else anyio.Event()
     with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-        stop = anyio.Event()
         async with anyio.create_task_group() as tasks:
 
             async def watch_signals() -> None:
+                # Only signals count: in a pool, the supervisor's request to stop and the
+                # signal that caused it (Ctrl+C reaches the whole process group; systemd
+                # signals the whole cgroup) may arrive in either order.
+                signalled = False
                 async for signum in signals:
-                    if stop.is_set():
+                    if signalled:
                         logger.critical("second %s: exiting now", signal.Signals(signum).name)
                         os._exit(130)
+                    signalled = True
                     logger.warning(
                         "%s received: stopping system %r gracefully (again to force)",
                         signal.Signals(signum).name,
@@ -143,9 +153,21 @@ async def run_worker(
                 )
                 if status_every is not None:
                     tasks.start_soon(_report_status, system, status_every, on_status or print, stop)
+                if while_running is not None:
+                    tasks.start_soon(while_running, system)
                 await stop.wait()
             tasks.cancel_scope.cancel()
     logger.info("system %r stopped", system.name)
+
+
+def describe_error(exc: BaseException) -> str:
+    """``Type: message`` of what a system failed with (a group of one is unwrapped)."""
+    if isinstance(exc, BaseExceptionGroup):
+        inner: tuple[BaseException, ...] = cast("Any", exc).exceptions
+        if len(inner) == 1:
+            return describe_error(inner[0])
+    plain: BaseException = cast("BaseException", exc)
+    return f"{type(plain).__name__}: {plain}"
 
 
 async def _report_status(

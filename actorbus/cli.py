@@ -13,7 +13,9 @@ import anyio
 import click
 
 from . import __version__
-from ._worker import TargetError, describe, load_target, run_worker
+from ._pool import RESTART_WINDOW, Pool, PoolConfig, cpu_count
+from ._pool_worker import host_instance
+from ._worker import TargetError, describe, describe_error, load_target, run_worker
 
 if TYPE_CHECKING:
     from ._transport import Transport
@@ -72,6 +74,7 @@ def main() -> None:
     envvar="ACTORBUS_INSTANCE",
     help=(
         "Durable instance name with --redis: resume where it stopped after a restart. "
+        "With --workers, the base of the workers' names NAME-0, NAME-1, ... "
         "Default: $ACTORBUS_INSTANCE."
     ),
 )
@@ -84,6 +87,22 @@ def main() -> None:
     default=None,
     help="Print per-actor throughput and mailbox depth every SECONDS.",
 )
+@click.option(
+    "--workers",
+    metavar="N|auto",
+    default=None,
+    help=(
+        "Run N supervised worker processes of TARGET (auto: one per CPU this process may "
+        "use); more than one needs a transport."
+    ),
+)
+@click.option(
+    "--max-restarts",
+    type=click.IntRange(min=0),
+    default=5,
+    show_default=True,
+    help=f"With --workers: more worker restarts within {RESTART_WINDOW:.0f} s stop the pool.",
+)
 def run(
     target: str,
     backend: str,
@@ -92,22 +111,42 @@ def run(
     instance: str | None,
     log_level: str,
     status_every: float | None,
+    workers: str | None,
+    max_restarts: int,
 ) -> None:
     """Run TARGET (module:attr — an ActorSystem or a factory returning one) as a worker.
 
     SIGINT or SIGTERM stops it gracefully (exit status 0); a second signal exits at once.
     A system that fails (an unhandled FAIL_FAST escalation) exits with status 1.
 
+    With --workers N, a supervisor runs N worker processes of TARGET, each with the
+    instance name <instance>-<i>, and restarts any that dies.
+
     \b
     Examples:
       actorbus run myapp.workers:system
       actorbus run myapp.workers:make_system --backend trio
       actorbus run myapp.workers:system --redis redis://localhost:6379/0 --instance w1
+      actorbus run myapp.workers:system --redis redis://localhost:6379/0 --workers auto
     """
     logging.basicConfig(
         level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     options = _backend_options(backend, use_uvloop=use_uvloop)
+    if workers is not None:
+        config = PoolConfig(
+            target=target,
+            workers=_worker_count(workers),
+            backend=backend,
+            use_uvloop=use_uvloop,
+            redis_url=redis_url,
+            instance=instance,
+            log_level=log_level,
+            status_every=status_every,
+            max_restarts=max_restarts,
+        )
+        _run_pool(config)
+        return
     transport = None
     if redis_url is not None:
         transport = _redis_factory(redis_url, instance)
@@ -130,17 +169,34 @@ def run(
     except BaseException as exc:  # report once, exit non-zero
         if isinstance(exc, KeyboardInterrupt | SystemExit):
             raise
-        click.echo(f"actorbus: the system failed: {_describe_error(exc)}", err=True)
+        click.echo(f"actorbus: the system failed: {describe_error(exc)}", err=True)
         sys.exit(1)
 
 
-def _describe_error(exc: BaseException) -> str:
-    if isinstance(exc, BaseExceptionGroup):
-        inner: tuple[BaseException, ...] = cast("Any", exc).exceptions
-        if len(inner) == 1:
-            return _describe_error(inner[0])
-    plain: BaseException = cast("BaseException", exc)
-    return f"{type(plain).__name__}: {plain}"
+def _worker_count(value: str) -> int:
+    if value == "auto":
+        return cpu_count()
+    try:
+        count = int(value)
+    except ValueError:
+        count = 0
+    if count < 1:
+        msg = f"--workers takes a number >= 1 or 'auto', got {value!r}"
+        raise click.BadParameter(msg, param_hint="'--workers'")
+    return count
+
+
+def _run_pool(config: PoolConfig) -> None:
+    """Run a worker pool (the supervisor does not import the target); exit with its status."""
+    if config.redis_url is not None:  # a bad URL or name is a usage error, before any worker
+        _redis_factory(config.redis_url, f"{config.instance or host_instance()}-0")
+    pool = Pool(config, out=lambda line: click.echo(line, err=True))
+    status = anyio.run(pool.run, backend=config.backend)
+    if pool.fatal is not None:
+        raise click.ClickException(pool.fatal)
+    for report in pool.reports:
+        click.echo(f"actorbus: {report}", err=True)
+    sys.exit(status)
 
 
 def _redis_factory(url: str, instance: str | None) -> Any:

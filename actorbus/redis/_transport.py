@@ -190,6 +190,19 @@ class RedisTransport(Transport):
             f"{' durable' if self.durable else ''}>"
         )
 
+    def set_instance(self, name: str) -> None:
+        """Make this a durable instance named `name` (before the system starts).
+
+        Raises:
+            ValueError: For an invalid name (see `instance`).
+            RuntimeError: If the transport is already open.
+        """
+        if self._context is not None:
+            msg = f"{self!r} is open: set its instance name before the system starts"
+            raise RuntimeError(msg)
+        self.instance = check_instance(name)
+        self.durable = True
+
     @property
     def keys(self) -> Keys:
         """The application's Redis keys (known once the system started)."""

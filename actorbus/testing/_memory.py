@@ -95,6 +95,10 @@ class MemoryTransport(Transport):
         """The system this transport is open for (None before `open`)."""
         return self._host
 
+    def set_instance(self, name: str) -> None:
+        """Name this instance (the name is informational: nothing here is durable)."""
+        self.instance = name
+
     def _app(self) -> str:
         if self._host is None:
             msg = "MemoryTransport is not open: give it to ActorSystem(transport=...)"
