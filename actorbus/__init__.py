@@ -2,6 +2,7 @@
 
 from ._actor import Actor as Actor
 from ._actor import ActorRef as ActorRef
+from ._asyncapi import asyncapi as asyncapi
 from ._decorators import publish_call as publish_call
 from ._decorators import publish_result as publish_result
 from ._envelope import Envelope as Envelope
@@ -60,6 +61,7 @@ __all__ = [
     "Transport",
     "TransportError",
     "TransportHost",
+    "asyncapi",
     "current_system",
     "event",
     "handle",
