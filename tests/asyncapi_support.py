@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import select
 import shutil
 import subprocess
@@ -25,6 +26,7 @@ if TYPE_CHECKING:
 PACKAGES = ("@asyncapi/parser@3.6.6", "ajv@8.20.0", "ajv-formats@2.1.1", "js-yaml@4.3.2")
 ORACLE = Path(__file__).with_name("asyncapi_oracle.cjs")
 ANSWER_TIMEOUT = 120.0
+MINIMUM_NODE = (18, 18)  # the parser's linter (@stoplight/spectral-core) needs it
 
 
 def install_command() -> str:
@@ -56,6 +58,17 @@ def ensure_packages(env: Mapping[str, str]) -> Path:
             f"{' and '.join(missing)} not on PATH: the AsyncAPI tests validate the generated "
             f"documents with the official parser (@asyncapi/parser). Install Node.js with: "
             f"{install_command()}",
+            pytrace=False,
+        )
+    version = subprocess.run(
+        ["node", "--version"], capture_output=True, text=True, env=dict(env), check=False
+    ).stdout.strip()
+    found = tuple(int(part) for part in re.findall(r"\d+", version)[:2])
+    if found < MINIMUM_NODE:
+        pytest.fail(
+            f"Node.js {version or '(unknown version)'} is too old for the AsyncAPI parser, "
+            f"which needs {'.'.join(map(str, MINIMUM_NODE))} or newer: install a current "
+            "Node.js (https://nodejs.org, or your distribution's nodejs package if recent)",
             pytrace=False,
         )
     target = cache_dir(env)
