@@ -159,7 +159,7 @@ class RedisStreams:
             "`e`, the event as CloudEvents JSON (structured mode: the message headers are "
             "its attributes and the payload is its `data`), and `t`, its type. An entry is "
             f"acknowledged once its handlers finished; one left pending by a silent consumer "
-            f"is claimed after {settings.get('claim_after')} s by a live member of its group, "
+            f"is claimed after {settings.get('claim_after'):g} s by a live member of its group, "
             f"and one delivered {settings.get('max_deliveries')} times goes to the "
             f"dead-letter stream. The stream is {trimmed}."
         )

@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import importlib.util
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -485,6 +486,21 @@ def test_yaml_refuses_what_is_not_json() -> None:
         to_yaml({1: "a"})
     with pytest.raises(ValueError, match="no JSON form"):
         to_yaml([float("nan")])
+
+
+def test_the_guide_shows_what_is_printed(tmp_path: Path) -> None:
+    guide = (TESTS.parent / "docs" / "guides" / "asyncapi.md").read_text()
+    code = re.search(r"## An example\n\n```python\n(.*?)```", guide, re.DOTALL)
+    excerpt = re.search(r"```yaml\n(.*?)```", guide, re.DOTALL)
+    assert code is not None
+    assert excerpt is not None
+    (tmp_path / "shop_app.py").write_text(code.group(1))
+    system = load_module(tmp_path / "shop_app.py", "shop_app")["system"]
+    printed = "\n" + to_yaml(asyncapi(system, version="1.4.0"))
+    fragments = excerpt.group(1).split("# …\n")
+    assert len(fragments) > 5
+    for fragment in fragments:
+        assert "\n" + fragment in printed, fragment
 
 
 # -- the command line ----------------------------------------------------------------------
