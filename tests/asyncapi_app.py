@@ -74,6 +74,7 @@ class OrderPlaced:
     category: Category | None = None
     channel: Literal["web", "shop"] = "web"
     codes: tuple[int, str] = (0, "")
+    checksum: str = attrs.field(init=False, default="")  # never written: not described
 
 
 @event("shop.stock.query", scope=Scope.APP)
