@@ -28,7 +28,7 @@ from actorbus._convert import structure, unstructure
 from actorbus._wire import encode
 from actorbus._yaml import to_yaml
 from actorbus.redis._config import Keys
-from actorbus.testing import MemoryTransport
+from actorbus.testing import MemoryTransport, reset_event_registry
 
 TESTS = Path(__file__).resolve().parent
 EXAMPLES = TESTS.parent / "examples"
@@ -40,11 +40,15 @@ ACCEPTED = {"asyncapi-latest-version"}
 
 
 def load_module(path: Path, name: str) -> dict[str, Any]:
-    """Run `path` afresh as module `name` (its @event classes registered in this test's
-    isolated registry); its namespace.
+    """Run `path` afresh as module `name`, as the only registrant of @event types; its
+    namespace.
 
-    A real module, unlike `runpy.run_path`'s, so that annotations resolve in it.
+    A document lists every type registered in the process: the registry is reset first
+    (conftest.py restores it after the test), so that the types other test modules
+    registered when imported are not in it. A real module, unlike `runpy.run_path`'s, so
+    that annotations resolve in it.
     """
+    reset_event_registry()
     spec = importlib.util.spec_from_file_location(name, path)
     assert spec is not None
     assert spec.loader is not None
