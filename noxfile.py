@@ -37,6 +37,7 @@ def tests(session: nox.Session) -> None:
     """Run the test suite once; the `anyio_backend` fixture covers asyncio and trio."""
     session.install("-e", ".[dev]")
     _ensure_redis_server(session)
+    _ensure_node(session)
     # Exit status 5 ("no tests collected") must fail the session, so a broken collection
     # can never pass as green. nox's default `success_codes` is [0]: keep it that way.
     session.run("pytest", *session.posargs)
@@ -62,6 +63,32 @@ def _ensure_redis_server(session: nox.Session) -> None:
         command = "your package manager's Redis (7 or newer) package"
     session.error(
         f"redis-server is not on PATH; the redis tests need it. Install it with: {command}"
+    )
+
+
+def _ensure_node(session: nox.Session) -> None:
+    """Make `node` and `npm` available: the AsyncAPI tests run the official parser with them.
+
+    The tests install the parser itself (pinned, into a cache directory) when it is missing.
+    """
+    if shutil.which("node") and shutil.which("npm"):
+        return
+    is_root = hasattr(os, "geteuid") and os.geteuid() == 0
+    if is_root and shutil.which("apt-get"):
+        env = {"DEBIAN_FRONTEND": "noninteractive"}
+        session.run("apt-get", "update", external=True, env=env)
+        session.run("apt-get", "install", "-y", "nodejs", "npm", external=True, env=env)
+        if shutil.which("node") and shutil.which("npm"):
+            return
+        session.error("apt-get installed nodejs and npm, but they are still not on PATH.")
+    if sys.platform == "darwin":
+        command = "brew install node"
+    elif shutil.which("apt-get"):
+        command = "sudo apt-get update && sudo apt-get install -y nodejs npm"
+    else:
+        command = "your package manager's nodejs and npm packages (Node.js 18.18 or newer)"
+    session.error(
+        f"node and npm are not on PATH; the AsyncAPI tests need them. Install them with: {command}"
     )
 
 

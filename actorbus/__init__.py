@@ -1,6 +1,7 @@
 """actorbus: supervised actors and a scope-aware event bus for asyncio and trio."""
 
 from ._actor import Actor as Actor
+from ._asyncapi import asyncapi as asyncapi
 from ._decorators import publish_call as publish_call
 from ._decorators import publish_result as publish_result
 from ._envelope import Envelope as Envelope
@@ -31,8 +32,7 @@ from ._system import ActorSystem as ActorSystem
 from ._system import current_system as current_system
 from ._transport import Transport as Transport
 from ._transport import TransportHost as TransportHost
-
-__version__ = "0.1.0"
+from ._version import __version__ as __version__
 
 __all__ = [
     "Actor",
@@ -60,6 +60,7 @@ __all__ = [
     "Transport",
     "TransportError",
     "TransportHost",
+    "asyncapi",
     "current_system",
     "event",
     "handle",

@@ -134,4 +134,3 @@ def _asyncio_freshness() -> tuple[Callable[[], bool], Callable[[], None]]:
             loop.call_soon(next_turn)
 
     return stale, checked
-

@@ -1,4 +1,4 @@
-"""The ``actorbus`` command line: ``run``, ``handlers`` and ``demo``."""
+"""The ``actorbus`` command line: ``run``, ``handlers``, ``asyncapi`` and ``demo``."""
 
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ from typing import TYPE_CHECKING, Any, cast
 import anyio
 import click
 
-from . import __version__
 from ._pool import RESTART_WINDOW, Pool, PoolConfig, cpu_count
 from ._pool_worker import host_instance
+from ._version import __version__
 from ._worker import TargetError, describe, describe_error, load_target, run_worker
 
 if TYPE_CHECKING:
@@ -249,6 +249,38 @@ def _cell(value: object) -> str:
     if isinstance(value, list):
         return ", ".join(str(v) for v in cast("list[object]", value))
     return "-" if value is None else str(value)
+
+
+@main.command(name="asyncapi")
+@click.argument("target")
+@click.option("--yaml", "as_yaml", is_flag=True, help="Print YAML instead of JSON.")
+@click.option(
+    "--app-version",
+    metavar="VERSION",
+    default="unversioned",
+    show_default=True,
+    help="The application's version (the document's info.version).",
+)
+def asyncapi_command(target: str, as_yaml: bool, app_version: str) -> None:
+    """Print an AsyncAPI 3.0 document of TARGET (module:attr) on standard output.
+
+    It is read from the system's start-up actors and routers, its @event types and its
+    transport's settings: nothing is started and nothing is connected.
+
+    \b
+    Examples:
+      actorbus asyncapi myapp.workers:system > asyncapi.json
+      actorbus asyncapi myapp.workers:make_system --yaml --app-version 1.4.0
+    """
+    from ._asyncapi import asyncapi  # noqa: PLC0415 - only this command needs it
+    from ._yaml import to_yaml  # noqa: PLC0415
+
+    try:
+        system = anyio.run(load_target, target)
+    except TargetError as exc:
+        raise click.ClickException(str(exc)) from None
+    document = asyncapi(system, version=app_version)
+    click.echo(to_yaml(document) if as_yaml else json.dumps(document, indent=2), nl=not as_yaml)
 
 
 @main.command()

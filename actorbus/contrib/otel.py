@@ -32,8 +32,9 @@ except ImportError as _missing:  # the extra is not installed
     msg = "actorbus.contrib.otel needs the OpenTelemetry API: pip install 'actorbus[otel]'"
     raise ImportError(msg) from _missing
 
-from actorbus import __version__, _tracing
+from actorbus import _tracing
 from actorbus._cell import LoopExit
+from actorbus._version import __version__
 
 if TYPE_CHECKING:
     from collections.abc import Generator, Mapping
