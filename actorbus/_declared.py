@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import sys
 import typing
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, cast
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import attrs
@@ -76,7 +76,8 @@ def subscriptions(system: ActorSystem) -> list[Subscription]:
         return default if count == 1 else f"{default}-{count}"
 
     actors, routers = startup_of(system)
-    for actor in actors:
+    for declared in actors:
+        actor = cast("Any", declared)  # an Actor subclass or a `@handle` function
         if isinstance(actor, type) and issubclass(actor, Actor):
             name = name_for(actor.__name__)
             found += [_record(name, spec, actor.group) for spec in actor.__actorbus_table__.specs]
