@@ -81,9 +81,9 @@ def subscriptions(system: ActorSystem) -> list[Subscription]:
         if isinstance(actor, type) and issubclass(actor, Actor):
             name = name_for(actor.__name__)
             found += [_record(name, spec, actor.group) for spec in actor.__actorbus_table__.specs]
-        elif (marked := declaration(actor)) is not None:
-            spec = spec_for(actor, marked.targets, group=marked.group, inline=marked.inline)
-            found.append(_record(name_for(getattr(actor, "__name__", "function")), spec, None))
+        elif (marked := declaration(declared)) is not None:
+            spec = spec_for(declared, marked.targets, group=marked.group, inline=marked.inline)
+            found.append(_record(name_for(getattr(declared, "__name__", "function")), spec, None))
     for router in routers:
         for entry in router.entries:
             marked = declaration(entry.func)
