@@ -85,6 +85,11 @@ class Spawn:
         self.parent = parent
 
 
+def _fenced_off(tracker: Tracker) -> bool:
+    """Whether a transport's message may no longer be handled here (see `Tracker.fence`)."""
+    return tracker.fence is not None and not tracker.fence()
+
+
 class CellHost(Protocol):
     """What a cell needs from the registry of actors that spawned it."""
 
@@ -412,11 +417,16 @@ class Cell:
                     busy = perf_counter()
                     continue
                 streak += 1
-                if type(item) is _ChildFailed:
+                kind = type(item)
+                if kind is _ChildFailed:
                     try:
                         await self._child_failed(item)
                     finally:
                         runtime.done()
+                    continue
+                if kind is Message and item.tracker is not None and _fenced_off(item.tracker):
+                    item.tracker.finish(handled=False)  # left for its partition's new owner
+                    runtime.done()
                     continue
                 sampled = self.processed < _SAMPLES or not self.processed & _SAMPLE_EVERY_MASK
                 if sampled:

@@ -6,7 +6,8 @@ again by the next event of that kind. So routing costs one dict lookup however m
 subscriptions exist, stopping an actor costs nothing per other subscriber, and actors
 coming and going do not make every event type resolve again. Within a route, actors
 whose handlers form a competing-consumer group share each event: one member per group
-gets it (round-robin).
+gets it — the member its key maps to for a keyed event (so one actor handles a key's
+events, in order), else the next one in turn.
 
 Delivery puts the envelope in every target's mailbox: at once when there is room (the
 common case, without a coroutine), else waiting for room (BLOCK), dropping (DROP_*) or
@@ -21,6 +22,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from ._exceptions import ActorStopped, MailboxFull
 from ._handlers import ANY_GROUP, CACHE_LIMIT
+from ._keys import PARTITION_KEY, partition_of
 from ._message import Message, Tracker
 
 if TYPE_CHECKING:
@@ -58,31 +60,44 @@ class Route:
         for members in self.groups.values():
             yield from members
 
-    def pick(self, group: str) -> Cell | None:
-        """The next member of `group` (round-robin), or None when it has no local member."""
+    def pick(self, group: str, key: str | None = None) -> Cell | None:
+        """The member of `group` for an event (None when the group has no local member).
+
+        The member `key` maps to for a keyed event, else the next one in turn.
+        """
+        if key is not None:
+            members = self.groups.get(group)
+            return members[partition_of(key, len(members))] if members else None
         turn = self._turns.get(group)
         return next(turn) if turn is not None else None
 
-    def picks(self) -> Iterator[tuple[Cell, str]]:
-        """One member of each group (round-robin), with the group's name."""
+    def picks(self, key: str | None = None) -> Iterator[tuple[Cell, str]]:
+        """One member of each group (see `pick`), with the group's name."""
         if self.groups:
-            for name, turn in self._turns.items():
-                yield next(turn), name
+            if key is not None:
+                for name, members in self.groups.items():
+                    yield members[partition_of(key, len(members))], name
+            else:
+                for name, turn in self._turns.items():
+                    yield next(turn), name
 
-    def targets(self, group: object = ANY_GROUP) -> list[tuple[Cell, str | None]]:
+    def targets(
+        self, group: object = ANY_GROUP, key: str | None = None
+    ) -> list[tuple[Cell, str | None]]:
         """(cell, group) pairs for one delivery (a list: built without a generator).
 
         `ANY_GROUP`: every broadcast cell plus one member of each group (local delivery);
-        None: the broadcast cells only; a group name: one member of that group.
+        None: the broadcast cells only; a group name: one member of that group. Group
+        members are picked for `key` (see `pick`).
         """
         if isinstance(group, str):
-            member = self.pick(group)
+            member = self.pick(group, key)
             return [] if member is None else [(member, group)]
         if group is not None and group is not ANY_GROUP:
             return []
         found: list[tuple[Cell, str | None]] = [(cell, None) for cell in self.broadcast]
         if group is ANY_GROUP:
-            found += self.picks()
+            found += self.picks(key)
         return found
 
 
@@ -227,7 +242,7 @@ class Dispatcher:
                 else:
                     error = await _put(cell, shared)
                     full = full or error
-        for cell, group in route.picks():
+        for cell, group in route.picks(envelope.headers.get(PARTITION_KEY)):
             error = await _put(cell, Message(payload, envelope, cls, envelope.type, group))
             full = full or error
         if full is not None:
@@ -237,7 +252,8 @@ class Dispatcher:
         self, payload: object, envelope: Envelope | None, cls: type[Any] | None, type_: str
     ) -> None:
         """Deliver without ever waiting: a full mailbox drops the event (a dead letter)."""
-        for cell, group in self.route(cls, type_).targets():
+        key = envelope.headers.get(PARTITION_KEY) if envelope is not None else None
+        for cell, group in self.route(cls, type_).targets(ANY_GROUP, key):
             cell.offer(Message(payload, envelope, cls, type_, group))
 
     async def deliver_received(
@@ -250,7 +266,8 @@ class Dispatcher:
         one local handler that answers it. Waits for mailbox room and returns the
         tracker of the deliveries.
         """
-        targets = self.route(cls, envelope.type).targets(group)
+        key = envelope.headers.get(PARTITION_KEY)
+        targets = self.route(cls, envelope.type).targets(group, key)
         if REPLY_TO in envelope.headers:
             chosen = answerer(targets, cls)
             if chosen is not None:

@@ -17,6 +17,8 @@ import attrs
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
 
+    from ._keys import KeySpec
+
 __all__ = ["EventInfo", "Scope", "event", "event_info", "lookup", "type_name"]
 
 T = TypeVar("T", bound=type[Any])
@@ -41,10 +43,11 @@ class Scope(enum.Enum):
 
 @attrs.frozen
 class EventInfo:
-    """What `@event` recorded about a class: its CloudEvents type and default scope."""
+    """What `@event` recorded about a class: its CloudEvents type, scope and key."""
 
     type: str
     scope: Scope
+    key: KeySpec | None = None
 
 
 _registry: dict[str, type[Any]] = {}
@@ -62,8 +65,13 @@ def _validate_type(type_: object) -> str:
 
 
 @dataclass_transform(frozen_default=True, field_specifiers=(attrs.field,))
-def event(type: str, *, scope: Scope = Scope.PROCESS) -> Callable[[T], T]:  # noqa: A002
-    """Declare an event class with its CloudEvents `type` and its default `scope`.
+def event(
+    type: str,  # noqa: A002
+    *,
+    scope: Scope = Scope.PROCESS,
+    key: KeySpec | None = None,
+) -> Callable[[T], T]:
+    """Declare an event class with its CloudEvents `type`, its default `scope` and its key.
 
     The class becomes an attrs frozen class unless it already is an attrs class or a
     dataclass, and `type` is registered so the class can be rebuilt from the wire.
@@ -71,19 +79,32 @@ def event(type: str, *, scope: Scope = Scope.PROCESS) -> Callable[[T], T]:  # no
     Args:
         type: The CloudEvents type, reverse-DNS-ish and dot-separated (``"order.created"``).
         scope: Where instances travel by default; `publish(scope=...)` can override it.
+        key: What an event is about — the name of a field, or a function of the event
+            returning a string. Events with one key are handled in publishing order by a
+            group (see the guide "Scaling out"); `publish(key=...)` overrides it.
 
     Raises:
-        ValueError: If `type` is not a valid type string, or is already registered for a
-            different class.
+        ValueError: If `type` is not a valid type string, is already registered for a
+            different class, or `key` names no field of the class.
+        TypeError: If `key` is neither a field name nor a function.
     """
     _validate_type(type)
     if not isinstance(scope, Scope):
         msg = f"scope must be a Scope, got {scope!r}"
         raise TypeError(msg)
+    if key is not None and not isinstance(key, str) and not callable(key):
+        msg = f"@event key= takes a field name or a function of the event, got {key!r}"
+        raise TypeError(msg)
 
     def register(cls: T) -> T:
         if not attrs.has(cls) and not dataclasses.is_dataclass(cls):
             cls = cast("T", attrs.frozen(cast("Any", cls)))
+        if isinstance(key, str) and key not in _field_names(cls):
+            msg = (
+                f"@event({type!r}, key={key!r}): {cls.__qualname__} has no field {key!r}; "
+                f"its fields are {', '.join(_field_names(cls)) or 'none'}"
+            )
+            raise ValueError(msg)
         existing = _registry.get(type)
         if existing is not None and not _same_class(existing, cls):
             msg = (
@@ -92,11 +113,17 @@ def event(type: str, *, scope: Scope = Scope.PROCESS) -> Callable[[T], T]:  # no
                 f"choose another type string for {cls.__module__}.{cls.__qualname__}"
             )
             raise ValueError(msg)
-        setattr(cls, INFO_ATTRIBUTE, EventInfo(type, scope))
+        setattr(cls, INFO_ATTRIBUTE, EventInfo(type, scope, key))
         _registry[type] = cls
         return cast("T", cls)
 
     return register
+
+
+def _field_names(cls: type[Any]) -> list[str]:
+    if attrs.has(cls):
+        return [field.name for field in attrs.fields(cls)]
+    return [field.name for field in dataclasses.fields(cls)]
 
 
 def _same_class(a: type[Any], b: type[Any]) -> bool:

@@ -12,6 +12,8 @@ from ._events import INFO_ATTRIBUTE
 from ._handlers import ANY_GROUP
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from ._envelope import Envelope
     from ._handlers import HandlerSpec
 
@@ -36,10 +38,22 @@ class Tracker:
     then read `outcome` (and `result()` for the first handler's reply).
     """
 
-    __slots__ = ("_done", "dead_error", "error", "has_reply", "not_handled", "pending", "value")
+    __slots__ = (
+        "_done",
+        "dead_error",
+        "error",
+        "fence",
+        "has_reply",
+        "not_handled",
+        "pending",
+        "value",
+    )
 
     def __init__(self, pending: int = 1) -> None:
         self.pending: int = pending
+        self.fence: Callable[[], bool] | None = None
+        """Set by a transport: False once the message may no longer be handled here (the
+        lease on its partition was lost); the actor then leaves it unhandled."""
         # Made by the first `wait` that has to wait: most trackers (every delivery of a
         # received event) are only looked at, and an event costs more than the rest.
         self._done: anyio.Event | None = None

@@ -381,6 +381,7 @@ class ActorSystem:
         source: str | None = None,
         subject: str | None = None,
         headers: Mapping[str, str] | None = None,
+        key: str | None = None,
     ) -> Envelope:
         """Publish an event (or an `Envelope`) and return its envelope.
 
@@ -390,12 +391,16 @@ class ActorSystem:
         the transport accepted it; every instance, this one included, then receives it.
         No subscriber is not an error. Any object may be published with PROCESS scope
         (its type is its class's qualified name); APP scope needs an `@event` class.
+        `key` gives the event's key for this call (else its `@event(key=...)`): a group
+        handles the events of one key in the order they were published.
 
         A cancellation point; it yields to the scheduler at least every 64 calls and
         whenever it waits.
 
         Raises:
-            TypeError: For an unregistered object with APP scope.
+            TypeError: For an unregistered object with APP scope, or a key that is not
+                a string.
+            ValueError: For an empty key.
             DecodeError: For an envelope whose data does not fit its registered class.
             MailboxFull: If a FAIL mailbox was full (the others still got the event).
         """
@@ -409,17 +414,19 @@ class ActorSystem:
         info: EventInfo | None = cls.__dict__.get(INFO_ATTRIBUTE)
         if (
             info is not None
+            and info.key is None
             and scope is None
             and headers is None
+            and key is None
             and _tracing.instrumentation is None
             and _tracing.current.get() is None
-        ):  # the common shape: an `@event` object and no trace context to add
+        ):  # the common shape: an unkeyed `@event` object and no trace context to add
             envelope = new_envelope(
                 info.type, event, source or self._name, info.scope, subject, None
             )
             payload = event
         else:
-            envelope, payload, cls = wrap(event, self._name, scope, source, subject, headers)
+            envelope, payload, cls = wrap(event, self._name, scope, source, subject, headers, key)
         if envelope.scope is _APP and self._transport is not None:
             await self._transport.publish(envelope)
         elif (rest := self._dispatcher.deliver(envelope, payload, cls)) is not None:

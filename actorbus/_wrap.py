@@ -18,6 +18,7 @@ from ._convert import structure
 from ._envelope import Envelope, named, new_envelope, with_data
 from ._events import INFO_ATTRIBUTE, EventInfo, Scope, lookup
 from ._handlers import AdHoc
+from ._keys import PARTITION_KEY, check_key, read_key
 from ._tracing import outgoing
 
 __all__ = ["Wrapped", "adopt", "rebuild", "wrap"]
@@ -33,15 +34,19 @@ def wrap(
     source: str | None = None,
     subject: str | None = None,
     headers: Mapping[str, str] | None = None,
+    key: object = None,
 ) -> Wrapped:
     """Build the envelope for `event` (or normalise an `Envelope`) sent by system `origin`.
 
-    The envelope's source is `source`, else `origin`.
+    The envelope's source is `source`, else `origin`. Its key (the ``partitionkey``
+    header) is `key` when given, else what the event's `@event(key=...)` reads.
 
     Raises:
         TypeError: For an unregistered object with APP scope.
         DecodeError: For an envelope whose dict data does not fit its registered class.
     """
+    if key is not None:
+        headers = {**(headers or {}), PARTITION_KEY: check_key(key, "publish(key=...)")}
     if isinstance(event, Envelope):
         return adopt(event, origin, scope=scope, source=source, subject=subject, headers=headers)
     cls = type(event)
@@ -58,6 +63,8 @@ def wrap(
     else:
         type_ = info.type
         scope = info.scope if scope is None else scope
+        if info.key is not None and key is None:
+            headers = {**(headers or {}), PARTITION_KEY: read_key(event, info.key, type_)}
     traced = outgoing(headers, type_)
     envelope = new_envelope(type_, event, source or origin, scope, subject, traced)
     return envelope, event, cls

@@ -99,3 +99,18 @@ def test_the_check_catches_each_kind(source: str) -> None:
 def test_the_package_itself_and_dunders_are_allowed() -> None:
     source = "from actorbus import _events\nimport attrs\nx = attrs.__version__"
     assert violations(ast.parse(source)) == []
+
+
+def test_every_module_of_the_package_has_its_place_in_the_layers() -> None:
+    """A new module must be placed in pyproject.toml's layers, so lint-imports checks it."""
+    import tomllib  # noqa: PLC0415
+
+    config = tomllib.loads((PACKAGE.parent / "pyproject.toml").read_text())
+    contract = config["tool"]["importlinter"]["contracts"][0]
+    placed = {name.strip() for layer in contract["layers"] for name in layer.split("|")}
+    modules = {
+        path.relative_to(PACKAGE).parts[0].removesuffix(".py")
+        for path in SOURCES
+        if path.name != "__init__.py" or path.parent != PACKAGE
+    }
+    assert sorted(modules - placed) == []
