@@ -417,7 +417,7 @@ class Cell:
                     busy = perf_counter()
                     continue
                 streak += 1
-                kind = type(item)
+                kind: type[Any] = type(item)  # pyright: ignore[reportUnknownVariableType]
                 if kind is _ChildFailed:
                     try:
                         await self._child_failed(item)
