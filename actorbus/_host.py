@@ -18,6 +18,8 @@ from ._ref import await_reply
 from ._wrap import rebuild
 
 if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+
     from ._dispatch import Dispatcher
     from ._envelope import Envelope
     from ._message import Delivery
@@ -32,11 +34,13 @@ _WIRE_CLASSES = (None, str, int, float, bool, list)
 class SystemHost:
     """Implements `actorbus.TransportHost` for one system."""
 
-    __slots__ = ("_dispatcher", "_runtime", "_wanted")
+    __slots__ = ("_dispatcher", "_runtime", "_wanted", "releasers")
 
     def __init__(self, runtime: Runtime, dispatcher: Dispatcher) -> None:
         self._runtime = runtime
         self._dispatcher = dispatcher
+        self.releasers: list[Callable[[str, frozenset[int]], Awaitable[None]]] = []
+        """What `release` runs: each part of the system that keeps state per partition."""
         # `subscribed` answers per (type, group), with the dispatcher generation and the
         # registered class they were computed for.
         self._wanted: dict[tuple[str, str | None], tuple[int, type[Any] | None, bool]] = {}
@@ -93,6 +97,11 @@ class SystemHost:
         """Answer a request received by the transport with one local handler."""
         envelope, payload, cls = rebuild(envelope)
         return await answer_locally(self._dispatcher, envelope, payload, cls, timeout)
+
+    async def release(self, group: str, partitions: frozenset[int]) -> None:
+        """Stop what keeps state for `partitions` of `group`; see `TransportHost.release`."""
+        for releaser in self.releasers:
+            await releaser(group, partitions)
 
 
 async def answer_locally(

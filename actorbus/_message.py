@@ -40,6 +40,7 @@ class Tracker:
 
     __slots__ = (
         "_done",
+        "commit",
         "dead_error",
         "error",
         "fence",
@@ -54,6 +55,10 @@ class Tracker:
         self.fence: Callable[[], bool] | None = None
         """Set by a transport: False once the message may no longer be handled here (the
         lease on its partition was lost); the actor then leaves it unhandled."""
+        self.commit: tuple[str, str, bytes] | None = None
+        """Set by an entity that handled the message: ``(namespace, key, state)``, the
+        state to save atomically with the message's acknowledgement, and only under a
+        valid lease (see `Transport.load_state`)."""
         # Made by the first `wait` that has to wait: most trackers (every delivery of a
         # received event) are only looked at, and an event costs more than the rest.
         self._done: anyio.Event | None = None

@@ -135,6 +135,7 @@ class ActorSystem:
         )
         self._dispatcher = Dispatcher(self._runtime)
         self._actors = Actors(self._runtime, self._dispatcher, transport)
+        self._host = SystemHost(self._runtime, self._dispatcher)
         self._state = _NEW
         self._failure: BaseException | None = None
         self._tg: anyio.abc.TaskGroup | None = None
@@ -184,7 +185,7 @@ class ActorSystem:
         self._body.__enter__()
         try:
             if self._transport is not None:
-                await self._transport.open(SystemHost(runtime, self._dispatcher), self._tg)
+                await self._transport.open(self._host, self._tg)
             for actor in self._startup_actors:
                 await self.spawn(actor)
             for router in self._routers:

@@ -67,6 +67,17 @@ class TransportHost(Protocol):
         """Handle a request locally with one handler and return its reply (or raise)."""
         ...
 
+    async def release(self, group: str, partitions: frozenset[int]) -> None:
+        """This instance no longer owns `partitions` of `group`: stop what keeps their state.
+
+        A partitioned transport calls it before it hands partitions over (a rebalance, a
+        graceful stop) and once it lost them (a lease it could not renew). The system
+        stops whatever holds state for keys of those partitions — the entities of an
+        entity kind's group — and returns once they stopped; deliveries of those
+        partitions still waiting are left unhandled (their `Tracker.fence` says so).
+        """
+        ...
+
 
 class Transport(abc.ABC):
     """Carries APP-scope envelopes to every instance of the application.
@@ -116,6 +127,27 @@ class Transport(abc.ABC):
     @abc.abstractmethod
     async def close(self) -> None:
         """Release connections. Called once, after the actors stopped."""
+
+    partitions: int = 1
+    """How many partitions the application's APP events are split into (see `partition_of`
+    in `actorbus._keys`); 1 for a transport without partitions."""
+
+    async def load_state(self, namespace: str, key: str) -> bytes | None:
+        """The durable state last committed for `key` in `namespace` (an entity kind).
+
+        None when there is none. A state is committed with the acknowledgement of the
+        message that produced it (`Tracker.commit`), only by the owner of the key's
+        partition. By default a transport keeps no state, and this raises.
+
+        Raises:
+            TypeError: This transport keeps no durable state.
+        """
+        del key
+        msg = (
+            f"{type(self).__qualname__} keeps no durable state (for {namespace!r}): "
+            "use a transport that does (RedisTransport, MemoryTransport), or no transport"
+        )
+        raise TypeError(msg)
 
     def set_instance(self, name: str) -> None:
         """Run under the durable instance name `name` (before the system starts).
