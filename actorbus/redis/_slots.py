@@ -22,7 +22,7 @@ SLOTS: Final = 16384
 
 
 def _table() -> tuple[int, ...]:
-    table = []
+    table: list[int] = []
     for byte in range(256):
         crc = byte << 8
         for _ in range(8):
