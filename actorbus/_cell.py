@@ -441,7 +441,7 @@ class Cell:
                     self.processed += 1
                     if type(item) is Message and item.tracker is not None:
                         self._report(item.tracker, finished=finished)
-                    if runtime.inflight > 1:  # `runtime.done()` without its call, as a rule
+                    if runtime.inflight > 1:  # `done()` only when `drain` may be woken
                         runtime.inflight -= 1
                     else:
                         runtime.done()
@@ -557,7 +557,9 @@ class Cell:
 
         The mailbox holds `Message`s and, to spare a `Message` per message on the common
         paths, two kinds of bare items: the envelope of a broadcast publish (its data is
-        the event) and a told `@event` object.
+        the event) and a told `@event` object. A told object becomes one `Message` as soon
+        as something needs its envelope (an argument, a failure, a span), so its handlers,
+        their retries, the logs and a dead letter all see one envelope id.
         """
         kind: type[Any] = type(item)
         if kind is Message:
@@ -575,6 +577,7 @@ class Cell:
             if self._traced or (envelope is not None and envelope.headers):
                 self._trace(envelope)
             if _tracing.instrumentation is not None:
+                item = self._as_message(item)
                 with _tracing.instrumentation.handling(self.envelope_of(item), self.name):
                     await self._handle(item, instrumented=True)
                 return
@@ -588,6 +591,7 @@ class Cell:
                         args: tuple[Any, ...] = (self.instance, event) if spec.bound else (event,)
                         result = await spec.call(*args)
                     else:
+                        item = self._as_message(item)  # its envelope is made once
                         args, kwargs = self._arguments(spec, event, envelope, item)
                         result = await spec.call(*args, **kwargs)
                 except Exception as exc:
@@ -596,6 +600,7 @@ class Cell:
                     if first and tracker is not None:
                         tracker.reply(result)
                     break
+                item = self._as_message(item)
                 retry = await self._failed(spec, item, failure, retries, first=first)
                 if retry is None:
                     return  # the message ends here (RESTART)

@@ -14,6 +14,7 @@ from actorbus import (
     ActorSystem,
     Backoff,
     DeadLetter,
+    Envelope,
     Policy,
     Supervision,
     Terminated,
@@ -692,3 +693,55 @@ async def test_the_error_after_retries_does_not_carry_the_first_failure_as_conte
     assert len(attempts) == 3
     # each attempt ran on its own, not inside the handling of the one before
     assert raised.value.__context__ is None
+
+
+# -- one message, one envelope id: handler calls, retries, logs and the dead letter ------
+
+
+@event("sup.told")
+class Told:
+    n: int
+
+
+class RetriesThenDeadLetters(Actor):
+    supervision = Supervision(
+        Policy.RETRY,
+        max_retries=2,
+        backoff=Backoff(initial=0.01, maximum=0.01, jitter=0.0),
+        then=Policy.DEAD_LETTER,
+    )
+
+    def __init__(self, seen: list[str]) -> None:
+        self.seen = seen
+
+    @handle(Told)
+    async def with_envelope(self, event: Told, envelope: Envelope) -> None:
+        self.seen.append(envelope.id)
+        raise BoomError(event.n)
+
+
+class DeadLettersAtOnce(Actor):
+    supervision = Supervision(Policy.DEAD_LETTER)
+
+    @handle(Told)
+    async def event_only(self, event: Told) -> None:
+        raise BoomError(event.n)
+
+
+@pytest.mark.parametrize("actor", [RetriesThenDeadLetters, DeadLettersAtOnce])
+async def test_a_told_message_keeps_one_envelope_id_everywhere(
+    actor: type[Actor], caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="actorbus")
+    seen: list[str] = []
+    async with ActorSystem("sup") as system:
+        ref = await (
+            system.spawn(actor, seen) if actor is RetriesThenDeadLetters else system.spawn(actor)
+        )
+        await ref.tell(Told(1))
+        await system.drain()
+        (letter,) = [d for d in system.dead_letters if d.actor == ref.name]
+    logged = {r.event_id for r in caplog.records if getattr(r, "actor", None) == ref.name}
+    ids = {letter.envelope.id, *seen, *logged}
+    assert len(ids) == 1, ids
+    assert logged
