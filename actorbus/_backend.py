@@ -6,17 +6,22 @@ backend class behind `anyio.lowlevel.current_token()` (an `anyio.abc.AsyncBacken
 calls that class's own functions afterwards: the same functions anyio's public wrappers
 call, so the guarantees of the wrappers hold (events and clocks are the running loop's).
 
-`publish` and `tell` must notice a cancelled scope, and a full check on every call costs
-more than the rest of a `tell`. A cancel scope of a task is cancelled, or its deadline
-passes, only while other code runs: while the task waits. So `stale()` says, cheaply,
-whether the calling task has waited (or is another task) since it last checked, and only
-then does the caller run the full check and mark the task `checked()`. On trio that
-uses the task's `custom_sleep_data`, which trio documents as left to libraries and reset
-to None whenever the task is rescheduled; on asyncio, the epoch of the task's last check
-is kept in a context variable (every task has its own context), and the epoch changes at
-the loop's next turn. The one cancellation this does not see at once is a
-scope the calling task cancels itself and then publishes again without waiting in
-between: the next scheduling point (at most `YIELD_EVERY` calls later) raises it.
+`publish` and `tell` must notice a cancelled scope, and the full check through the public
+API costs more than the rest of a `tell` (figures in `benchmarks/README.md`). Another task,
+a deadline or a signal can cancel a task's scope only while the task waits. So `stale()`
+says, cheaply, whether the calling task has waited (or is another task) since it last
+checked, and only then does the caller run the full check and mark the task `checked()`.
+On trio that uses the task's `custom_sleep_data`, which trio documents as left to
+libraries and resets to None whenever the task is rescheduled; on asyncio, the epoch of
+the task's last check is kept in a context variable (every task has its own context), and
+the epoch changes at the loop's next turn.
+
+What this does not see at once is a change the task makes to its own cancel scopes
+without waiting in between: cancelling a scope it is in, entering a scope whose deadline
+has already passed (``move_on_after(0)``), leaving a shielded scope into a cancelled one,
+or, on trio, being moved into a cancelled nursery by ``task_status.started()``. The next
+full check raises it: at the first call after the task waits, and at the latest at the
+`YIELD_EVERY`-th call, the scheduling point.
 """
 
 from __future__ import annotations
@@ -110,14 +115,19 @@ def _trio_freshness() -> tuple[Callable[[], bool], Callable[[], None]]:
     return stale, checked
 
 
+_CHECKED_IN: Final[contextvars.ContextVar[object]] = contextvars.ContextVar("actorbus_checked_in")
+"""The epoch of the current asyncio task's last full check (one variable for every system:
+contexts keep their variables alive, so they must not be made per system)."""
+
+
 def _asyncio_freshness() -> tuple[Callable[[], bool], Callable[[], None]]:
     # Each asyncio task runs in a context of its own: the context variable holds, for the
     # task that checked, the epoch of its check. The epoch changes at the loop's next
     # turn after a check (a callback queued behind everything already ready), before any
     # task that waited can run again.
     loop = asyncio.get_running_loop()
-    checked_in: contextvars.ContextVar[object] = contextvars.ContextVar("actorbus_checked_in")
-    epoch: list[object] = [object()]
+    checked_in = _CHECKED_IN
+    epoch: list[object] = [object()]  # unique to this system: another system's never matches
     turn_pending = [False]
 
     def next_turn() -> None:

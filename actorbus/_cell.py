@@ -14,6 +14,7 @@ A cell knows the rest of the system only through its `Runtime` (shared state) an
 from __future__ import annotations
 
 import contextvars
+import enum
 import logging
 from time import perf_counter
 from typing import TYPE_CHECKING, Any, Final, Protocol, cast
@@ -54,7 +55,16 @@ _SAMPLES: Final = 256  # a power of two: the ring index is `count & _SAMPLE_MASK
 _SAMPLE_MASK: Final = _SAMPLES - 1
 _SAMPLE_EVERY_MASK: Final = 8 - 1
 
-_NEW, _RUNNING, _STOPPING, _STOPPED = range(4)
+
+class Life(enum.IntEnum):
+    """Where an actor is in its life (in this order)."""
+
+    NEW = 0
+    RUNNING = 1
+    STOPPING = 2
+    STOPPED = 3
+
+
 _NO_KWARGS: Final[dict[str, Any]] = {}  # never mutated: passed as `**kwargs` without a copy
 
 
@@ -211,7 +221,7 @@ class Cell:
         self.children: dict[Cell, None] = {}  # in start order; O(1) removal
         self.watchers: dict[Cell, None] = {}  # who gets Terminated when this one stops
         self.watching: dict[Cell, None] = {}  # whom this one watches (to unregister)
-        self.state: int = _NEW
+        self.state: Life = Life.NEW
         self.reason: BaseException | None = None
         self.stop_errors: list[BaseException] = []
         self.scope: anyio.CancelScope | None = None
@@ -261,9 +271,11 @@ class Cell:
         """Queue `message` without ever waiting: a full mailbox drops it (dead letter)."""
         try:
             status = self.queue.offer(message, self.name)
-        except (ActorStopped, MailboxFull) as exc:
+        except ActorStopped as exc:
             self.dead_letter(message, exc, unqueued=True)
             return False
+        except MailboxFull:
+            return False  # a FAIL mailbox: the queue counted and dead-lettered it
         if status is QUEUED:
             self.runtime.inflight += 1
             return True
@@ -351,7 +363,7 @@ class Cell:
                     self.reason = exc
                     await self._finish(run_on_stop=False)
                     raise
-                self.state = _RUNNING
+                self.state = Life.RUNNING
                 task_status.started()
                 try:
                     await self._loop()
@@ -361,7 +373,7 @@ class Cell:
                     escalated = escalation.error
                     self.request_stop(escalated)
         finally:
-            if self.state not in (_STOPPED, _NEW):
+            if self.state not in (Life.STOPPED, Life.NEW):
                 await self._finish()
         if escalated is not None:
             self._escalate(escalated)
@@ -458,8 +470,8 @@ class Cell:
 
     def request_stop(self, reason: BaseException | None = None, *, cancel: bool = False) -> None:
         """Stop taking messages; dead-letter the waiting ones; optionally cancel the current one."""
-        if self.state < _STOPPING:
-            self.state = _STOPPING
+        if self.state < Life.STOPPING:
+            self.state = Life.STOPPING
             self.reason = reason
             self.host.stopping(self)
             for item in self.queue.close():
@@ -482,7 +494,7 @@ class Cell:
 
     async def wait_stopped(self) -> None:
         """Wait until the actor has fully stopped (children stopped, `on_stop` run)."""
-        if self.state == _STOPPED:
+        if self.state == Life.STOPPED:
             return
         if self._stopped is None:
             self._stopped = anyio.Event()
@@ -491,7 +503,7 @@ class Cell:
     @property
     def stopped(self) -> bool:
         """Whether the actor has fully stopped."""
-        return self.state == _STOPPED
+        return self.state == Life.STOPPED
 
     async def _finish(self, *, run_on_stop: bool = True) -> None:
         # Clean-up must run even when the system is being cancelled, but never forever.
@@ -506,7 +518,7 @@ class Cell:
                     )
                     self.stop_errors.append(exc)
         self.request_stop(self.reason)  # no-op if already stopping; else dead-letters leftovers
-        self.state = _STOPPED
+        self.state = Life.STOPPED
         self.host.stopped(self)
         if self.parent is not None:
             self.parent.children.pop(self, None)

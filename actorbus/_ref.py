@@ -64,8 +64,9 @@ class ActorRef:
     async def tell(self, message: object) -> None:
         """Put `message` in the actor's mailbox (fire and forget).
 
-        Waits while a BLOCK mailbox is full. A cancellation point; see the guide on
-        mailboxes for when it yields to the scheduler.
+        Waits while a BLOCK mailbox is full. A cancellation and scheduling point as the
+        guide on mailboxes says: it checks for cancellation on the first call after the
+        calling task waited, whenever it waits, and at least every 64 calls.
 
         Raises:
             ActorStopped: If the actor has stopped.

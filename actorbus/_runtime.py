@@ -120,7 +120,8 @@ class Runtime:
     async def checkpoint(self) -> None:
         """The checkpoint of `publish`, `tell` and their kin (see the Mailboxes guide).
 
-        A cancellation point on every call; a scheduling point every `YIELD_EVERY` calls.
+        A full cancellation check when the task may have been cancelled since its last one
+        (see `actorbus._backend`), and a scheduling point every `YIELD_EVERY` calls.
         The hot paths inline the test and await `checkpoint_due` only when something is
         due (see `actorbus._backend` for `stale`)::
 

@@ -9,6 +9,7 @@ the public methods, each of which hands the work to the part named after it.
 
 from __future__ import annotations
 
+import enum
 import logging
 import weakref
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -28,6 +29,7 @@ from ._handlers import AdHoc
 from ._host import SystemHost, answer_locally
 from ._records import ActorStats, DeadLetter, SystemStarted, SystemStopping
 from ._ref import ActorRef
+from ._router import Router
 from ._runtime import DEAD_LETTER_TYPE, YIELD_EVERY, Runtime, current_runtime
 from ._tracing import outgoing
 from ._wrap import Wrapped, wrap
@@ -37,7 +39,6 @@ if TYPE_CHECKING:
     from types import TracebackType
 
     from ._mailbox import Mailbox
-    from ._router import Router
     from ._supervision import Supervision
     from ._transport import Transport
 
@@ -53,7 +54,20 @@ __all__ = [
 
 logger: Final = logging.getLogger("actorbus.system")
 _running: weakref.WeakSet[ActorSystem] = weakref.WeakSet()
-_NEW, _STARTING, _RUNNING, _STOPPING, _STOPPED = range(5)
+
+
+class _Phase(enum.Enum):
+    """Where a system is in its life."""
+
+    NEW = "new"
+    STARTING = "starting"
+    RUNNING = "running"
+    STOPPING = "stopping"
+    STOPPED = "stopped"
+
+
+_NEW, _STARTING, _RUNNING = _Phase.NEW, _Phase.STARTING, _Phase.RUNNING
+_STOPPING, _STOPPED = _Phase.STOPPING, _Phase.STOPPED
 _APP: Final = Scope.APP
 
 
@@ -117,8 +131,6 @@ class ActorSystem:
         if shutdown_timeout < 0:
             msg = f"shutdown_timeout must be >= 0, got {shutdown_timeout!r}"
             raise ValueError(msg)
-        from ._router import Router  # noqa: PLC0415 - the router module is above this one
-
         self._routers = tuple(routers)
         for router in self._routers:
             if not isinstance(router, Router):
@@ -158,8 +170,15 @@ class ActorSystem:
 
     @property
     def shutdown_timeout(self) -> float:
-        """Seconds allowed for draining and stopping at shutdown."""
+        """Seconds allowed for draining and stopping at shutdown (settable)."""
         return self._runtime.shutdown_timeout
+
+    @shutdown_timeout.setter
+    def shutdown_timeout(self, seconds: float) -> None:
+        if seconds < 0:
+            msg = f"shutdown_timeout must be >= 0, got {seconds!r}"
+            raise ValueError(msg)
+        self._runtime.shutdown_timeout = seconds
 
     @property
     def dead_letters(self) -> Sequence[DeadLetter]:
@@ -395,8 +414,9 @@ class ActorSystem:
         `key` gives the event's key for this call (else its `@event(key=...)`): a group
         handles the events of one key in the order they were published.
 
-        A cancellation point; it yields to the scheduler at least every 64 calls and
-        whenever it waits.
+        It checks for cancellation on the first call after the calling task waited,
+        whenever it waits, and at least every 64 calls, when it also yields to the
+        scheduler (see the guide on mailboxes).
 
         Raises:
             TypeError: For an unregistered object with APP scope, or a key that is not
@@ -457,8 +477,8 @@ class ActorSystem:
         the transport fails, nothing is delivered locally either (some of
         the APP events may have been accepted: see the transport).
 
-        A cancellation point; it yields to the scheduler at least every 64 events and
-        whenever it waits.
+        It checks for cancellation when it starts, whenever it waits, and at least every
+        64 events, when it also yields to the scheduler.
 
         Raises:
             TypeError: If `events` is a single event (a string, a mapping or an envelope)

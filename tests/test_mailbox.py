@@ -480,3 +480,33 @@ async def test_dropped_asks_each_get_their_own_error() -> None:
     # a shared error would collect every asker's traceback
     assert len({id(error) for error in errors}) == len(errors)
     assert all("is full" in str(error) for error in errors)
+
+
+class HeldOnDeadLetters(Actor):
+    """A FAIL mailbox of one, held in its first handler: the next notices are dropped."""
+
+    mailbox = Mailbox(1, Overflow.FAIL)
+
+    def __init__(self, gate: Gate) -> None:
+        self.gate = gate
+
+    @handle(DeadLetter)
+    async def hold(self, letter: DeadLetter) -> None:
+        self.gate.entered.set()
+        await self.gate.opened.wait()
+
+
+async def test_a_notice_a_full_fail_mailbox_drops_is_one_dead_letter() -> None:
+    gate, worker_gate = Gate(), Gate()
+    async with system() as sys:
+        held = await sys.spawn(HeldOnDeadLetters, gate)
+        full = await sys.spawn(Worker, worker_gate, [], mailbox=Mailbox(1, Overflow.DROP_NEWEST))
+        await full.tell(Job(0))  # held in its handler until the end
+        await anyio.wait_all_tasks_blocked()
+        for n in range(1, 5):  # one waits, the next three are dropped: three dead letters
+            await full.tell(Job(n))
+        await anyio.wait_all_tasks_blocked()
+        about_held = [d for d in sys.dead_letters if d.actor == held.name]
+        assert held.stats.dropped == held.stats.dead_lettered == len(about_held) > 0
+        gate.open()
+        worker_gate.open()

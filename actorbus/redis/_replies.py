@@ -91,11 +91,11 @@ class _Waiter:
 class ReplyListener:
     """Reads this instance's reply stream and wakes the requests waiting for them."""
 
-    def __init__(self, context: Context, scope: anyio.CancelScope) -> None:
+    def __init__(self, context: Context) -> None:
         self._context = context
         self._key = context.keys.replies(context.instance)
         self._waiters: dict[str, _Waiter] = {}
-        self.scope = scope
+        self.scope = anyio.CancelScope()  # one per listener: a scope is entered once
 
     def expect(self, envelope: Envelope) -> _Waiter:
         """Register interest in the replies to `envelope` (before sending it)."""
@@ -191,6 +191,7 @@ class Requests:
         self._listener: ReplyListener | None = None
         self._lock = anyio.Lock()
         self.scope = anyio.CancelScope()
+        """The running listener's scope; the transport cancels it to stop listening."""
 
     async def request(self, envelope: Envelope, timeout: float) -> Any:
         """Publish `envelope` with ``replyto`` set; return the first reply to it.
@@ -222,7 +223,11 @@ class Requests:
     async def _start_listener(self) -> ReplyListener:
         async with self._lock:
             if self._listener is None:
-                listener = ReplyListener(self._context, self.scope)
+                if self.scope.cancel_called:  # the transport stops
+                    msg = "cannot send the request: the transport is closing"
+                    raise TransportError(msg)
+                listener = ReplyListener(self._context)
+                self.scope = listener.scope
                 try:
                     await self._task_group.start(listener.run)
                 except RedisError as exc:
