@@ -1,0 +1,376 @@
+"""Redis Cluster: detection, routing, redirections, failover and spread, on real clusters.
+
+The clusters are the session's (`cluster_support`): three masters, and three masters with
+a replica each. Tests that move a slot move it back; failover tests leave a healthy
+cluster with roles swapped. Both backends.
+"""
+
+from __future__ import annotations
+
+import secrets
+from typing import TYPE_CHECKING, Any
+
+import anyio
+import pytest
+from redis_support import find_free_port, new_app, raw_client, send_raw
+
+from actorbus import ActorSystem, Scope, TransportError, event, handle
+from actorbus.redis import RedisTransport
+from actorbus.redis._client import Client
+from actorbus.redis._config import redact_url
+from actorbus.redis._endpoint import endpoint
+from actorbus.redis._errors import CrossSlot
+from actorbus.redis._slots import hash_slot, partition_tag
+
+if TYPE_CHECKING:
+    from cluster_support import RedisCluster
+    from redis_support import RedisServer
+
+pytestmark = [pytest.mark.anyio, pytest.mark.redis]
+
+
+@event("cluster.job", scope=Scope.APP)
+class Job:
+    n: int
+
+
+def client(url: str, timeout: float = 5.0) -> Client:
+    return Client(endpoint(url, None, redact_url(url)), timeout=timeout)
+
+
+async def started(url: str, cluster: bool | None = None, timeout: float = 5.0) -> Client:
+    shared = client(url, timeout)
+    await shared.start(cluster, timeout=timeout)
+    return shared
+
+
+def key_on(cluster: RedisCluster, master: RedisServer, prefix: str = "k") -> str:
+    """A fresh key whose slot `master` serves."""
+    ranges = [r for r in cluster.slots() if r.master == master.port]
+    while True:
+        key = f"{prefix}:{secrets.token_hex(4)}"
+        if any(r.first <= hash_slot(key) <= r.last for r in ranges):
+            return key
+
+
+def other_master(cluster: RedisCluster, master: RedisServer) -> RedisServer:
+    return next(node for node in cluster.masters() if node.port != master.port)
+
+
+async def eventually(check: Any, timeout: float = 10.0) -> None:
+    with anyio.fail_after(timeout):
+        while not check():  # noqa: ASYNC110 - polls state that tasks and Redis change
+            await anyio.sleep(0.01)
+
+
+# -- finding out --------------------------------------------------------------------------------
+
+
+async def test_the_client_finds_a_cluster_and_routes_every_key_to_its_master(
+    redis_cluster: RedisCluster,
+) -> None:
+    shared = await started(redis_cluster.url)
+    try:
+        assert shared.cluster is not None
+        masters = redis_cluster.masters()
+        keys = [key_on(redis_cluster, master) for master in masters for _ in range(3)]
+        # One pipeline over three nodes: one write each, the replies back in order.
+        replies = await shared.pipeline([(b"SET", key, key) for key in keys])
+        assert replies == [b"OK"] * len(keys)
+        assert await shared.pipeline([(b"GET", key) for key in keys]) == [k.encode() for k in keys]
+        for master in masters:  # each key is on its master: no redirection was needed
+            mine = [key for key in keys if redis_cluster.master_of(hash_slot(key)) == master]
+            assert [redis_cluster.send(master.port, "EXISTS", key) for key in mine] == [1] * 3
+            assert shared.node_for(mine[0]).port == master.port
+    finally:
+        await shared.aclose()
+
+
+async def test_a_single_server_is_no_cluster(redis_server: RedisServer) -> None:
+    shared = await started(redis_server.url)
+    assert shared.cluster is None
+    assert await shared.call(b"DEL", b"a-key", b"another-key") == 0  # several slots: fine here
+    await shared.aclose()
+
+
+async def test_the_transport_detects_the_mode_and_refuses_a_wrong_one(
+    redis_cluster: RedisCluster, redis_server: RedisServer
+) -> None:
+    async with ActorSystem(new_app(), transport=RedisTransport(redis_cluster.url)) as system:
+        transport = system.transport
+        assert isinstance(transport, RedisTransport)
+        assert transport._opened().client.cluster is not None
+    with pytest.raises(TransportError, match=r"is not a Redis Cluster node .* cluster=True"):
+        async with ActorSystem(new_app(), transport=RedisTransport(redis_server.url, cluster=True)):
+            pass
+    with pytest.raises(TransportError, match=r"is a node of a Redis Cluster.*cluster=False"):
+        async with ActorSystem(
+            new_app(), transport=RedisTransport(redis_cluster.url, cluster=False)
+        ):
+            pass
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"cluster": "yes"}, r"cluster=\.\.\.\) must be None, True or False"),
+        ({"seeds": ["nohost"]}, "not a cluster node address: 'nohost'"),
+        ({"seeds": ["h:99999"]}, "not a cluster node address"),
+        ({"seeds": "h:1"}, "must be a list of 'host:port' strings"),
+        ({"seeds": ["h:1"], "cluster": False}, "cluster=None or True"),
+    ],
+)
+def test_bad_cluster_settings_are_refused_at_once(kwargs: dict[str, Any], match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        RedisTransport("redis://localhost:6379/0", **kwargs)
+
+
+async def test_seeds_are_asked_when_the_urls_node_cannot_be_reached(
+    redis_cluster: RedisCluster,
+) -> None:
+    gone = unreachable_url(redis_cluster)
+    node = redis_cluster.nodes[1]
+    handled = anyio.Event()
+
+    @handle(Job)
+    async def on_job(job: Job) -> None:
+        handled.set()
+
+    transport = RedisTransport(gone, seeds=[f"{node.host}:{node.port}"])
+    async with ActorSystem(new_app(), transport=transport) as system:
+        await system.spawn(on_job)
+        await system.publish(Job(1))
+        with anyio.fail_after(10):
+            await handled.wait()
+
+
+def unreachable_url(cluster: RedisCluster) -> str:
+    """The cluster's URL with the port of a node that does not exist."""
+    first = cluster.nodes[0]
+    return first.url.replace(f":{first.port}/", f":{find_free_port()}/")
+
+
+# -- the cross-slot guard -----------------------------------------------------------------------
+
+
+async def test_a_command_over_several_slots_is_refused_before_it_is_sent(
+    redis_cluster: RedisCluster,
+) -> None:
+    shared = await started(redis_cluster.url)
+    own = shared.dedicated(b"x")
+    a, b = "cross:{a}", "cross:{b}"
+    assert hash_slot(a) != hash_slot(b)
+    before = cross_slot_errors(redis_cluster)
+    try:
+        for send in (
+            shared.call(b"DEL", a, b),
+            shared.pipeline([(b"PING",), (b"EXISTS", a, b)]),
+            own.call(b"DEL", a, b, timeout=5),
+            own.pipeline([(b"EVALSHA", "0" * 40, 2, a, b)], timeout=5),
+            shared.call(b"XREAD", b"STREAMS", a, b, b"0", b"0"),
+        ):
+            with pytest.raises(CrossSlot, match=r"different hash slots .* one hash tag"):
+                await send
+        # Keys with one hash tag share a slot: those commands go.
+        assert await shared.call(b"DEL", "cross:{a}:1", "cross:{a}:2") == 0
+    finally:
+        await own.close()
+        await shared.aclose()
+    assert cross_slot_errors(redis_cluster) == before  # none reached Redis
+
+
+def cross_slot_errors(cluster: RedisCluster) -> int:
+    """How many ``CROSSSLOT`` errors the cluster's nodes answered so far."""
+    total = 0
+    for node in cluster.nodes:
+        for line in str(cluster.send(node.port, "INFO", "errorstats")).splitlines():
+            if line.startswith("errorstat_CROSSSLOT:"):
+                total += int(line.partition("count=")[2])
+    return total
+
+
+# -- redirections -------------------------------------------------------------------------------
+
+
+async def test_commands_follow_a_slot_moved_to_another_master(
+    redis_cluster: RedisCluster,
+) -> None:
+    shared = await started(redis_cluster.url)
+    key = key_on(redis_cluster, redis_cluster.masters()[0], "moved")
+    slot = hash_slot(key)
+    source = redis_cluster.master_of(slot)
+    target = other_master(redis_cluster, source)
+    own = shared.dedicated(key)
+    try:
+        await shared.call(b"XADD", key, b"*", b"n", 1)
+        await own.call(b"XADD", key, b"*", b"n", 2, timeout=5)
+        version = shared.cluster.version  # type: ignore[union-attr]
+        await anyio.to_thread.run_sync(redis_cluster.move_slot, slot, target)
+        assert shared.node_for(key).port == source.port  # the client does not know yet
+        # MOVED: the slot's new master takes the command, and the client remembers.
+        await shared.call(b"XADD", key, b"*", b"n", 3)
+        assert shared.node_for(key).port == target.port
+        assert shared.cluster.version > version  # type: ignore[union-attr]
+        # The dedicated connection follows its key to the new master too.
+        await own.call(b"XADD", key, b"*", b"n", 4, timeout=5)
+        assert redis_cluster.send(target.port, "XLEN", key) == 4
+    finally:
+        await own.close()
+        await shared.aclose()
+        await anyio.to_thread.run_sync(redis_cluster.move_slot, slot, source)
+
+
+async def test_a_key_already_migrated_is_asked_for_at_the_target_once(
+    redis_cluster: RedisCluster,
+) -> None:
+    shared = await started(redis_cluster.url)
+    key = key_on(redis_cluster, redis_cluster.masters()[1], "asked")
+    slot = hash_slot(key)
+    source = redis_cluster.master_of(slot)
+    target = other_master(redis_cluster, source)
+    own = shared.dedicated(key)
+    try:
+        await shared.call(b"XADD", key, b"*", b"n", 1)
+        await anyio.to_thread.run_sync(redis_cluster.begin_migration, slot, target)
+        assert await anyio.to_thread.run_sync(redis_cluster.migrate_keys, slot, source, target)
+        # The slot is still the source's, but the key is at the target: ASK, then ASKING.
+        await shared.call(b"XADD", key, b"*", b"n", 2)
+        await own.call(b"XADD", key, b"*", b"n", 3, timeout=5)
+        assert await shared.call(b"XLEN", key) == 3
+        assert shared.node_for(key).port == source.port  # ASK does not change the map
+        at_target = ("AUTH", redis_cluster.password), ("ASKING",), ("XLEN", key)
+        assert send_raw(target.port, *at_target)[-1] == 3
+    finally:
+        await own.close()
+        await shared.aclose()
+        await anyio.to_thread.run_sync(redis_cluster.finish_migration, slot, target)
+        await anyio.to_thread.run_sync(redis_cluster.move_slot, slot, source)
+
+
+async def test_a_blocked_read_follows_its_stream_to_the_slots_new_master(
+    redis_cluster: RedisCluster,
+) -> None:
+    shared = await started(redis_cluster.url, timeout=10)
+    key = key_on(redis_cluster, redis_cluster.masters()[2], "blocked")
+    slot = hash_slot(key)
+    source = redis_cluster.master_of(slot)
+    target = other_master(redis_cluster, source)
+    reader = shared.dedicated(key)
+    found: list[Any] = []
+
+    async def read() -> None:
+        found.append(
+            await reader.call(
+                *(b"XREADGROUP", b"GROUP", b"g", b"c", b"BLOCK", 8000),
+                *(b"STREAMS", key, b">"),
+                timeout=10,
+            )
+        )
+
+    try:
+        await shared.call(b"XGROUP", b"CREATE", key, b"g", b"$", b"MKSTREAM")
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(read)
+            await anyio.sleep(0.3)  # blocked on the source
+            await anyio.to_thread.run_sync(redis_cluster.move_slot, slot, target)
+            await anyio.sleep(0.3)  # ... and blocked again on the target
+            entry = await shared.call(b"XADD", key, b"*", b"n", 1)
+        ((stream, ((entry_id, _),)),) = found[0]
+        assert (stream, entry_id) == (key.encode(), entry)
+        assert shared.node_for(key).port == target.port
+    finally:
+        await reader.close()
+        await shared.aclose()
+        await anyio.to_thread.run_sync(redis_cluster.move_slot, slot, source)
+
+
+# -- failover -----------------------------------------------------------------------------------
+
+
+async def test_a_failover_mid_stream_loses_nothing_the_bridge_published(
+    redis_cluster_replicas: RedisCluster,
+) -> None:
+    cluster = redis_cluster_replicas
+    app = new_app()
+    worked: list[int] = []
+    heard: list[int] = []
+
+    @handle(Job, group="work")
+    async def work(job: Job) -> None:
+        worked.append(job.n)
+
+    @handle(Job)
+    async def hear(job: Job) -> None:
+        heard.append(job.n)
+
+    published: list[int] = []
+    stop = anyio.Event()
+    master = cluster.master_of(hash_slot(events_key_of(app)))
+
+    async def publish_all(producer: ActorSystem) -> None:
+        n = 0
+        while not stop.is_set():
+            await producer.publish(Job(n))
+            published.append(n)
+            n += 1
+            await anyio.sleep(0.002)
+
+    def transport() -> RedisTransport:
+        return RedisTransport(cluster.url, publish_timeout=10.0, claim_after=2.0)
+
+    async with (
+        ActorSystem(app, transport=transport()) as consumer,
+        ActorSystem(app, transport=transport()) as producer,
+    ):
+        await consumer.spawn(work)
+        await consumer.spawn(hear)
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(publish_all, producer)
+            await eventually(lambda: len(published) >= 100)
+            new_master = await anyio.to_thread.run_sync(cluster.failover, master)
+            after = len(published)
+            await eventually(lambda: len(published) >= after + 100)
+            stop.set()
+        await eventually(lambda: set(worked) >= set(published) <= set(heard), timeout=30)
+        async with raw_client(cluster.url) as raw:
+            await eventually_async(lambda: pending(raw, app), 0)
+        stats = consumer.transport.stats()  # type: ignore[union-attr]
+    # Every publish returned (the client rode the failover out); each event was handled.
+    assert published == list(range(len(published)))
+    assert set(worked) == set(heard) == set(published)
+    assert cluster.master_of(hash_slot(events_key_of(app))) == new_master
+    assert stats.connected
+
+
+def events_key_of(app: str) -> str:
+    return f"actorbus:app:{app}:events"
+
+
+async def pending(raw: Any, app: str) -> int:
+    return int(await raw.pending(events_key_of(app), "g:work"))
+
+
+async def eventually_async(read: Any, expected: Any, timeout: float = 10.0) -> None:
+    with anyio.fail_after(timeout):
+        while await read() != expected:  # noqa: ASYNC110 - polls Redis
+            await anyio.sleep(0.05)
+
+
+# -- spread -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("per_master", [4, 5, 8, 32])
+def test_partitions_spread_evenly_over_the_masters(
+    redis_cluster: RedisCluster, per_master: int
+) -> None:
+    ranges = redis_cluster.slots()
+    masters = {r.master for r in ranges}
+    partitions = per_master * len(masters)
+    for app in ("shop", "billing", new_app()):
+        served = dict.fromkeys(masters, 0)
+        for partition in range(partitions):
+            slot = hash_slot(partition_tag(app, partition, partitions))
+            served[next(r.master for r in ranges if r.first <= slot <= r.last)] += 1
+        fair = partitions / len(masters)
+        assert max(served.values()) <= 2 * fair, served
+        assert min(served.values()) >= fair / 2, served
