@@ -13,6 +13,8 @@ Load it as a pytest plugin (``pytest_plugins = ["cluster_support"]``) for three 
 * ``redis_cluster_replicas`` — three masters with one replica each, for the whole
   session: failover tests fail a master over to its replica (`RedisCluster.failover`),
   which leaves a healthy cluster with the roles swapped.
+* ``tls_redis_cluster`` — three masters speaking only TLS (the bus and replication
+  too), for the whole session.
 * ``redis_any`` — parametrized: the session's ``redis_server``, then ``redis_cluster``,
   for tests of the bridge that must hold on both.
 
@@ -24,8 +26,10 @@ from __future__ import annotations
 import secrets
 import shutil
 import subprocess
+import tempfile
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Self
 
 import pytest
@@ -34,6 +38,7 @@ from redis_support import (
     RedisServer,
     RedisServerError,
     RespError,
+    TLSFiles,
     find_free_port,
     require_redis_server,
     send_raw,
@@ -49,6 +54,7 @@ __all__ = [
     "redis_any",
     "redis_cluster",
     "redis_cluster_replicas",
+    "tls_redis_cluster",
 ]
 
 _READY_TIMEOUT = 60.0
@@ -81,11 +87,16 @@ class RedisCluster:
         node_timeout: Milliseconds before a silent node is taken as failed.
     """
 
-    def __init__(self, masters: int = 3, replicas: int = 0, *, node_timeout: int = 3000) -> None:
+    def __init__(
+        self, masters: int = 3, replicas: int = 0, *, node_timeout: int = 3000, tls: bool = False
+    ) -> None:
         self.password = secrets.token_hex(16)
         self._masters = masters
         self._replicas = replicas
         self._node_timeout = node_timeout
+        self._tls = tls
+        self._directory = Path(tempfile.mkdtemp(prefix="actorbus-cluster-"))
+        self.tls_files: TLSFiles | None = None
         self.nodes: list[RedisServer] = []
 
     # -- life cycle ---------------------------------------------------------------------------
@@ -96,6 +107,8 @@ class RedisCluster:
         cli = shutil.which("redis-cli")
         if cli is None:
             raise RedisServerError(f"redis-cli was not found on PATH; install it: {INSTALL_HINT}")
+        if self._tls:
+            self.tls_files = TLSFiles.generate(self._directory, client_auth=True)
         for _ in range(self._masters * (1 + self._replicas)):
             config = {
                 "cluster-enabled": "yes",
@@ -104,11 +117,18 @@ class RedisCluster:
                 "cluster-port": str(find_free_port()),  # port + 10000 may be past 65535
                 "masterauth": self.password,
             }
-            node = RedisServer(password=self.password, extra_config=config)
+            if self._tls:  # the cluster bus and replication speak TLS too
+                config |= {"tls-cluster": "yes", "tls-replication": "yes"}
+            node = RedisServer(
+                password=self.password, extra_config=config, tls=self._tls, tls_files=self.tls_files
+            )
             self.nodes.append(node)
             node.start()
         addresses = [f"{node.host}:{node.port}" for node in self.nodes]
-        command = [cli, "-a", self.password, "--no-auth-warning", "--cluster", "create"]
+        command = [cli, "-a", self.password, "--no-auth-warning"]
+        if self.tls_files is not None:
+            command += ["--tls", "--cacert", str(self.tls_files.ca_cert)]
+        command += ["--cluster", "create"]
         command += [*addresses, "--cluster-replicas", str(self._replicas), "--cluster-yes"]
         done = subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
         if done.returncode != 0 or "[OK] All 16384 slots covered" not in done.stdout:
@@ -122,6 +142,7 @@ class RedisCluster:
         """Stop every node and delete its directory."""
         for node in self.nodes:
             node.close()
+        shutil.rmtree(self._directory, ignore_errors=True)
 
     def __enter__(self) -> Self:
         try:
@@ -152,7 +173,9 @@ class RedisCluster:
     def send(self, port: int, *command: str | int) -> Any:
         """One command to the node on `port` (after ``AUTH``); its reply, errors raised."""
         words = tuple(str(word) for word in command)
-        reply = send_raw(port, ("AUTH", self.password), words, timeout=10.0)[-1]
+        context = None if self.tls_files is None else self.tls_files.client_context()
+        login = ("AUTH", self.password)
+        reply = send_raw(port, login, words, timeout=10.0, ssl_context=context)[-1]
         if isinstance(reply, RespError):
             raise reply
         return reply
@@ -296,7 +319,7 @@ class RedisCluster:
 
 # -- pytest plugin ------------------------------------------------------------------------------
 
-_FIXTURES = frozenset({"redis_cluster", "redis_cluster_replicas", "redis_any"})
+_FIXTURES = frozenset({"redis_cluster", "redis_cluster_replicas", "tls_redis_cluster", "redis_any"})
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -317,6 +340,13 @@ def redis_cluster() -> Iterator[RedisCluster]:
 def redis_cluster_replicas() -> Iterator[RedisCluster]:
     """Three masters with a replica each, for the whole session (see the module docs)."""
     with RedisCluster(masters=3, replicas=1) as cluster:
+        yield cluster
+
+
+@pytest.fixture(scope="session")
+def tls_redis_cluster() -> Iterator[RedisCluster]:
+    """Three masters that speak only TLS, for the whole session (see the module docs)."""
+    with RedisCluster(masters=3, tls=True) as cluster:
         yield cluster
 
 

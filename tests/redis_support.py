@@ -412,9 +412,16 @@ class TLSFiles:
 
     @classmethod
     def generate(
-        cls, directory: Path, hostnames: Sequence[str] = ("localhost", _LOOPBACK)
+        cls,
+        directory: Path,
+        hostnames: Sequence[str] = ("localhost", _LOOPBACK),
+        *,
+        client_auth: bool = False,
     ) -> TLSFiles:
         """Create a new authority and a server certificate for *hostnames* in *directory*.
+
+        With *client_auth* the certificate also serves as a client's: the nodes of a
+        Redis Cluster present it to each other on the cluster bus, which checks it.
 
         Raises:
             RedisServerError: ``openssl`` failed (its output is in the message).
@@ -439,7 +446,7 @@ class TLSFiles:
             f"subjectAltName={names}\n"
             "basicConstraints=critical,CA:FALSE\n"
             "keyUsage=critical,digitalSignature,keyEncipherment\n"
-            "extendedKeyUsage=serverAuth\n"
+            f"extendedKeyUsage=serverAuth{',clientAuth' if client_auth else ''}\n"
             "subjectKeyIdentifier=hash\n"
             "authorityKeyIdentifier=keyid,issuer\n"
         )
@@ -529,6 +536,8 @@ class RedisServer:
             authority generated on the first start (see :attr:`tls_files`). Clients are
             not asked for certificates. :attr:`url` is then a ``rediss://`` URL.
         tls_hostnames: The names and addresses the server certificate is valid for.
+        tls_files: With `tls`, the authority and certificate to use instead of new ones
+            (the nodes of a cluster share them).
     """
 
     def __init__(
@@ -543,11 +552,12 @@ class RedisServer:
         extra_config: dict[str, str] | None = None,
         tls: bool = False,
         tls_hostnames: Sequence[str] = ("localhost", _LOOPBACK),
+        tls_files: TLSFiles | None = None,
     ) -> None:
         self._executable = executable
         self._tls = tls
         self._tls_hostnames = tuple(tls_hostnames)
-        self._tls_files: TLSFiles | None = None
+        self._tls_files: TLSFiles | None = tls_files if tls else None
         self._raw_context: ssl.SSLContext | None = None
         self._startup_timeout = startup_timeout
         self._appendonly = appendonly

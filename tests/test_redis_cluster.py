@@ -7,11 +7,13 @@ cluster with roles swapped. Both backends.
 
 from __future__ import annotations
 
+import logging
 import secrets
 from typing import TYPE_CHECKING, Any
 
 import anyio
 import pytest
+from cluster_support import RedisCluster
 from redis_support import find_free_port, new_app, raw_client, send_raw
 
 from actorbus import ActorSystem, Scope, TransportError, event, handle
@@ -21,9 +23,9 @@ from actorbus.redis._config import redact_url
 from actorbus.redis._endpoint import endpoint
 from actorbus.redis._errors import CrossSlot
 from actorbus.redis._slots import hash_slot, partition_tag
+from actorbus.redis._tls import tls_context
 
 if TYPE_CHECKING:
-    from cluster_support import RedisCluster
     from redis_support import RedisServer
 
 pytestmark = [pytest.mark.anyio, pytest.mark.redis]
@@ -374,3 +376,132 @@ def test_partitions_spread_evenly_over_the_masters(
         fair = partitions / len(masters)
         assert max(served.values()) <= 2 * fair, served
         assert min(served.values()) >= fair / 2, served
+
+
+# -- losing a node ------------------------------------------------------------------------------
+
+
+async def test_a_lost_master_is_an_outage_until_it_returns(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Without a replica to take over, its slots are down: publishing fails, nothing is lost."""
+    caplog.set_level(logging.INFO)
+    app = new_app()
+    seen: list[int] = []
+
+    @handle(Job)
+    async def on_job(job: Job) -> None:
+        seen.append(job.n)
+
+    with RedisCluster(masters=3, node_timeout=1000) as cluster:
+        master = cluster.master_of(hash_slot(events_key_of(app)))
+        transport = RedisTransport(cluster.url, publish_timeout=1.0)
+        async with ActorSystem(app, transport=transport) as system:
+            await system.spawn(on_job)
+            await system.publish(Job(1))
+            await eventually(lambda: seen == [1])
+
+            await anyio.to_thread.run_sync(master.kill)
+            with pytest.raises(TransportError, match=r"within publish_timeout=1\.0s"):
+                await system.publish(Job(2))
+            await eventually(lambda: not transport.stats().connected)
+
+            await anyio.to_thread.run_sync(master.start)
+            await anyio.to_thread.run_sync(cluster.wait_healthy)
+            await system.publish(Job(3))
+            await eventually(lambda: 3 in seen, timeout=20)
+            stats = transport.stats()
+    assert seen == [1, 3]
+    assert stats.outages >= 1
+    assert stats.reconnects >= 1
+    assert stats.connected
+    messages = [r.getMessage() for r in caplog.records if r.name == "actorbus.redis"]
+    assert any("lost the connection" in m for m in messages)
+    assert any("reconnected" in m for m in messages)
+
+
+async def test_a_master_killed_mid_stream_is_replaced_by_its_replica(
+    redis_cluster_replicas: RedisCluster,
+) -> None:
+    """A crash failover: the replica takes over after the node timeout; publishes wait.
+
+    Redis replicates asynchronously, so what a master acknowledged in the moment before
+    it crashed can be lost; the test lets the replica catch up (``WAIT``) before the kill,
+    then checks every event published during and after the failover.
+    """
+    cluster = redis_cluster_replicas
+    app = new_app()
+    worked: list[int] = []
+
+    @handle(Job, group="work")
+    async def work(job: Job) -> None:
+        worked.append(job.n)
+
+    master = cluster.master_of(hash_slot(events_key_of(app)))
+    published: list[int] = []
+
+    def transport() -> RedisTransport:
+        return RedisTransport(cluster.url, publish_timeout=20.0, claim_after=2.0)
+
+    try:
+        async with (
+            ActorSystem(app, transport=transport()) as consumer,
+            ActorSystem(app, transport=transport()) as producer,
+        ):
+            await consumer.spawn(work)
+            for n in range(50):
+                await producer.publish(Job(n))
+                published.append(n)
+            await eventually(lambda: len(worked) >= 50)
+            cluster.send(master.port, "WAIT", 1, 5000)
+            await anyio.to_thread.run_sync(master.kill)
+            for n in range(50, 100):  # the first waits for the failover
+                await producer.publish(Job(n))
+                published.append(n)
+            await eventually(lambda: set(worked) >= set(published), timeout=30)
+    finally:
+        await anyio.to_thread.run_sync(master.start)  # back, as a replica of the new master
+        await anyio.to_thread.run_sync(cluster.wait_healthy)
+    assert set(worked) == set(range(100))
+
+
+# -- TLS and AUTH -------------------------------------------------------------------------------
+
+
+async def test_tls_and_the_log_in_work_on_every_node_of_a_cluster(
+    tls_redis_cluster: RedisCluster,
+) -> None:
+    cluster = tls_redis_cluster
+    url = cluster.url
+    assert url.startswith("rediss://")
+    shared = await started_tls(url)
+    try:
+        keys = [key_on(cluster, master, "tls") for master in cluster.masters()]
+        assert await shared.pipeline([(b"SET", key, b"1") for key in keys]) == [b"OK"] * 3
+        assert len({shared.node_for(key) for key in keys}) == 3
+    finally:
+        await shared.aclose()
+    app = new_app()
+    answered = []
+
+    @handle(Job, group="work")
+    async def work(job: Job) -> int:
+        answered.append(job.n)
+        return job.n * 2
+
+    async with (
+        ActorSystem(app, transport=RedisTransport(url)) as worker,
+        ActorSystem(app, transport=RedisTransport(url)) as asker,
+    ):
+        await worker.spawn(work)
+        assert await asker.request(Job(21), timeout=10) == 42
+    wrong = url.replace(cluster.password, "wrong")
+    with pytest.raises(TransportError, match="check the user name and password"):
+        async with ActorSystem(app, transport=RedisTransport(wrong)):
+            pass
+
+
+async def started_tls(url: str) -> Client:
+    shared = Client(endpoint(url, tls_context(url, None), redact_url(url)), timeout=5)
+    await shared.start(None, timeout=5)
+    return shared
