@@ -21,7 +21,8 @@ from actorbus.redis import RedisTransport
 from actorbus.redis._client import Client
 from actorbus.redis._config import redact_url
 from actorbus.redis._endpoint import endpoint
-from actorbus.redis._errors import CrossSlot
+from actorbus.redis._errors import CrossSlot, Redirected, reply_error
+from actorbus.redis._protocol import pack
 from actorbus.redis._slots import hash_slot, partition_tag
 from actorbus.redis._tls import tls_context
 
@@ -194,56 +195,85 @@ def cross_slot_errors(cluster: RedisCluster) -> int:
 # -- redirections -------------------------------------------------------------------------------
 
 
+PATHS = ["pool", "dedicated.call", "dedicated.send", "dedicated.send_each"]
+"""The ways a command reaches Redis: each has its own way through redirections."""
+
+
+async def xadd(shared: Client, path: str, key: str, n: int) -> Any:
+    """XADD an entry to `key` the `path` way (`PATHS`); its reply."""
+    command = (b"XADD", key, b"*", b"n", n)
+    if path == "pool":
+        return await shared.call(*command)
+    own = shared.dedicated(key)
+    try:
+        if path == "dedicated.call":
+            return await own.call(*command, timeout=5)
+        if path == "dedicated.send":
+            (reply,) = await own.send(pack([command]), 1, timeout=5)
+            return reply
+        (reply,) = await own.send_each([(key, pack([command]))], timeout=5)
+        return reply
+    finally:
+        await own.close()
+
+
+@pytest.mark.parametrize("path", PATHS)
 async def test_commands_follow_a_slot_moved_to_another_master(
-    redis_cluster: RedisCluster,
+    redis_cluster: RedisCluster, path: str
 ) -> None:
     shared = await started(redis_cluster.url)
     key = key_on(redis_cluster, redis_cluster.masters()[0], "moved")
     slot = hash_slot(key)
     source = redis_cluster.master_of(slot)
     target = other_master(redis_cluster, source)
-    own = shared.dedicated(key)
     try:
-        await shared.call(b"XADD", key, b"*", b"n", 1)
-        await own.call(b"XADD", key, b"*", b"n", 2, timeout=5)
+        await xadd(shared, path, key, 1)
         version = shared.cluster.version  # type: ignore[union-attr]
         await anyio.to_thread.run_sync(redis_cluster.move_slot, slot, target)
         assert shared.node_for(key).port == source.port  # the client does not know yet
         # MOVED: the slot's new master takes the command, and the client remembers.
-        await shared.call(b"XADD", key, b"*", b"n", 3)
+        assert isinstance(await xadd(shared, path, key, 2), bytes)
         assert shared.node_for(key).port == target.port
         assert shared.cluster.version > version  # type: ignore[union-attr]
-        # The dedicated connection follows its key to the new master too.
-        await own.call(b"XADD", key, b"*", b"n", 4, timeout=5)
-        assert redis_cluster.send(target.port, "XLEN", key) == 4
+        assert redis_cluster.send(target.port, "XLEN", key) == 2
     finally:
-        await own.close()
         await shared.aclose()
         await anyio.to_thread.run_sync(redis_cluster.move_slot, slot, source)
 
 
+async def test_moved_changes_the_slot_at_once(redis_cluster: RedisCluster) -> None:
+    shared = await started(redis_cluster.url)
+    cluster = shared.cluster
+    assert cluster is not None
+    first, second = redis_cluster.masters()[:2]
+    slot = next(r.first for r in redis_cluster.slots() if r.master == first.port)
+    moved = reply_error(f"MOVED {slot} {second.host}:{second.port}")
+    assert isinstance(moved, Redirected)
+    assert cluster.moved(moved, cluster.master(slot)).port == second.port
+    assert cluster.master(slot).port == second.port  # before any reading of the map
+    assert cluster.master(slot + 1).port == first.port
+    await shared.aclose()
+
+
+@pytest.mark.parametrize("path", PATHS)
 async def test_a_key_already_migrated_is_asked_for_at_the_target_once(
-    redis_cluster: RedisCluster,
+    redis_cluster: RedisCluster, path: str
 ) -> None:
     shared = await started(redis_cluster.url)
     key = key_on(redis_cluster, redis_cluster.masters()[1], "asked")
     slot = hash_slot(key)
     source = redis_cluster.master_of(slot)
     target = other_master(redis_cluster, source)
-    own = shared.dedicated(key)
     try:
-        await shared.call(b"XADD", key, b"*", b"n", 1)
+        await xadd(shared, path, key, 1)
         await anyio.to_thread.run_sync(redis_cluster.begin_migration, slot, target)
         assert await anyio.to_thread.run_sync(redis_cluster.migrate_keys, slot, source, target)
         # The slot is still the source's, but the key is at the target: ASK, then ASKING.
-        await shared.call(b"XADD", key, b"*", b"n", 2)
-        await own.call(b"XADD", key, b"*", b"n", 3, timeout=5)
-        assert await shared.call(b"XLEN", key) == 3
+        assert isinstance(await xadd(shared, path, key, 2), bytes)
         assert shared.node_for(key).port == source.port  # ASK does not change the map
         at_target = ("AUTH", redis_cluster.password), ("ASKING",), ("XLEN", key)
-        assert send_raw(target.port, *at_target)[-1] == 3
+        assert send_raw(target.port, *at_target)[-1] == 2
     finally:
-        await own.close()
         await shared.aclose()
         await anyio.to_thread.run_sync(redis_cluster.finish_migration, slot, target)
         await anyio.to_thread.run_sync(redis_cluster.move_slot, slot, source)
@@ -454,8 +484,15 @@ async def test_a_master_killed_mid_stream_is_replaced_by_its_replica(
                 published.append(n)
             await eventually(lambda: len(worked) >= 50)
             cluster.send(master.port, "WAIT", 1, 5000)
+            other = key_on(cluster, master, "killed")
+            shared = await started(cluster.url, timeout=20)
             await anyio.to_thread.run_sync(master.kill)
-            for n in range(50, 100):  # the first waits for the failover
+            # The client reads the map again (from the other nodes) until the replica took
+            # over, within the command's deadline: the command does not fail.
+            assert isinstance(await shared.call(b"XADD", other, b"*", b"n", 1), bytes)
+            assert shared.node_for(other).port != master.port
+            await shared.aclose()
+            for n in range(50, 100):
                 await producer.publish(Job(n))
                 published.append(n)
             await eventually(lambda: set(worked) >= set(published), timeout=30)
