@@ -15,7 +15,7 @@ __all__ = ["Endpoint", "endpoint", "node_address"]
 _DEFAULT_PORT = 6379
 
 
-@attrs.frozen
+@attrs.frozen(cache_hash=True)  # a key of the connection dicts, looked up per exchange
 class Endpoint:
     """One Redis server and the log-in every connection to it does.
 
