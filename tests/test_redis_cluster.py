@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -151,6 +152,57 @@ def unreachable_url(cluster: RedisCluster) -> str:
     """The cluster's URL with the port of a node that does not exist."""
     first = cluster.nodes[0]
     return first.url.replace(f":{first.port}/", f":{find_free_port()}/")
+
+
+# -- access control ---------------------------------------------------------------------------
+
+GUIDE = Path(__file__).resolve().parent.parent / "docs" / "guides" / "redis.md"
+
+
+def guide_acl(user: str, password: str, app: str) -> list[str]:
+    """The Redis guide's ``ACL SETUSER`` line for this user, password and application."""
+    (line,) = [line for line in GUIDE.read_text().splitlines() if line.startswith("ACL SETUSER ")]
+    values = {"shop-worker": user, ">s3cret": f">{password}"}
+    values["~actorbus:app:shop:*"] = f"~actorbus:app:{app}:*"
+    return [values.get(word, word) for word in line.split()]
+
+
+async def test_the_guides_acl_line_and_asking_are_what_a_cluster_needs(
+    redis_cluster: RedisCluster,
+) -> None:
+    cluster = redis_cluster
+    app = new_app()
+    password = secrets.token_hex(8)
+    full, short = f"full-{secrets.token_hex(3)}", f"short-{secrets.token_hex(3)}"
+    node = cluster.nodes[0]
+    for each in cluster.nodes:
+        cluster.send(each.port, "ACL", "LOG", "RESET")
+        cluster.send(each.port, *guide_acl(full, password, app), "+asking")
+        without = [w for w in guide_acl(short, password, app) if w != "+cluster|slots"]
+        cluster.send(each.port, *without)
+
+    @handle(Job, group="work")
+    async def work(job: Job) -> int:
+        return job.n + 1
+
+    try:
+        url = f"redis://{full}:{password}@{node.host}:{node.port}/0"
+        async with (
+            ActorSystem(app, transport=RedisTransport(url, cluster=True)) as worker,
+            ActorSystem(app, transport=RedisTransport(url)) as asker,
+        ):
+            await worker.spawn(work)
+            assert await asker.request(Job(1), timeout=10) == 2
+        assert [cluster.send(each.port, "ACL", "LOG") for each in cluster.nodes] == [[]] * 3
+        # A user who may not read the slot map: clear advice when a cluster is expected.
+        url = f"redis://{short}:{password}@{node.host}:{node.port}/0"
+        with pytest.raises(TransportError, match=r"NOPERM on CLUSTER SLOTS.*\+cluster\|slots"):
+            async with ActorSystem(app, transport=RedisTransport(url, cluster=True)):
+                pass
+    finally:
+        for each in cluster.nodes:
+            cluster.send(each.port, "ACL", "DELUSER", full, short)
+            cluster.send(each.port, "ACL", "LOG", "RESET")
 
 
 # -- the cross-slot guard -----------------------------------------------------------------------

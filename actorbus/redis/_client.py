@@ -33,6 +33,7 @@ from actorbus.redis._errors import (
     ReplyError,
     Unreachable,
 )
+from actorbus.redis._health import logger
 from actorbus.redis._protocol import Command, command_keys, pack
 
 if TYPE_CHECKING:
@@ -123,30 +124,17 @@ class Client:
         Sends ``PING`` and ``CLUSTER SLOTS`` to the URL's node (to the `seeds` in turn
         while it cannot be reached). A slot map in reply means a cluster: from then on
         commands go where the map says. ``ERR`` (cluster support disabled) means a single
-        server; so does ``NOPERM`` unless `cluster` is True (an ACL user without
-        ``+cluster|slots``, as before clusters were supported).
+        server; so does ``NOPERM`` (an ACL user without ``+cluster|slots``, as before
+        clusters were supported), unless `cluster` is True or `seeds` were given.
 
         Raises:
-            ClusterMismatch: `cluster` is True and this is not a cluster (or the user may
-                not read the slot map), `cluster` is False and this is a cluster, or
-                `seeds` were given and this is not a cluster.
+            ClusterMismatch: `cluster` is True (or `seeds` were given) and this is not a
+                cluster or the user may not read the slot map, `cluster` is False and
+                this is a cluster, or the slot map cannot be read.
             ConnectionLost: If no node could be reached within `timeout` seconds.
             ReplyError: If the log-in or ``PING`` was refused.
         """
-        deadline = anyio.current_time() + timeout
-        lost: ConnectionLost | None = None
-        for node in (self.endpoint, *seeds):
-            try:
-                pong, slots = await self.exchange(node, _PROBE, 2, deadline)
-            except ConnectionLost as exc:
-                lost = lost or exc
-                continue
-            break
-        else:
-            assert lost is not None  # noqa: S101 - at least the URL's node was tried
-            raise lost
-        if isinstance(pong, ReplyError):
-            raise pong
+        node, slots = await self._probe(seeds, anyio.current_time() + timeout)
         where = node.where
         if isinstance(slots, list):
             if cluster is False:
@@ -155,28 +143,54 @@ class Client:
                     "given cluster=False: leave cluster=None (the default) or set True"
                 )
                 raise ClusterMismatch(msg)
-            self.cluster = Cluster([self.endpoint, *seeds], self)
-            self.cluster.load(slots, node)
+            found = Cluster([self.endpoint, *seeds], self)
+            try:
+                found.load(slots, node)
+            except ValueError as exc:
+                msg = f"Redis at {where} answered CLUSTER SLOTS with no slot map: {exc}"
+                raise ClusterMismatch(msg) from None
+            self.cluster = found
             return
-        if cluster is True:
-            if isinstance(slots, PermissionDenied):
-                msg = (
-                    f"the Redis user may not read the slot map of the cluster at {where} "
-                    "(NOPERM on CLUSTER SLOTS): add +cluster|slots and +asking to its ACL"
-                )
-            else:
-                msg = (
-                    f"Redis at {where} is not a Redis Cluster node ({slots}), but the "
-                    "transport was given cluster=True: leave cluster=None (the default) or "
-                    "point the URL at a node of the cluster"
-                )
-            raise ClusterMismatch(msg)
-        if seeds and not isinstance(slots, PermissionDenied):
+        denied = isinstance(slots, PermissionDenied)
+        if denied and (cluster is True or seeds):
             msg = (
-                f"Redis at {where} is not a Redis Cluster node ({slots}), but the transport "
-                "was given seeds: seeds name other nodes of a cluster; remove them"
+                f"the Redis user may not read the slot map of the cluster at {where} "
+                "(NOPERM on CLUSTER SLOTS): add +cluster|slots and +asking to its ACL"
             )
             raise ClusterMismatch(msg)
+        if not denied and (cluster is True or seeds):
+            given = "cluster=True" if cluster is True else "seeds"
+            msg = (
+                f"Redis at {where} is not a Redis Cluster node ({slots}), but the transport "
+                f"was given {given}: leave them out, or point the URL at a node of the cluster"
+            )
+            raise ClusterMismatch(msg)
+        if denied:
+            logger.info(
+                "the Redis user may not run CLUSTER SLOTS at %s: taking it as a single "
+                "server (on a Redis Cluster, add +cluster|slots and +asking to its ACL)",
+                where,
+            )
+
+    async def _probe(self, seeds: Sequence[Endpoint], deadline: float) -> tuple[Endpoint, Any]:
+        """The first node of the URL's and `seeds` that answers, and its ``CLUSTER SLOTS``.
+
+        Raises:
+            ConnectionLost: If none could be reached.
+            ReplyError: If the log-in or ``PING`` was refused.
+        """
+        lost: ConnectionLost | None = None
+        for node in (self.endpoint, *seeds):
+            try:
+                pong, slots = await self.exchange(node, _PROBE, 2, deadline)
+            except ConnectionLost as exc:
+                lost = lost or exc
+                continue
+            if isinstance(pong, ReplyError):
+                raise pong
+            return node, slots
+        assert lost is not None  # noqa: S101 - at least the URL's node was tried
+        raise lost
 
     def node_for(self, key: bytes | str | None) -> Endpoint:
         """The server that serves `key` (any, for None): on a single server, that server."""

@@ -232,13 +232,12 @@ class Cluster:
             if not isinstance(reply, list):
                 continue
             covered = sum(_covered(entry) for entry in reply)
-            if covered >= SLOTS:
-                self.load(reply, node)
+            if covered >= SLOTS and _loaded(self, reply, node):
                 return
             if best is None or covered > best[0]:
                 best = (covered, reply, node)
         if best is not None:
-            self.load(best[1], best[2])
+            _loaded(self, best[1], best[2])
 
     # -- routing ------------------------------------------------------------------------------
 
@@ -411,6 +410,15 @@ async def _exchange(
         result.append(replies[position])
         position += 1
     return result
+
+
+def _loaded(cluster: Cluster, reply: Any, node: Endpoint) -> bool:
+    """`Cluster.load`, or False for a reply that is no slot map (as if the node were away)."""
+    try:
+        cluster.load(reply, node)
+    except ValueError:
+        return False
+    return True
 
 
 def _covered(entry: Any) -> int:

@@ -42,7 +42,13 @@ from actorbus.redis._config import (
 from actorbus.redis._consumer import GroupConsumer
 from actorbus.redis._context import Context
 from actorbus.redis._endpoint import node_address
-from actorbus.redis._errors import ClusterMismatch, GroupExists, PermissionDenied, RedisError
+from actorbus.redis._errors import (
+    ClusterMismatch,
+    GroupExists,
+    PermissionDenied,
+    Redirected,
+    RedisError,
+)
 from actorbus.redis._health import RedisStats, logger
 from actorbus.redis._maintenance import Maintenance, beat, info_dict
 from actorbus.redis._publisher import Publisher
@@ -313,6 +319,11 @@ class RedisTransport(Transport):
                 return await command
         except (RedisError, TimeoutError) as exc:
             msg = f"cannot {what} on Redis at {context.where}: {context.health.describe(exc)}"
+            if isinstance(exc, Redirected):
+                msg += (
+                    " (MOVED: this is a Redis Cluster, but the transport could not read its "
+                    "slot map: give the Redis user +cluster|slots and +asking)"
+                )
             if isinstance(exc, PermissionDenied):
                 msg += (
                     f" (NOPERM: the Redis user may not use the keys of application "
