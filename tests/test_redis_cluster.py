@@ -17,7 +17,16 @@ import pytest
 from cluster_support import RedisCluster
 from redis_support import find_free_port, new_app, raw_client, send_raw
 
-from actorbus import ActorSystem, Scope, TransportError, event, handle
+from actorbus import (
+    Actor,
+    ActorSystem,
+    Policy,
+    Scope,
+    Supervision,
+    TransportError,
+    event,
+    handle,
+)
 from actorbus.redis import RedisTransport
 from actorbus.redis._client import Client
 from actorbus.redis._config import redact_url
@@ -594,3 +603,42 @@ async def started_tls(url: str) -> Client:
     shared = Client(endpoint(url, tls_context(url, None), redact_url(url)), timeout=5)
     await shared.start(None, timeout=5)
     return shared
+
+
+async def test_an_entry_is_acknowledged_only_once_its_dead_letter_is_written() -> None:
+    """The dead-letter stream's master is away: the entry stays pending until it is back."""
+    seen: list[int] = []
+
+    class Fragile(Actor):
+        supervision = Supervision(policy=Policy.DEAD_LETTER)
+
+        @handle(Job, group="work")
+        async def on_job(self, job: Job) -> None:
+            seen.append(job.n)
+            raise RuntimeError("dead-lettered")
+
+    # A long node timeout: the cluster stays up while one master is away.
+    with RedisCluster(masters=3, node_timeout=60_000) as cluster:
+        app = next(
+            name
+            for name in (new_app() for _ in range(100))
+            if cluster.master_of(hash_slot(events_key_of(name)))
+            != cluster.master_of(hash_slot(f"actorbus:app:{name}:dead"))
+        )
+        dead_master = cluster.master_of(hash_slot(f"actorbus:app:{app}:dead"))
+        events_master = cluster.master_of(hash_slot(events_key_of(app)))
+        transport = RedisTransport(events_master.url, claim_after=30.0)
+        async with (
+            raw_client(events_master.url) as raw,
+            ActorSystem(app, transport=transport, actors=[Fragile]) as system,
+        ):
+            await anyio.to_thread.run_sync(dead_master.kill)
+            await system.publish(Job(1))
+            await eventually(lambda: seen == [1])
+            await anyio.sleep(1.0)  # the acker tries, and tries again
+            assert await pending(raw, app) == 1  # not acknowledged without its dead letter
+            await anyio.to_thread.run_sync(dead_master.start)
+            await eventually(lambda: transport.stats().dead_lettered == 1, timeout=20)
+            await eventually_async(lambda: pending(raw, app), 0)
+            letters = cluster.send(dead_master.port, "XLEN", f"actorbus:app:{app}:dead")
+    assert letters == 1
