@@ -231,11 +231,12 @@ class Cluster:
                 continue
             if not isinstance(reply, list):
                 continue
-            covered = sum(_covered(entry) for entry in reply)
+            entries: list[Any] = reply  # pyright: ignore[reportUnknownVariableType]
+            covered = sum(_covered(entry) for entry in entries)
             if covered >= SLOTS and _loaded(self, reply, node):
                 return
             if best is None or covered > best[0]:
-                best = (covered, reply, node)
+                best = (covered, entries, node)
         if best is not None:
             _loaded(self, best[1], best[2])
 
@@ -351,7 +352,7 @@ class _Routing:
 
     def __init__(self, count: int) -> None:
         self.replies: list[Any] = [None] * count
-        self.todo = list(range(count))  # to send in the next round
+        self.todo: list[int] = list(range(count))  # to send in the next round
         self.asking: dict[int, Endpoint] = {}  # those that go after ASKING, and where
         self.failures: list[BaseException] = []  # connections that failed
 

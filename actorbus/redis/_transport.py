@@ -498,14 +498,14 @@ class RedisTransport(Transport):
         return await self._requests.request(envelope, timeout)
 
 
-def _check_cluster(cluster: object, seeds: Sequence[str], url: str) -> bool | None:
+def _check_cluster(cluster: bool | None, seeds: Sequence[str], url: str) -> bool | None:
     """Validate `cluster` and `seeds` (see `RedisTransport`); return `cluster`.
 
     Raises:
         ValueError: If `cluster` is not None, True or False, a seed is not ``host:port``,
             or seeds come with ``cluster=False`` or a Unix socket URL.
     """
-    if cluster not in (None, True, False):
+    if not (cluster is None or isinstance(cluster, bool)):
         msg = f"RedisTransport(cluster=...) must be None, True or False, got {cluster!r}"
         raise ValueError(msg)
     if isinstance(seeds, str):
