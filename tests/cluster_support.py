@@ -213,6 +213,17 @@ class RedisCluster:
         """The cluster's id of `node`."""
         return str(self.send(node.port, "CLUSTER", "MYID"))
 
+    def errors(self, code: str) -> int:
+        """How many errors with `code` (``CROSSSLOT``, ``MOVED``, …) the nodes answered so far."""
+        total = 0
+        for node in self.nodes:
+            if not node.running:
+                continue
+            for line in str(self.send(node.port, "INFO", "errorstats")).splitlines():
+                if line.startswith(f"errorstat_{code}:"):
+                    total += int(line.partition("count=")[2])
+        return total
+
     def command_calls(self, node: RedisServer) -> int:
         """Commands `node` ran since its last ``CONFIG RESETSTAT`` (``INFO commandstats``)."""
         total = 0
@@ -351,8 +362,16 @@ def tls_redis_cluster() -> Iterator[RedisCluster]:
 
 
 @pytest.fixture(params=["server", "cluster"])
-def redis_any(request: pytest.FixtureRequest) -> RedisServer | RedisCluster:
-    """The session's single server, then its three-master cluster."""
-    name = "redis_server" if request.param == "server" else "redis_cluster"
-    deployment: RedisServer | RedisCluster = request.getfixturevalue(name)
-    return deployment
+def redis_any(request: pytest.FixtureRequest) -> Iterator[RedisServer | RedisCluster]:
+    """The session's single server, then its three-master cluster.
+
+    On the cluster, the test fails if any node answered ``CROSSSLOT`` meanwhile: the
+    bridge must never send a command whose keys lie in different hash slots.
+    """
+    if request.param == "server":
+        yield request.getfixturevalue("redis_server")
+        return
+    cluster: RedisCluster = request.getfixturevalue("redis_cluster")
+    before = cluster.errors("CROSSSLOT")
+    yield cluster
+    assert cluster.errors("CROSSSLOT") == before, "a node answered CROSSSLOT"
