@@ -23,12 +23,11 @@ handlers, so a group with stuck handlers stops reading after a few batches
 
 A request (an entry carrying ``replyto``) whose handler replied also gets its reply sent.
 A second task sends what was settled in one pipeline — dead letters, replies, then one
-XACK — on a connection of its own, retrying while Redis is unreachable. (On a Redis
+XACK — on a connection of its own, retrying while Redis is unreachable (on a Redis
 Cluster, where the dead letters and replies may live on other masters, the XACK follows
-once they were written.) It
-waits a few milliseconds first so that one XACK covers many entries: a round trip costs
-far more than the delay, and a later acknowledgement only widens what a crash would
-leave pending.
+once they were written). It waits a few milliseconds first so that one XACK covers many
+entries: a round trip costs far more than the delay, and a later acknowledgement only
+widens what a crash would leave pending.
 """
 
 from __future__ import annotations

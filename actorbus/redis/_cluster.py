@@ -129,7 +129,11 @@ class Cluster:
         return self._masters[0] if self._masters else self._seeds[0]
 
     def masters(self) -> list[Endpoint]:
-        """The masters that serve at least one slot, in the order of their first slot."""
+        """The masters of the map, in the order of their first slot.
+
+        A node named by ``MOVED`` is one of them at once; one that lost its last slot
+        stays until the map is read again.
+        """
         return list(self._masters)
 
     def load(self, reply: Any, asked: Endpoint) -> int:
