@@ -336,6 +336,41 @@ async def test_a_key_already_migrated_is_asked_for_at_the_target_once(
         await anyio.to_thread.run_sync(redis_cluster.move_slot, slot, source)
 
 
+async def test_tryagain_is_retried_within_the_commands_deadline(
+    redis_cluster: RedisCluster,
+) -> None:
+    """A multi-key command whose keys are split by a migration: TRYAGAIN until it ends."""
+    cluster = redis_cluster
+    shared = await started(cluster.url)
+    tag = secrets.token_hex(3)
+    first, second = f"{{{tag}}}:1", f"{{{tag}}}:2"
+    slot = hash_slot(first)
+    source = cluster.master_of(slot)
+    target = other_master(cluster, source)
+    try:
+        await shared.pipeline([(b"SET", first, b"1"), (b"SET", second, b"2")])
+        tried = cluster.errors("TRYAGAIN")
+        await anyio.to_thread.run_sync(cluster.begin_migration, slot, target)
+        cluster.send(
+            source.port, "MIGRATE", target.host, target.port, first, 0, 5000,
+            "AUTH", cluster.password,
+        )  # fmt: skip
+
+        async def finish() -> None:
+            await anyio.sleep(0.3)
+            await anyio.to_thread.run_sync(cluster.migrate_keys, slot, source, target)
+            await anyio.to_thread.run_sync(cluster.finish_migration, slot, target)
+
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(finish)
+            # The source has one key and not the other: TRYAGAIN, then MOVED once done.
+            assert await shared.call(b"DEL", first, second, timeout=10) == 2
+        assert cluster.errors("TRYAGAIN") > tried
+    finally:
+        await shared.aclose()
+        await anyio.to_thread.run_sync(cluster.move_slot, slot, source)
+
+
 async def test_a_blocked_read_follows_its_stream_to_the_slots_new_master(
     redis_cluster: RedisCluster,
 ) -> None:
