@@ -9,7 +9,7 @@ from actorbus.testing import isolated_event_registry
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
-pytest_plugins = ["asyncapi_support", "redis_support"]
+pytest_plugins = ["asyncapi_support", "redis_support", "cluster_support"]
 
 
 @pytest.fixture(params=["asyncio", "trio"])

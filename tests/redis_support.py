@@ -227,7 +227,9 @@ class RawClient:
 
     It logs in as the URL says (``AUTH``, ``SELECT``). Calls are serialised by a lock, so
     worker threads may share it (`raw_client` does). An error reply is raised as
-    :class:`RespError`.
+    :class:`RespError`. On a Redis Cluster it follows ``MOVED`` and ``ASK`` (each to a
+    connection of its own to the node named, logged in the same way), so a test reads
+    and writes any key through the URL of any node.
 
     Example:
         >>> client = RawClient(server.url)  # doctest: +SKIP
@@ -235,34 +237,67 @@ class RawClient:
         b'1700000000000-0'
     """
 
+    _REDIRECTS = 5
+
     def __init__(
         self, url: str, *, timeout: float = 10.0, ssl_context: ssl.SSLContext | None = None
     ) -> None:
         parts = urlsplit(url)
-        self._sock = socket.create_connection(
-            (parts.hostname or _LOOPBACK, parts.port or 6379), timeout=timeout
-        )
-        if ssl_context is not None:
-            self._sock = ssl_context.wrap_socket(self._sock, server_hostname=parts.hostname)
-        self._reader = _Reader(self._sock, raw=True)
+        self._parts = parts
+        self._timeout = timeout
+        self._ssl_context = ssl_context
         self._lock = threading.Lock()
+        self._links: dict[tuple[str, int], tuple[socket.socket, _Reader]] = {}
+        self._home = (parts.hostname or _LOOPBACK, parts.port or 6379)
+        self._link(self._home)
+
+    def _link(self, address: tuple[str, int]) -> tuple[socket.socket, _Reader]:
+        link = self._links.get(address)
+        if link is not None:
+            return link
+        sock = socket.create_connection(address, timeout=self._timeout)
+        if self._ssl_context is not None:
+            sock = self._ssl_context.wrap_socket(sock, server_hostname=self._parts.hostname)
+        link = self._links[address] = (sock, _Reader(sock, raw=True))
+        parts = self._parts
+        login: list[tuple[str | bytes | int, ...]] = []
         if parts.password is not None:
             user = [unquote(parts.username)] if parts.username else []
-            self(*["AUTH", *user, unquote(parts.password)])
+            login.append(("AUTH", *user, unquote(parts.password)))
         db = parse_qs(parts.query).get("db", [parts.path.lstrip("/") or "0"])[-1]
         if int(db or 0):
-            self("SELECT", db)
+            login.append(("SELECT", db))
+        for command in login:
+            reply = self._exchange(link, command)
+            if isinstance(reply, RespError):
+                raise reply
+        return link
+
+    @staticmethod
+    def _exchange(link: tuple[socket.socket, _Reader], args: Sequence[str | bytes | int]) -> Any:
+        sock, reader = link
+        sock.sendall(_encode_command(args))
+        return reader.reply()
 
     def __call__(self, *args: str | bytes | int) -> Any:
         with self._lock:
-            self._sock.sendall(_encode_command(args))
-            reply = self._reader.reply()
+            link = self._link(self._home)
+            for _ in range(self._REDIRECTS):
+                reply = self._exchange(link, args)
+                if not (isinstance(reply, RespError) and reply.code in ("MOVED", "ASK")):
+                    break
+                host, _, port = str(reply.args[0]).split(" ")[2].rpartition(":")
+                link = self._link((host or self._home[0], int(port)))
+                if reply.code == "ASK":
+                    self._exchange(link, ("ASKING",))
         if isinstance(reply, RespError):
             raise reply
         return reply
 
     def close(self) -> None:
-        self._sock.close()
+        for sock, _ in self._links.values():
+            sock.close()
+        self._links.clear()
 
 
 class AsyncRawClient:
@@ -377,9 +412,16 @@ class TLSFiles:
 
     @classmethod
     def generate(
-        cls, directory: Path, hostnames: Sequence[str] = ("localhost", _LOOPBACK)
+        cls,
+        directory: Path,
+        hostnames: Sequence[str] = ("localhost", _LOOPBACK),
+        *,
+        client_auth: bool = False,
     ) -> TLSFiles:
         """Create a new authority and a server certificate for *hostnames* in *directory*.
+
+        With *client_auth* the certificate also serves as a client's: the nodes of a
+        Redis Cluster present it to each other on the cluster bus, which checks it.
 
         Raises:
             RedisServerError: ``openssl`` failed (its output is in the message).
@@ -404,7 +446,7 @@ class TLSFiles:
             f"subjectAltName={names}\n"
             "basicConstraints=critical,CA:FALSE\n"
             "keyUsage=critical,digitalSignature,keyEncipherment\n"
-            "extendedKeyUsage=serverAuth\n"
+            f"extendedKeyUsage=serverAuth{',clientAuth' if client_auth else ''}\n"
             "subjectKeyIdentifier=hash\n"
             "authorityKeyIdentifier=keyid,issuer\n"
         )
@@ -494,6 +536,8 @@ class RedisServer:
             authority generated on the first start (see :attr:`tls_files`). Clients are
             not asked for certificates. :attr:`url` is then a ``rediss://`` URL.
         tls_hostnames: The names and addresses the server certificate is valid for.
+        tls_files: With `tls`, the authority and certificate to use instead of new ones
+            (the nodes of a cluster share them).
     """
 
     def __init__(
@@ -508,11 +552,12 @@ class RedisServer:
         extra_config: dict[str, str] | None = None,
         tls: bool = False,
         tls_hostnames: Sequence[str] = ("localhost", _LOOPBACK),
+        tls_files: TLSFiles | None = None,
     ) -> None:
         self._executable = executable
         self._tls = tls
         self._tls_hostnames = tuple(tls_hostnames)
-        self._tls_files: TLSFiles | None = None
+        self._tls_files: TLSFiles | None = tls_files if tls else None
         self._raw_context: ssl.SSLContext | None = None
         self._startup_timeout = startup_timeout
         self._appendonly = appendonly

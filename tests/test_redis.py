@@ -42,9 +42,14 @@ from actorbus.redis._client import Client
 if TYPE_CHECKING:
     from collections.abc import Callable
 
+    from cluster_support import RedisCluster
     from redis_support import RedisServer
 
+    Deployment = RedisServer | RedisCluster
+
 pytestmark = [pytest.mark.anyio, pytest.mark.redis]
+
+# The tests taking `redis_any` run on a single server and on a three-master Redis Cluster.
 
 TESTS = Path(__file__).resolve().parent
 
@@ -82,7 +87,7 @@ async def dead_letters(client: AsyncRawClient, app: str) -> list[dict[str, str]]
 # -- delivery modes -----------------------------------------------------------------------------
 
 
-async def test_broadcast_reaches_every_instance_once(redis_server: RedisServer) -> None:
+async def test_broadcast_reaches_every_instance_once(redis_any: Deployment) -> None:
     app = new_app()
     a_seen: list[int] = []
     b_seen: list[int] = []
@@ -96,8 +101,8 @@ async def test_broadcast_reaches_every_instance_once(redis_server: RedisServer) 
         b_seen.append(job.n)
 
     async with (
-        ActorSystem(app, transport=RedisTransport(redis_server.url)) as a,
-        ActorSystem(app, transport=RedisTransport(redis_server.url)) as b,
+        ActorSystem(app, transport=RedisTransport(redis_any.url)) as a,
+        ActorSystem(app, transport=RedisTransport(redis_any.url)) as b,
     ):
         await a.spawn(on_a)
         await b.spawn(on_b)
@@ -115,7 +120,7 @@ async def test_broadcast_reaches_every_instance_once(redis_server: RedisServer) 
 
 
 async def test_group_shares_events_across_instances_exactly_once(
-    redis_server: RedisServer,
+    redis_any: Deployment,
 ) -> None:
     app = new_app()
     handled: dict[str, list[int]] = {"a": [], "b": []}
@@ -129,8 +134,8 @@ async def test_group_shares_events_across_instances_exactly_once(
         return bill
 
     async with (
-        ActorSystem(app, transport=RedisTransport(redis_server.url)) as a,
-        ActorSystem(app, transport=RedisTransport(redis_server.url)) as b,
+        ActorSystem(app, transport=RedisTransport(redis_any.url)) as a,
+        ActorSystem(app, transport=RedisTransport(redis_any.url)) as b,
     ):
         await a.spawn(member("a"))
         await b.spawn(member("b"))
@@ -143,7 +148,7 @@ async def test_group_shares_events_across_instances_exactly_once(
     assert not set(handled["a"]) & set(handled["b"])
 
 
-async def test_request_reply_across_instances(redis_server: RedisServer) -> None:
+async def test_request_reply_across_instances(redis_any: Deployment) -> None:
     app = new_app()
 
     class Stock(Actor):
@@ -154,20 +159,20 @@ async def test_request_reply_across_instances(redis_server: RedisServer) -> None
             return {"sku": query.sku, "count": 7}
 
     async with (
-        ActorSystem(app, transport=RedisTransport(redis_server.url), actors=[Stock]),
-        ActorSystem(app, transport=RedisTransport(redis_server.url)) as asker,
+        ActorSystem(app, transport=RedisTransport(redis_any.url), actors=[Stock]),
+        ActorSystem(app, transport=RedisTransport(redis_any.url)) as asker,
     ):
         assert await asker.request(StockQuery("book"), timeout=5) == {"sku": "book", "count": 7}
         with pytest.raises(ActorbusError, match=r"remote handler .* raised ValueError: unknown"):
             await asker.request(StockQuery("bad"), timeout=5)
-    async with ActorSystem(app, transport=RedisTransport(redis_server.url)) as alone:
+    async with ActorSystem(app, transport=RedisTransport(redis_any.url)) as alone:
         started = anyio.current_time()
         with pytest.raises(AskTimeout, match="no instance"):
             await alone.request(StockQuery("book"), timeout=0.3)
         assert anyio.current_time() - started < 2
 
 
-async def test_headers_and_trace_context_cross_instances(redis_server: RedisServer) -> None:
+async def test_headers_and_trace_context_cross_instances(redis_any: Deployment) -> None:
     app = new_app()
     received: list[Envelope] = []
     trace = "4bf92f3577b34da6a3ce929d0e0e4736"
@@ -177,8 +182,8 @@ async def test_headers_and_trace_context_cross_instances(redis_server: RedisServ
         received.append(envelope)
 
     async with (
-        ActorSystem(app, transport=RedisTransport(redis_server.url)) as a,
-        ActorSystem(app, transport=RedisTransport(redis_server.url)) as b,
+        ActorSystem(app, transport=RedisTransport(redis_any.url)) as a,
+        ActorSystem(app, transport=RedisTransport(redis_any.url)) as b,
     ):
         await b.spawn(on_job)
         sent = await a.publish(
@@ -210,7 +215,7 @@ def test_the_public_surface_of_actorbus_redis() -> None:
 
 
 async def test_dead_letter_policy_writes_the_event_to_the_dead_stream(
-    redis_server: RedisServer,
+    redis_any: Deployment,
 ) -> None:
     app = new_app()
 
@@ -222,8 +227,8 @@ async def test_dead_letter_policy_writes_the_event_to_the_dead_stream(
             raise RuntimeError(f"cannot do job {job.n}")
 
     async with (
-        raw_client(redis_server.url) as raw,
-        ActorSystem(app, transport=RedisTransport(redis_server.url), actors=[Fragile]) as system,
+        raw_client(redis_any.url) as raw,
+        ActorSystem(app, transport=RedisTransport(redis_any.url), actors=[Fragile]) as system,
     ):
         envelope = await system.publish(Job(3))
         await eventually(lambda: system.transport.stats().dead_lettered == 1)  # type: ignore[union-attr]
@@ -237,7 +242,7 @@ async def test_dead_letter_policy_writes_the_event_to_the_dead_stream(
 
 
 async def test_garbage_entries_are_dead_lettered_and_the_consumer_keeps_going(
-    redis_server: RedisServer,
+    redis_any: Deployment,
 ) -> None:
     app = new_app()
     seen: list[int] = []
@@ -253,9 +258,9 @@ async def test_garbage_entries_are_dead_lettered_and_the_consumer_keeps_going(
         {"e": encode(Envelope(type="job.created", data={"n": 1}, source="x")) + b" " * 2000},
         {"something": b"else"},
     ]
-    transport = RedisTransport(redis_server.url, max_message_bytes=1500)
+    transport = RedisTransport(redis_any.url, max_message_bytes=1500)
     async with (
-        raw_client(redis_server.url) as raw,
+        raw_client(redis_any.url) as raw,
         ActorSystem(app, transport=transport) as system,
     ):
         await system.spawn(on_job)
@@ -306,7 +311,7 @@ async def test_an_oversized_event_is_refused_at_publish(redis_server: RedisServe
 # -- durability and clean-up ----------------------------------------------------------------------
 
 
-async def test_a_durable_instance_resumes_after_a_restart(redis_server: RedisServer) -> None:
+async def test_a_durable_instance_resumes_after_a_restart(redis_any: Deployment) -> None:
     app = new_app()
     seen: list[int] = []
 
@@ -316,12 +321,12 @@ async def test_a_durable_instance_resumes_after_a_restart(redis_server: RedisSer
             seen.append(job.n)
 
     def durable() -> ActorSystem:
-        transport = RedisTransport(redis_server.url, instance="w1")
+        transport = RedisTransport(redis_any.url, instance="w1")
         return ActorSystem(app, transport=transport, actors=[Worker])
 
     async with durable():
         pass
-    async with ActorSystem(app, transport=RedisTransport(redis_server.url)) as producer:
+    async with ActorSystem(app, transport=RedisTransport(redis_any.url)) as producer:
         for n in range(5):
             await producer.publish(Job(n))
     assert seen == []
@@ -339,7 +344,7 @@ async def left_by_a_crash(raw: AsyncRawClient, key: str) -> None:
 
 
 async def test_a_durable_instance_takes_back_what_it_read_but_did_not_finish(
-    redis_server: RedisServer,
+    redis_any: Deployment,
 ) -> None:
     app = new_app()
     key = events_key(app)
@@ -350,9 +355,9 @@ async def test_a_durable_instance_takes_back_what_it_read_but_did_not_finish(
         async def on_job(self, job: Job) -> None:
             seen.append(job.n)
 
-    async with raw_client(redis_server.url) as raw:
+    async with raw_client(redis_any.url) as raw:
         await left_by_a_crash(raw, key)
-        transport = RedisTransport(redis_server.url, instance="w2")
+        transport = RedisTransport(redis_any.url, instance="w2")
         async with ActorSystem(app, transport=transport, actors=[Worker]):
             await eventually(lambda: len(seen) == 3)
             await eventually(lambda: transport.stats().acked == 3)
@@ -399,7 +404,7 @@ async def test_a_durable_instance_takes_back_an_entry_once_while_claiming_runs(
 
 
 async def test_an_anonymous_instance_leaves_no_subscription_behind(
-    redis_server: RedisServer,
+    redis_any: Deployment,
 ) -> None:
     app = new_app()
 
@@ -407,12 +412,12 @@ async def test_an_anonymous_instance_leaves_no_subscription_behind(
     async def bill(job: Job) -> None:
         pass
 
-    transport = RedisTransport(redis_server.url)
+    transport = RedisTransport(redis_any.url)
     async with ActorSystem(app, transport=transport) as system:
         await system.spawn(bill)
         await system.request(Job(1), timeout=5)  # creates the reply stream
         name = transport.instance
-    async with raw_client(redis_server.url) as raw:
+    async with raw_client(redis_any.url) as raw:
         groups = await raw.groups(events_key(app))
         consumers = await raw.consumers(events_key(app), "g:billing")
         replies = await raw("EXISTS", f"actorbus:app:{app}:replies:{name}")
@@ -423,7 +428,7 @@ async def test_an_anonymous_instance_leaves_no_subscription_behind(
 
 
 async def test_a_clean_shutdown_acknowledges_everything_it_handled(
-    redis_server: RedisServer,
+    redis_any: Deployment,
 ) -> None:
     app = new_app()
     key = events_key(app)
@@ -435,10 +440,10 @@ async def test_a_clean_shutdown_acknowledges_everything_it_handled(
         handled.add(envelope.id)
 
     async with (
-        raw_client(redis_server.url) as raw,
-        ActorSystem(app, transport=RedisTransport(redis_server.url)) as producer,
+        raw_client(redis_any.url) as raw,
+        ActorSystem(app, transport=RedisTransport(redis_any.url)) as producer,
     ):
-        async with ActorSystem(app, transport=RedisTransport(redis_server.url, batch=20)) as w:
+        async with ActorSystem(app, transport=RedisTransport(redis_any.url, batch=20)) as w:
             await w.spawn(work)
             async with anyio.create_task_group() as tg:
                 for n in range(300):
@@ -458,7 +463,7 @@ async def test_a_clean_shutdown_acknowledges_everything_it_handled(
 
 
 async def test_a_live_member_claims_what_a_silent_consumer_left_pending(
-    redis_server: RedisServer,
+    redis_any: Deployment,
 ) -> None:
     app = new_app()
     key = events_key(app)
@@ -468,13 +473,13 @@ async def test_a_live_member_claims_what_a_silent_consumer_left_pending(
     async def work(envelope: Envelope) -> None:
         seen.append(envelope.id)
 
-    async with raw_client(redis_server.url) as raw:
+    async with raw_client(redis_any.url) as raw:
         await raw.create_group(key, "g:work")
         ids = [f"left-{n}" for n in range(3)]
         for id_ in ids:
             await raw.xadd(key, raw_entry("job.created", {"n": 0}, id_=id_))
         await raw.read_group("g:work", "dead", key)
-        transport = RedisTransport(redis_server.url, claim_after=0.2)
+        transport = RedisTransport(redis_any.url, claim_after=0.2)
         async with ActorSystem(app, transport=transport) as system:
             await system.spawn(work)
             await eventually(lambda: len(seen) == 3)
@@ -486,7 +491,7 @@ async def test_a_live_member_claims_what_a_silent_consumer_left_pending(
 
 
 async def test_an_entry_delivered_too_often_goes_to_the_dead_stream(
-    redis_server: RedisServer,
+    redis_any: Deployment,
 ) -> None:
     app = new_app()
     key = events_key(app)
@@ -496,13 +501,13 @@ async def test_an_entry_delivered_too_often_goes_to_the_dead_stream(
     async def work(envelope: Envelope) -> None:
         seen.append(envelope.id)
 
-    async with raw_client(redis_server.url) as raw:
+    async with raw_client(redis_any.url) as raw:
         await raw.create_group(key, "g:work")
         entry = await raw.xadd(key, raw_entry("job.created", {"n": 0}, id_="poison-1"))
         await raw.read_group("g:work", "other", key)
         for _ in range(2):  # each claim is one more delivery: 3 in all
             await raw("XCLAIM", key, "g:work", "other", 0, entry)
-        transport = RedisTransport(redis_server.url, claim_after=0.2, max_deliveries=3)
+        transport = RedisTransport(redis_any.url, claim_after=0.2, max_deliveries=3)
         async with ActorSystem(app, transport=transport) as system:
             await system.spawn(work)
             await eventually(lambda: transport.stats().dead_lettered == 1)

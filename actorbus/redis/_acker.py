@@ -23,10 +23,11 @@ handlers, so a group with stuck handlers stops reading after a few batches
 
 A request (an entry carrying ``replyto``) whose handler replied also gets its reply sent.
 A second task sends what was settled in one pipeline — dead letters, replies, then one
-XACK — on a connection of its own, retrying while Redis is unreachable. It
-waits a few milliseconds first so that one XACK covers many entries: a round trip costs
-far more than the delay, and a later acknowledgement only widens what a crash would
-leave pending.
+XACK — on a connection of its own, retrying while Redis is unreachable (on a Redis
+Cluster, where the dead letters and replies may live on other masters, the XACK follows
+once they were written). It waits a few milliseconds first so that one XACK covers many
+entries: a round trip costs far more than the delay, and a later acknowledgement only
+widens what a crash would leave pending.
 """
 
 from __future__ import annotations
@@ -203,7 +204,15 @@ class Acker:
         """Send the batch's dead letters, replies and XACK; retry while Redis is away."""
         if batch.empty():
             return
-        replies = await self._send(connection, self._commands(batch))
+        commands = self._commands(batch)
+        if self._context.client.cluster is not None and batch.acks and len(commands) > 1:
+            # On a cluster the dead letters and replies may live on other masters than the
+            # stream, written at the same time as the XACK: acknowledge only once they are
+            # in Redis, as the order of one pipeline makes sure on a single server.
+            replies = await self._send(connection, commands[:-1])
+            replies += await self._send(connection, commands[-1:])
+        else:
+            replies = await self._send(connection, commands)
         counters = self._context.counters
         for reply in replies[: len(batch.dead)]:
             if isinstance(reply, ReplyError):

@@ -22,13 +22,13 @@ import anyio
 import anyio.abc
 import hiredis
 
-from actorbus.redis._errors import ConnectionLost, reply_error
+from actorbus.redis._errors import ConnectionLost, Unreachable, reply_error
 from actorbus.redis._protocol import Command, pack
 
 if TYPE_CHECKING:
     from actorbus.redis._endpoint import Endpoint
 
-__all__ = ["Connection", "connect"]
+__all__ = ["Connection", "connect", "unpack"]
 
 _RECEIVE_SIZE: Final = 65536
 """Bytes read from the stream at a time."""
@@ -59,8 +59,8 @@ async def connect(endpoint: Endpoint, timeout: float) -> Connection:
     """Open a connection to `endpoint` and log in, within `timeout` seconds.
 
     Raises:
-        ConnectionLost: If the server cannot be reached in time (the TLS error, if any,
-            is its ``__cause__``).
+        Unreachable: If the server cannot be reached in time (the TLS error, if any, is
+            its ``__cause__``).
         ReplyError: If the server refused the log-in (``WRONGPASS``, ``NOAUTH``, …) or
             the database.
     """
@@ -71,10 +71,10 @@ async def connect(endpoint: Endpoint, timeout: float) -> Connection:
             stream = await _open(endpoint)
     except _LOST as exc:
         msg = f"cannot reach Redis: {_describe(exc)}"
-        raise ConnectionLost(msg) from exc
+        raise Unreachable(msg) from exc
     if stream is None:  # the deadline passed
         msg = f"cannot reach Redis: no connection within {timeout}s"
-        raise ConnectionLost(msg)
+        raise Unreachable(msg)
     connection = Connection(stream)
     handshake: list[Command] = []
     if endpoint.password is not None:
@@ -83,7 +83,11 @@ async def connect(endpoint: Endpoint, timeout: float) -> Connection:
     if endpoint.db:
         handshake.append((b"SELECT", endpoint.db))
     if handshake:
-        for reply in await connection.exchange(pack(handshake), len(handshake), deadline):
+        try:
+            replies = await connection.exchange(pack(handshake), len(handshake), deadline)
+        except ConnectionLost as exc:  # nothing of the caller's was sent yet
+            raise Unreachable(str(exc)) from exc.__cause__
+        for reply in replies:
             if isinstance(reply, Exception):
                 await connection.aclose()
                 raise reply
@@ -102,6 +106,16 @@ async def _open(endpoint: Endpoint) -> anyio.abc.ByteStream:
         ssl_context=endpoint.tls,
         tls_standard_compatible=False,  # Redis closes without a TLS close_notify
     )
+
+
+def unpack(packed: bytes) -> list[Command]:
+    """The commands that `pack` turned into `packed` (RESP arrays of bulk strings)."""
+    reader = hiredis.Reader(protocolError=_InvalidReply, notEnoughData=_MISSING)
+    reader.feed(packed)
+    commands: list[Command] = []
+    while (command := reader.gets()) is not _MISSING:
+        commands.append(tuple(command))
+    return commands
 
 
 def _describe(error: BaseException) -> str:

@@ -6,11 +6,12 @@ from typing import TYPE_CHECKING, Final
 
 from actorbus.redis._client import Client
 from actorbus.redis._config import redact_url
-from actorbus.redis._endpoint import endpoint
+from actorbus.redis._endpoint import Endpoint, endpoint, node_address
 from actorbus.redis._health import Counters, Health
 
 if TYPE_CHECKING:
     import ssl
+    from collections.abc import Sequence
 
     from actorbus.redis._client import DedicatedConnection
     from actorbus.redis._config import Keys, Settings
@@ -27,7 +28,17 @@ Past that, the connection is dropped and the command fails like a lost connectio
 class Context:
     """The shared state of one transport's tasks (one per transport, never global)."""
 
-    __slots__ = ("client", "counters", "health", "instance", "keys", "settings", "url", "where")
+    __slots__ = (
+        "client",
+        "counters",
+        "health",
+        "instance",
+        "keys",
+        "seeds",
+        "settings",
+        "url",
+        "where",
+    )
 
     def __init__(
         self,
@@ -36,6 +47,7 @@ class Context:
         settings: Settings,
         instance: str,
         tls: ssl.SSLContext | None = None,
+        seeds: Sequence[str] = (),
     ) -> None:
         self.url = url
         self.where = redact_url(url)
@@ -44,10 +56,11 @@ class Context:
         self.instance = instance
         self.health = Health(url, self.where)
         self.counters = Counters()
-        self.client = Client(
-            endpoint(url, tls, self.where), timeout=settings.publish_timeout + REPLY_SLACK
-        )
+        node = endpoint(url, tls, self.where)
+        self.client = Client(node, timeout=settings.publish_timeout + REPLY_SLACK)
         """Commands now and then; nothing connects until the first one."""
+        self.seeds: list[Endpoint] = [node.at(*node_address(seed)) for seed in seeds]
+        """Other nodes of a cluster to read its slot map from (`Client.start`)."""
 
     def dedicated(self, key: str) -> DedicatedConnection:
         """A connection of the calling part's own, to the node that serves `key`."""

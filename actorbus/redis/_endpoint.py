@@ -10,12 +10,12 @@ import attrs
 if TYPE_CHECKING:
     import ssl
 
-__all__ = ["Endpoint", "endpoint"]
+__all__ = ["Endpoint", "endpoint", "node_address"]
 
 _DEFAULT_PORT = 6379
 
 
-@attrs.frozen
+@attrs.frozen(cache_hash=True)  # a key of the connection dicts, looked up per exchange
 class Endpoint:
     """One Redis server and the log-in every connection to it does.
 
@@ -43,6 +43,23 @@ class Endpoint:
         """Another server of the same deployment (a cluster node): same log-in and TLS."""
         where = f"{self.where.partition('://')[0]}://{host}:{port}"
         return attrs.evolve(self, host=host, port=port, path=None, where=where)
+
+
+def node_address(text: str) -> tuple[str, int]:
+    """The host and port of ``host:port`` (``[::1]:7000`` for an IPv6 address).
+
+    Raises:
+        ValueError: If `text` is not of that form, with a port from 1 to 65535.
+    """
+    host, _, port = text.rpartition(":") if isinstance(text, str) else ("", "", "")
+    host = host.removeprefix("[").removesuffix("]")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536 or "/" in host:  # noqa: PLR2004
+        msg = (
+            f"not a cluster node address: {text!r}; give seeds as 'host:port' strings "
+            "(e.g. '10.0.0.2:6379'); they log in as the URL says"
+        )
+        raise ValueError(msg)
+    return host, int(port)
 
 
 def endpoint(url: str, tls: ssl.SSLContext | None, where: str) -> Endpoint:

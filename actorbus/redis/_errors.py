@@ -8,9 +8,13 @@ anyio stream error or a parser's error. They are all `actorbus.TransportError` (
 they reach users only through those messages.
 
 - `ConnectionLost`: Redis could not be reached, the connection broke, or the reply did
-  not come in time. A command sent on it may have run.
+  not come in time. A command sent on it may have run; `Unreachable`, its subclass, says
+  that the connection could not be opened, so nothing was sent.
 - `ReplyError`: Redis answered with an error; `code` is its first word (``NOGROUP``,
   ``BUSYGROUP``, ``NOPERM``, …). The subclasses name the codes the bridge acts on.
+- `CrossSlot` and `ClusterMismatch`: raised by the client itself, before anything is sent
+  (a command whose keys a Redis Cluster would refuse; a deployment that is not what
+  ``cluster=`` says).
 """
 
 from __future__ import annotations
@@ -22,7 +26,9 @@ from actorbus._exceptions import TransportError
 __all__ = [
     "TRANSIENT",
     "AuthenticationFailed",
+    "ClusterMismatch",
     "ConnectionLost",
+    "CrossSlot",
     "GroupExists",
     "NoGroup",
     "PermissionDenied",
@@ -30,6 +36,7 @@ __all__ = [
     "RedisError",
     "ReplyError",
     "Unavailable",
+    "Unreachable",
     "reply_error",
 ]
 
@@ -44,6 +51,23 @@ class ConnectionLost(RedisError):
     The connection is closed when this is raised. A command written before it broke may
     have run: Redis may have applied it without the reply getting back.
     """
+
+
+class Unreachable(ConnectionLost):
+    """No connection could be opened (refused, timed out, TLS failed): nothing was sent."""
+
+
+class CrossSlot(RedisError):
+    """A command names keys in different hash slots: a Redis Cluster cannot run it.
+
+    Raised by the client before anything is sent. It is a defect of the code that built
+    the command (every command of the bridge keeps its keys in one slot), so it is not a
+    `ReplyError`: the bridge's loops do not retry it.
+    """
+
+
+class ClusterMismatch(RedisError):
+    """The server is not what ``RedisTransport(cluster=...)`` says (found at start-up)."""
 
 
 class ReplyError(RedisError):
@@ -62,7 +86,8 @@ class Unavailable(ReplyError):
     """Redis cannot serve the command now but will later: try again after a backoff.
 
     ``LOADING`` (a restarted server reading its data), ``READONLY`` (a primary demoted
-    during a failover), ``MASTERDOWN``, ``TRYAGAIN`` and ``CLUSTERDOWN``.
+    during a failover), ``MASTERDOWN``, ``TRYAGAIN`` and ``CLUSTERDOWN``. The command did
+    not run.
     """
 
 

@@ -12,7 +12,16 @@ from typing import TYPE_CHECKING, Final
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-__all__ = ["BULK", "Command", "bulk", "command_key", "fields_of", "pack", "pack_head"]
+__all__ = [
+    "BULK",
+    "Command",
+    "bulk",
+    "command_key",
+    "command_keys",
+    "fields_of",
+    "pack",
+    "pack_head",
+]
 
 Command = tuple[bytes | str | int, ...]
 """One command and its arguments, e.g. ``(b"XACK", key, group, entry_id)``."""
@@ -57,10 +66,14 @@ def fields_of(values: list[bytes]) -> dict[bytes, bytes]:
     return dict(zip(values[::2], values[1::2], strict=False))
 
 
-# Where the (first) key of the commands the bridge sends is; the others have it first.
+# Where the keys of a command are. Most have one key, first; these differ.
 _KEY_AFTER: Final = {b"XREAD": b"STREAMS", b"XREADGROUP": b"STREAMS"}
 _KEY_SECOND: Final = frozenset({b"XGROUP", b"XINFO", b"OBJECT", b"MEMORY"})
-_NO_KEY: Final = frozenset({b"PING", b"SELECT", b"AUTH", b"INFO", b"CLIENT", b"ASKING"})
+_NO_KEY: Final = frozenset(
+    {b"PING", b"SELECT", b"AUTH", b"INFO", b"CLIENT", b"ASKING", b"CLUSTER", b"SCRIPT"}
+)
+_ALL_KEYS: Final = frozenset({b"DEL", b"EXISTS", b"UNLINK", b"TOUCH", b"MGET", b"WATCH"})
+_NUMKEYS: Final = frozenset({b"EVAL", b"EVALSHA", b"EVAL_RO", b"EVALSHA_RO", b"FCALL", b"FCALL_RO"})
 
 
 def command_key(command: Command) -> bytes | None:
@@ -69,20 +82,41 @@ def command_key(command: Command) -> bytes | None:
     A client for Redis Cluster sends a command to the node serving this key's slot. Every
     command of the bridge has all its keys in one slot (one key, mostly).
     """
+    keys = command_keys(command)
+    return keys[0] if keys else None
+
+
+def command_keys(command: Command) -> list[bytes]:
+    """Every key `command` names, in order (none for ``PING``, ``CLUSTER SLOTS``, …).
+
+    Knows the commands of the bridge, the multi-key ones (``DEL``, ``EXISTS``, ``MGET``,
+    ``XREAD(GROUP) ... STREAMS``, ``MSET``) and scripts (``EVAL``, ``EVALSHA``, ``FCALL``
+    with their ``numkeys``); any other command is taken to have one key, first.
+    """
     name = _word(command[0]).upper()
     if name in _NO_KEY:
-        return None
+        return []
     if name in _KEY_SECOND:
-        position = 2
-    elif name in _KEY_AFTER:
+        return [_word(command[2])] if len(command) > 2 else []  # noqa: PLR2004
+    if name in _KEY_AFTER:
         words = [_word(argument).upper() for argument in command]
         try:
-            position = words.index(_KEY_AFTER[name]) + 1
+            start = words.index(_KEY_AFTER[name]) + 1
         except ValueError:
-            return None
-    else:
-        position = 1
-    return _word(command[position]) if position < len(command) else None
+            return []
+        # STREAMS k1 k2 … id1 id2 …: the first half of what follows are keys.
+        return [_word(key) for key in command[start : start + (len(command) - start) // 2]]
+    if name in _ALL_KEYS:
+        return [_word(key) for key in command[1:]]
+    if name in (b"MSET", b"MSETNX"):
+        return [_word(key) for key in command[1::2]]
+    if name in _NUMKEYS:
+        try:
+            count = int(_word(command[2]))
+        except (IndexError, ValueError):
+            return []
+        return [_word(key) for key in command[3 : 3 + count]]
+    return [_word(command[1])] if len(command) > 1 else []
 
 
 def _word(argument: bytes | str | int) -> bytes:

@@ -12,6 +12,12 @@ publishers its replies woke queue their next events and they go out together. En
 reach Redis in the order they were queued, so the events of one publishing task keep
 their order.
 
+On a Redis Cluster each entry goes to the master of its stream's hash slot: a batch is
+one write per master, to all of them at once, each master's entries in their order. An
+entry redirected (``MOVED``, ``ASK``) or refused for now (a failover) is sent again where
+the cluster's map says, by the client, within the entry's deadline; one whose connection
+broke may have been applied and is sent again only by the retries described below.
+
 Each item has a deadline, `publish_timeout` after it was made (when `publish` was
 called, or as `publish_batch` queues it). The publishing task keeps it: no wait of its
 own (a pipeline, a backoff) outlasts the earliest deadline of the items it holds, and
@@ -42,7 +48,7 @@ import anyio.lowlevel
 from actorbus._envelope import named
 from actorbus._exceptions import TransportError
 from actorbus._supervision import Backoff
-from actorbus.redis._errors import TRANSIENT, ReplyError
+from actorbus.redis._errors import TRANSIENT, ConnectionLost, ReplyError, Unreachable
 from actorbus.redis._health import Retry
 from actorbus.redis._protocol import BULK, Command, bulk, pack_head
 
@@ -95,14 +101,18 @@ class _Item:
         "error",
         "expired",
         "index",
+        "key",
         "last_error",
         "packed",
         "withdrawn",
         "written",
     )
 
-    def __init__(self, packed: bytes, deadline: float, call: _Call | None, index: int) -> None:
+    def __init__(
+        self, packed: bytes, key: bytes, deadline: float, call: _Call | None, index: int
+    ) -> None:
         self.packed = packed  # the XADD, in the wire format
+        self.key = key  # its stream
         self.deadline = deadline
         self.call = call  # the batch it belongs to, if any
         self.index = index  # its place in that batch
@@ -273,7 +283,8 @@ class Publisher:
 
     def _item(self, packed: bytes, call: _Call | None, index: int) -> _Item:
         """The queue item of the XADD `packed`, with its deadline from now."""
-        return _Item(packed, self._clock() + self._settings.publish_timeout, call, index)
+        deadline = self._clock() + self._settings.publish_timeout
+        return _Item(packed, self._key, deadline, call, index)
 
     async def _wait_for_room(self, item: _Item) -> None:
         """Queue `item` once the queue has room, waiting no longer than its deadline.
@@ -308,17 +319,16 @@ class Publisher:
             return False
         started = self._connection.started
         try:
-            (reply,) = await self._connection.send(
-                item.packed, 1, timeout=max(item.deadline - self._clock(), 0.001)
+            (reply,) = await self._connection.send_each(
+                [(item.key, item.packed)], timeout=max(item.deadline - self._clock(), 0.001)
             )
-        except TRANSIENT as exc:
-            reply = exc
-        except ReplyError as exc:  # refused while connecting (credentials, ACL)
-            reply = exc
-        finally:
-            self._connection_lock.release()
+        except BaseException:
             if self._connection.started != started:  # (`_mark_written`, without its list)
                 item.written = True
+            raise
+        finally:
+            self._connection_lock.release()
+        _note_sent(item, reply)
         if isinstance(reply, TRANSIENT):
             item.last_error = reply
             self._health.failed(reply)
@@ -328,7 +338,7 @@ class Publisher:
         return True
 
     def _mark_written(self, items: list[_Item], started: int) -> None:
-        """After a failed send: the items may be in Redis if it started an exchange."""
+        """After a cancelled send: the items may be in Redis if it started an exchange."""
         if self._connection.started != started:
             for item in items:
                 item.written = True
@@ -465,22 +475,19 @@ class Publisher:
         # A short backoff: callers are waiting, and their own deadlines bound the retries.
         backoff = Retry(self._health, _BACKOFF)
         while items:
-            packed = b"".join([item.packed for item in items])
             # Nothing waits past the earliest deadline held (items[0]'s: FIFO, one timeout).
             wait = items[0].deadline - anyio.current_time()
             started = self._connection.started
             try:
-                replies = await self._connection.send(packed, len(items), timeout=max(wait, 0.001))
-            except TRANSIENT as exc:
-                self._mark_written(items, started)
-                replies = [exc] * len(items)
-            except ReplyError as exc:  # refused while connecting (credentials, ACL)
-                replies = [exc] * len(items)
+                replies = await self._connection.send_each(
+                    [(item.key, item.packed) for item in items], timeout=max(wait, 0.001)
+                )
             except BaseException:  # cancelled: `discard` answers the callers
                 self._mark_written(items, started)
                 raise
             retry: list[_Item] = []
             for item, reply in zip(items, replies, strict=True):
+                _note_sent(item, reply)
                 if isinstance(reply, TRANSIENT):  # e.g. READONLY during a failover
                     item.last_error = reply
                     retry.append(item)
@@ -493,3 +500,9 @@ class Publisher:
             with anyio.move_on_after(retry[0].deadline - anyio.current_time()):
                 await backoff.sleep()
             items = self._more(retry)
+
+
+def _note_sent(item: _Item, reply: Any) -> None:
+    """A connection lost with the item's XADD sent: Redis may have it (`_Item.written`)."""
+    if isinstance(reply, ConnectionLost) and not isinstance(reply, Unreachable):
+        item.written = True

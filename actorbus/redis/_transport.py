@@ -41,7 +41,14 @@ from actorbus.redis._config import (
 )
 from actorbus.redis._consumer import GroupConsumer
 from actorbus.redis._context import Context
-from actorbus.redis._errors import GroupExists, PermissionDenied, RedisError
+from actorbus.redis._endpoint import node_address
+from actorbus.redis._errors import (
+    ClusterMismatch,
+    GroupExists,
+    PermissionDenied,
+    Redirected,
+    RedisError,
+)
 from actorbus.redis._health import RedisStats, logger
 from actorbus.redis._maintenance import Maintenance, beat, info_dict
 from actorbus.redis._publisher import Publisher
@@ -105,10 +112,18 @@ class RedisTransport(Transport):
         dead_maxlen: Approximate cap on the dead-letter stream (None: unbounded).
         ssl_context: For ``rediss://`` URLs, the `ssl.SSLContext` to connect with,
             instead of TLS options in the URL.
+        cluster: Whether the URL names a node of a **Redis Cluster**. None (the
+            default) finds out at start-up (``CLUSTER SLOTS``); True or False insist,
+            and a deployment that is not what they say fails the start-up with a clear
+            error. On a cluster, each command goes to the master of its key's hash slot,
+            following the cluster's slot map, its redirections and failovers.
+        seeds: Other nodes of the cluster, as ``"host:port"`` strings, to read its slot
+            map from when the URL's node cannot be reached (at start-up or later).
+            They log in as the URL says (user, password, TLS).
 
     Raises:
-        ValueError: For an invalid URL, instance name or setting, or TLS options that
-            cannot be used (a certificate file that cannot be read, for instance).
+        ValueError: For an invalid URL, instance name, setting or seed, or TLS options
+            that cannot be used (a certificate file that cannot be read, for instance).
     """
 
     def __init__(
@@ -128,6 +143,8 @@ class RedisTransport(Transport):
         stale_after: float = 300.0,
         dead_maxlen: int | None = 10_000,
         ssl_context: ssl.SSLContext | None = None,
+        cluster: bool | None = None,
+        seeds: Sequence[str] = (),
     ) -> None:
         positive = {
             "claim_after": claim_after,
@@ -151,6 +168,9 @@ class RedisTransport(Transport):
             raise ValueError(msg)
         self.url: str = check_url(url)
         self._tls = tls_context(url, ssl_context)
+        self.cluster: bool | None = _check_cluster(cluster, seeds, url)
+        """What the transport was told about Redis Cluster (see `cluster`)."""
+        self.seeds: tuple[str, ...] = tuple(seeds)
         self.prefix = prefix
         self.durable: bool = instance is not None
         self.instance: str = (
@@ -240,7 +260,7 @@ class RedisTransport(Transport):
             TransportError: If Redis cannot be reached or refuses the credentials.
         """
         keys = Keys(self.prefix, host.name)
-        context = Context(self.url, keys, self.settings, self.instance, self._tls)
+        context = Context(self.url, keys, self.settings, self.instance, self._tls, self.seeds)
         self._context = context
         self._host = host
         self._task_group = task_group
@@ -273,7 +293,11 @@ class RedisTransport(Transport):
         try:
             with self._main_scope:
                 try:
-                    await context.client.call(b"PING", timeout=self.settings.publish_timeout)
+                    await context.client.start(
+                        self.cluster, context.seeds, timeout=self.settings.publish_timeout
+                    )
+                except ClusterMismatch as exc:
+                    raise TransportError(str(exc)) from None
                 except RedisError as exc:
                     msg = connect_failure(exc, context.where, context.health.describe)
                     raise TransportError(msg) from None
@@ -295,6 +319,11 @@ class RedisTransport(Transport):
                 return await command
         except (RedisError, TimeoutError) as exc:
             msg = f"cannot {what} on Redis at {context.where}: {context.health.describe(exc)}"
+            if isinstance(exc, Redirected):
+                msg += (
+                    " (MOVED: this is a Redis Cluster, but the transport could not read its "
+                    "slot map: give the Redis user +cluster|slots and +asking)"
+                )
             if isinstance(exc, PermissionDenied):
                 msg += (
                     f" (NOPERM: the Redis user may not use the keys of application "
@@ -467,6 +496,30 @@ class RedisTransport(Transport):
             msg = "RedisTransport is not open: give it to ActorSystem(transport=...)"
             raise TransportError(msg)
         return await self._requests.request(envelope, timeout)
+
+
+def _check_cluster(cluster: bool | None, seeds: Sequence[str], url: str) -> bool | None:
+    """Validate `cluster` and `seeds` (see `RedisTransport`); return `cluster`.
+
+    Raises:
+        ValueError: If `cluster` is not None, True or False, a seed is not ``host:port``,
+            or seeds come with ``cluster=False`` or a Unix socket URL.
+    """
+    if not (cluster is None or isinstance(cluster, bool)):
+        msg = f"RedisTransport(cluster=...) must be None, True or False, got {cluster!r}"
+        raise ValueError(msg)
+    if isinstance(seeds, str):
+        msg = f"RedisTransport(seeds=...) must be a list of 'host:port' strings, got {seeds!r}"
+        raise ValueError(msg)  # noqa: TRY004 - a str is a sequence: the mistake is its value
+    for seed in seeds:
+        node_address(seed)
+    if seeds and (cluster is False or url.startswith("unix:")):
+        msg = (
+            "RedisTransport(seeds=...) names other nodes of a Redis Cluster: it needs a "
+            "redis:// or rediss:// URL and cluster=None or True"
+        )
+        raise ValueError(msg)
+    return cluster
 
 
 async def _create(context: Context, group: str) -> None:
