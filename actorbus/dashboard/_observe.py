@@ -22,10 +22,20 @@ from actorbus.dashboard._view import History, app_state, instance_view
 
 if TYPE_CHECKING:
     import socket
+    from collections.abc import Callable, Coroutine
 
     from actorbus._system import ActorSystem
 
-__all__ = ["REPORT_TTL", "observe", "reports", "serve_board", "watch_redis"]
+__all__ = [
+    "REPORT_TTL",
+    "follow_redis",
+    "for_worker",
+    "observe",
+    "redis_state",
+    "reports",
+    "serve_board",
+    "watch_redis",
+]
 
 logger: Final = logging.getLogger("actorbus.dashboard")
 
@@ -158,3 +168,19 @@ async def redis_state(reader: Any, app: str) -> dict[str, Any]:
 
 def _dumps(value: dict[str, Any]) -> bytes:
     return json.dumps(value, separators=(",", ":")).encode()
+
+
+def for_worker(
+    listen: socket.socket | None, *, token: str | None, every: float, report: bool
+) -> Callable[[ActorSystem], Coroutine[Any, Any, None]]:
+    """What ``actorbus run`` starts next to its system (`observe`), if there is anything to do.
+
+    That is a page to serve, or a transport to report to.
+    """
+
+    async def watching(system: ActorSystem) -> None:
+        if listen is None and not (report and reports(system.transport)):
+            return
+        await observe(system, listen=listen, token=token, every=every, report=report)
+
+    return watching
