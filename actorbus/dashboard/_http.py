@@ -31,7 +31,6 @@ try:
         PlainTextResponse,
         RedirectResponse,
         Response,
-        StreamingResponse,
     )
     from starlette.routing import Route
 except ImportError as _missing:  # the extra is not installed
@@ -41,8 +40,6 @@ except ImportError as _missing:  # the extra is not installed
 import anyio
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator
-
     from starlette.types import ASGIApp, Receive, Scope, Send
 
     from actorbus.dashboard._board import Board
@@ -180,8 +177,8 @@ def build_app(
     async def state(_: Request) -> Response:
         return JSONResponse(board.state or {"starting": True})
 
-    async def events(_: Request) -> Response:
-        return StreamingResponse(_stream(board), media_type="text/event-stream")
+    async def events(_: Request) -> _EventStream:
+        return _EventStream(board)
 
     routes = [Route(path, static, methods=["GET"]) for path in _STATIC]
     routes += [
@@ -194,15 +191,48 @@ def build_app(
     return Starlette(routes=routes, middleware=middleware)
 
 
-async def _stream(board: Board) -> AsyncIterator[str]:
-    """Server-sent events: every new state, and a comment now and then to keep it open."""
-    seen = -1
-    while True:
-        with anyio.move_on_after(_KEEPALIVE) as waited:
-            if not await board.wait(seen):
-                return
-        if waited.cancelled_caught:
-            yield ": still here\n\n"
-            continue
-        seen = board.version
-        yield f"event: state\ndata: {json.dumps(board.state, separators=(',', ':'))}\n\n"
+class _EventStream:
+    """Server-sent events: every new state, and a comment now and then to keep it open.
+
+    An ASGI response of its own rather than a generator in a `StreamingResponse`: a
+    generator cut short by the client's leaving would be left unclosed.
+    """
+
+    def __init__(self, board: Board) -> None:
+        self.board = board
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        del scope
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [(b"content-type", b"text/event-stream; charset=utf-8")],
+            }
+        )
+        async with anyio.create_task_group() as tasks:
+
+            async def until_the_client_leaves() -> None:
+                while (await receive())["type"] != "http.disconnect":
+                    pass
+                tasks.cancel_scope.cancel()
+
+            tasks.start_soon(until_the_client_leaves)
+            board = self.board
+            seen = -1
+            while True:
+                with anyio.move_on_after(_KEEPALIVE) as waited:
+                    if not await board.wait(seen):
+                        break
+                if waited.cancelled_caught:
+                    await _chunk(send, b": still here\n\n")
+                    continue
+                seen = board.version
+                data = json.dumps(board.state, separators=(",", ":"))
+                await _chunk(send, f"event: state\ndata: {data}\n\n".encode())
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+            tasks.cancel_scope.cancel()
+
+
+async def _chunk(send: Send, body: bytes) -> None:
+    await send({"type": "http.response.body", "body": body, "more_body": True})
