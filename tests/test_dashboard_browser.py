@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import anyio.from_thread
 import pytest
+from playwright.sync_api import sync_playwright
 
 from actorbus import Actor, ActorSystem, Policy, Supervision, event, handle
 from actorbus.dashboard import listen, observe
@@ -44,7 +45,7 @@ FLAGS = [
 ]
 SCREENSHOT = Path(__file__).resolve().parent.parent / "docs" / "images" / "dashboard.png"
 XSS = "<script>window.__xss=1</script>"
-TOKEN = "browser-test-token"  # noqa: S105
+TOKEN = "browser-test-token"
 
 
 @event("browser.order")
@@ -75,8 +76,6 @@ class Courier(Actor):
 def browser() -> Iterator[Browser]:
     if shutil.which(CHROMIUM) is None:
         pytest.fail(f"Chromium is missing ({CHROMIUM}); the browser tests need it: {INSTALL}")
-    from playwright.sync_api import sync_playwright
-
     with sync_playwright() as playwright:
         found = playwright.chromium.launch(executable_path=CHROMIUM, args=FLAGS, headless=True)
         yield found

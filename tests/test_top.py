@@ -11,6 +11,7 @@ import time
 from functools import partial
 
 import anyio.from_thread
+from rich.console import Console
 
 from actorbus import Actor, ActorSystem, event, handle
 from actorbus.dashboard import listen, observe
@@ -76,8 +77,6 @@ def test_top_shows_the_actors_and_quits_on_q() -> None:
 
 
 def test_names_are_drawn_as_text_never_as_markup() -> None:
-    from rich.console import Console
-
     view = {
         "instance": "i",
         "totals": {},

@@ -86,7 +86,7 @@ class _Guard:
             return
         request = Request(scope)
         if request.method != "GET":
-            answer: Response = PlainTextResponse(
+            answer: ASGIApp = PlainTextResponse(
                 "the dashboard is read-only: GET only\n", 405, headers={"Allow": "GET"}
             )
         elif self.token is None or self._has_token(request):

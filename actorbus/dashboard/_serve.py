@@ -10,7 +10,7 @@ once; see `actorbus.dashboard._address`) and handed to Hypercorn by file descrip
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Any, Final, cast
 
 import anyio
 
@@ -49,11 +49,11 @@ async def serve(app: ASGIApp, sock: socket.socket, stop: anyio.Event) -> None:
         if _in_trio():
             from hypercorn.trio import serve as serve_on_trio  # noqa: PLC0415 - one backend
 
-            await serve_on_trio(app, config, shutdown_trigger=stop.wait)
+            await serve_on_trio(cast("Any", app), config, shutdown_trigger=stop.wait)
         else:
             from hypercorn.asyncio import serve as serve_on_asyncio  # noqa: PLC0415
 
-            await serve_on_asyncio(app, config, shutdown_trigger=stop.wait)
+            await serve_on_asyncio(cast("Any", app), config, shutdown_trigger=stop.wait)
 
 
 def _in_trio() -> bool:

@@ -416,9 +416,10 @@ class RedisTransport(Transport):
             TransportError: If Redis cannot be reached.
         """
         context = self._opened()
-        return await self._command(
+        found: tuple[StreamStatus, ...] = await self._command(
             "read the streams' status", stream_status(context.client, context.keys)
         )
+        return found
 
     async def partition_owners(self) -> dict[str, dict[int, str | None]] | None:
         """None while the events stream is not partitioned.
