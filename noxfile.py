@@ -38,6 +38,7 @@ def tests(session: nox.Session) -> None:
     session.install("-e", ".[dev]")
     _ensure_redis_server(session)
     _ensure_node(session)
+    _ensure_chromium(session)
     # Exit status 5 ("no tests collected") must fail the session, so a broken collection
     # can never pass as green. nox's default `success_codes` is [0]: keep it that way.
     session.run("pytest", *session.posargs)
@@ -90,6 +91,29 @@ def _ensure_node(session: nox.Session) -> None:
     session.error(
         f"node and npm are not on PATH; the AsyncAPI tests need them. Install them with: {command}"
     )
+
+
+def _ensure_chromium(session: nox.Session) -> None:
+    """Make Debian's Chromium available: playwright drives it in the dashboard's browser tests.
+
+    Never `playwright install`: the tests use the system's browser (/usr/bin/chromium).
+    """
+    if shutil.which("chromium"):
+        return
+    is_root = hasattr(os, "geteuid") and os.geteuid() == 0
+    if is_root and shutil.which("apt-get"):
+        env = {"DEBIAN_FRONTEND": "noninteractive"}
+        session.run("apt-get", "update", external=True, env=env)
+        session.run("apt-get", "install", "-y", "chromium", external=True, env=env)
+        if shutil.which("chromium"):
+            return
+        session.error("apt-get installed chromium, but it is still not on PATH.")
+    command = (
+        "sudo apt-get update && sudo apt-get install -y chromium"
+        if shutil.which("apt-get")
+        else "your package manager's Chromium (at /usr/bin/chromium)"
+    )
+    session.error(f"chromium is not on PATH; the dashboard's browser tests need it: {command}")
 
 
 @nox.session

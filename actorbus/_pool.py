@@ -86,6 +86,9 @@ class PoolConfig:
     log_level: str = "INFO"
     status_every: float | None = None
     max_restarts: int = 5
+    dashboard: str | None = None
+    dashboard_token: str | None = None
+    report_every: float = 1.0
 
     def worker(self, index: int) -> WorkerConfig:
         """The configuration of worker `index`."""
@@ -99,6 +102,9 @@ class PoolConfig:
             instance=self.instance,
             log_level=self.log_level,
             status_every=self.status_every,
+            dashboard=self.dashboard,
+            dashboard_token=self.dashboard_token,
+            report_every=self.report_every,
         )
 
 

@@ -55,6 +55,10 @@ class WorkerConfig:
     instance: str | None = None
     log_level: str = "INFO"
     status_every: float | None = None
+    dashboard: str | None = None
+    """``[HOST:]PORT`` of the pool: this worker serves its page on PORT + index."""
+    dashboard_token: str | None = None
+    report_every: float = 1.0
 
     def message(self) -> dict[str, Any]:
         """The ``config`` message's value."""
@@ -146,11 +150,30 @@ async def _report(channel: Channel, every: float | None, system: ActorSystem) ->
         await anyio.sleep(every)
 
 
+def _dashboard(config: WorkerConfig) -> socket.socket | None:
+    """This worker's dashboard socket: the pool's port plus its index (0 stays 0: any).
+
+    Raises:
+        Refused: The address cannot be bound.
+    """
+    if config.dashboard is None:
+        return None
+    from .dashboard._address import listen, parse_listen  # noqa: PLC0415 - only the dashboard
+
+    try:
+        host, port = parse_listen(config.dashboard)
+        where = f"[{host}]" if ":" in host else host
+        return listen(f"{where}:{port + config.index if port else 0}")
+    except ValueError as exc:
+        raise Refused(str(exc)) from None
+
+
 async def _serve(sock: socket.socket, config: WorkerConfig, label: _Label) -> int:
     async with await Channel.wrap(sock) as channel:
         try:
             system = await load_target(config.target)
             label.name = _prepare(system, config)
+            page = _dashboard(config)
         except (TargetError, Refused) as exc:
             await channel.send_quietly("fatal", str(exc))
             return 1
@@ -162,16 +185,26 @@ async def _serve(sock: socket.socket, config: WorkerConfig, label: _Label) -> in
                 system.name,
             )
             return 0
+        from .dashboard._observe import for_worker  # noqa: PLC0415 - not needed before
+
+        watch = for_worker(
+            page,
+            token=config.dashboard_token,
+            every=config.report_every or 1.0,
+            report=config.report_every > 0,
+        )
+
+        async def while_running(running: ActorSystem) -> None:
+            async with anyio.create_task_group() as beside:
+                beside.start_soon(watch, running)
+                await _report(channel, config.status_every, running)
+
         stop = anyio.Event()
         status = 0
         async with anyio.create_task_group() as tasks:
             tasks.start_soon(_follow_supervisor, channel, stop)
             try:
-                await run_worker(
-                    system,
-                    stop=stop,
-                    while_running=lambda running: _report(channel, config.status_every, running),
-                )
+                await run_worker(system, stop=stop, while_running=while_running)
             except Exception as exc:  # the supervisor reports it, once
                 await channel.send_quietly("failed", describe_error(exc))
                 status = 1

@@ -44,6 +44,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ActorSystem",
+    "actors_of",
     "current_system",
     "emit_call",
     "free_name",
@@ -625,6 +626,15 @@ def _quiet(_: DeadLetter) -> None:
 def has_stopped(system: ActorSystem) -> bool:
     """Whether `system` has stopped (it cannot be started again)."""
     return system._state == _STOPPED  # noqa: SLF001 - this module's own class
+
+
+def actors_of(system: ActorSystem) -> Actors:
+    """The registry of a system's actors: its cells and the top of its supervision tree.
+
+    For readers that look inside a running system (the dashboard): they read it, never
+    change it.
+    """
+    return system._actors  # noqa: SLF001 - this module's own class
 
 
 def startup_of(system: ActorSystem) -> tuple[tuple[Callable[..., Any], ...], tuple[Router, ...]]:

@@ -11,6 +11,8 @@ from __future__ import annotations
 import abc
 from typing import TYPE_CHECKING, Any, Protocol
 
+import attrs
+
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
@@ -19,7 +21,33 @@ if TYPE_CHECKING:
     from ._envelope import Envelope
     from ._message import Delivery
 
-__all__ = ["Transport", "TransportHost"]
+__all__ = ["GroupStatus", "StreamStatus", "Transport", "TransportHost"]
+
+
+@attrs.frozen
+class GroupStatus:
+    """One consumer group of a stream, as the transport sees it now.
+
+    Attributes:
+        name: The group's name in the transport (``b:<instance>``, ``g:<group>`` on Redis).
+        consumers: Consumers that joined it.
+        pending: Entries delivered to it and not acknowledged yet.
+        lag: Entries of the stream not delivered to it yet (None when unknown).
+    """
+
+    name: str
+    consumers: int
+    pending: int
+    lag: int | None
+
+
+@attrs.frozen
+class StreamStatus:
+    """One stream of the application (its events, its dead letters) and its groups."""
+
+    name: str
+    length: int
+    groups: tuple[GroupStatus, ...] = ()
 
 
 class TransportHost(Protocol):
@@ -148,6 +176,31 @@ class Transport(abc.ABC):
             "use a transport that does (RedisTransport, MemoryTransport), or no transport"
         )
         raise TypeError(msg)
+
+    async def streams(self) -> tuple[StreamStatus, ...]:
+        """The application's streams with their length, and their groups' pending and lag.
+
+        For the dashboard; by default a transport has no streams to show (``()``).
+        """
+        return ()
+
+    async def partition_owners(self) -> dict[str, dict[int, str | None]] | None:
+        """Which instance owns each partition of each group: group → partition → owner.
+
+        None (the default) means the transport has no partitions to show; an owner of
+        None is a partition nobody owns right now.
+        """
+        return None
+
+    async def report(self, status: bytes, ttl: float) -> bool:
+        """Publish this instance's status for ``actorbus dashboard``, kept for `ttl` seconds.
+
+        Called about once a second while the instance runs; a report not renewed within
+        `ttl` disappears, so an instance that is gone shows nowhere. By default a
+        transport has nowhere to put it: False (not reported).
+        """
+        del status, ttl
+        return False
 
     def set_instance(self, name: str) -> None:
         """Run under the durable instance name `name` (before the system starts).

@@ -1,7 +1,8 @@
-"""The ``actorbus`` command line: ``run``, ``handlers``, ``asyncapi`` and ``demo``."""
+"""The ``actorbus`` command line: run, handlers, asyncapi, dashboard, top and demo."""
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import logging
@@ -31,6 +32,16 @@ _backend_option = click.option(
     help="The async backend to run on.",
 )
 _LEVELS = click.Choice(["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"], case_sensitive=False)
+_token_option = click.option(
+    "--dashboard-token",
+    "token",
+    metavar="TOKEN",
+    envvar="ACTORBUS_DASHBOARD_TOKEN",
+    help=(
+        "Require TOKEN on every request of the dashboard. Default: "
+        "$ACTORBUS_DASHBOARD_TOKEN (which keeps it out of the process list)."
+    ),
+)
 
 
 def _backend_options(backend: str, *, use_uvloop: bool) -> dict[str, Any]:
@@ -103,6 +114,27 @@ def main() -> None:
     show_default=True,
     help=f"With --workers: more worker restarts within {RESTART_WINDOW:.0f} s stop the pool.",
 )
+@click.option(
+    "--dashboard",
+    metavar="[HOST:]PORT",
+    default=None,
+    help=(
+        "Serve a live, read-only web page of this process on PORT (host 127.0.0.1 unless "
+        "given). With --workers, worker i serves its own on PORT+i."
+    ),
+)
+@_token_option
+@click.option(
+    "--report-every",
+    type=click.FloatRange(min=0),
+    metavar="SECONDS",
+    default=1.0,
+    show_default=True,
+    help=(
+        "With a Redis transport, report this instance's status to Redis this often, for "
+        "'actorbus dashboard' and 'actorbus top'; 0: never. Also the page's refresh period."
+    ),
+)
 def run(
     target: str,
     backend: str,
@@ -113,6 +145,9 @@ def run(
     status_every: float | None,
     workers: str | None,
     max_restarts: int,
+    dashboard: str | None,
+    token: str | None,
+    report_every: float,
 ) -> None:
     """Run TARGET (module:attr — an ActorSystem or a factory returning one) as a worker.
 
@@ -128,11 +163,14 @@ def run(
       actorbus run myapp.workers:make_system --backend trio
       actorbus run myapp.workers:system --redis redis://localhost:6379/0 --instance w1
       actorbus run myapp.workers:system --redis redis://localhost:6379/0 --workers auto
+      actorbus run myapp.workers:system --dashboard 8000
     """
     logging.basicConfig(
         level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     options = _backend_options(backend, use_uvloop=use_uvloop)
+    if dashboard is not None:
+        _check_listen(dashboard, "--dashboard")
     if workers is not None:
         config = PoolConfig(
             target=target,
@@ -144,6 +182,9 @@ def run(
             log_level=log_level,
             status_every=status_every,
             max_restarts=max_restarts,
+            dashboard=dashboard,
+            dashboard_token=token,
+            report_every=report_every,
         )
         _run_pool(config)
         return
@@ -154,12 +195,18 @@ def run(
         msg = "--instance only applies with --redis"
         raise click.UsageError(msg)
 
+    from .dashboard._observe import for_worker  # noqa: PLC0415 - only `run` needs it
+
+    sock = None if dashboard is None else _listen(dashboard, "--dashboard")
+    watch = for_worker(sock, token=token, every=report_every or 1.0, report=report_every > 0)
+
     async def go() -> None:
         await run_worker(
             target,
             transport=transport,
             status_every=status_every,
             on_status=lambda line: click.echo(line, err=True),
+            while_running=watch,
         )
 
     try:
@@ -171,6 +218,25 @@ def run(
             raise
         click.echo(f"actorbus: the system failed: {describe_error(exc)}", err=True)
         sys.exit(1)
+
+
+def _check_listen(value: str, option: str) -> None:
+    from .dashboard._address import parse_listen  # noqa: PLC0415 - only the dashboard
+
+    try:
+        parse_listen(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint=f"'{option}'") from None
+
+
+def _listen(value: str, option: str) -> Any:
+    """A listening socket for ``[HOST:]PORT`` (a usage error when it cannot be bound)."""
+    from .dashboard._address import listen  # noqa: PLC0415 - only the dashboard
+
+    try:
+        return listen(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint=f"'{option}'") from None
 
 
 def _worker_count(value: str) -> int:
@@ -281,6 +347,159 @@ def asyncapi_command(target: str, as_yaml: bool, app_version: str) -> None:
         raise click.ClickException(str(exc)) from None
     document = asyncapi(system, version=app_version)
     click.echo(to_yaml(document) if as_yaml else json.dumps(document, indent=2), nl=not as_yaml)
+
+
+@main.command(name="dashboard")
+@click.option(
+    "--redis",
+    "redis_url",
+    metavar="URL",
+    envvar="ACTORBUS_REDIS_URL",
+    required=True,
+    help="The Redis the instances report to. Default: $ACTORBUS_REDIS_URL.",
+)
+@click.option("--app", "app", metavar="NAME", required=True, help="The application's name.")
+@click.option(
+    "--listen",
+    metavar="[HOST:]PORT",
+    default="127.0.0.1:8000",
+    show_default=True,
+    help="Where to serve the page (a non-loopback address prints a warning).",
+)
+@_token_option
+@click.option("--prefix", default="actorbus", show_default=True, help="The transport's prefix.")
+@_backend_option
+@click.option("--log-level", type=_LEVELS, default="INFO", show_default=True)
+def dashboard_command(
+    redis_url: str,
+    app: str,
+    listen: str,
+    token: str | None,
+    prefix: str,
+    backend: str,
+    log_level: str,
+) -> None:
+    """Serve a live, read-only page of every instance of application NAME, from Redis.
+
+    Each instance run by 'actorbus run' with a Redis transport reports its status to
+    Redis every second (--report-every); this page shows the instances reporting now,
+    with the application's streams read from Redis.
+
+    \b
+    Examples:
+      actorbus dashboard --redis redis://localhost:6379/0 --app shop
+      ACTORBUS_DASHBOARD_TOKEN=s3cret actorbus dashboard --app shop --listen 0.0.0.0:8000
+    """
+    logging.basicConfig(
+        level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    from .dashboard._observe import watch_redis  # noqa: PLC0415 - only this command
+
+    _check_redis_url(redis_url)
+    sock = _listen(listen, "--listen")
+    with contextlib.suppress(KeyboardInterrupt):
+        anyio.run(
+            _until_signalled,
+            lambda: watch_redis(redis_url, app, listen=sock, token=token, prefix=prefix),
+            backend=backend,
+            backend_options=_backend_options(backend, use_uvloop=False),
+        )
+
+
+@main.command()
+@click.option(
+    "--redis",
+    "redis_url",
+    metavar="URL",
+    envvar="ACTORBUS_REDIS_URL",
+    default=None,
+    help="Read the instances' reports from this Redis (with --app).",
+)
+@click.option("--app", "app", metavar="NAME", default=None, help="The application's name.")
+@click.option(
+    "--url",
+    "url",
+    metavar="URL",
+    default=None,
+    help="Read a running dashboard instead (http://HOST:PORT of --dashboard).",
+)
+@click.option(
+    "--dashboard-token",
+    "token",
+    metavar="TOKEN",
+    envvar="ACTORBUS_DASHBOARD_TOKEN",
+    help="The dashboard's token, for --url. Default: $ACTORBUS_DASHBOARD_TOKEN.",
+)
+@click.option("--prefix", default="actorbus", show_default=True, help="The transport's prefix.")
+@click.option(
+    "--every",
+    type=click.FloatRange(min=0.1),
+    default=1.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="Refresh period.",
+)
+def top(
+    redis_url: str | None,
+    app: str | None,
+    url: str | None,
+    token: str | None,
+    prefix: str,
+    every: float,
+) -> None:
+    """Show the live state of an application in the terminal (q quits, s sorts).
+
+    Reads the instances' reports from Redis (--redis URL --app NAME), or one running
+    dashboard (--url). Keys: q quit, s next sort column, r reverse the order, i next
+    instance.
+
+    \b
+    Examples:
+      actorbus top --redis redis://localhost:6379/0 --app shop
+      actorbus top --url http://127.0.0.1:8000
+    """
+    from .dashboard._top import run_top  # noqa: PLC0415 - only this command
+
+    if (url is None) == (redis_url is None) or (redis_url is not None and app is None):
+        msg = "give either --redis URL with --app NAME, or --url of a running dashboard"
+        raise click.UsageError(msg)
+    if redis_url is not None:
+        _check_redis_url(redis_url)
+    try:
+        anyio.run(
+            lambda: run_top(
+                redis_url=redis_url, app=app, url=url, token=token, prefix=prefix, every=every
+            )
+        )
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def _check_redis_url(url: str) -> None:
+    try:
+        from .redis._config import check_url  # noqa: PLC0415 - the optional extra
+    except ImportError:
+        msg = "--redis needs the Redis extra: pip install 'actorbus[redis]'"
+        raise click.UsageError(msg) from None
+    try:
+        check_url(url)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="'--redis'") from None
+
+
+async def _until_signalled(work: Any) -> None:
+    """Run `work()` until SIGINT or SIGTERM."""
+    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async with anyio.create_task_group() as tasks:
+
+            async def stop_on_signal() -> None:
+                async for _ in signals:
+                    tasks.cancel_scope.cancel()
+                    return
+
+            tasks.start_soon(stop_on_signal)
+            await work()
+            tasks.cancel_scope.cancel()
 
 
 @main.command()

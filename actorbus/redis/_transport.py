@@ -53,6 +53,7 @@ from actorbus.redis._health import RedisStats, logger
 from actorbus.redis._maintenance import Maintenance, beat, info_dict
 from actorbus.redis._publisher import Publisher
 from actorbus.redis._replies import Requests
+from actorbus.redis._status import forget_report, stream_status, write_report
 from actorbus.redis._tls import connect_failure, tls_context
 
 if TYPE_CHECKING:
@@ -60,6 +61,7 @@ if TYPE_CHECKING:
     from collections.abc import Awaitable, Sequence
 
     from actorbus._envelope import Envelope
+    from actorbus._transport import StreamStatus
 
 __all__ = ["RedisTransport"]
 
@@ -202,6 +204,8 @@ class RedisTransport(Transport):
         self._requests: Requests | None = None
         self._consuming = False
         self._intake_stopped = False
+        self._reported = False  # a status report of this instance may be in Redis
+        self._closing = False
 
     def __repr__(self) -> str:
         app = self._context.keys.app if self._context is not None else None
@@ -376,6 +380,7 @@ class RedisTransport(Transport):
 
     async def close(self) -> None:
         """Acknowledge what was handled, remove an anonymous instance's state, disconnect."""
+        self._closing = True
         for consumer in self._running:
             consumer.stop_intake()
         with anyio.move_on_after(_DRAIN_TIMEOUT):
@@ -389,6 +394,8 @@ class RedisTransport(Transport):
             # Without a broadcast group the start failed (NOPERM, say): nothing to forget.
             if self._connected and not self.durable and self._consumers:
                 await self._forget_instance()
+            if self._connected and self._reported:
+                await self._forget_report()
         if self._publisher is not None:
             self._publisher.close()
         if self._connected and self._main_done is not None:
@@ -428,6 +435,49 @@ class RedisTransport(Transport):
                 context.health.describe(exc),
                 self.settings.stale_after,
             )
+
+    # -- status (the dashboard) ---------------------------------------------------------------
+
+    async def streams(self) -> tuple[StreamStatus, ...]:
+        """The events and dead-letter streams: length, and each group's pending and lag.
+
+        Raises:
+            TransportError: If Redis cannot be reached.
+        """
+        context = self._opened()
+        found: tuple[StreamStatus, ...] = await self._command(
+            "read the streams' status", stream_status(context.client, context.keys)
+        )
+        return found
+
+    async def partition_owners(self) -> dict[str, dict[int, str | None]] | None:
+        """None while the events stream is not partitioned.
+
+        Partitioned groups (issue 22) read each partition's lease here.
+        """
+        return None
+
+    async def report(self, status: bytes, ttl: float) -> bool:
+        """Store this instance's status for ``actorbus dashboard`` (see `Transport.report`).
+
+        Removed again when the transport closes. Raises nothing: a report that Redis
+        did not take is simply not there (False).
+        """
+        context = self._context
+        if context is None or not self._connected or self._closing:
+            return False
+        self._reported = True
+        try:
+            with anyio.fail_after(self.settings.publish_timeout):
+                await write_report(context.client, context.keys, self.instance, status, ttl)
+        except (RedisError, TimeoutError):
+            return False
+        return True
+
+    async def _forget_report(self) -> None:
+        context = self._opened()
+        with contextlib.suppress(RedisError):  # it expires by itself within its ttl
+            await forget_report(context.client, context.keys, self.instance)
 
     # -- publishing -------------------------------------------------------------------------
 

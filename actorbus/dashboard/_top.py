@@ -1,0 +1,253 @@
+"""``actorbus top``: the dashboard's data in a terminal, redrawn in place (rich).
+
+It reads the same state as the page: from the instances' reports in Redis, or from a
+running dashboard's ``/api/state``. Keys (read without echo while it runs): ``q``
+quits, ``s`` sorts by the next column, ``r`` reverses the order, ``i`` shows the next
+instance. Every value is drawn as plain text (`rich.text.Text`), never as markup.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import sys
+import termios
+import tty
+import urllib.request
+from typing import TYPE_CHECKING, Any, Final
+
+import anyio
+
+try:
+    from rich.console import Console, Group
+    from rich.live import Live
+    from rich.table import Table
+    from rich.text import Text
+except ImportError as _missing:  # the extra is not installed
+    msg = "actorbus top needs rich: pip install 'actorbus[dashboard]'"
+    raise ImportError(msg) from _missing
+
+from actorbus.dashboard._observe import redis_state
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable, Iterator
+
+__all__ = ["SORTS", "render", "run_top"]
+
+SORTS: Final = ("rate", "depth", "failed", "processed", "name")
+"""The columns ``s`` cycles through."""
+_BLOCKS: Final = " ▁▂▃▄▅▆▇█"
+_SPARK_POINTS: Final = 30
+_LETTERS: Final = 5
+
+
+class _Screen:
+    """What the keys changed: the sort column, its order, the instance shown."""
+
+    def __init__(self) -> None:
+        self.sort = 0
+        self.reverse = False
+        self.instance = 0
+        self.quit = False
+
+    def key(self, char: str) -> None:
+        if char in "qQ":
+            self.quit = True
+        elif char == "s":
+            self.sort = (self.sort + 1) % len(SORTS)
+        elif char == "r":
+            self.reverse = not self.reverse
+        elif char == "i":
+            self.instance += 1
+
+
+def _spark(values: list[float]) -> str:
+    points = values[-_SPARK_POINTS:]
+    if not points:
+        return ""
+    top = max(points) or 1.0
+    return "".join(_BLOCKS[round(v / top * (len(_BLOCKS) - 1))] for v in points)
+
+
+def _n(value: float | None) -> Text:
+    if value is None:
+        return Text("-")
+    return Text(f"{value:,.1f}" if isinstance(value, float) and value % 1 else f"{value:,.0f}")
+
+
+def render(state: dict[str, Any], screen: _Screen | None = None) -> Group:
+    """The screen for `state` (what ``/api/state`` returns)."""
+    screen = screen or _Screen()
+    sort = SORTS[screen.sort]
+    parts: list[Any] = []
+    instances = state.get("instances") or []
+    title = Text("actorbus top  ", style="bold")
+    title.append(str(state.get("app", "")), style="bold cyan")
+    title.append(f"  {len(instances)} instance(s) · sort: {sort}{' ↑' if screen.reverse else ''}")
+    title.append("  (q quit, s sort, r reverse, i instance)", style="dim")
+    parts.append(title)
+    if state.get("transport_error"):
+        parts.append(Text(str(state["transport_error"]), style="red"))
+    if not instances:
+        parts.append(Text("no instance reports yet", style="dim"))
+        return Group(*parts)
+    view = instances[screen.instance % len(instances)]
+    totals = view.get("totals", {})
+    parts.append(
+        Text(
+            f"instance {view.get('instance')} · {view.get('host')} pid {view.get('pid')} · "
+            f"{totals.get('actors', 0):,} actors · {totals.get('rate', 0):,.1f} msg/s · "
+            f"{totals.get('failed', 0):,} failed"
+        )
+    )
+    parts.append(_actors_table(view, sort, reverse=screen.reverse))
+    parts.append(_streams_table(state.get("streams") or []))
+    letters = view.get("letters") or []
+    if letters:
+        table = Table("dead letter", "actor", "error", "event", title=None, expand=True)
+        for letter in letters[:_LETTERS]:
+            table.add_row(
+                Text(str(letter.get("type"))),
+                Text(str(letter.get("actor"))),
+                Text(str(letter.get("error")), style="red"),
+                Text(str(letter.get("preview")), overflow="ellipsis", no_wrap=True),
+            )
+        parts.append(table)
+    return Group(*parts)
+
+
+def _rows(view: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any], int]]:
+    """(label, row, actors) per kind, then per listed actor of kinds with several."""
+    for kind in view.get("kinds") or []:
+        yield str(kind["kind"]), kind, int(kind["count"])
+        if kind["count"] > 1:
+            for actor in kind.get("actors") or []:
+                yield f"  {actor['name']}", actor, 1
+
+
+def _actors_table(view: dict[str, Any], sort: str, *, reverse: bool) -> Table:
+    table = Table(expand=True)
+    for column in ("kind / actor", "n", "msg/s", "last minutes", "mailbox", "processed"):
+        table.add_column(
+            column, justify="left" if column in {"kind / actor", "last minutes"} else "right"
+        )
+    for column in ("failed", "restarts", "dropped"):
+        table.add_column(column, justify="right")
+    kinds = list(view.get("kinds") or [])
+
+    def key(row: dict[str, Any]) -> Any:
+        return str(row.get("kind", "")) if sort == "name" else -float(row.get(sort, 0) or 0)
+
+    kinds.sort(key=key, reverse=reverse)
+    for label, row, count in _rows({"kinds": kinds}):
+        table.add_row(
+            Text(label, style="bold" if not label.startswith(" ") else ""),
+            _n(count),
+            _n(row.get("rate")),
+            Text(_spark(row.get("spark") or []), style="cyan"),
+            Text(f"{row.get('depth', 0):,}/{row.get('capacity', 0):,}"),
+            _n(row.get("processed")),
+            _n(row.get("failed")),
+            _n(row.get("restarts")),
+            _n(row.get("dropped")),
+        )
+    return table
+
+
+def _streams_table(streams: list[dict[str, Any]]) -> Table:
+    table = Table("stream", "length", "group", "pending", "lag", expand=True)
+    for stream in streams:
+        for group in stream.get("groups") or [{}]:
+            table.add_row(
+                Text(str(stream.get("name"))),
+                _n(stream.get("length")),
+                Text(str(group.get("name", "-"))),
+                _n(group.get("pending")),
+                _n(group.get("lag")),
+            )
+    return table
+
+
+def _from_url(url: str, token: str | None) -> Callable[[], Awaitable[dict[str, Any]]]:
+    address = url.rstrip("/") + "/api/state"
+    if not address.startswith(("http://", "https://")):
+        msg = f"--url takes the http://HOST:PORT of a running dashboard, got {url!r}"
+        raise ValueError(msg)
+
+    def get() -> dict[str, Any]:
+        request = urllib.request.Request(address)  # noqa: S310 - http(s) only, checked above
+        if token:
+            request.add_header("Authorization", f"Bearer {token}")
+        try:
+            with urllib.request.urlopen(request, timeout=5) as answer:  # noqa: S310
+                found: dict[str, Any] = json.loads(answer.read())
+        except OSError as exc:
+            return {"app": url, "instances": [], "transport_error": f"cannot read {address}: {exc}"}
+        return found
+
+    async def fetch() -> dict[str, Any]:
+        return await anyio.to_thread.run_sync(get)
+
+    return fetch
+
+
+async def run_top(
+    *,
+    redis_url: str | None,
+    app: str | None,
+    url: str | None,
+    token: str | None,
+    prefix: str = "actorbus",
+    every: float = 1.0,
+) -> None:
+    """Draw the state every `every` seconds until ``q`` (or Ctrl+C).
+
+    Raises:
+        ValueError: For a malformed URL.
+    """
+    async with contextlib.AsyncExitStack() as stack:
+        if url is not None:
+            fetch = _from_url(url, token)
+        else:
+            from actorbus.redis._status import StatusReader  # noqa: PLC0415 - optional extra
+
+            assert redis_url is not None  # noqa: S101 - the CLI checks it
+            assert app is not None  # noqa: S101
+            reader = StatusReader(redis_url, app, prefix=prefix)
+            stack.push_async_callback(reader.aclose)
+
+            async def fetch() -> dict[str, Any]:
+                return await redis_state(reader, app)
+
+        screen = _Screen()
+        console = Console()
+        fd = sys.stdin.fileno() if sys.stdin.isatty() else None
+        with _cbreak(fd), Live(console=console, screen=True, auto_refresh=False) as live:
+            state = await fetch()
+            while not screen.quit:
+                live.update(render(state, screen), refresh=True)
+                with anyio.move_on_after(every) as waiting:
+                    while fd is not None and not screen.quit:
+                        await anyio.wait_readable(fd)
+                        for char in os.read(fd, 32).decode(errors="replace"):
+                            screen.key(char)
+                        live.update(render(state, screen), refresh=True)
+                    if fd is None:
+                        await anyio.sleep_forever()
+                if waiting.cancelled_caught:
+                    state = await fetch()
+
+
+@contextlib.contextmanager
+def _cbreak(fd: int | None) -> Iterator[None]:
+    """Keys one at a time and without echo, as `top` does; the terminal restored after."""
+    if fd is None:
+        yield
+        return
+    saved = termios.tcgetattr(fd)
+    try:
+        tty.setcbreak(fd)
+        yield
+    finally:
+        termios.tcsetattr(fd, termios.TCSADRAIN, saved)
