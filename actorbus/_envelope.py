@@ -125,8 +125,8 @@ class Envelope(_Stamped):
     type: str
     data: Any = None
     source: str = ""
-    # `_Stamped` provides these two for published envelopes; attrs' `__init__` stores
-    # them in the instance, where they hide its descriptors (a str is what both give).
+    # `_Stamped` provides these two for published envelopes (values of these types);
+    # attrs' `__init__` stores them in the instance, where they hide its descriptors.
     id: str = attrs.field(factory=new_id)  # pyright: ignore[reportIncompatibleVariableOverride]
     specversion: str = "1.0"
     time: dt.datetime | None = attrs.field(  # pyright: ignore[reportIncompatibleVariableOverride]
@@ -194,10 +194,10 @@ class Envelope(_Stamped):
 
         Raises:
             ValueError: If `source`, `id` or `type` is empty (give the envelope a
-                source, or publish it), or if the data holds a float that is not finite.
+                source, or publish it).
             TypeError: If a context attribute is not a string, or the data cannot be
-                represented as JSON (the message names the type), is nested too deeply
-                or contains itself.
+                written as JSON: a type JSON has no form for (the message names it), a
+                float that is not finite, nesting too deep, or data that contains itself.
         """
         id_, time = wire_id_and_time(self)
         specversion, source, type_ = self.specversion, self.source, self.type
