@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, Final, overload
 import attrs
 
 from . import _cloudevent, _json_text
-from ._cloudevent import BINARY, EMPTY_HEADERS, JSON, check_headers, content_type_for
+from ._cloudevent import EMPTY_HEADERS, check_headers, content_type_for
 from ._events import Scope
 
 if TYPE_CHECKING:
@@ -82,11 +82,38 @@ class _FromStamp:
         return values[self._name]
 
 
+class _FromData:
+    """The `datacontenttype` of an envelope made by `publish`: made from its data when read.
+
+    Like `_FromStamp`, it runs only on the first read, which stores the value in the
+    instance: the one the keyword constructor would have given.
+    """
+
+    __slots__ = ()
+
+    @overload
+    def __get__(self, envelope: None, owner: type[Any] | None = None) -> _FromData: ...
+    @overload
+    def __get__(self, envelope: object, owner: type[Any] | None = None) -> str: ...
+    def __get__(self, envelope: object, owner: type[Any] | None = None) -> str | _FromData:
+        if envelope is None:
+            return self
+        values = vars(envelope)
+        content_type = values["datacontenttype"] = content_type_for(values["data"])
+        return content_type
+
+
 class _Stamped:
-    """`Envelope`'s base: where an envelope without its own `id` and `time` finds them."""
+    """`Envelope`'s base: where an envelope made by `publish` finds what it leaves out.
+
+    `publish` leaves out the `id` and `time` (made from the stamp) and the
+    `datacontenttype` (made from the data) until something reads them: an envelope
+    delivered in the process is usually never asked for them.
+    """
 
     id: _FromStamp = _FromStamp("id")
     time: _FromStamp = _FromStamp("time")
+    datacontenttype: _FromData = _FromData()
 
 
 def _default_content_type(envelope: Envelope) -> str:
@@ -125,15 +152,16 @@ class Envelope(_Stamped):
     type: str
     data: Any = None
     source: str = ""
-    # `_Stamped` provides these two for published envelopes (values of these types);
-    # attrs' `__init__` stores them in the instance, where they hide its descriptors.
+    # `_Stamped` provides `id`, `time` and `datacontenttype` for published envelopes
+    # (values of these types); attrs' `__init__` stores them in the instance, where they
+    # hide its descriptors.
     id: str = attrs.field(factory=new_id)  # pyright: ignore[reportIncompatibleVariableOverride]
     specversion: str = "1.0"
     time: dt.datetime | None = attrs.field(  # pyright: ignore[reportIncompatibleVariableOverride]
         factory=_utcnow, converter=_to_utc
     )
     subject: str | None = None
-    datacontenttype: str = attrs.field(
+    datacontenttype: str = attrs.field(  # pyright: ignore[reportIncompatibleVariableOverride]
         default=attrs.Factory(_default_content_type, takes_self=True)
     )
     scope: Scope = Scope.PROCESS
@@ -299,7 +327,7 @@ def new_envelope(
 
     Equal to ``Envelope(type=type_, data=data, source=source, scope=scope,
     subject=subject, headers=headers)`` (headers are validated the same way), without
-    running attrs' `__init__`: the id and time are formatted when first read.
+    running attrs' `__init__`: the id, time and content type are made when first read.
     """
     envelope: Envelope = _new(Envelope)
     _set_dict(
@@ -312,7 +340,6 @@ def new_envelope(
             "_stamp": (next(_counter), _clock()),
             "specversion": "1.0",
             "subject": subject,
-            "datacontenttype": BINARY if isinstance(data, (bytes, bytearray)) else JSON,
             "scope": scope,
             "headers": check_headers(headers) if headers else EMPTY_HEADERS,
         },
