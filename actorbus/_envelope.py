@@ -53,10 +53,11 @@ def _to_utc(value: dt.datetime | None) -> dt.datetime | None:
 class _FromStamp:
     """The `id` or `time` of an envelope made by `publish`: made from its stamp when read.
 
-    `publish` stores the id's counter value and the clock reading (`_stamp`) instead of
-    the two attributes. This descriptor has no ``__set__``, so a value in the instance's
-    ``__dict__`` wins over it: it runs only on the first read, which stores both values
-    there. They are exactly those an eager envelope would have had.
+    `publish` stores the id's counter value and the clock reading (`_counter` and
+    `_nanoseconds`) instead of the two attributes. This descriptor has no ``__set__``,
+    so a value in the instance's ``__dict__`` wins over it: it runs only on the first
+    read, which stores both values there. They are exactly those an eager envelope would
+    have had.
     """
 
     __slots__ = ("_name",)
@@ -72,13 +73,11 @@ class _FromStamp:
         if envelope is None:
             return self
         values = vars(envelope)
-        stamp: tuple[int, int] | None = values.get("_stamp")
-        if stamp is None:  # only an envelope made around attrs' `__init__` lacks both
+        if "_counter" not in values:  # only an envelope made around attrs' `__init__`
             msg = f"{type(envelope).__name__!r} object has no attribute {self._name!r}"
             raise AttributeError(msg, name=self._name, obj=envelope)
-        counter, nanoseconds = stamp
-        values["id"] = _id_text(counter)
-        values["time"] = _EPOCH + dt.timedelta(microseconds=nanoseconds // 1000)
+        values["id"] = _id_text(values["_counter"])
+        values["time"] = _EPOCH + dt.timedelta(microseconds=values["_nanoseconds"] // 1000)
         return values[self._name]
 
 
@@ -106,14 +105,18 @@ class _FromData:
 class _Stamped:
     """`Envelope`'s base: where an envelope made by `publish` finds what it leaves out.
 
-    `publish` leaves out the `id` and `time` (made from the stamp) and the
-    `datacontenttype` (made from the data) until something reads them: an envelope
-    delivered in the process is usually never asked for them.
+    `publish` stores only what differs between its envelopes. The `id` and `time` (made
+    from the stamp) and the `datacontenttype` (made from the data) wait until something
+    reads them: an envelope delivered in the process is usually never asked for them.
+    The defaults of `specversion`, `subject` and `headers` are read from here.
     """
 
     id: _FromStamp = _FromStamp("id")
     time: _FromStamp = _FromStamp("time")
     datacontenttype: _FromData = _FromData()
+    specversion: str = "1.0"
+    subject: str | None = None
+    headers: Mapping[str, str] = EMPTY_HEADERS
 
 
 def _default_content_type(envelope: Envelope) -> str:
@@ -293,12 +296,12 @@ def wire_id_and_time(envelope: Envelope) -> tuple[str, str | None]:
     made by `publish` it is made from the stamp, without building the `datetime` (the
     date and time to the second are formatted once per second).
     """
-    stamp: tuple[int, int] | None = vars(envelope).get("_stamp")
-    if stamp is None:
+    values = vars(envelope)
+    if "_counter" not in values:  # not made by `publish`
         time = envelope.time
         return envelope.id, None if time is None else time.isoformat().replace("+00:00", "Z")
     global _second  # noqa: PLW0603 - a one-entry cache
-    counter, nanoseconds = stamp
+    counter, nanoseconds = values["_counter"], values["_nanoseconds"]
     seconds, micros = divmod(nanoseconds // 1000, 1_000_000)
     cached = _second  # one read: another thread may replace it meanwhile
     if cached[0] != seconds:
@@ -327,23 +330,23 @@ def new_envelope(
 
     Equal to ``Envelope(type=type_, data=data, source=source, scope=scope,
     subject=subject, headers=headers)`` (headers are validated the same way), without
-    running attrs' `__init__`: the id, time and content type are made when first read.
+    running attrs' `__init__`: the id, time and content type are made when first read,
+    and the defaults come from the class.
     """
+    values = {
+        "type": type_,
+        "data": data,
+        "source": source,
+        "scope": scope,
+        "_counter": next(_counter),
+        "_nanoseconds": _clock(),
+    }
+    if subject is not None:
+        values["subject"] = subject
+    if headers:
+        values["headers"] = check_headers(headers)
     envelope: Envelope = _new(Envelope)
-    _set_dict(
-        envelope,
-        "__dict__",
-        {
-            "type": type_,
-            "data": data,
-            "source": source,
-            "_stamp": (next(_counter), _clock()),
-            "specversion": "1.0",
-            "subject": subject,
-            "scope": scope,
-            "headers": check_headers(headers) if headers else EMPTY_HEADERS,
-        },
-    )
+    _set_dict(envelope, "__dict__", values)
     return envelope
 
 

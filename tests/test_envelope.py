@@ -753,7 +753,7 @@ async def test_encode_of_published_envelopes_matches_their_id_and_time() -> None
 
 def test_a_stamp_on_a_whole_second_is_written_without_a_fraction() -> None:
     draft: Any = new_envelope("envelope.wire", None, "s", Scope.APP, None, None)
-    vars(draft)["_stamp"] = (7, 1_714_564_800_000_000_000)
+    vars(draft).update(_counter=7, _nanoseconds=1_714_564_800_000_000_000)
     assert b'"time":"2024-05-01T12:00:00Z"' in encode(draft)
     assert draft.time == dt.datetime(2024, 5, 1, 12, tzinfo=UTC)
 
@@ -787,6 +787,29 @@ def test_data_that_contains_itself_is_a_type_error() -> None:
     # The writer is not left in a bad state by the failure.
     written = encode(Envelope(type="envelope.wire", data={"ok": 1}, source="s", id="e-2"))
     assert written.endswith(b'{"ok":1}}')
+
+
+@pytest.mark.parametrize(
+    ("subject", "headers"), [(None, None), ("o-1", {"correlationid": "c-1"}), (None, {})]
+)
+def test_new_envelope_equals_the_keyword_constructor(
+    subject: str | None, headers: dict[str, str] | None
+) -> None:
+    """`publish`'s envelopes leave out what they can: the values must be the defaults."""
+    for data in ({"a": 1}, b"\x00", None):
+        made = new_envelope("envelope.wire", data, "s", Scope.APP, subject, headers)
+        built = Envelope(
+            type="envelope.wire",
+            data=data,
+            source="s",
+            scope=Scope.APP,
+            subject=subject,
+            headers=headers,
+            id=made.id,
+            time=made.time,
+        )
+        assert made == built
+        assert made.to_json() == built.to_json()
 
 
 def test_with_data_equals_evolve() -> None:
