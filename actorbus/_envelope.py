@@ -385,7 +385,9 @@ def _assemble(
 def with_data(envelope: Envelope, data: object) -> Envelope:
     """``attrs.evolve(envelope, data=data)``, without running the converters again."""
     copy: Envelope = _new(Envelope)
-    _set_dict(copy, "__dict__", {**vars(envelope), "data": data})
+    # The content type is the original data's, as `evolve` would copy it.
+    values = {**vars(envelope), "datacontenttype": envelope.datacontenttype, "data": data}
+    _set_dict(copy, "__dict__", values)
     return copy
 
 

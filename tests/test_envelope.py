@@ -812,6 +812,12 @@ def test_new_envelope_equals_the_keyword_constructor(
         assert made.to_json() == built.to_json()
 
 
+def test_with_data_keeps_the_content_type_of_a_published_envelope() -> None:
+    published = new_envelope("envelope.wire", b"\x00", "s", Scope.APP, None, None)
+    assert with_data(published, {"a": 1}) == attrs.evolve(published, data={"a": 1})
+    assert with_data(published, {"a": 1}).datacontenttype == "application/octet-stream"
+
+
 def test_with_data_equals_evolve() -> None:
     envelope = Envelope(
         type="envelope.wire", data={"a": 1}, source="s", subject="x", headers={"k": "v"}
