@@ -108,7 +108,8 @@ class _Stamped:
     `publish` stores only what differs between its envelopes. The `id` and `time` (made
     from the stamp) and the `datacontenttype` (made from the data) wait until something
     reads them: an envelope delivered in the process is usually never asked for them.
-    The defaults of `specversion`, `subject` and `headers` are read from here.
+    The defaults of `specversion` and `subject` are read from here. (Not `headers`: every
+    mailbox reads them, and an attribute found on the class is slower to read.)
     """
 
     id: _FromStamp = _FromStamp("id")
@@ -116,7 +117,6 @@ class _Stamped:
     datacontenttype: _FromData = _FromData()
     specversion: str = "1.0"
     subject: str | None = None
-    headers: Mapping[str, str] = EMPTY_HEADERS
 
 
 def _default_content_type(envelope: Envelope) -> str:
@@ -338,13 +338,12 @@ def new_envelope(
         "data": data,
         "source": source,
         "scope": scope,
+        "headers": check_headers(headers) if headers else EMPTY_HEADERS,
         "_counter": next(_counter),
         "_nanoseconds": _clock(),
     }
     if subject is not None:
         values["subject"] = subject
-    if headers:
-        values["headers"] = check_headers(headers)
     envelope: Envelope = _new(Envelope)
     _set_dict(envelope, "__dict__", values)
     return envelope
