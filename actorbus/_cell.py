@@ -583,9 +583,8 @@ class Cell:
             event, envelope, tracker = published.data, published, None
             data_class: type[Any] = type(event)  # pyright: ignore[reportUnknownVariableType]
             by_type = self._broadcast.get(data_class)  # `_published_specs`' cached path, inline
-            specs = by_type.get(published.type) if by_type is not None else None
-            if specs is None:
-                specs = self._published_specs(data_class, published.type, None)
+            cached = by_type.get(published.type) if by_type is not None else None
+            specs = cached or self._published_specs(data_class, published.type, None)
         else:
             event, envelope, tracker = item, None, None
             specs = self.told.get(kind) or self.told_specs(kind)

@@ -2,23 +2,20 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
 import datetime as dt
 import itertools
 import os
-import re
-import reprlib
-import time
-from collections.abc import Callable, Mapping
-from types import MappingProxyType
-from typing import Any, Final, cast
+import time as _time
+from typing import TYPE_CHECKING, Any, Final, overload
 
 import attrs
 
-from ._convert import unstructure
+from . import _cloudevent, _json_text
+from ._cloudevent import EMPTY_HEADERS, check_headers, content_type_for
 from ._events import Scope
-from ._exceptions import DecodeError
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
 
 __all__ = ["Envelope", "named", "new_envelope", "new_id", "wire_id_and_time", "with_data"]
 
@@ -27,36 +24,8 @@ __all__ = ["Envelope", "named", "new_envelope", "new_id", "wire_id_and_time", "w
 _ID_PREFIX: Final = os.urandom(9).hex()
 _counter = itertools.count(1)
 _UTC: Final = dt.UTC
-_REQUIRED: Final = ("specversion", "id", "source", "type")
-_CONTEXT: Final = frozenset(
-    {
-        "specversion",
-        "id",
-        "source",
-        "type",
-        "time",
-        "subject",
-        "datacontenttype",
-        "data",
-        "data_base64",
-    }
-)
-# CloudEvents extension attribute names: lower-case ASCII letters and digits.
-_EXTENSION_NAME: Final = re.compile(r"[a-z0-9]{1,64}")
-_SCOPE_EXTENSION: Final = "scope"
-_NOT_EXTENSIONS: Final = _CONTEXT | {_SCOPE_EXTENSION}
-_EMPTY: Final[Mapping[str, str]] = MappingProxyType({})
-_SCOPES: Final = {scope.value: scope for scope in Scope}
-# The attributes `actorbus._wire.encode` writes for an envelope with data and no subject
-# or headers: the shape `from_cloudevent` reads on its fast path.
-_AS_ENCODED: Final = frozenset(
-    {"specversion", "id", "source", "type", "time", "datacontenttype", _SCOPE_EXTENSION, "data"}
-)
-_from_iso: Final = dt.datetime.fromisoformat
-# Values from the wire appear in error messages (and logs) shortened: they may be huge.
-_SHORT: Final = reprlib.Repr()
-_SHORT.maxlevel, _SHORT.maxstring, _SHORT.maxother = 3, 80, 80
-_shown: Final = _SHORT.repr
+_EPOCH: Final = dt.datetime(1970, 1, 1, tzinfo=_UTC)
+_clock: Final = _time.time_ns
 
 
 def new_id() -> str:
@@ -72,248 +41,247 @@ def _utcnow() -> dt.datetime:
     return dt.datetime.now(_UTC)
 
 
-def _to_utc(value: dt.datetime) -> dt.datetime:
+def _to_utc(value: dt.datetime | None) -> dt.datetime | None:
+    if value is None:
+        return None
     if value.tzinfo is None:
         msg = f"Envelope.time must be timezone-aware, got naive {value!r}"
         raise ValueError(msg)
     return value.astimezone(_UTC)
 
 
-def _freeze_headers(value: Mapping[str, str] | None) -> Mapping[str, str]:
-    if not value:
-        return _EMPTY
-    for key, item in value.items():
-        if not _EXTENSION_NAME.fullmatch(key) or key in _CONTEXT or key == _SCOPE_EXTENSION:
-            msg = (
-                f"invalid header name {key!r}: headers travel as CloudEvents extension "
-                "attributes, so use lower-case letters and digits only (e.g. 'traceparent', "
-                "'correlationid') and none of the reserved attribute names"
-            )
-            raise ValueError(msg)
-        if not isinstance(item, str):
-            msg = f"header {key!r} must be a string, got {type(item).__name__}"
-            raise TypeError(msg)
-    return MappingProxyType(dict(value))
+class _FromStamp:
+    """The `id` or `time` of an envelope made by `publish`: made from its stamp when read.
+
+    `publish` stores the id's counter value and the clock reading (`_counter` and
+    `_nanoseconds`) instead of the two attributes. This descriptor has no ``__set__``,
+    so a value in the instance's ``__dict__`` wins over it: it runs only on the first
+    read, which stores both values there. They are exactly those an eager envelope would
+    have had.
+    """
+
+    __slots__ = ("_name",)
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+
+    @overload
+    def __get__(self, envelope: None, owner: type[Any] | None = None) -> _FromStamp: ...
+    @overload
+    def __get__(self, envelope: object, owner: type[Any] | None = None) -> Any: ...
+    def __get__(self, envelope: object, owner: type[Any] | None = None) -> Any:
+        if envelope is None:
+            return self
+        values = vars(envelope)
+        if "_counter" not in values:  # only an envelope made around attrs' `__init__`
+            msg = f"{type(envelope).__name__!r} object has no attribute {self._name!r}"
+            raise AttributeError(msg, name=self._name, obj=envelope)
+        values["id"] = _id_text(values["_counter"])
+        values["time"] = _EPOCH + dt.timedelta(microseconds=values["_nanoseconds"] // 1000)
+        return values[self._name]
+
+
+class _FromData:
+    """The `datacontenttype` of an envelope made by `publish`: made from its data when read.
+
+    Like `_FromStamp`, it runs only on the first read, which stores the value in the
+    instance: the one the keyword constructor would have given.
+    """
+
+    __slots__ = ()
+
+    @overload
+    def __get__(self, envelope: None, owner: type[Any] | None = None) -> _FromData: ...
+    @overload
+    def __get__(self, envelope: object, owner: type[Any] | None = None) -> str: ...
+    def __get__(self, envelope: object, owner: type[Any] | None = None) -> str | _FromData:
+        if envelope is None:
+            return self
+        values = vars(envelope)
+        content_type = values["datacontenttype"] = content_type_for(values["data"])
+        return content_type
 
 
 class _Stamped:
-    """`Envelope`'s base: the stamp from which a published envelope's id and time are made.
+    """`Envelope`'s base: where an envelope made by `publish` finds what it leaves out.
 
-    `publish` stores the id's counter value and the clock reading (`_stamp`) and leaves
-    the `id` and `time` slots empty; the first read of either fills both in (see
-    `_Formatted`). The values are exactly those an eager envelope would have had; only
-    their formatting (about a tenth of a publish) is left to whoever reads them.
+    `publish` stores only what differs between its envelopes. The `id` and `time` (made
+    from the stamp) and the `datacontenttype` (made from the data) wait until something
+    reads them: an envelope delivered in the process is usually never asked for them.
+    The defaults of `specversion` and `subject` are read from here. (Not `headers`: every
+    mailbox reads them, and an attribute found on the class is slower to read.)
     """
 
-    __slots__ = ("_stamp",)
+    id: _FromStamp = _FromStamp("id")
+    time: _FromStamp = _FromStamp("time")
+    datacontenttype: _FromData = _FromData()
+    specversion: str = "1.0"
+    subject: str | None = None
 
 
-@attrs.frozen(kw_only=True, weakref_slot=False)  # no weak references: see `_Draft`
+def _default_content_type(envelope: Envelope) -> str:
+    return content_type_for(envelope.data)
+
+
+# A dict class, not a slotted one: attrs sets a frozen dict class's attributes by writing
+# to its `__dict__`, and so do `new_envelope` and `_assemble`, in one step each. A slotted
+# frozen class could only be filled one `object.__setattr__` call per attribute.
+@attrs.frozen(kw_only=True, slots=False)
 class Envelope(_Stamped):
     """An event in transit: CloudEvents v1.0 context attributes, the data, and routing.
 
     Build one with keyword arguments; every attribute but `type` has a default. An empty
-    `source` is filled in with the system name by `ActorSystem.publish`.
+    `source` is filled in with the system name by `ActorSystem.publish`; an envelope
+    still without one cannot be written as a CloudEvent. Frozen: `attrs.evolve` makes a
+    changed copy.
 
     Attributes:
         type: The CloudEvents type (``"order.created"``).
-        data: The event: an `@event` instance, or plain data (a dict from the wire).
+        data: The event: an `@event` instance, plain data (a dict from the wire), or bytes.
         source: Who produced it; defaults to the publishing system's name.
         id: Unique id, generated. Use it as the idempotency key under at-least-once.
         specversion: Always ``"1.0"``.
-        time: When it was produced, timezone-aware UTC, generated.
+        time: When it was produced, timezone-aware UTC: generated for the envelopes you
+            build and publish, None for an event read without one (CloudEvents makes it
+            optional; nothing is invented on reading).
         subject: Optional CloudEvents subject.
-        datacontenttype: ``"application/json"``.
+        datacontenttype: ``"application/json"``, or ``"application/octet-stream"`` for
+            bytes data; give another to describe your bytes (``"image/png"``).
         scope: `Scope.PROCESS` or `Scope.APP`.
-        headers: Extension attributes (``traceparent``, ``correlationid``, …).
+        headers: Extension attributes (``traceparent``, ``correlationid``, …): names of
+            lower-case ASCII letters and digits, string values.
     """
 
     type: str
     data: Any = None
     source: str = ""
-    id: str = attrs.field(factory=new_id)
+    # `_Stamped` provides `id`, `time` and `datacontenttype` for published envelopes
+    # (values of these types); attrs' `__init__` stores them in the instance, where they
+    # hide its descriptors.
+    id: str = attrs.field(factory=new_id)  # pyright: ignore[reportIncompatibleVariableOverride]
     specversion: str = "1.0"
-    time: dt.datetime = attrs.field(factory=_utcnow, converter=_to_utc)
+    time: dt.datetime | None = attrs.field(  # pyright: ignore[reportIncompatibleVariableOverride]
+        factory=_utcnow, converter=_to_utc
+    )
     subject: str | None = None
-    datacontenttype: str = "application/json"
+    datacontenttype: str = attrs.field(  # pyright: ignore[reportIncompatibleVariableOverride]
+        default=attrs.Factory(_default_content_type, takes_self=True)
+    )
     scope: Scope = Scope.PROCESS
-    headers: Mapping[str, str] = attrs.field(default=_EMPTY, converter=_freeze_headers)
+    headers: Mapping[str, str] = attrs.field(default=EMPTY_HEADERS, converter=check_headers)
 
     def to_cloudevent(self) -> dict[str, Any]:
-        """The CloudEvents JSON structured-mode dict (JSON-ready; headers as extensions)."""
+        """The CloudEvents JSON structured-mode dict: JSON-ready, headers as extensions.
+
+        `data` is turned into plain data (attrs classes and dataclasses become dicts,
+        datetimes RFC 3339 strings); bytes become ``data_base64``. An absent `time` or
+        `subject` is left out. `json.dumps` of the result is what `to_json` writes.
+
+        Raises:
+            ValueError: If `source`, `id` or `type` is empty (an envelope built without a
+                source and never published: give it one).
+            TypeError: If a context attribute is not a string.
+        """
         id_, time = wire_id_and_time(self)
-        out: dict[str, Any] = {
-            "specversion": self.specversion,
-            "id": id_,
-            "source": self.source,
-            "type": self.type,
-            "time": time,
-            "datacontenttype": self.datacontenttype,
-            _SCOPE_EXTENSION: self.scope.value,
-        }
-        if self.subject is not None:
-            out["subject"] = self.subject
-        out.update(self.headers)
-        if isinstance(self.data, bytes | bytearray):
-            out["data_base64"] = base64.b64encode(self.data).decode("ascii")
-        elif self.data is not None:
-            out["data"] = unstructure(self.data)
-        return out
+        try:
+            return _cloudevent.to_dict(
+                self.specversion,
+                id_,
+                self.source,
+                self.type,
+                time,
+                self.datacontenttype,
+                self.scope,
+                self.subject,
+                self.headers,
+                self.data,
+            )
+        except (TypeError, ValueError) as exc:
+            raise type(exc)(f"cannot write {named(self)} as a CloudEvent: {exc}") from None
 
     @classmethod
     def from_cloudevent(cls, event: Mapping[str, Any]) -> Envelope:
         """Read a CloudEvents structured-mode dict back into an envelope.
 
-        `data` stays plain data; the system rebuilds registered event classes from it.
+        `data` stays plain data (`data_base64` becomes bytes); the system rebuilds
+        registered event classes from it. Optional attributes that are absent (or JSON
+        ``null``) stay absent: `time` and `subject` are None. Without `datacontenttype`,
+        `data` is ``application/json`` (as the CloudEvents JSON format says) and
+        `data_base64` is ``application/octet-stream``. Without the ``scope`` extension
+        the event has `Scope.APP`. Other extension attributes become `headers`, booleans
+        and integers in their CloudEvents string form (``"true"``, ``"3"``).
 
         Raises:
             DecodeError: If an attribute is missing or has the wrong type, naming it.
         """
-        # A plain dict only: a subclass may read differently through `[]` and `get`.
-        if event.__class__ is dict and event.keys() == _AS_ENCODED:
-            envelope = _as_encoded(cast("dict[str, Any]", event))
-            if envelope is not None:
-                return envelope
-        return _read_cloudevent(event)
+        return _assemble(*_cloudevent.read(event))
 
+    def to_json(self) -> bytes:
+        """The envelope as CloudEvents JSON (structured mode), UTF-8 encoded.
 
-def _as_encoded(event: dict[str, Any]) -> Envelope | None:
-    """`_read_cloudevent` for the usual shape, or None: then that reads (and refuses) it.
+        Compact JSON with every non-ASCII character escaped: the text of
+        ``json.dumps(self.to_cloudevent(), separators=(",", ":"))``. This is what the Redis
+        transport writes; `from_json` reads it back.
 
-    The usual shape is what `actorbus._wire.encode` writes for an envelope with data and
-    no subject or headers, with its time in UTC. Checked attribute by attribute, without
-    the calls that name the faults (`_read_cloudevent` does when anything is off): about
-    half the cost of a received event's validation.
-    """
-    specversion, id_, source, type_, time_, content_type = (
-        event["specversion"],
-        event["id"],
-        event["source"],
-        event["type"],
-        event["time"],
-        event["datacontenttype"],
-    )
-    if not (
-        type(specversion) is str
-        and specversion == "1.0"
-        and type(id_) is str
-        and id_
-        and type(source) is str
-        and source
-        and type(type_) is str
-        and type_
-        and type(time_) is str
-        and type(content_type) is str
-    ):
-        return None
-    scope = _SCOPES.get(event[_SCOPE_EXTENSION]) if type(event[_SCOPE_EXTENSION]) is str else None
-    if scope is None:
-        return None
-    try:
-        time = _from_iso(time_)
-    except ValueError:
-        return None
-    if time.tzinfo is not _UTC:
-        return None
-    return _assemble(
-        type_,
-        event["data"],
-        source,
-        id_,
-        "1.0",
-        time,
-        None,
-        content_type or "application/json",
-        scope,
-        _EMPTY,
-    )
-
-
-def _read_cloudevent(event: Mapping[str, Any]) -> Envelope:
-    """`Envelope.from_cloudevent`, every attribute checked and every fault named."""
-    if not isinstance(event, Mapping):
-        msg = f"a CloudEvent must be a JSON object, got {type(event).__name__}"
-        raise DecodeError(msg)
-    for name in _REQUIRED:
-        value = event.get(name)
-        if not isinstance(value, str) or not value:
-            got = "missing" if value is None else _shown(value)
-            msg = f"CloudEvent attribute {name!r} must be a non-empty string, got {got}"
-            raise DecodeError(msg)
-    if event["specversion"] != "1.0":
-        msg = f"unsupported CloudEvents specversion {_shown(event['specversion'])}; expected '1.0'"
-        raise DecodeError(msg)
-    headers = _read_extensions(event)
-    data = event.get("data")
-    if "data_base64" in event:
-        if "data" in event:
-            msg = "a CloudEvent carries either 'data' or 'data_base64', not both"
-            raise DecodeError(msg)
-        data = _read_base64(event["data_base64"])
-    time = _read_time(event.get("time"))
-    subject = _optional_str(event, "subject")
-    content_type = _optional_str(event, "datacontenttype") or "application/json"
-    scope = _read_scope(event.get(_SCOPE_EXTENSION, Scope.APP.value))
-    # Every value is checked (and the time is in UTC): no converter needs to run.
-    return _assemble(
-        event["type"],
-        data,
-        event["source"],
-        event["id"],
-        "1.0",
-        time,
-        subject,
-        content_type,
-        scope,
-        MappingProxyType(headers) if headers else _EMPTY,
-    )
-
-
-_clock: Final = time.time_ns
-_EPOCH: Final = dt.datetime(1970, 1, 1, tzinfo=_UTC)
-
-
-class _Formatted:
-    """The `id` or `time` attribute of `Envelope`: its slot, filled from `_stamp` if empty.
-
-    It replaces the slot's own descriptor on the class, so only these two attributes pay
-    for a Python-level read; every other attribute stays a plain slot (a `__getattr__`
-    on the class would slow down every attribute read instead).
-    """
-
-    __slots__ = ("_slot",)
-
-    def __init__(self, slot: Any) -> None:
-        self._slot = slot
-
-    def __get__(self, envelope: Envelope | None, owner: type[Any] | None = None) -> Any:
-        if envelope is None:
-            return self
+        Raises:
+            ValueError: If `source`, `id` or `type` is empty (give the envelope a
+                source, or publish it).
+            TypeError: If a context attribute is not a string, or the data cannot be
+                written as JSON: a type JSON has no form for (the message names it), a
+                float that is not finite, nesting too deep, or data that contains itself.
+        """
+        id_, time = wire_id_and_time(self)
+        specversion, source, type_ = self.specversion, self.source, self.type
+        content_type, subject = self.datacontenttype, self.subject
         try:
-            return self._slot.__get__(envelope, owner)
-        except AttributeError:
-            _format_stamp(envelope)  # re-raises if there is no stamp either
-            return self._slot.__get__(envelope, owner)
+            _cloudevent.check_attributes(specversion, id_, source, type_, content_type, subject)
+        except (TypeError, ValueError) as exc:
+            raise type(exc)(f"cannot write {named(self)} as a CloudEvent: {exc}") from None
+        try:
+            text = _cloudevent.to_text(
+                specversion,
+                id_,
+                source,
+                type_,
+                time,
+                content_type,
+                self.scope,
+                subject,
+                self.headers,
+                self.data,
+            )
+        except (TypeError, ValueError, RecursionError) as exc:
+            deep = isinstance(exc, RecursionError)
+            reason = "it is nested too deeply, or contains itself" if deep else str(exc)
+            msg = (
+                f"cannot encode {named(self)} as JSON: {reason}; APP-scope events must "
+                "hold JSON-friendly fields (str, numbers, bools, lists, dicts, datetimes, "
+                "nested @event/attrs classes)"
+            )
+            raise TypeError(msg) from None if deep else exc
+        return text.encode()
 
-    def __set__(self, envelope: Envelope, value: object) -> None:
-        self._slot.__set__(envelope, value)
+    @classmethod
+    def from_json(
+        cls,
+        data: bytes | bytearray | memoryview | str,
+        *,
+        max_bytes: int = _json_text.MAX_MESSAGE_BYTES,
+    ) -> Envelope:
+        """Read CloudEvents JSON (structured mode) back into an envelope.
 
-    def __delete__(self, envelope: Envelope) -> None:
-        self._slot.__delete__(envelope)
+        Reads what `to_json` writes, and what other CloudEvents producers write in the
+        JSON format, as `from_cloudevent` does. The text is checked before it is parsed:
+        at most `max_bytes` of UTF-8 (1 MiB by default), RFC 8259 JSON (no ``NaN`` or
+        ``Infinity``, no number too large for a float, no lone UTF-16 surrogate escape),
+        nested at most 64 levels (the event object being the first). Nothing named by
+        the data is imported or built.
 
-
-_stamp_of: Final = _Stamped.__dict__["_stamp"].__get__
-_set_id: Final = Envelope.__dict__["id"].__set__
-_set_time: Final = Envelope.__dict__["time"].__set__
-for _name in ("id", "time"):
-    type.__setattr__(Envelope, _name, _Formatted(Envelope.__dict__[_name]))
-
-
-def _format_stamp(envelope: Envelope) -> None:
-    """Fill in the id and time of an envelope made by `publish` from its stamp."""
-    counter, nanoseconds = _stamp_of(envelope)
-    _set_id(envelope, _id_text(counter))
-    _set_time(envelope, _EPOCH + dt.timedelta(microseconds=nanoseconds // 1000))
+        Raises:
+            DecodeError: For oversized, non-UTF-8, malformed or too deeply nested JSON,
+                or a JSON value that is not a valid CloudEvent (saying what is wrong).
+        """
+        return _assemble(*_cloudevent.read(_json_text.read(data, max_bytes)))
 
 
 def named(envelope: Envelope) -> str:
@@ -321,18 +289,19 @@ def named(envelope: Envelope) -> str:
     return f"event {envelope.type!r} (id {envelope.id})"
 
 
-def wire_id_and_time(envelope: Envelope) -> tuple[str, str]:
-    """The envelope's id, and its time as CloudEvents writes it (RFC 3339, ``Z``).
+def wire_id_and_time(envelope: Envelope) -> tuple[str, str | None]:
+    """The envelope's id, and its time as CloudEvents writes it (RFC 3339, ``Z``) or None.
 
     The same text as ``time.isoformat()`` with ``+00:00`` as ``Z``; for an envelope
     made by `publish` it is made from the stamp, without building the `datetime` (the
     date and time to the second are formatted once per second).
     """
-    stamp: tuple[int, int] | None = getattr(envelope, "_stamp", None)
-    if stamp is None:
-        return envelope.id, envelope.time.isoformat().replace("+00:00", "Z")
+    values = vars(envelope)
+    if "_counter" not in values:  # not made by `publish`
+        time = envelope.time
+        return envelope.id, None if time is None else time.isoformat().replace("+00:00", "Z")
     global _second  # noqa: PLW0603 - a one-entry cache
-    counter, nanoseconds = stamp
+    counter, nanoseconds = values["_counter"], values["_nanoseconds"]
     seconds, micros = divmod(nanoseconds // 1000, 1_000_000)
     cached = _second  # one read: another thread may replace it meanwhile
     if cached[0] != seconds:
@@ -344,40 +313,40 @@ def wire_id_and_time(envelope: Envelope) -> tuple[str, str]:
 _second: tuple[int, str] = (-1, "")
 """The last second `wire_id_and_time` formatted: (seconds since the epoch, its text)."""
 
+_new: Final = object.__new__
+# The frozen `Envelope.__setattr__` refuses every write, its `__dict__` included.
+_set_dict: Final = object.__setattr__
 
-class _Draft(_Stamped):
-    """A mutable twin of `Envelope` (the same slots): `new_envelope` is this class.
 
-    A frozen attrs class sets each attribute through `object.__setattr__`, about ten
-    times the cost of a plain slot assignment. A draft is filled with plain ones and
-    then becomes an `Envelope` by `__class__` assignment, which CPython allows between
-    classes of the same slot layout (and only without a `__weakref__` slot, hence
-    `weakref_slot=False`).
+def new_envelope(
+    type_: str,
+    data: object,
+    source: str,
+    scope: Scope,
+    subject: str | None,
+    headers: Mapping[str, str] | None,
+) -> Envelope:
+    """An envelope for `publish`, with a fresh id and the time of this call.
+
+    Equal to ``Envelope(type=type_, data=data, source=source, scope=scope,
+    subject=subject, headers=headers)`` (headers are validated the same way), without
+    running attrs' `__init__`: the id, time and content type are made when first read,
+    and the defaults come from the class.
     """
-
-    __slots__ = Envelope.__slots__
-    id: str  # filled by `_assemble`; `__init__` leaves them to the stamp
-    time: dt.datetime
-
-    def __init__(
-        self,
-        type_: str,
-        data: object,
-        source: str,
-        scope: Scope,
-        subject: str | None,
-        headers: Mapping[str, str] | None,
-    ) -> None:
-        self.type = type_
-        self.data = data
-        self.source = source
-        self._stamp = (next(_counter), _clock())  # `id` and `time` stay empty
-        self.specversion = "1.0"
-        self.subject = subject
-        self.datacontenttype = "application/json"
-        self.scope = scope
-        self.headers = _freeze_headers(headers) if headers else _EMPTY
-        _become_envelope(self, "__class__", Envelope)
+    values = {
+        "type": type_,
+        "data": data,
+        "source": source,
+        "scope": scope,
+        "headers": check_headers(headers) if headers else EMPTY_HEADERS,
+        "_counter": next(_counter),
+        "_nanoseconds": _clock(),
+    }
+    if subject is not None:
+        values["subject"] = subject
+    envelope: Envelope = _new(Envelope)
+    _set_dict(envelope, "__dict__", values)
+    return envelope
 
 
 def _assemble(
@@ -385,129 +354,53 @@ def _assemble(
     data: object,
     source: str,
     id_: str,
-    specversion: str,
-    time: dt.datetime,
+    time: dt.datetime | None,
     subject: str | None,
     datacontenttype: str,
     scope: Scope,
     headers: Mapping[str, str],
 ) -> Envelope:
-    """An envelope of these values, which must already be what the converters make.
-
-    As cheap as `new_envelope`: a draft filled slot by slot, then made an `Envelope`.
-    """
-    draft = _new_draft(_Draft)
-    draft.type = type_
-    draft.data = data
-    draft.source = source
-    draft.id = id_
-    draft.specversion = specversion
-    draft.time = time
-    draft.subject = subject
-    draft.datacontenttype = datacontenttype
-    draft.scope = scope
-    draft.headers = headers
-    _become_envelope(draft, "__class__", Envelope)
-    return draft  # type: ignore[return-value] # pyright: ignore[reportReturnType]
+    """An envelope of these values, which must already be what the converters make."""
+    envelope: Envelope = _new(Envelope)
+    _set_dict(
+        envelope,
+        "__dict__",
+        {
+            "type": type_,
+            "data": data,
+            "source": source,
+            "id": id_,
+            "specversion": "1.0",
+            "time": time,
+            "subject": subject,
+            "datacontenttype": datacontenttype,
+            "scope": scope,
+            "headers": headers,
+        },
+    )
+    return envelope
 
 
 def with_data(envelope: Envelope, data: object) -> Envelope:
     """``attrs.evolve(envelope, data=data)``, without running the converters again."""
-    return _assemble(
-        envelope.type,
-        data,
-        envelope.source,
-        envelope.id,
-        envelope.specversion,
-        envelope.time,
-        envelope.subject,
-        envelope.datacontenttype,
-        envelope.scope,
-        envelope.headers,
-    )
+    copy: Envelope = _new(Envelope)
+    # The content type is the original data's, as `evolve` would copy it.
+    values = {**vars(envelope), "datacontenttype": envelope.datacontenttype, "data": data}
+    _set_dict(copy, "__dict__", values)
+    return copy
 
 
-_new_draft: Final = object.__new__
-_become_envelope: Final = object.__setattr__
-"""Sets a draft's `__class__` (the frozen `Envelope.__setattr__` refuses everything)."""
-if _Draft.__slots__ != tuple(field.name for field in attrs.fields(Envelope)):  # pragma: no cover
-    msg = "Envelope's fields changed: update _Draft"  # a guard for whoever adds a field
+if {field.name for field in attrs.fields(Envelope)} != {  # pragma: no cover
+    "type",
+    "data",
+    "source",
+    "id",
+    "specversion",
+    "time",
+    "subject",
+    "datacontenttype",
+    "scope",
+    "headers",
+}:
+    msg = "Envelope's fields changed: update new_envelope and _assemble"  # for whoever adds one
     raise RuntimeError(msg)
-
-new_envelope: Final[
-    Callable[[str, object, str, Scope, str | None, Mapping[str, str] | None], Envelope]
-] = _Draft  # type: ignore[assignment] # pyright: ignore[reportAssignmentType]
-"""An envelope for `publish`: (type, data, source, scope, subject, headers).
-
-Equivalent to the keyword constructor (headers are still validated), without the
-converters that a fresh id and a fresh UTC time do not need: the publish hot path.
-"""
-
-
-def _read_extensions(event: Mapping[str, Any]) -> dict[str, str]:
-    headers: dict[str, str] = {}
-    if not event.keys() - _NOT_EXTENSIONS:  # usually none: a set difference in C
-        return headers
-    for key, value in event.items():  # in the order written
-        if key in _NOT_EXTENSIONS:
-            continue
-        if (
-            not isinstance(key, str)
-            or not _EXTENSION_NAME.fullmatch(key)
-            or not isinstance(value, str | int | bool)
-        ):
-            msg = f"invalid CloudEvent extension attribute {_shown(key)}={_shown(value)}"
-            raise DecodeError(msg)
-        # CloudEvents' canonical string forms: a Boolean is "true" / "false".
-        headers[key] = ("true" if value else "false") if isinstance(value, bool) else str(value)
-    return headers
-
-
-def _read_base64(value: object) -> bytes:
-    if not isinstance(value, str):
-        msg = f"CloudEvent attribute 'data_base64' must be a string, got {type(value).__name__}"
-        raise DecodeError(msg)
-    try:
-        return base64.b64decode(value, validate=True)
-    except (ValueError, binascii.Error) as exc:
-        msg = f"CloudEvent attribute 'data_base64' is not valid base64: {exc}"
-        raise DecodeError(msg) from exc
-
-
-def _optional_str(event: Mapping[str, Any], name: str) -> str | None:
-    value = event.get(name)
-    if value is not None and not isinstance(value, str):
-        msg = f"CloudEvent attribute {name!r} must be a string, got {type(value).__name__}"
-        raise DecodeError(msg)
-    return value
-
-
-def _read_scope(value: object) -> Scope:
-    scope = _SCOPES.get(value) if isinstance(value, str) else None
-    if scope is None:
-        msg = f"CloudEvent attribute 'scope' must be 'app' or 'process', got {_shown(value)}"
-        raise DecodeError(msg)
-    return scope
-
-
-def _read_time(value: object) -> dt.datetime:
-    if value is None:
-        return _utcnow()
-    if not isinstance(value, str):
-        msg = f"CloudEvent attribute 'time' must be an RFC 3339 string, got {_shown(value)}"
-        raise DecodeError(msg)
-    try:
-        parsed = dt.datetime.fromisoformat(value)
-    except ValueError as exc:
-        msg = f"CloudEvent attribute 'time' is not an RFC 3339 timestamp: {_shown(value)}"
-        raise DecodeError(msg) from exc
-    if parsed.tzinfo is None:
-        msg = f"CloudEvent attribute 'time' has no timezone: {_shown(value)}"
-        raise DecodeError(msg)
-    if parsed.tzinfo is _UTC:
-        return parsed  # written with "Z" (or "+00:00"): nothing to convert
-    try:
-        return parsed.astimezone(_UTC)
-    except OverflowError as exc:  # 0001-01-01T00:00+01:00 is a valid timestamp, not in UTC
-        msg = f"CloudEvent attribute 'time' is out of range in UTC: {_shown(value)}"
-        raise DecodeError(msg) from exc

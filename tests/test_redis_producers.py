@@ -240,6 +240,6 @@ async def test_a_producer_following_the_guide_reaches_a_handler_with_redis_cli(
     assert blob.data == b"\x00\x01\x02\xff"
     assert blob.headers["traceparent"] == trace
     letters = await cli("XRANGE", dead_key(app), "-", "+")
-    assert "invalid CloudEvent extension attribute 'tenantId'" in letters
+    assert "invalid CloudEvent extension attribute name 'tenantId'" in letters
     assert "'source' must be a non-empty string" in letters
     assert "total" in letters  # the field that order h-3 lacks

@@ -178,7 +178,7 @@ def _letter(letter: DeadLetter) -> LetterRow:
     envelope = letter.envelope
     error = letter.error
     return LetterRow(
-        time=envelope.time.isoformat(timespec="seconds"),
+        time="" if envelope.time is None else envelope.time.isoformat(timespec="seconds"),
         actor=letter.actor,
         type=envelope.type,
         id=envelope.id,
