@@ -19,6 +19,12 @@ Each `GroupConsumer` runs three tasks:
   by then itself (`Acker.settle_finished`): with handlers that do not wait, the acker
   task is not woken per batch.
 
+A partitioned group has a `GroupConsumer` per partition this instance owns, started and
+stopped by its `actorbus.redis._ownership.Ownership`, with the partition's lease: its
+reader takes over what the partition's earlier owners left pending before it reads new
+entries, reads only while the lease's fence holds (and blocks no longer than it will),
+and every acknowledgement and claim checks the lease in Redis.
+
 Entries go from the reader and the claimer to the acker one read batch at a time through
 a stream holding one batch, so a consumer has at most a few batches in flight: when the
 handlers fall behind, it stops reading.
@@ -45,6 +51,7 @@ from actorbus.redis._errors import (
 from actorbus.redis._health import Retry, logger
 from actorbus.redis._intake import Intake
 from actorbus.redis._protocol import Command, fields_of, pack
+from actorbus.redis._scripts import FENCED, acknowledge
 
 if TYPE_CHECKING:
     from anyio.streams.memory import MemoryObjectSendStream
@@ -52,6 +59,7 @@ if TYPE_CHECKING:
     from actorbus._transport import TransportHost
     from actorbus.redis._client import DedicatedConnection
     from actorbus.redis._context import Context
+    from actorbus.redis._lease import Lease
 
 __all__ = ["GroupConsumer"]
 
@@ -59,6 +67,8 @@ _ABSENT_POLL: Final = 0.05
 """Seconds between checks while a group has no local member (nothing is read then)."""
 _NOT_READ: Final[Any] = object()
 """What `_fetch` returns when it did not read (nobody here takes the entries now)."""
+_LEASE_SLACK: Final = 0.05
+"""Seconds of a lease's fence a read leaves unused (a read ends that much before it)."""
 
 
 class GroupConsumer:
@@ -70,6 +80,9 @@ class GroupConsumer:
         group: The Redis consumer group (``b:{instance}`` or ``g:{group}``).
         local_group: None for the broadcast group, else the local group name.
         resume: Take back this consumer's own pending entries first.
+        stream: The stream to read (default: the application's one events stream).
+        partition: Its partition.
+        lease: The partition's lease, for a partitioned group.
     """
 
     def __init__(
@@ -80,6 +93,9 @@ class GroupConsumer:
         local_group: str | None,
         *,
         resume: bool,
+        stream: str | None = None,
+        partition: int = 0,
+        lease: Lease | None = None,
     ) -> None:
         self._context = context
         self._settings = context.settings
@@ -87,10 +103,12 @@ class GroupConsumer:
         self.group = group
         self._local_group = local_group
         self._resume = resume
-        self._key = context.keys.events
+        self._key = stream or context.keys.events
+        self.partition = partition
+        self.lease = lease
         self._consumer = context.instance
-        self._intake = Intake(context, host, group, local_group)
-        self._claimer = Claimer(context, group, self._intake)
+        self._intake = Intake(context, host, group, local_group, stream=self._key, lease=lease)
+        self._claimer = Claimer(context, group, self._intake, stream=self._key, lease=lease)
         self._intake_scope = anyio.CancelScope()
         self.scope = anyio.CancelScope()
         self.finished = anyio.Event()
@@ -108,7 +126,14 @@ class GroupConsumer:
         try:
             with self.scope:
                 send, receive = anyio.create_memory_object_stream[list[Entry]](1)
-                acker = Acker(self._context, self.group, self._intake.inflight)
+                acker = Acker(
+                    self._context,
+                    self.group,
+                    self._intake.inflight,
+                    stream=self._key,
+                    partition=self.partition,
+                    lease=self.lease,
+                )
                 self._intake.acker = acker
                 reader = self._context.dedicated(self._key)
                 try:
@@ -137,11 +162,16 @@ class GroupConsumer:
         packed = pack([read])  # the same bytes for every read
         timeout = settings.block + settings.publish_timeout + REPLY_SLACK
         with send:
-            if self._resume:
+            if self.lease is not None:
+                await self._claimer.take_over(send, retry)
+            elif self._resume:
                 await self._claimer.take_back_own(send, retry)
             while True:
                 try:
-                    found = await self._fetch(reader, packed, timeout)
+                    if self.lease is None:
+                        found = await self._fetch(reader, packed, timeout)
+                    else:
+                        found = await self._fetch_leased(reader, read, timeout)
                 except NoGroup:
                     await self._recreate(retry)
                     continue
@@ -150,7 +180,7 @@ class GroupConsumer:
                     await retry.sleep()
                     continue
                 except ReplyError as exc:
-                    refused(self._context, "reading", self.group, exc)
+                    refused(self._context, "reading", self.group, exc, self._key)
                     await retry.sleep()
                     continue
                 if found is _NOT_READ:
@@ -176,17 +206,18 @@ class GroupConsumer:
         intake = self._intake
         intake.hold(entry_id for entry_id, _ in entries)
         items: list[Entry] = []
-        try:
-            for entry_id, values in entries:
-                fields = fields_of(values)
-                if intake.is_unwanted(fields):
-                    self._unwanted_ids.append(entry_id)
-                else:
-                    items.append(await intake.entry(entry_id, fields, 1))
-        except BaseException:
-            await intake.give_unwinding(send, items)
-            raise
-        await intake.hand_over(send, items)
+        async with self._claimer.lock:  # the acker gets them in the order the actors do
+            try:
+                for entry_id, values in entries:
+                    fields = fields_of(values)
+                    if intake.is_unwanted(fields):
+                        self._unwanted_ids.append(entry_id)
+                    else:
+                        items.append(await intake.entry(entry_id, fields, 1))
+            except BaseException:
+                await intake.give_unwinding(send, items)
+                raise
+            await intake.hand_over(send, items)
         return items
 
     async def _read(self, reader: DedicatedConnection, read: bytes, timeout: float) -> Any:
@@ -204,7 +235,7 @@ class GroupConsumer:
         if not acks:
             (found,) = await reader.send(read, 1, timeout=timeout)
         else:
-            xack = pack([(b"XACK", self._key, self.group, *acks)])
+            xack = pack([self._acknowledgement(acks)])
             acked, found = await reader.send(xack + read, 2, timeout=timeout)
             self._unwanted_ids = []
             self._settle_unwanted(acks, acked)
@@ -212,17 +243,47 @@ class GroupConsumer:
             raise found
         return found
 
+    def _acknowledgement(self, acks: list[bytes]) -> Command:
+        """The XACK of unwanted entries (in a partitioned group, the script that is fenced)."""
+        lease = self.lease
+        if lease is None:
+            return (b"XACK", self._key, self.group, *acks)
+        return acknowledge(lease.key, lease.value, self._key, self.group, acks)
+
     def _settle_unwanted(self, acks: list[bytes], acked: Any) -> None:
         """Note the XACK reply for entries no local subscriber wanted."""
         if isinstance(acked, TRANSIENT):
             self._unwanted_ids = acks + self._unwanted_ids  # LOADING, READONLY: ack them later
         elif isinstance(acked, ReplyError):
-            refused(self._context, "acknowledging", self.group, acked)
+            refused(self._context, "acknowledging", self.group, acked, self._key)
+        elif acked == FENCED and self.lease is not None:
+            self.lease.revoke()  # they stay pending, for the partition's next owner
+            self._context.counters.fenced += len(acks)
         else:
             self._context.counters.acked += acked
             inflight = self._intake.inflight
             for entry in acks:
                 inflight.pop(entry, None)
+
+    async def _fetch_leased(
+        self, reader: DedicatedConnection, read: Command, timeout: float
+    ) -> Any:
+        """The next read of a partition owned here, blocking no longer than its fence holds.
+
+        So Redis delivers entries to this consumer only while its lease is valid: once the
+        lease can expire, nothing read here is missing from what the next owner takes over.
+        Returns `_NOT_READ` after a short pause when the fence is about to turn (a renewal
+        may come) or has turned (its `Ownership` then stops this consumer), or when
+        nobody here takes the entries.
+        """
+        lease = self.lease
+        assert lease is not None  # noqa: S101 - a partition's reader
+        left = lease.remaining() - _LEASE_SLACK
+        if left <= 0 or self._local_group not in self._host.groups():
+            await anyio.sleep(_ABSENT_POLL)
+            return _NOT_READ
+        block = max(1, min(self._settings.block_ms, int(left * 1000)))
+        return await self._read(reader, pack([(*read[:-4], block, *read[-3:])]), timeout)
 
     async def _fetch(self, reader: DedicatedConnection, read: bytes, timeout: float) -> Any:
         """The next read, or `_NOT_READ` after a pause while nobody here would take it."""
@@ -305,7 +366,7 @@ class GroupConsumer:
             await retry.sleep()
             return
         except ReplyError as exc:
-            refused(self._context, "recreating", self.group, exc)
+            refused(self._context, "recreating", self.group, exc, self._key)
             await retry.sleep()
             return
         logger.warning(

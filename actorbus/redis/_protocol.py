@@ -60,6 +60,7 @@ def fields_of(values: list[bytes]) -> dict[bytes, bytes]:
 # Where the (first) key of the commands the bridge sends is; the others have it first.
 _KEY_AFTER: Final = {b"XREAD": b"STREAMS", b"XREADGROUP": b"STREAMS"}
 _KEY_SECOND: Final = frozenset({b"XGROUP", b"XINFO", b"OBJECT", b"MEMORY"})
+_KEY_THIRD: Final = frozenset({b"EVAL", b"EVALSHA"})  # script, number of keys, keys
 _NO_KEY: Final = frozenset({b"PING", b"SELECT", b"AUTH", b"INFO", b"CLIENT", b"ASKING"})
 
 
@@ -74,6 +75,8 @@ def command_key(command: Command) -> bytes | None:
         return None
     if name in _KEY_SECOND:
         position = 2
+    elif name in _KEY_THIRD:
+        position = 3
     elif name in _KEY_AFTER:
         words = [_word(argument).upper() for argument in command]
         try:

@@ -30,6 +30,10 @@ at most those written together with it.
 
 Each entry has two fields: ``e``, the CloudEvents JSON, and ``t``, the event type, so a
 consumer can acknowledge an entry that no local subscriber wants without decoding it.
+
+With partitions, an event with a key (``partitionkey``) goes to the stream of
+``partition_of(key, partitions)``, and one without a key to the next stream in turn
+(round-robin per publisher, which keeps the streams even).
 """
 
 from __future__ import annotations
@@ -41,6 +45,7 @@ import anyio.lowlevel
 
 from actorbus._envelope import named
 from actorbus._exceptions import TransportError
+from actorbus._keys import PARTITION_KEY, partition_of
 from actorbus._supervision import Backoff
 from actorbus.redis._errors import TRANSIENT, ReplyError
 from actorbus.redis._health import Retry
@@ -162,7 +167,6 @@ class Publisher:
 
     def __init__(self, context: Context) -> None:
         self._connection = context.dedicated(context.keys.events)
-        self._key = context.keys.events.encode()
         settings = self._settings = context.settings
         self._health = context.health
         self._counters = context.counters
@@ -170,12 +174,11 @@ class Publisher:
         send, receive = anyio.create_memory_object_stream[_Item](settings.batch * 4)
         self._send = send
         self._receive = receive
-        head: Command = (b"XADD", self._key)
-        if settings.maxlen is not None:
-            head += (b"MAXLEN", b"~", settings.maxlen)
-        head += (b"*", b"e")
-        # Each entry's XADD: this head, then its payload, "t" and its type (`publish`).
-        self._xadd_head = pack_head(head, 3)
+        # Each entry's XADD: the head of its stream, then its payload, "t" and its type.
+        self._xadd_heads = [self._head(key, settings.maxlen) for key in context.keys.streams]
+        self._xadd_head = self._xadd_heads[0]
+        self._partitions = len(self._xadd_heads)
+        self._turn = 0  # the partition of the next event without a key
         self._xadd_tail = BULK + bulk(b"t") + BULK
         self._held: list[_Item] = []  # taken from the queue and not answered yet
         self._connection_lock = anyio.Lock()  # one task at a time uses the connection
@@ -266,10 +269,28 @@ class Publisher:
             )
             raise
 
+    @staticmethod
+    def _head(key: str, maxlen: int | None) -> bytes:
+        head: Command = (b"XADD", key)
+        if maxlen is not None:
+            head += (b"MAXLEN", b"~", maxlen)
+        return pack_head((*head, b"*", b"e"), 3)
+
     def pack(self, payload: bytes, envelope: Envelope) -> bytes:
-        """The XADD, in the wire format, of `payload` (`envelope` encoded)."""
+        """The XADD, in the wire format, of `payload` (`envelope` encoded).
+
+        To the stream of the envelope's partition (module docs).
+        """
         type_ = envelope.type.encode()
-        return self._xadd_head + self._xadd_tail % (len(payload), payload, len(type_), type_)
+        head = self._xadd_head
+        if self._partitions > 1:
+            key = envelope.headers.get(PARTITION_KEY)
+            if key is None:
+                self._turn = (self._turn + 1) % self._partitions
+                head = self._xadd_heads[self._turn]
+            else:
+                head = self._xadd_heads[partition_of(key, self._partitions)]
+        return head + self._xadd_tail % (len(payload), payload, len(type_), type_)
 
     def _item(self, packed: bytes, call: _Call | None, index: int) -> _Item:
         """The queue item of the XADD `packed`, with its deadline from now."""
