@@ -86,15 +86,20 @@ class Claimer:
         self._taken_over = anyio.Event()  # the claim loop of a partition waits for it
         if lease is None:
             self._taken_over.set()
+        self._stopped = anyio.Event()
+
+    def stop(self) -> None:
+        """Stop claiming once the claim under way (if any) is processed (see `run`)."""
+        self._stopped.set()
 
     async def run(self, send: MemoryObjectSendStream[list[Entry]]) -> None:
-        """Refresh and claim every ``claim_after / 2`` seconds until cancelled."""
+        """Refresh and claim every ``claim_after / 2`` seconds until cancelled or `stop`."""
         health = self._context.health
         with send:
             # The take-over first: claiming what became idle meanwhile would hand over
             # entries out of their order.
             await self._taken_over.wait()
-            while True:
+            while not self._stopped.is_set():
                 try:
                     if self._lease is None:
                         await self._refresh()
@@ -107,7 +112,8 @@ class Claimer:
                     refused(self._context, "claiming", self._group, exc, self._key)
                 else:
                     health.succeeded()
-                await anyio.sleep(self._settings.claim_after / 2)
+                with anyio.move_on_after(self._settings.claim_after / 2):
+                    await self._stopped.wait()
 
     async def take_back_own(self, send: MemoryObjectSendStream[list[Entry]], retry: Retry) -> None:
         """Process again what this consumer had read but not acknowledged before a restart."""

@@ -113,6 +113,7 @@ class GroupConsumer:
         self.scope = anyio.CancelScope()
         self.finished = anyio.Event()
         self._unwanted_ids: list[bytes] = []  # read ones, acknowledged with the next read
+        self._reading = True  # until `stop_reading`
         self._idle = False  # whether the last read had nothing for a local subscriber
         self._passed_at = -math.inf  # when `_pass_by` last moved the group to the end
         self._pass_by_allowed = True  # False once Redis refused XGROUP SETID (an old ACL)
@@ -120,6 +121,18 @@ class GroupConsumer:
     def stop_intake(self) -> None:
         """Stop reading and claiming; what was read is still acknowledged."""
         self._intake_scope.cancel()
+
+    def stop_reading(self) -> None:
+        """Stop reading and claiming once the read and claim under way are processed.
+
+        Gentler than `stop_intake`, for a partition about to be handed over: a blocking
+        read that is cancelled may still take entries in Redis after the next owner took
+        over what was pending, and they would stay with this consumer. The read under way
+        ends within `block` seconds (or as the lease's fence says); what it read is not
+        delivered but left pending, to be taken over with the rest.
+        """
+        self._reading = False
+        self._claimer.stop()
 
     async def run(self) -> None:
         """Consume until cancelled through `scope` (or `stop_intake` and the acks are done)."""
@@ -162,11 +175,8 @@ class GroupConsumer:
         packed = pack([read])  # the same bytes for every read
         timeout = settings.block + settings.publish_timeout + REPLY_SLACK
         with send:
-            if self.lease is not None:
-                await self._claimer.take_over(send, retry)
-            elif self._resume:
-                await self._claimer.take_back_own(send, retry)
-            while True:
+            await self._catch_up(send, retry)
+            while self._reading:
                 try:
                     if self.lease is None:
                         found = await self._fetch(reader, packed, timeout)
@@ -187,6 +197,8 @@ class GroupConsumer:
                     continue
                 health.succeeded()
                 retry.reset()
+                if not self._reading:
+                    break  # what it read stays pending, for the partition's next owner
                 if self._idle and found:
                     # Nothing read lately was for here: let the tasks that the other
                     # consumers just gave work (actors) run first, then look at it.
@@ -194,6 +206,25 @@ class GroupConsumer:
                 # The RESP2 reply: the stream's key and its entries, each an id and a
                 # flat list of fields and values.
                 self._idle = not await self._take_in(found[0][1] if found else [], send)
+            await self._acknowledge_unwanted(reader, timeout)
+
+    async def _catch_up(self, send: MemoryObjectSendStream[list[Entry]], retry: Retry) -> None:
+        """Before reading new entries: take over a partition's, or take our own back."""
+        if self.lease is not None:
+            await self._claimer.take_over(send, retry)
+        elif self._resume:
+            await self._claimer.take_back_own(send, retry)
+
+    async def _acknowledge_unwanted(self, reader: DedicatedConnection, timeout: float) -> None:
+        """Acknowledge the unwanted entries of the last read now: no read follows."""
+        acks = self._unwanted_ids
+        if acks:
+            self._unwanted_ids = []
+            try:
+                (acked,) = await reader.pipeline([self._acknowledgement(acks)], timeout=timeout)
+            except TRANSIENT:
+                return  # they stay pending, and are taken over with the rest
+            self._settle_unwanted(acks, acked)
 
     async def _take_in(
         self, entries: list[list[Any]], send: MemoryObjectSendStream[list[Entry]]

@@ -20,8 +20,9 @@ reads it. Each member runs an `Ownership` per group; one round (`tick`) every
    silent until its lease expires) is tried again every ``renew_every / 6`` seconds.
 
 A lease whose fence turns False (renewals failed for ``lease - lease_margin`` seconds, or
-Redis refused one) is **lost**: its consumer stops at once, the deliveries still waiting
-are left unhandled (`Tracker.fence`), and `TransportHost.release` is called.
+Redis refused one) is **lost**: its consumer stops reading at once, the deliveries still
+waiting are left unhandled (`Tracker.fence`), the acknowledgements already due are sent
+(Redis refuses them if the lease is gone), and `TransportHost.release` is called.
 
 A graceful leave (`stop_intake`, then `leave` from the transport's `close`) withdraws the
 member from the set at once — the others start asking for its partitions — and, once the
@@ -130,7 +131,7 @@ class Ownership:
         """Stop reading every partition and withdraw from the group (see `leave`)."""
         self._leaving = True
         for owned in self._owned.values():
-            owned.consumer.stop_intake()
+            owned.consumer.stop_reading()
         self._wake.set()
 
     async def leave(self, timeout: float) -> None:
@@ -158,7 +159,8 @@ class Ownership:
         if self._joined or commands:
             commands.append(self._heartbeat(live=False))
         try:
-            await self._context.client.pipeline(commands, timeout=self._settings.renew_every)
+            if commands:
+                await self._context.client.pipeline(commands, timeout=self._settings.renew_every)
         except RedisError as exc:
             logger.warning(
                 "could not release the partitions of group %r on Redis at %s (%s); they "
@@ -346,7 +348,7 @@ class Ownership:
     async def _handing_over(self, partition: int, owned: _Owned) -> None:
         """Finish the partition's work, release it here, then in Redis."""
         consumer = owned.consumer
-        consumer.stop_intake()
+        consumer.stop_reading()
         # What was delivered is handled and acknowledged (the lease is renewed meanwhile);
         # a handler that takes longer than a lease leaves the rest to the next owner.
         with anyio.move_on_after(self._settings.lease):
@@ -380,7 +382,7 @@ class Ownership:
             return
         owned.leaving = True
         owned.lease.revoke()
-        owned.consumer.scope.cancel()
+        owned.consumer.stop_intake()
         self._context.counters.lost += 1
         logger.warning(
             "instance %r lost partition %d of group %r (fencing token %d): %s; stopped "
@@ -395,6 +397,11 @@ class Ownership:
         self._tasks.start_soon(self._dropped, partition, owned)
 
     async def _dropped(self, partition: int, owned: _Owned) -> None:
+        # The acknowledgements already due go out (briefly): Redis may still hold the lease
+        # for up to `lease_margin`, and if not, it refuses them.
+        with anyio.move_on_after(self._settings.lease_margin):
+            await owned.consumer.finished.wait()
+        owned.consumer.scope.cancel()
         await owned.consumer.finished.wait()
         await self._release_here(frozenset({partition}))
         self._owned.pop(partition, None)

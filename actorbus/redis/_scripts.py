@@ -95,7 +95,8 @@ return redis.call('XCLAIM', KEYS[2], ARGV[2], ARGV[3], ARGV[4], unpack(ARGV, 5))
 """
 
 # The members' expiry times are Redis's own clock (TIME), so members on machines whose
-# clocks disagree still agree on who is live.
+# clocks disagree still agree on who is live. The set itself goes a second after its
+# last member expired.
 _MEMBERS: Final = b"""
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -103,10 +104,11 @@ local ttl = tonumber(ARGV[2])
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
 if ARGV[3] == '1' then
   redis.call('ZADD', KEYS[1], now + ttl, ARGV[1])
-  redis.call('PEXPIRE', KEYS[1], 2 * ttl)
 else
   redis.call('ZREM', KEYS[1], ARGV[1])
 end
+local last = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
+if last[2] then redis.call('PEXPIREAT', KEYS[1], tonumber(last[2]) + 1000) end
 return redis.call('ZRANGE', KEYS[1], 0, -1)
 """
 
