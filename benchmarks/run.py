@@ -1,7 +1,8 @@
 """Run every benchmark and write benchmarks/results.json; used by `nox -s bench`.
 
-Each script (``bench_core.py``, and ``bench_redis.py``, ``bench_memory.py`` and
-``bench_pool.py`` when present) runs in its own process with ``--json PATH`` (and
+Each script (``bench_core.py``, and ``bench_redis.py``, ``bench_partitions.py``,
+``bench_memory.py`` and ``bench_pool.py`` when present) runs in its own process with
+``--json PATH`` (and
 ``--quick`` with ``--quick``) and writes a JSON list of entries (see ``_common.Entry``);
 the lists are merged into ``benchmarks/results.json`` and printed as one table. Full mode
 is the default; ``--quick`` runs the same figures at smaller sizes in under two minutes.
@@ -18,7 +19,13 @@ from pathlib import Path
 from _common import Entry, failed, format_table, read_json, write_json
 
 HERE = Path(__file__).resolve().parent
-SCRIPTS = ["bench_core.py", "bench_redis.py", "bench_memory.py", "bench_pool.py"]
+SCRIPTS = [
+    "bench_core.py",
+    "bench_redis.py",
+    "bench_partitions.py",
+    "bench_memory.py",
+    "bench_pool.py",
+]
 
 
 def main() -> int:

@@ -80,7 +80,7 @@ class Claimer:
         self._page = context.settings.batch
         if lease is not None:
             self._page = min(self._page, _MAX_FENCED_CLAIM)
-        self.lock = anyio.Lock()
+        self.lock = anyio.Lock(fast_acquire=True)
         """Held while claimed or read entries are delivered and handed over, so that the
         acker gets them in the order the actors do."""
         self._taken_over = anyio.Event()  # the claim loop of a partition waits for it
