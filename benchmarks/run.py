@@ -2,8 +2,8 @@
 
 Each script (``bench_core.py``, and ``bench_redis.py``, ``bench_partitions.py``,
 ``bench_memory.py`` and ``bench_pool.py`` when present) runs in its own process with
-``--json PATH`` (and
-``--quick`` with ``--quick``) and writes a JSON list of entries (see ``_common.Entry``);
+``--json PATH`` (and ``--quick`` with ``--quick``) and writes a JSON list of entries (see
+``_common.Entry``);
 the lists are merged into ``benchmarks/results.json`` and printed as one table. Full mode
 is the default; ``--quick`` runs the same figures at smaller sizes in under two minutes.
 The exit status is non-zero when a script failed (a broken benchmark), not when a target
