@@ -69,6 +69,8 @@ PREVIEW_BYTES: Final = 1024
 
 _ACK_DELAY: Final = 0.005
 """Seconds settled entries wait so that they are sent together."""
+_FED_ACK_DELAY: Final = 0.02
+"""The same for a fed consumer's acker: its shared reader takes plain acknowledgements first."""
 _POLL: Final = 0.01
 """Seconds between looks for finished entries while the oldest one is still being handled."""
 _SEND_TIMEOUT: Final = 10.0
@@ -105,6 +107,8 @@ class Acker:
         stream: The stream read (default: the application's one events stream).
         partition: The partition of that stream (for the keys of committed states).
         lease: The partition's lease, for a partitioned group: acknowledgements check it.
+        fed: Its consumer is fed by a `SharedReader`, which sends the plain
+            acknowledgements (`take_plain`) with its next read.
     """
 
     def __init__(
@@ -116,9 +120,11 @@ class Acker:
         stream: str | None = None,
         partition: int = 0,
         lease: Lease | None = None,
+        fed: bool = False,
     ) -> None:
         self._context = context
         self._group = group
+        self._delay = _FED_ACK_DELAY if fed else _ACK_DELAY
         self._key = stream or context.keys.events
         self._partition = partition
         self._lease = lease
@@ -157,6 +163,19 @@ class Acker:
         if batch is None or batch.closed or self.waiting:
             return items  # (while the task holds some, it settles in order)
         return self._settle_handled(items, batch)
+
+    def take_plain(self) -> list[bytes]:
+        """The acknowledgements settled and not sent, if nothing must go with them.
+
+        For a shared reader to send with its next read: only while no dead letter (which
+        must be added before its entry is acknowledged) and no state (saved by the same
+        script as its entry's acknowledgement, in order) waits to be sent.
+        """
+        batch = self._batch
+        if batch is None or batch.closed or batch.dead or batch.states or not batch.acks:
+            return []
+        acks, batch.acks = batch.acks, []
+        return acks
 
     def handing(self, count: int) -> None:
         """`count` entries are being handed to the acker task (-`count`: they were not)."""
@@ -209,7 +228,7 @@ class Acker:
                 await batch.ready.wait()
                 batch.ready = anyio.Event()
                 if not (batch.closed or batch.replies):  # a requester waits for replies
-                    await anyio.sleep(_ACK_DELAY)
+                    await anyio.sleep(self._delay)
                 await self._flush(connection, batch.take())
                 if batch.closed and batch.empty():
                     return

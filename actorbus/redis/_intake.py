@@ -226,7 +226,7 @@ class Intake:
                 break
             if items[-1].delivery.pending <= 0:
                 break
-        await self._give(send, items)  # an error of its own wins over the cancellation
+        await self.give(send, items)  # an error of its own wins over the cancellation
         if deferred is not None:
             raise deferred
 
@@ -236,9 +236,9 @@ class Intake:
         """Hand `items` over while an exception propagates: no yield, nothing raised instead."""
         if items:
             with anyio.CancelScope(shield=True):
-                await self._give(send, items)
+                await self.give(send, items)
 
-    async def _give(self, send: MemoryObjectSendStream[list[Entry]], items: list[Entry]) -> None:
+    async def give(self, send: MemoryObjectSendStream[list[Entry]], items: list[Entry]) -> None:
         """Settle the handled entries at once, pass the others to the acker task."""
         if self.acker is not None:
             items = self.acker.settle_finished(items)

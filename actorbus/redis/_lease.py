@@ -14,14 +14,18 @@ Redis: a command sent while the fence holds is carried out before the lease can 
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-import anyio
+import time
+from typing import TYPE_CHECKING, Final
 
 if TYPE_CHECKING:
     from actorbus.redis._config import Settings
 
-__all__ = ["Lease"]
+__all__ = ["Lease", "clock"]
+
+clock: Final = time.monotonic
+"""The clock of leases (and of the rounds that renew them): the fence is checked for every
+message, so it reads the system's monotonic clock directly (it runs through pauses such
+as SIGSTOP, as it must) rather than asking the running backend each time."""
 
 
 class Lease:
@@ -31,7 +35,7 @@ class Lease:
         key: The lease's Redis key.
         partition: The partition.
         value: The lease value Redis holds for us (``<epoch>:<instance>:<nonce>``).
-        sent: When the command that acquired it was sent (`anyio.current_time`).
+        sent: When the command that acquired it was sent (`clock`).
         settings: The transport's settings (``lease``, ``lease_margin``).
     """
 
@@ -56,13 +60,13 @@ class Lease:
 
     def valid(self) -> bool:
         """The fence: whether this instance may still use the partition (handle, read)."""
-        return not self.lost and anyio.current_time() < self.valid_until
+        return not self.lost and clock() < self.valid_until
 
     def remaining(self) -> float:
         """Seconds until the fence turns False (0 once it has)."""
         if self.lost:
             return 0.0
-        return max(0.0, self.valid_until - anyio.current_time())
+        return max(0.0, self.valid_until - clock())
 
     def renewed(self, sent: float) -> None:
         """Redis extended the lease with a renewal sent at `sent`."""

@@ -18,6 +18,8 @@ reads it. Each member runs an `Ownership` per group; one round (`tick`) every
    and start a `GroupConsumer` for it, which first takes over what the partition's earlier
    owners left pending. A partition still held by its old owner (handing it over, or
    silent until its lease expires) is tried again every ``renew_every / 6`` seconds.
+   With `shared_reads` (one server), the group's `SharedReader` reads every partition
+   owned here at once and feeds the consumers.
 
 A lease whose fence turns False (renewals failed for ``lease - lease_margin`` seconds, or
 Redis refused one) is **lost**: its consumer stops reading at once, the deliveries still
@@ -43,8 +45,9 @@ from actorbus.redis._assignment import assign
 from actorbus.redis._consumer import GroupConsumer
 from actorbus.redis._errors import TRANSIENT, RedisError, ReplyError
 from actorbus.redis._health import logger
-from actorbus.redis._lease import Lease
+from actorbus.redis._lease import Lease, clock
 from actorbus.redis._scripts import acquire, members, release, renew
+from actorbus.redis._shared import SharedReader
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -80,9 +83,19 @@ class Ownership:
         host: The system receiving the events.
         group: The Redis consumer group (``g:{group}``).
         local_group: The local group's name.
+        shared_reads: Read the partitions owned here with one command (one server only:
+            a cluster refuses a command over several slots).
     """
 
-    def __init__(self, context: Context, host: TransportHost, group: str, local_group: str) -> None:
+    def __init__(
+        self,
+        context: Context,
+        host: TransportHost,
+        group: str,
+        local_group: str,
+        *,
+        shared_reads: bool = True,
+    ) -> None:
         self._context = context
         self._host = host
         self.group = group
@@ -96,6 +109,7 @@ class Ownership:
         self._joined = False  # whether our heartbeat is (as far as we know) in the member set
         self._leaving = False
         self._tasks: anyio.abc.TaskGroup | None = None
+        self._reader = SharedReader(context, group) if shared_reads else None
         self._wake = anyio.Event()
         self.scope = anyio.CancelScope()
         self.finished = anyio.Event()
@@ -119,6 +133,8 @@ class Ownership:
             with self.scope:
                 async with anyio.create_task_group() as tasks:
                     self._tasks = tasks
+                    if self._reader is not None:
+                        tasks.start_soon(self._reader.run)
                     while True:
                         wait = await self.tick()
                         with anyio.move_on_after(wait):
@@ -194,7 +210,7 @@ class Ownership:
             commands.insert(0, self._heartbeat(live=present))
         if not commands:
             return period if self._leaving else _ABSENT_POLL
-        sent = anyio.current_time()
+        sent = clock()
         replies = await self._send(commands)
         if replies is None:
             return min(quick, self._next_fence(period))
@@ -294,7 +310,7 @@ class Ownership:
             )
             for partition in wanted
         ]
-        sent = anyio.current_time()
+        sent = clock()
         replies = await self._send(commands)
         if replies is None:
             return False
@@ -322,7 +338,10 @@ class Ownership:
             stream=self._keys.stream(lease.partition),
             partition=lease.partition,
             lease=lease,
+            fed=None if self._reader is None else self._reader.wake,
         )
+        if self._reader is not None:
+            self._reader.add(consumer)
         self._owned[lease.partition] = _Owned(lease, consumer)
         self._context.counters.acquired += 1
         logger.info(

@@ -13,7 +13,7 @@ that what is published from then on reaches it.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, ClassVar, Final
 
 import anyio
 import anyio.abc
@@ -39,11 +39,17 @@ _CLEANUP_TIMEOUT: Final = 3.0
 class Subscriptions:
     """The consumer groups one transport reads (module docs).
 
+    `shared_reads` (class attribute): a partitioned group reads the partitions owned here
+    with one command (`SharedReader`); a Redis Cluster needs it False (one read per
+    partition: each has its own slot).
+
     Args:
         context: The transport's shared state.
         host: The system receiving the events.
         durable: Whether the instance resumes its own pending entries after a restart.
     """
+
+    shared_reads: ClassVar[bool] = True
 
     def __init__(self, context: Context, host: TransportHost, *, durable: bool) -> None:
         self._context = context
@@ -109,7 +115,9 @@ class Subscriptions:
         self._groups.add(name)
         running = self._task_group is not None and not self._intake_stopped
         if self._context.keys.partitions > 1:
-            ownership = Ownership(self._context, self._host, name, group)
+            ownership = Ownership(
+                self._context, self._host, name, group, shared_reads=self.shared_reads
+            )
             self._ownerships[name] = ownership
             if running:
                 self._own(ownership)
