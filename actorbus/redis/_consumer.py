@@ -294,10 +294,16 @@ class GroupConsumer:
 
         (What no local subscriber wants is noted, to be acknowledged with the next read.)
         The caller holds `lock`, and hands `items` over (`give`) even when this raises.
+        A fed consumer whose reading stopped meanwhile (a delivery waited for mailbox
+        room while the system began to stop) delivers no more: the rest stays pending,
+        for the partition's next owner.
         """
         intake = self._intake
         intake.hold(entry_id for entry_id, _ in entries)
+        fed = self._wake is not None
         for entry_id, values in entries:
+            if fed and not self._reading:
+                break
             fields = fields_of(values)
             if intake.is_unwanted(fields):
                 self._unwanted_ids.append(entry_id)
