@@ -26,7 +26,7 @@ from ._keys import PARTITION_KEY, partition_of
 from ._message import Message, Tracker
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Iterator
+    from collections.abc import Awaitable, Callable, Iterator
 
     from ._cell import Cell
     from ._envelope import Envelope
@@ -257,14 +257,19 @@ class Dispatcher:
             cell.offer(Message(payload, envelope, cls, type_, group))
 
     async def deliver_received(
-        self, envelope: Envelope, payload: object, cls: type[Any] | None, group: str | None
+        self,
+        envelope: Envelope,
+        payload: object,
+        cls: type[Any] | None,
+        group: str | None,
+        fence: Callable[[], bool] | None = None,
     ) -> Tracker:
         """Deliver an event a transport received to its local subscribers; see `TransportHost`.
 
         `group` None delivers to the broadcast subscribers, a group name to one local
         member of that group. A request (an envelope carrying ``replyto``) goes to the
         one local handler that answers it. Waits for mailbox room and returns the
-        tracker of the deliveries.
+        tracker of the deliveries, whose `Tracker.fence` is `fence`.
         """
         key = envelope.headers.get(PARTITION_KEY)
         targets = self.route(cls, envelope.type).targets(group, key)
@@ -273,6 +278,7 @@ class Dispatcher:
             if chosen is not None:
                 targets = [chosen]
         delivery = Tracker(len(targets))
+        delivery.fence = fence
         if not targets and group is not None and group not in self.groups():
             # The group has no member here any more: leave the event for a live member.
             # (A group that is here but does not subscribe to this type has handled it.)

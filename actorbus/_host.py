@@ -58,7 +58,9 @@ class SystemHost:
         """Whether some local subscriber is in no group (receives every APP event)."""
         return self._dispatcher.broadcasting()
 
-    async def deliver(self, envelope: Envelope, group: str | None) -> Delivery:
+    async def deliver(
+        self, envelope: Envelope, group: str | None, fence: Callable[[], bool] | None = None
+    ) -> Delivery:
         """Put a received envelope in the matching local mailboxes; see `TransportHost`."""
         try:
             envelope, payload, cls = rebuild(envelope)
@@ -67,7 +69,7 @@ class SystemHost:
             delivery = Tracker(0)
             delivery.dead(exc)
             return delivery
-        return await self._dispatcher.deliver_received(envelope, payload, cls, group)
+        return await self._dispatcher.deliver_received(envelope, payload, cls, group, fence)
 
     def subscribed(self, type_: str, group: str | None) -> bool:
         """Whether `deliver` could give a received event of `type_` to a subscriber here.

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import attrs
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Callable, Sequence
 
     import anyio.abc
 
@@ -69,12 +69,16 @@ class TransportHost(Protocol):
         """
         ...
 
-    async def deliver(self, envelope: Envelope, group: str | None) -> Delivery:
+    async def deliver(
+        self, envelope: Envelope, group: str | None, fence: Callable[[], bool] | None = None
+    ) -> Delivery:
         """Put a received envelope in the local subscribers' mailboxes.
 
         `group` None delivers to the broadcast subscribers; a group name to one local
-        member of that group. Waits while mailboxes are full (backpressure) and returns
-        once the envelope is in every one, so the caller can read on while handlers run:
+        member of that group. `fence`, if given, becomes the delivery's `Tracker.fence`
+        before any actor can see the message. Waits while mailboxes are full
+        (backpressure) and returns once the envelope is in every one, so the caller can
+        read on while handlers run:
         ``await delivery.wait()``, then ``delivery.outcome`` says whether to acknowledge
         (HANDLED, DEAD_LETTERED) or leave it for redelivery (NOT_HANDLED), and
         ``delivery.result()`` gives the first handler's reply. Never raises for bad

@@ -27,6 +27,16 @@ allow — everything not yet handled when a Redis without persistence stops, and
 about 2 s of writes before a SIGKILL with ``appendfsync everysec`` — are counted apart
 (``lost by Redis``) and do not fail the run.
 
+``--partitions P --keys K`` (P > 1) gives each event one of K keys and the application P
+partitions (``--lease`` seconds of lease): each key's events are published in order by one
+publishing task, and each partition of group ``work`` is owned by one worker at a time.
+The run then also counts **per-key order violations** in the group: among the events that
+the group handled exactly once (an event handled again after a failure — a worker killed
+before its acknowledgement, a Redis restart — is left out, as the contract allows), one
+handled after a later event of its key (a greater sequence number, by the time of the
+journal lines, which all processes of the machine write with one clock). Anything but 0
+fails the run; duplicates are counted as before.
+
 ``--soak N`` instead runs N events (no Redis faults, a kill every ``--soak-kill-interval``
 s sparing slot 0) and samples Redis ``used_memory``, the events stream's length, pending
 entries, the dead-letter stream and the workers' RSS: it fails if the stream or memory
@@ -52,7 +62,7 @@ import time
 from collections import Counter, defaultdict
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import anyio.abc
@@ -66,6 +76,12 @@ sys.path.insert(0, str(HERE))
 
 from chaos_worker import GROUP, TRANSPORT_SETTINGS, Tick  # noqa: E402
 from redis_support import RedisServer, send_raw  # noqa: E402
+
+from actorbus._keys import PARTITION_KEY  # noqa: E402
+from actorbus.redis._config import Keys  # noqa: E402
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
 
 WORKER = HERE / "chaos_worker.py"
 FSYNC_WINDOW = 2.0
@@ -98,6 +114,13 @@ class Config:
     dead_maxlen: int = 10_000
     seed: int = 0
     keep: bool = False
+    partitions: int = 1
+    keys: int = 0
+    lease: float = 2.0
+
+    def key(self, seq: int) -> str | None:
+        """The key of event `seq` (None without keys)."""
+        return f"k{seq % self.keys}" if self.keys else None
 
     def faults(self) -> list[str]:
         if not self.redis_faults or self.soak:
@@ -173,6 +196,7 @@ class Workers:
         stderr = (self.workdir / f"stderr-{slot}-{gen}.txt").open("wb")
         command = [sys.executable, str(WORKER), self.app, str(journal), str(self.ledger)]
         command += ["--backend", self.cfg.backend, "--dead-maxlen", str(self.cfg.dead_maxlen)]
+        command += ["--partitions", str(self.cfg.partitions), "--lease", str(self.cfg.lease)]
         if durable:
             command += ["--instance", self.name(slot)]
         popen = subprocess.Popen(
@@ -268,6 +292,7 @@ class Handled:
     per_proc_broadcast: dict[int, int] = field(default_factory=Counter)
     group: Counter[int] = field(default_factory=Counter)
     group_skipped: int = 0
+    group_order: list[tuple[float, str, int]] = field(default_factory=list)  # (time, key, seq)
     foreign: int = 0
     torn: int = 0
 
@@ -309,6 +334,8 @@ class Journals:
                 else:
                     h.group[seq] += 1
                     h.group_skipped += parts[4] == "0"
+                    if len(parts) > 5 and parts[5] != "-":
+                        h.group_order.append((ts, parts[5], seq))
         return h
 
     def first_handled_after(self, when: float) -> dict[int, float]:
@@ -330,9 +357,9 @@ class Journals:
 
 
 class Inspector:
-    def __init__(self, server: RedisServer, app: str) -> None:
+    def __init__(self, server: RedisServer, app: str, partitions: int = 1) -> None:
         self.server = server
-        self.events = f"actorbus:app:{app}:events"
+        self.streams = Keys("actorbus", app, partitions).streams
         self.dead = f"actorbus:app:{app}:dead"
         self.dead_seen: dict[str, dict[str, str]] = {}  # dead entry id -> fields
         self._dead_after = "-"
@@ -355,9 +382,9 @@ class Inspector:
                     self.dead_seen[entry_id] = dict(zip(flat[::2], flat[1::2], strict=True))
                 self._dead_after = "(" + entries[-1][0]
 
-    def groups(self) -> dict[str, dict[str, Any]]:
+    def stream_groups(self, stream: str) -> dict[str, dict[str, Any]]:
         try:
-            infos = self.call("XINFO", "GROUPS", self.events)
+            infos = self.call("XINFO", "GROUPS", stream)
         except Exception:  # no stream (yet, or any more)
             return {}
         out = {}
@@ -366,20 +393,37 @@ class Inspector:
             out[info["name"]] = info
         return out
 
+    def groups(self) -> dict[str, dict[str, Any]]:
+        """The consumer groups found on every stream (pending summed over the streams)."""
+        per_stream = [self.stream_groups(stream) for stream in self.streams]
+        names = set.intersection(*(set(groups) for groups in per_stream)) if per_stream else set()
+        out: dict[str, dict[str, Any]] = {}
+        for name in names:
+            infos = [groups[name] for groups in per_stream]
+            lags = [info.get("lag") for info in infos]
+            out[name] = {
+                **infos[0],
+                "pending": sum(int(info["pending"]) for info in infos),
+                "lag": None if None in lags else sum(int(lag) for lag in lags),
+            }
+        return out
+
     def unacked(self) -> dict[str, set[str]]:
         """Per consumer group: the event ids in Redis it has not acknowledged yet."""
-        entries = self.call("XRANGE", self.events, "-", "+", timeout=30)
-        event_of = {
-            entry_id: _event_id(dict(zip(f[::2], f[1::2], strict=True))) for entry_id, f in entries
-        }
-        out: dict[str, set[str]] = {}
-        for name, info in self.groups().items():
-            last = _sid(info["last-delivered-id"])
-            pending = self.call("XPENDING", self.events, name, "-", "+", "1000000", timeout=30)
-            ids = {event_of.get(p[0]) for p in pending}
-            ids |= {e for entry_id, e in event_of.items() if _sid(entry_id) > last}
-            out[name] = {i for i in ids if i}
-        return out
+        out: dict[str, set[str]] = defaultdict(set)
+        for stream in self.streams:
+            entries = self.call("XRANGE", stream, "-", "+", timeout=30)
+            event_of = {
+                entry_id: _event_id(dict(zip(f[::2], f[1::2], strict=True)))
+                for entry_id, f in entries
+            }
+            for name, info in self.stream_groups(stream).items():
+                last = _sid(info["last-delivered-id"])
+                pending = self.call("XPENDING", stream, name, "-", "+", "1000000", timeout=30)
+                ids = {event_of.get(p[0]) for p in pending}
+                ids |= {e for entry_id, e in event_of.items() if _sid(entry_id) > last}
+                out[name] |= {i for i in ids if i}
+        return dict(out)
 
     def memory(self) -> dict[str, Any]:
         info = self.call("INFO", "memory")
@@ -389,7 +433,7 @@ class Inspector:
         groups = self.groups()
         return {
             "used_memory": used,
-            "events_len": int(self.call("XLEN", self.events)),
+            "events_len": sum(int(self.call("XLEN", stream)) for stream in self.streams),
             "dead_len": int(self.call("XLEN", self.dead)),
             "groups": len(groups),
             "pending": sum(int(g["pending"]) for g in groups.values()),
@@ -450,7 +494,7 @@ class Run:
             appendonly=cfg.persistence == "aof", extra_config={"appendfsync": cfg.appendfsync}
         )
         self.workers = Workers(cfg, self.server, self.app, self.workdir)
-        self.inspector = Inspector(self.server, self.app)
+        self.inspector = Inspector(self.server, self.app, cfg.partitions)
         self.published: list[Published] = []
         for seq in range(cfg.events):
             poison = cfg.poison_every > 0 and seq % cfg.poison_every == cfg.poison_every // 2
@@ -474,17 +518,19 @@ class Run:
         start = time.monotonic()
         self.publish_started = time.time()
 
-        async def publisher() -> None:
-            for item in counter:
+        async def publisher(items: Iterator[Published]) -> None:
+            for item in items:
                 delay = start + item.seq / self.cfg.rate - time.monotonic()
                 if delay > 0:
                     await anyio.sleep(delay)
+                key = self.cfg.key(item.seq)
                 envelope = Envelope(
                     type="chaos.tick",
-                    data=Tick(item.seq, item.poison),
+                    data=Tick(item.seq, item.poison, key),
                     id=item.id,
                     scope=Scope.APP,
                     source="chaos-producer",
+                    headers={PARTITION_KEY: key} if key is not None else {},
                 )
                 while True:
                     item.sent = time.time()
@@ -499,10 +545,19 @@ class Run:
                     break
 
         async with anyio.create_task_group() as tg:
-            for _ in range(PUBLISH_TASKS):
-                tg.start_soon(publisher)
+            for task in range(PUBLISH_TASKS):
+                if self.cfg.keys:
+                    # Each key's events from one task, in order (as the contract asks).
+                    own = [p for p in self.published if self._task_of(p) == task]
+                    tg.start_soon(publisher, iter(own))
+                else:
+                    tg.start_soon(publisher, counter)
         self.publish_ended = time.time()
         self.publishing_done = True
+
+    def _task_of(self, item: Published) -> int:
+        """The publishing task of a keyed event: the same for every event of a key."""
+        return item.seq % self.cfg.keys % PUBLISH_TASKS
 
     # -- faults --
 
@@ -646,7 +701,13 @@ class Run:
                     starting.start_soon(self.workers.start, slot)
             tg.start_soon(self.workers.watch)
             tg.start_soon(self.monitor)
-            transport = RedisTransport(self.server.url, publish_timeout=1.0, **TRANSPORT_SETTINGS)
+            transport = RedisTransport(
+                self.server.url,
+                publish_timeout=1.0,
+                partitions=self.cfg.partitions,
+                lease=self.cfg.lease,
+                **TRANSPORT_SETTINGS,
+            )
             async with ActorSystem(self.app, transport=transport) as producer:
                 if self.cfg.soak:
                     await self.sample("start")
@@ -727,6 +788,7 @@ class Run:
         soak = soak_verdicts(self.samples, self.cfg.dead_maxlen) if self.cfg.soak else None
         ok = acc.lost == 0 and not acc.poison_missing and not self.workers.crashes
         ok = ok and acc.ledger_duplicates == 0 and acc.handled.foreign == 0
+        ok = ok and acc.order["violations"] == 0
         if soak is not None:
             ok = ok and soak["bounded"]
         return {
@@ -847,6 +909,7 @@ class Accounting:
         poison = [p for p in accepted if p.poison]
         self.poison = poison
         self.poison_dead = poison_dead
+        self.order = order_violations(handled)
         missing_poison = [p for p in poison if p.id not in poison_dead]
         self.poison_lost_by_redis = [p for p in missing_poison if self._redis_lost(p, f"g:{GROUP}")]
         excused = {p.seq for p in self.poison_lost_by_redis}
@@ -940,9 +1003,32 @@ class Accounting:
                 for who, v in self.lost_items.items()
                 if v
             },
+            "order": self.order,
             "journal_torn_lines": h.torn,
             "journal_foreign_lines": h.foreign,
         }
+
+
+def order_violations(handled: Handled) -> dict[str, Any]:
+    """Per-key order in the group, over the events it handled exactly once (module docs)."""
+    once = {seq for seq, count in handled.group.items() if count == 1}
+    by_key: dict[str, list[tuple[float, int]]] = defaultdict(list)
+    for ts, key, seq in handled.group_order:
+        if seq in once:
+            by_key[key].append((ts, seq))
+    violations: list[tuple[str, int, int]] = []
+    for key, handlings in by_key.items():
+        highest = -1
+        for _, seq in sorted(handlings):
+            if seq < highest:
+                violations.append((key, seq, highest))
+            highest = max(highest, seq)
+    return {
+        "keys": len(by_key),
+        "checked": sum(len(v) for v in by_key.values()),
+        "violations": len(violations),
+        "examples": violations[:10],  # (key, seq, a greater seq of that key handled before)
+    }
 
 
 def _read_lines(path: Path) -> list[str]:
@@ -1024,6 +1110,11 @@ def table(results: list[dict[str, Any]]) -> str:
     )
     row("  duplicates skipped by ledger (by id)", lambda r: r["group"]["skipped_by_ledger"])
     row("  side effects applied twice", lambda r: r["ledger_duplicates"])
+    if any(r["config"]["keys"] for r in results):
+        row(
+            "  per-key order: violations / checked",
+            lambda r: f"{r['order']['violations']} / {r['order']['checked']}",
+        )
     row(
         "broadcast checked: handled / owed",
         lambda r: " ".join(
@@ -1158,6 +1249,9 @@ def parse(argv: list[str] | None = None) -> tuple[argparse.Namespace, list[Confi
         "--soak", type=int, default=0, metavar="N", help="soak run of N events instead"
     )
     parser.add_argument("--soak-kill-interval", type=float, default=10.0)
+    parser.add_argument("--partitions", type=int, default=1, help="partitions of the app")
+    parser.add_argument("--keys", type=int, default=0, help="keys of the events (0: none)")
+    parser.add_argument("--lease", type=float, default=2.0, help="s of partition lease")
     parser.add_argument("--seed", type=int, default=None)
     parser.add_argument("--keep", action="store_true", help="keep the journals and logs")
     parser.add_argument("--json", type=Path, default=None)
@@ -1191,6 +1285,9 @@ def parse(argv: list[str] | None = None) -> tuple[argparse.Namespace, list[Confi
             dead_maxlen=2_000 if args.soak else 10_000,
             seed=seed,
             keep=args.keep,
+            partitions=args.partitions,
+            keys=args.keys,
+            lease=args.lease,
         )
         for mode, backend in zip(modes, backends, strict=True)
     ]
@@ -1204,7 +1301,7 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"chaos: {'soak ' if cfg.soak else ''}{cfg.events} events, {cfg.workers} workers, "
             f"persistence={cfg.persistence} ({cfg.appendfsync}), backend={cfg.backend}, "
-            f"rate={cfg.rate}/s, seed={cfg.seed}",
+            f"rate={cfg.rate}/s, partitions={cfg.partitions}, keys={cfg.keys}, seed={cfg.seed}",
             flush=True,
         )
         results.append(run_one(cfg))
@@ -1214,6 +1311,8 @@ def main(argv: list[str] | None = None) -> int:
             print(soak_table(result))
         for name, examples in result["lost_examples"].items():
             print(f"LOST for {name} (seq, id, accepted at s): {examples}")
+        if result["order"]["violations"]:
+            print(f"per-key order violations (key, seq, greater seq before): {result['order']}")
         if result["poison"]["missing"]:
             print(f"poison not dead-lettered: {result['poison']['missing'][:10]}")
         for crash in result["crashes"]:

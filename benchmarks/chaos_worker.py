@@ -4,7 +4,8 @@ Usage (the URL, which holds the password, comes from the environment so `ps` doe
 show it)::
 
     REDIS_URL=redis://... python benchmarks/chaos_worker.py APP JOURNAL LEDGER \
-        [--instance NAME] [--backend asyncio|trio] [--dead-maxlen N]
+        [--instance NAME] [--backend asyncio|trio] [--dead-maxlen N] \
+        [--partitions P] [--lease SECONDS]
 
 It runs one instance of application APP with two start-up actors:
 
@@ -16,8 +17,13 @@ opened with ``O_APPEND``: a SIGKILL after the handler returned but before the br
 acknowledged the entry leaves the line in the file, and the entry is delivered again —
 a duplicate, which is correct at-least-once delivery)::
 
-    b <event id> <seq> <unix time>              # broadcast delivery
-    g <event id> <seq> <unix time> <applied>    # group delivery; applied: 1, or 0 if skipped
+    b <event id> <seq> <unix time>                    # broadcast delivery
+    g <event id> <seq> <unix time> <applied> <key>    # group delivery; applied: 1, or 0 if
+                                                      # skipped; key: the event's, or "-"
+
+With ``--partitions`` > 1 the transport splits the events in that many partitions, and each
+partition of group ``work`` is owned by one live worker at a time (a lease of ``--lease``
+seconds): the chaos run then checks that each key's events were handled in order.
 
 The group handler is idempotent the way a real one would be: before its side effect it
 records the envelope id in LEDGER, a file shared by every worker process (a stand-in for
@@ -79,6 +85,7 @@ SUPERVISION = Supervision(
 class Tick:
     seq: int
     poison: bool = False
+    key: str | None = None  # also the envelope's `partitionkey`, when set
 
 
 class PoisonError(RuntimeError):
@@ -162,15 +169,24 @@ def actors(journal: Journal, ledger: Ledger) -> list[type[Actor]]:
             if tick.poison:
                 raise PoisonError(f"poison event seq={tick.seq} (group)")
             applied = ledger.claim(envelope.id)  # the idempotent side effect
-            journal.write(f"g {envelope.id} {tick.seq} {time.time():.6f} {int(applied)}\n")
+            key = tick.key or "-"
+            journal.write(f"g {envelope.id} {tick.seq} {time.time():.6f} {int(applied)} {key}\n")
 
     return [Everyone, Worker]
 
 
 async def main(
-    url: str, app: str, journal: str, ledger: str, instance: str | None, dead_maxlen: int
+    url: str,
+    app: str,
+    journal: str,
+    ledger: str,
+    instance: str | None,
+    dead_maxlen: int,
+    partitions: int,
+    lease: float,
 ) -> None:
     settings = {**TRANSPORT_SETTINGS, "dead_maxlen": dead_maxlen}
+    settings |= {"partitions": partitions, "lease": lease}
     transport = RedisTransport(url, instance=instance, **settings)
     with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
         async with ActorSystem(
@@ -190,6 +206,8 @@ if __name__ == "__main__":
     parser.add_argument("--instance", default=None)
     parser.add_argument("--backend", choices=["asyncio", "trio"], default="asyncio")
     parser.add_argument("--dead-maxlen", type=int, default=10_000)
+    parser.add_argument("--partitions", type=int, default=1)
+    parser.add_argument("--lease", type=float, default=10.0)
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s")
     anyio.run(
@@ -200,5 +218,7 @@ if __name__ == "__main__":
         args.ledger,
         args.instance,
         args.dead_maxlen,
+        args.partitions,
+        args.lease,
         backend=args.backend,
     )

@@ -1,12 +1,12 @@
 """Run every benchmark and write benchmarks/results.json; used by `nox -s bench`.
 
-Each script (``bench_core.py``, and ``bench_redis.py``, ``bench_memory.py``,
-``bench_pool.py``, ``bench_cluster.py`` and ``bench_dashboard.py`` when present) runs in
-its own process with ``--json PATH`` (and ``--quick`` with ``--quick``) and writes a JSON
-list of entries (see ``_common.Entry``); the lists are merged into
-``benchmarks/results.json`` and printed as one table. Full mode is the default;
-``--quick`` runs the same figures at smaller sizes. The exit status is non-zero when a
-script failed (a broken benchmark), not when a target is missed.
+Each script (``bench_core.py``, and ``bench_redis.py``, ``bench_partitions.py``,
+``bench_memory.py``, ``bench_pool.py``, ``bench_cluster.py`` and ``bench_dashboard.py``
+when present) runs in its own process with ``--json PATH`` (and ``--quick`` with
+``--quick``) and writes a JSON list of entries (see ``_common.Entry``); the lists are
+merged into ``benchmarks/results.json`` and printed as one table. Full mode is the
+default; ``--quick`` runs the same figures at smaller sizes. The exit status is non-zero
+when a script failed (a broken benchmark), not when a target is missed.
 """
 
 import argparse
@@ -21,6 +21,7 @@ HERE = Path(__file__).resolve().parent
 SCRIPTS = [
     "bench_core.py",
     "bench_redis.py",
+    "bench_partitions.py",
     "bench_memory.py",
     "bench_pool.py",
     "bench_cluster.py",

@@ -91,8 +91,18 @@ async def test_the_reader_settles_what_was_handled_and_passes_on_the_rest(
             await intake.hand_over(send, [entry(b"1-0"), waiting])
             assert batch.acks == [b"1-0"]
             assert receive.receive_nowait() == [waiting]  # only it wakes the acker task
-            await intake.hand_over(send, [entry(b"3-0")])
-            assert batch.acks == [b"1-0", b"3-0"]
+            # While the acker task holds an entry, the next batch goes to it as well, so
+            # that it settles them in order (an entity's states are saved in order).
+            later = entry(b"3-0")
+            await intake.hand_over(send, [later])
+            assert batch.acks == [b"1-0"]
+            assert receive.receive_nowait() == [later]
+            waiting.delivery.finish()
+            assert acker._settle_handled([waiting, later], batch) == []
+            assert batch.acks == [b"1-0", b"2-0", b"3-0"]
+            acker.handing(-2)  # (what the acker task's loop does as it settles them)
+            await intake.hand_over(send, [entry(b"4-0")])
+            assert batch.acks == [b"1-0", b"2-0", b"3-0", b"4-0"]
             with pytest.raises(anyio.WouldBlock):
                 receive.receive_nowait()  # nothing for the acker task
 

@@ -48,6 +48,7 @@ def test_commands_are_packed_as_resp_arrays_of_bulk_strings() -> None:
         ((b"XGROUP", b"CREATE", b"s", b"g", b"$", b"MKSTREAM"), b"s"),
         ((b"XINFO", b"GROUPS", b"s"), b"s"),
         ((b"SET", b"alive", b"1", b"EX", 30), b"alive"),
+        ((b"EVAL", b"return 1", 2, b"{t}:lease", b"{t}:events", b"v"), b"{t}:lease"),
         ((b"PING",), None),
         ((b"AUTH", b"user", b"pw"), None),
     ],

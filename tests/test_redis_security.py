@@ -60,6 +60,7 @@ pytestmark = [pytest.mark.anyio, pytest.mark.redis]
 
 TESTS = Path(__file__).resolve().parent
 GUIDE = TESTS.parent / "docs" / "guides" / "redis.md"
+SCALING = TESTS.parent / "docs" / "guides" / "scaling.md"
 # The placeholders of the guide's ACL line.
 GUIDE_USER, GUIDE_PASSWORD, GUIDE_APP = "shop-worker", "s3cret", "shop"
 # What clients send to log in: Redis runs them for anyone, whatever the ACL says.
@@ -266,6 +267,60 @@ async def test_the_documented_acl_line_is_exactly_what_the_bridge_needs(
     assert len(warned) == 2
     assert all("dead-letter" in message for message in warned)
     assert_hidden([password], log_texts(logs))
+
+
+@event("secure.step", scope=Scope.APP, key="order")
+class Step:
+    order: str
+    n: int
+
+
+def partition_acl(user: str) -> list[str]:
+    """The scaling guide's ACL line (what partitions add), for this user."""
+    lines = [line for line in SCALING.read_text().splitlines() if line.startswith("ACL SETUSER ")]
+    assert len(lines) == 1, f"{SCALING.name} should document exactly one ACL line"
+    words = lines[0].split()
+    assert words[2] == GUIDE_USER
+    return [*words[:2], user, *words[3:]]
+
+
+async def test_the_documented_acl_lines_run_a_partitioned_group(
+    fresh_redis_server: RedisServer,
+) -> None:
+    """The Redis guide's line plus the scaling guide's: nothing refused, each added one used."""
+    server = fresh_redis_server
+    app = new_app()
+    user, password = acl_user(server, app)
+    assert server.cli(*partition_acl(user)) == "OK"
+    added = {word[1:] for word in partition_acl(user) if word[0] == "+"}
+    url = user_url(server, user, password)
+    assert server.cli("CONFIG", "RESETSTAT") == "OK"
+    handled: list[tuple[str, int]] = []
+
+    @handle(Step, group="work")
+    async def work(step: Step) -> None:
+        handled.append((step.order, step.n))
+
+    def transport() -> RedisTransport:
+        return RedisTransport(url, partitions=4, lease=1.0, block=0.2)
+
+    first = transport()
+    async with ActorSystem(app, transport=first) as a:
+        await a.spawn(work)
+        async with ActorSystem(app, transport=transport()) as b:
+            await b.spawn(work)
+            await eventually(lambda: len(first.owned("work")) == 2)
+            for n in range(40):
+                await a.publish(Step(f"o-{n % 5}", n))
+            await eventually(lambda: len(handled) == 40)
+        await eventually(lambda: len(first.owned("work")) == 4)  # b left: handed over
+    used_stats = command_stats(server)
+    (acl_log,) = send_raw(server.port, ("AUTH", str(server.password)), ("ACL", "LOG"))[1:]
+    assert acl_log == []
+    assert not [name for name, fields in used_stats.items() if fields["rejected_calls"]]
+    used = {name for name, fields in used_stats.items() if fields["calls"] > 0}
+    assert added <= used  # each one needed
+    assert sorted(n for _, n in handled) == list(range(40))
 
 
 async def test_a_user_without_xgroup_setid_reads_the_broadcast_as_before(

@@ -21,13 +21,22 @@ next read batch only while fewer than `batch` entries wait for their
 handlers, so a group with stuck handlers stops reading after a few batches
 (backpressure), and a crash leaves at most that many entries handled but unacknowledged.
 
+Entries are settled in the order they were handed over (the order their actors got
+them) whenever one of them waits for its handlers: the reader settles a read batch
+itself only while the acker holds nothing. So the states that entities commit
+(`Tracker.commit`) for one key are saved in the order they were made.
+
 A request (an entry carrying ``replyto``) whose handler replied also gets its reply sent.
 A second task sends what was settled in one pipeline — dead letters, replies, then one
-XACK — on a connection of its own, retrying while Redis is unreachable (on a Redis
-Cluster, where the dead letters and replies may live on other masters, the XACK follows
-once they were written). It waits a few milliseconds first so that one XACK covers many
-entries: a round trip costs far more than the delay, and a later acknowledgement only
-widens what a crash would leave pending.
+acknowledgement — on a connection of its own, retrying while Redis is unreachable (on a
+Redis Cluster, where the dead letters and replies may live on other masters, the
+acknowledgement follows once they were written). The acknowledgement is an XACK, or, when
+it must also save committed states or check a lease, one script
+(`actorbus.redis._scripts`): for a partitioned group, Redis refuses it when the
+partition's lease is no longer ours (the entries stay pending for the next owner, and
+their states are not saved). It waits a few milliseconds first so that one XACK covers
+many entries: a round trip costs far more than the delay, and a later acknowledgement
+only widens what a crash would leave pending.
 """
 
 from __future__ import annotations
@@ -40,6 +49,7 @@ from actorbus._message import Outcome
 from actorbus.redis._errors import TRANSIENT, ReplyError
 from actorbus.redis._health import Retry, logger
 from actorbus.redis._replies import REPLY_MAXLEN, REPLY_TTL, reply_fields, reply_target
+from actorbus.redis._scripts import FENCED, acknowledge, save
 
 if TYPE_CHECKING:
     from anyio.streams.memory import MemoryObjectReceiveStream
@@ -48,6 +58,7 @@ if TYPE_CHECKING:
     from actorbus._message import Delivery
     from actorbus.redis._client import DedicatedConnection
     from actorbus.redis._context import Context
+    from actorbus.redis._lease import Lease
     from actorbus.redis._protocol import Command
 
 __all__ = ["DEAD_LETTER_WHOLE", "PREVIEW_BYTES", "Acker", "Entry", "dead_letter_fields"]
@@ -59,6 +70,8 @@ PREVIEW_BYTES: Final = 1024
 
 _ACK_DELAY: Final = 0.005
 """Seconds settled entries wait so that they are sent together."""
+_FED_ACK_DELAY: Final = 0.02
+"""The same for a fed consumer's acker: its shared reader takes plain acknowledgements first."""
 _POLL: Final = 0.01
 """Seconds between looks for finished entries while the oldest one is still being handled."""
 _SEND_TIMEOUT: Final = 10.0
@@ -92,14 +105,34 @@ class Acker:
         context: The transport's shared state.
         group: The Redis consumer group.
         inflight: The consumer's entries being handled; settled ones are removed.
+        stream: The stream read (default: the application's one events stream).
+        partition: The partition of that stream (for the keys of committed states).
+        lease: The partition's lease, for a partitioned group: acknowledgements check it.
+        fed: Its consumer is fed by a `SharedReader`, which sends the plain
+            acknowledgements (`take_plain`) with its next read.
     """
 
-    def __init__(self, context: Context, group: str, inflight: dict[bytes, float]) -> None:
+    def __init__(
+        self,
+        context: Context,
+        group: str,
+        inflight: dict[bytes, float],
+        *,
+        stream: str | None = None,
+        partition: int = 0,
+        lease: Lease | None = None,
+        fed: bool = False,
+    ) -> None:
         self._context = context
         self._group = group
-        self._key = context.keys.events
+        self._delay = _FED_ACK_DELAY if fed else _ACK_DELAY
+        self._key = stream or context.keys.events
+        self._partition = partition
+        self._lease = lease
         self._instance = context.instance
         self._inflight = inflight
+        self.waiting = 0
+        """Entries handed to the acker task (`handing`) and not settled yet."""
         self._dead_head: Command = (b"XADD", context.keys.dead)
         if context.settings.dead_maxlen is not None:
             self._dead_head += (b"MAXLEN", b"~", context.settings.dead_maxlen)
@@ -128,9 +161,26 @@ class Acker:
         the entries then go to `run`, or stay pending if it is gone.
         """
         batch = self._batch
-        if batch is None or batch.closed:
-            return items
+        if batch is None or batch.closed or self.waiting:
+            return items  # (while the task holds some, it settles in order)
         return self._settle_handled(items, batch)
+
+    def take_plain(self) -> list[bytes]:
+        """The acknowledgements settled and not sent, if nothing must go with them.
+
+        For a shared reader to send with its next read: only while no dead letter (which
+        must be added before its entry is acknowledged) and no state (saved by the same
+        script as its entry's acknowledgement, in order) waits to be sent.
+        """
+        batch = self._batch
+        if batch is None or batch.closed or batch.dead or batch.states or not batch.acks:
+            return []
+        acks, batch.acks = batch.acks, []
+        return acks
+
+    def handing(self, count: int) -> None:
+        """`count` entries are being handed to the acker task (-`count`: they were not)."""
+        self.waiting += count
 
     async def _settle_all(
         self, receive: MemoryObjectReceiveStream[list[Entry]], batch: _Batch
@@ -147,7 +197,9 @@ class Acker:
                 if items:
                     unsettled += items
                     continue
+            before = len(unsettled)
             unsettled = await self._settle_finished(unsettled, batch)
+            self.waiting -= before - len(unsettled)
 
     async def _settle_finished(self, unsettled: list[Entry], batch: _Batch) -> list[Entry]:
         """Wait a little for the oldest entry, settle every finished one; return the rest."""
@@ -177,7 +229,7 @@ class Acker:
                 await batch.ready.wait()
                 batch.ready = anyio.Event()
                 if not (batch.closed or batch.replies):  # a requester waits for replies
-                    await anyio.sleep(_ACK_DELAY)
+                    await anyio.sleep(self._delay)
                 await self._flush(connection, batch.take())
                 if batch.closed and batch.empty():
                     return
@@ -197,8 +249,14 @@ class Acker:
             self._inflight.pop(item.id, None)  # left pending: claimed again later
             return
         if outcome is Outcome.DEAD_LETTERED:
-            batch.dead.append(dead_letter_fields(item, self._group, self._instance))
+            fields = dead_letter_fields(item, self._group, self._instance)
+            if self._key != self._context.keys.events:
+                fields[b"stream"] = self._key.encode()
+            batch.dead.append(fields)
         batch.acks.append(item.id)
+        if delivery.commit is not None:
+            namespace, key, state = delivery.commit
+            batch.states[self._context.keys.state(self._partition, namespace, key)] = state
 
     async def _flush(self, connection: DedicatedConnection, batch: _Batch) -> None:
         """Send the batch's dead letters, replies and XACK; retry while Redis is away."""
@@ -223,6 +281,8 @@ class Acker:
             ack = replies[-1]
             if isinstance(ack, ReplyError):
                 logger.error("acknowledging entries of group %r failed: %s", self._group, ack)
+            elif ack == FENCED:
+                self._fenced(len(batch.acks))
             else:
                 counters.acked += ack
         for entry in batch.acks:
@@ -252,15 +312,41 @@ class Acker:
             self._context.health.failed(transient)
             await backoff.sleep()
 
+    def _fenced(self, count: int) -> None:
+        """Redis refused an acknowledgement: the partition's lease is no longer ours."""
+        assert self._lease is not None  # noqa: S101 - only a lease's acknowledgement is fenced
+        self._lease.revoke()
+        self._context.counters.fenced += count
+        logger.warning(
+            "Redis refused to acknowledge %d entries of group %r in %s: the lease on "
+            "partition %d (fencing token %d) is no longer ours; they stay pending for its "
+            "new owner, which handles them again",
+            count,
+            self._group,
+            self._key,
+            self._partition,
+            self._lease.token,
+        )
+
     def _commands(self, batch: _Batch) -> list[Command]:
-        """One pipeline: dead letters, then replies, then one XACK."""
+        """One pipeline: dead letters, then replies, then one acknowledgement."""
         commands: list[Command] = [(*self._dead_head, *_flat(fields)) for fields in batch.dead]
         for key, fields in batch.replies:
             commands.append((b"XADD", key, b"MAXLEN", b"~", REPLY_MAXLEN, b"*", *_flat(fields)))
             commands.append((b"EXPIRE", key, REPLY_TTL))
         if batch.acks:
-            commands.append((b"XACK", self._key, self._group, *batch.acks))
+            commands.append(self._acknowledgement(batch))
         return commands
+
+    def _acknowledgement(self, batch: _Batch) -> Command:
+        """XACK the batch's entries; with a lease or states to save, the script that does."""
+        states = list(batch.states.items())
+        lease = self._lease
+        if lease is not None:
+            return acknowledge(lease.key, lease.value, self._key, self._group, batch.acks, states)
+        if states:
+            return save(self._key, self._group, batch.acks, states)
+        return (b"XACK", self._key, self._group, *batch.acks)
 
 
 def dead_letter_fields(item: Entry, group: str, instance: str) -> dict[bytes, bytes]:
@@ -301,10 +387,11 @@ def _flat(fields: dict[bytes, bytes]) -> tuple[bytes, ...]:
 class _Batch:
     """What was settled and not sent yet."""
 
-    __slots__ = ("acks", "closed", "dead", "ready", "replies")
+    __slots__ = ("acks", "closed", "dead", "ready", "replies", "states")
 
     def __init__(self) -> None:
         self.acks: list[bytes] = []
+        self.states: dict[str, bytes] = {}  # state key -> the latest state committed
         self.dead: list[dict[bytes, bytes]] = []
         self.replies: list[tuple[str, dict[bytes, bytes]]] = []
         self.ready = anyio.Event()
@@ -317,6 +404,7 @@ class _Batch:
         """Move the contents into a new batch (the one to send) and start afresh."""
         taken = _Batch()
         taken.acks, self.acks = self.acks, []
+        taken.states, self.states = self.states, {}
         taken.dead, self.dead = self.dead, []
         taken.replies, self.replies = self.replies, []
         return taken

@@ -9,7 +9,10 @@ from urllib.parse import parse_qs, unquote, urlsplit, urlunsplit
 
 import attrs
 
+from actorbus.redis._slots import partition_tag
+
 __all__ = [
+    "MAX_PARTITIONS",
     "TLS_OPTIONS",
     "Keys",
     "Settings",
@@ -25,6 +28,9 @@ __all__ = [
     "redact_url",
     "scrub",
 ]
+
+MAX_PARTITIONS: Final = 1024
+"""The largest number of partitions a transport accepts."""
 
 StreamId = tuple[int, int]
 """A stream entry id as (milliseconds, sequence), ordered as Redis orders them."""
@@ -63,6 +69,88 @@ class Settings:
     trim_interval: float
     stale_after: float
     dead_maxlen: int | None
+    partitions: int = 1
+    lease: float = 10.0
+
+    @classmethod
+    def checked(
+        cls,
+        *,
+        claim_after: float,
+        max_deliveries: int,
+        maxlen: int | None,
+        max_message_bytes: int,
+        publish_timeout: float,
+        block: float,
+        batch: int,
+        trim_interval: float,
+        stale_after: float,
+        dead_maxlen: int | None,
+        partitions: int,
+        lease: float,
+    ) -> Settings:
+        """The settings, each checked (see `RedisTransport` for what each means).
+
+        Raises:
+            ValueError: For a setting out of its range, naming it.
+        """
+        positive = {
+            "claim_after": claim_after,
+            "publish_timeout": publish_timeout,
+            "block": block,
+            "trim_interval": trim_interval,
+            "stale_after": stale_after,
+            "lease": lease,
+        }
+        for name, value in positive.items():
+            if not value > 0:
+                msg = f"RedisTransport({name}=...) must be > 0 seconds, got {value!r}"
+                raise ValueError(msg)
+        counts = {"max_deliveries": max_deliveries, "batch": batch, "maxlen": maxlen or 1}
+        counts |= {"max_message_bytes": max_message_bytes, "dead_maxlen": dead_maxlen or 1}
+        for name, value in counts.items():
+            if not isinstance(value, int) or value < 1:
+                msg = f"RedisTransport({name}=...) must be a positive integer, got {value!r}"
+                raise ValueError(msg)
+        if (
+            isinstance(partitions, bool)
+            or not isinstance(partitions, int)
+            or not 1 <= partitions <= MAX_PARTITIONS
+        ):
+            msg = (
+                f"RedisTransport(partitions=...) must be an integer from 1 to "
+                f"{MAX_PARTITIONS}, got {partitions!r}"
+            )
+            raise ValueError(msg)
+        return cls(
+            claim_after=claim_after,
+            max_deliveries=max_deliveries,
+            maxlen=maxlen,
+            max_message_bytes=max_message_bytes,
+            publish_timeout=publish_timeout,
+            block=block,
+            batch=batch,
+            trim_interval=trim_interval,
+            stale_after=stale_after,
+            dead_maxlen=dead_maxlen,
+            partitions=partitions,
+            lease=lease,
+        )
+
+    @property
+    def lease_ms(self) -> int:
+        """`lease` in whole milliseconds."""
+        return max(1, round(self.lease * 1000))
+
+    @property
+    def renew_every(self) -> float:
+        """Seconds between two renewals of a lease (and two membership heartbeats)."""
+        return self.lease / 3
+
+    @property
+    def lease_margin(self) -> float:
+        """Seconds before a lease can expire at which its owner stops using it (the fence)."""
+        return self.lease / 5
 
     @property
     def block_ms(self) -> int:
@@ -77,10 +165,17 @@ class Settings:
 
 @attrs.frozen
 class Keys:
-    """The Redis keys of one application; every one starts with ``{prefix}:app:{app}:``."""
+    """The Redis keys of one application; every one starts with ``{prefix}:app:{app}:``.
+
+    With `partitions` > 1, every key of partition ``p`` (its stream, the leases and
+    fencing epochs of its groups, the durable states of its keys) holds the partition's
+    hash tag, ``{base}{{tag}}:…`` with the tag of `partition_tag`, so that they share one
+    Redis Cluster slot and one script may use them all.
+    """
 
     prefix: str
     app: str
+    partitions: int = 1
 
     @property
     def base(self) -> str:
@@ -96,6 +191,43 @@ class Keys:
     def dead(self) -> str:
         """The dead-letter stream."""
         return f"{self.base}dead"
+
+    def stream(self, partition: int) -> str:
+        """The events stream of `partition` (the one stream, without partitions)."""
+        if self.partitions == 1:
+            return self.events
+        return f"{self._of(partition)}events"
+
+    @property
+    def streams(self) -> tuple[str, ...]:
+        """Every events stream, partition 0 first."""
+        return tuple(self.stream(partition) for partition in range(self.partitions))
+
+    def lease(self, partition: int, group: str) -> str:
+        """Who owns `partition` of Redis consumer group `group` (expires with the lease)."""
+        return f"{self._of(partition)}lease:{group}"
+
+    def epoch(self, partition: int, group: str) -> str:
+        """The fencing counter of `partition` of `group`: one more at each acquisition."""
+        return f"{self._of(partition)}epoch:{group}"
+
+    def state(self, partition: int, namespace: str, key: str) -> str:
+        """The durable state of `key` in `namespace`, whose partition is `partition`."""
+        if self.partitions == 1:
+            return f"{self.base}state:{namespace}:{key}"
+        return f"{self._of(partition)}state:{namespace}:{key}"
+
+    def members(self, group: str) -> str:
+        """The live members of Redis consumer group `group`: a sorted set of expiry times."""
+        return f"{self.base}members:{group}"
+
+    @property
+    def meta(self) -> str:
+        """The application's layout as recorded in Redis (its number of partitions)."""
+        return f"{self.base}meta"
+
+    def _of(self, partition: int) -> str:
+        return f"{self.base}{{{partition_tag(self.app, partition, self.partitions)}}}:"
 
     def replies(self, instance: str) -> str:
         """The stream an instance reads the replies to its requests from."""

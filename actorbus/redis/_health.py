@@ -35,6 +35,11 @@ class RedisStats:
         reconnects: Outages that ended (the connection came back).
         outages: Times the connection to Redis was lost.
         connected: Whether the last command sent to Redis succeeded.
+        fenced: Acknowledgements Redis refused because this instance no longer held the
+            lease of the entry's partition (the entries stay for the partition's owner).
+        acquired: Partition leases this instance acquired (each starts a tenure).
+        lost: Partition leases it lost (not renewed in time, or taken over), rather than
+            handed over.
     """
 
     published: int
@@ -45,12 +50,24 @@ class RedisStats:
     reconnects: int
     outages: int
     connected: bool
+    fenced: int = 0
+    acquired: int = 0
+    lost: int = 0
 
 
 class Counters:
     """The mutable counters behind `RedisStats`."""
 
-    __slots__ = ("acked", "claimed", "dead_lettered", "delivered", "published")
+    __slots__ = (
+        "acked",
+        "acquired",
+        "claimed",
+        "dead_lettered",
+        "delivered",
+        "fenced",
+        "lost",
+        "published",
+    )
 
     def __init__(self) -> None:
         self.published = 0
@@ -58,6 +75,9 @@ class Counters:
         self.acked = 0
         self.dead_lettered = 0
         self.claimed = 0
+        self.fenced = 0
+        self.acquired = 0
+        self.lost = 0
 
 
 class Health:

@@ -8,7 +8,14 @@
 - **delivered**: decoded and given to the local mailboxes by the type inside ``e`` —
   ``t`` is only a hint to skip decoding. An entry whose ``t`` disagrees with the type in
   ``e`` is delivered by the type in ``e`` (a warning says so, once per pair of types);
-- **dead-lettered**: it cannot be decoded (no ``e``, not JSON, too large, …).
+- **dead-lettered**: it cannot be decoded (no ``e``, not JSON, too large, …), or, read
+  for a partitioned group, its key belongs to another partition (an outside producer
+  put it in the wrong stream: its owner there could not keep its key's order, nor save
+  its state with its acknowledgement).
+
+Entries of a partitioned group are delivered with the partition's fence (`Lease.valid`)
+as their `Tracker.fence`: once the lease is lost, what still waits in a mailbox is left
+unhandled, for the partition's next owner.
 
 It then hands the entries to the acker (`hand_over`), which acknowledges each once its
 handlers finished.
@@ -24,7 +31,8 @@ from typing import TYPE_CHECKING, Final
 import anyio
 import anyio.lowlevel
 
-from actorbus._exceptions import DecodeError
+from actorbus._exceptions import ActorbusError, DecodeError
+from actorbus._keys import PARTITION_KEY, partition_of
 from actorbus._message import Tracker
 from actorbus._wire import decode
 from actorbus.redis._acker import Entry
@@ -39,6 +47,7 @@ if TYPE_CHECKING:
     from actorbus._transport import TransportHost
     from actorbus.redis._acker import Acker
     from actorbus.redis._context import Context
+    from actorbus.redis._lease import Lease
 
 __all__ = ["Intake", "names_type"]
 
@@ -79,16 +88,27 @@ class Intake:
         host: The system receiving the events.
         group: The Redis consumer group.
         local_group: None for the broadcast group, else the local group name.
+        stream: The stream read (default: the application's one events stream).
+        lease: The lease of the partition, for a partitioned group.
     """
 
     def __init__(
-        self, context: Context, host: TransportHost, group: str, local_group: str | None
+        self,
+        context: Context,
+        host: TransportHost,
+        group: str,
+        local_group: str | None,
+        *,
+        stream: str | None = None,
+        lease: Lease | None = None,
     ) -> None:
         self._context = context
         self._host = host
         self._group = group
         self._local_group = local_group
-        self._key = context.keys.events
+        self._key = stream or context.keys.events
+        self._lease = lease
+        self._fence = lease.valid if lease is not None else None
         self._max_bytes = context.settings.max_message_bytes
         self.inflight: dict[bytes, float] = {}
         """The entries being handled here, and when each was last refreshed (claiming)."""
@@ -136,9 +156,31 @@ class Intake:
         hint = fields.get(b"t")
         if hint is not None and hint != envelope.type.encode():
             self._mismatch(entry_id, hint, envelope.type)
-        delivery = await self._host.deliver(envelope, self._local_group)
+        if self._lease is not None:
+            misplaced = self._misplaced(entry_id, envelope)
+            if misplaced is not None:
+                return Entry(entry_id, raw or b"", envelope, misplaced, deliveries)
+        delivery = await self._host.deliver(envelope, self._local_group, self._fence)
         self._context.counters.delivered += 1
         return Entry(entry_id, raw or b"", envelope, delivery, deliveries)
+
+    def _misplaced(self, entry_id: bytes, envelope: Envelope) -> Tracker | None:
+        """A dead delivery if `envelope`'s key is not of this partition, else None."""
+        assert self._lease is not None  # noqa: S101 - a partitioned group's intake
+        key = envelope.headers.get(PARTITION_KEY)
+        partitions = self._context.keys.partitions
+        if key is None or partition_of(key, partitions) == self._lease.partition:
+            return None
+        error = ActorbusError(
+            f"stream entry {entry_id.decode()} of {self._key} has the key {key[:100]!r}, "
+            f"whose partition is {partition_of(key, partitions)} of {partitions}, not "
+            f"{self._lease.partition}: its producer must add a keyed event to the stream of "
+            "partition_of(key, partitions) (see the scaling guide)"
+        )
+        logger.warning("%s; dead-lettering it for group %r", error, self._group)
+        delivery = Tracker(0)
+        delivery.dead(error)
+        return delivery
 
     def _mismatch(self, entry_id: bytes, hint: bytes, type_: str) -> None:
         pair = (hint, type_)
@@ -184,7 +226,7 @@ class Intake:
                 break
             if items[-1].delivery.pending <= 0:
                 break
-        await self._give(send, items)  # an error of its own wins over the cancellation
+        await self.give(send, items)  # an error of its own wins over the cancellation
         if deferred is not None:
             raise deferred
 
@@ -194,9 +236,9 @@ class Intake:
         """Hand `items` over while an exception propagates: no yield, nothing raised instead."""
         if items:
             with anyio.CancelScope(shield=True):
-                await self._give(send, items)
+                await self.give(send, items)
 
-    async def _give(self, send: MemoryObjectSendStream[list[Entry]], items: list[Entry]) -> None:
+    async def give(self, send: MemoryObjectSendStream[list[Entry]], items: list[Entry]) -> None:
         """Settle the handled entries at once, pass the others to the acker task."""
         if self.acker is not None:
             items = self.acker.settle_finished(items)
@@ -204,16 +246,23 @@ class Intake:
                 return
         # If the acker is gone, the entries stay pending and are delivered again.
         closed = (anyio.BrokenResourceError, anyio.ClosedResourceError)
+        acker = self.acker
+        if acker is not None:
+            acker.handing(len(items))  # before the acker task can see them
+        sent = False
         try:
             send.send_nowait(items)  # the usual case: room, so no wait to shield
+            sent = True
         except anyio.WouldBlock:
-            pass
+            with anyio.move_on_after(_HAND_OVER_TIMEOUT, shield=True):
+                with contextlib.suppress(*closed):
+                    await send.send(items)
+                    sent = True
         except closed:
-            return
-        else:
-            return
-        with anyio.move_on_after(_HAND_OVER_TIMEOUT, shield=True), contextlib.suppress(*closed):
-            await send.send(items)
+            pass
+        finally:
+            if not sent and acker is not None:
+                acker.handing(-len(items))
 
 
 def _decode(raw: bytes | None, fields: dict[bytes, bytes], max_bytes: int) -> Envelope:

@@ -36,6 +36,10 @@ at most those written together with it.
 
 Each entry has two fields: ``e``, the CloudEvents JSON, and ``t``, the event type, so a
 consumer can acknowledge an entry that no local subscriber wants without decoding it.
+
+With partitions, an event with a key (``partitionkey``) goes to the stream of
+``partition_of(key, partitions)``, and one without a key to the next stream in turn
+(round-robin per publisher, which keeps the streams even).
 """
 
 from __future__ import annotations
@@ -47,6 +51,7 @@ import anyio.lowlevel
 
 from actorbus._envelope import named
 from actorbus._exceptions import TransportError
+from actorbus._keys import PARTITION_KEY, partition_of
 from actorbus._supervision import Backoff
 from actorbus.redis._errors import TRANSIENT, ConnectionLost, ReplyError, Unreachable
 from actorbus.redis._health import Retry
@@ -58,7 +63,10 @@ if TYPE_CHECKING:
     from actorbus._envelope import Envelope
     from actorbus.redis._context import Context
 
-__all__ = ["Publisher"]
+__all__ = ["Packed", "Publisher"]
+
+Packed = tuple[bytes, bytes]
+"""An entry ready to send: its stream's key, and its XADD in the wire format."""
 
 _NOT_QUEUED: Final = (TimeoutError, anyio.ClosedResourceError, anyio.BrokenResourceError)
 """What `Publisher._wait_for_room` raises when an item could not be queued."""
@@ -172,7 +180,6 @@ class Publisher:
 
     def __init__(self, context: Context) -> None:
         self._connection = context.dedicated(context.keys.events)
-        self._key = context.keys.events.encode()
         settings = self._settings = context.settings
         self._health = context.health
         self._counters = context.counters
@@ -180,12 +187,11 @@ class Publisher:
         send, receive = anyio.create_memory_object_stream[_Item](settings.batch * 4)
         self._send = send
         self._receive = receive
-        head: Command = (b"XADD", self._key)
-        if settings.maxlen is not None:
-            head += (b"MAXLEN", b"~", settings.maxlen)
-        head += (b"*", b"e")
-        # Each entry's XADD: this head, then its payload, "t" and its type (`publish`).
-        self._xadd_head = pack_head(head, 3)
+        # Each entry's XADD: the head of its stream, then its payload, "t" and its type.
+        self._xadd_heads = [self._head(key, settings.maxlen) for key in context.keys.streams]
+        self._streams: tuple[bytes, ...] = tuple(key.encode() for key in context.keys.streams)
+        self._partitions = len(self._xadd_heads)
+        self._turn = 0  # the partition of the next event without a key
         self._xadd_tail = BULK + bulk(b"t") + BULK
         self._held: list[_Item] = []  # taken from the queue and not answered yet
         self._connection_lock = anyio.Lock()  # one task at a time uses the connection
@@ -218,11 +224,11 @@ class Publisher:
             raise
         return self._outcome(item, envelope)
 
-    async def publish_batch(self, packed: Sequence[bytes], envelopes: Sequence[Envelope]) -> None:
+    async def publish_batch(self, packed: Sequence[Packed], envelopes: Sequence[Envelope]) -> None:
         """`publish` for each of `envelopes` in order, queued together; wait for all.
 
-        `packed` holds their XADDs (`pack`): a batch holds each event once, in the wire
-        format.
+        `packed` holds their streams and XADDs (`pack`): a batch holds each event once, in
+        the wire format.
 
         Entries are queued one after the other (waiting for room when the queue is
         full), so the publishing task sends them in pipelines of up to `batch`. Each has
@@ -276,15 +282,39 @@ class Publisher:
             )
             raise
 
-    def pack(self, payload: bytes, envelope: Envelope) -> bytes:
-        """The XADD, in the wire format, of `payload` (`envelope` encoded)."""
-        type_ = envelope.type.encode()
-        return self._xadd_head + self._xadd_tail % (len(payload), payload, len(type_), type_)
+    @staticmethod
+    def _head(key: str, maxlen: int | None) -> bytes:
+        head: Command = (b"XADD", key)
+        if maxlen is not None:
+            head += (b"MAXLEN", b"~", maxlen)
+        return pack_head((*head, b"*", b"e"), 3)
 
-    def _item(self, packed: bytes, call: _Call | None, index: int) -> _Item:
-        """The queue item of the XADD `packed`, with its deadline from now."""
+    def pack(self, payload: bytes, envelope: Envelope) -> Packed:
+        """The stream of `envelope` and its XADD, in the wire format, of `payload`.
+
+        To the stream of the envelope's partition (module docs).
+        """
+        type_ = envelope.type.encode()
+        partition = 0
+        if self._partitions > 1:
+            key = envelope.headers.get(PARTITION_KEY)
+            if key is None:
+                self._turn = partition = (self._turn + 1) % self._partitions
+            else:
+                partition = partition_of(key, self._partitions)
+        head = self._xadd_heads[partition]
+        return self._streams[partition], head + self._xadd_tail % (
+            len(payload),
+            payload,
+            len(type_),
+            type_,
+        )
+
+    def _item(self, packed: Packed, call: _Call | None, index: int) -> _Item:
+        """The queue item of the XADD `packed` to its stream, with its deadline from now."""
         deadline = self._clock() + self._settings.publish_timeout
-        return _Item(packed, self._key, deadline, call, index)
+        stream, xadd = packed
+        return _Item(xadd, stream, deadline, call, index)
 
     async def _wait_for_room(self, item: _Item) -> None:
         """Queue `item` once the queue has room, waiting no longer than its deadline.

@@ -5,15 +5,22 @@ covers an application):
 
 - ``…:events`` — one stream holding every APP event of the application, one entry per
   event with the fields ``e``, the CloudEvents JSON, and ``t``, its type (which lets
-  consumers acknowledge what no local subscriber wants without decoding it);
+  consumers acknowledge what no local subscriber wants without decoding it). With
+  ``partitions`` > 1, one such stream per partition instead, ``…:{tag}:events``, and
+  per partition and group the lease ``…:{tag}:lease:g:{group}`` and its fencing counter
+  ``…:{tag}:epoch:g:{group}``; see `actorbus.redis._config.Keys`;
 - ``…:dead`` — dead letters: ``e`` (the entry as read), ``error``, ``group``,
   ``deliveries``, ``entry`` (its id in the events stream) and ``instance``;
-- ``…:replies:{instance}`` — replies to the requests of one instance.
+- ``…:replies:{instance}`` — replies to the requests of one instance;
+- ``…:state:{namespace}:{key}`` (``…:{tag}:state:…`` with partitions) — durable states;
+- ``…:members:g:{group}`` — the live members of a partitioned group;
+- ``…:meta`` — the number of partitions (`actorbus.redis._layout`).
 
-Consumer groups of the events stream: ``b:{instance}``, one per instance, through which
+Consumer groups of each events stream: ``b:{instance}``, one per instance, through which
 it receives every event (broadcast), and ``g:{group}``, shared by the members of each
-competing-consumer group. The consumer name is always the instance name. See
-``docs/guides/redis.md`` for the guarantees.
+competing-consumer group (with partitions, each partition read by its owner only:
+`actorbus.redis._ownership`). The consumer name is always the instance name. See
+``docs/guides/redis.md`` and ``docs/guides/scaling.md`` for the guarantees.
 """
 
 from __future__ import annotations
@@ -27,33 +34,27 @@ import anyio.lowlevel
 
 from actorbus._envelope import named
 from actorbus._exceptions import TransportError
+from actorbus._keys import partition_of
 from actorbus._transport import Transport, TransportHost
 from actorbus._wire import MAX_MESSAGE_BYTES, encode
 from actorbus.redis._config import (
     Keys,
     Settings,
     anonymous_instance,
-    broadcast_group,
     check_instance,
     check_url,
-    member_group,
     redact_url,
 )
-from actorbus.redis._consumer import GroupConsumer
 from actorbus.redis._context import Context
 from actorbus.redis._endpoint import node_address
-from actorbus.redis._errors import (
-    ClusterMismatch,
-    GroupExists,
-    PermissionDenied,
-    Redirected,
-    RedisError,
-)
-from actorbus.redis._health import RedisStats, logger
-from actorbus.redis._maintenance import Maintenance, beat, info_dict
-from actorbus.redis._publisher import Publisher
+from actorbus.redis._errors import ClusterMismatch, PermissionDenied, Redirected, RedisError
+from actorbus.redis._health import RedisStats
+from actorbus.redis._layout import check_names, recorded_partitions
+from actorbus.redis._maintenance import Maintenance, beat
+from actorbus.redis._publisher import Packed, Publisher
 from actorbus.redis._replies import Requests
 from actorbus.redis._status import forget_report, stream_status, write_report
+from actorbus.redis._subscriptions import Subscriptions
 from actorbus.redis._tls import connect_failure, tls_context
 
 if TYPE_CHECKING:
@@ -68,8 +69,6 @@ __all__ = ["RedisTransport"]
 _ENCODE_ROUND: Final = 64
 """Envelopes of a batch encoded between two scheduling points."""
 
-_DRAIN_TIMEOUT: Final = 5.0
-"""Seconds `close` lets the ackers finish acknowledging what was handled."""
 _CLEANUP_TIMEOUT: Final = 3.0
 
 
@@ -122,11 +121,24 @@ class RedisTransport(Transport):
         seeds: Other nodes of the cluster, as ``"host:port"`` strings, to read its slot
             map from when the URL's node cannot be reached (at start-up or later).
             They log in as the URL says (user, password, TLS).
+        partitions: How many streams the application's events are split into (1 to
+            1024). A keyed event goes to the stream of ``partition_of(key,
+            partitions)``, an event without a key to each in turn. With more than one,
+            each partition of each group is owned by one live member at a time, which
+            handles its events in order: the events of one key keep their order across
+            instances. Every instance of the application must use the same number
+            (checked at start-up). 1 keeps one stream and groups without ownership.
+        lease: Seconds a member's ownership of a partition lasts without renewal: a
+            member that stopped (``kill -9``) has its partitions taken over after that.
+            It renews every ``lease / 3`` seconds, and stops using a partition it could
+            not renew ``lease / 5`` seconds before the lease can expire.
 
     Raises:
         ValueError: For an invalid URL, instance name, setting or seed, or TLS options
             that cannot be used (a certificate file that cannot be read, for instance).
     """
+
+    partitions: int
 
     def __init__(
         self,
@@ -147,38 +159,20 @@ class RedisTransport(Transport):
         ssl_context: ssl.SSLContext | None = None,
         cluster: bool | None = None,
         seeds: Sequence[str] = (),
+        partitions: int = 1,
+        lease: float = 10.0,
     ) -> None:
-        positive = {
-            "claim_after": claim_after,
-            "publish_timeout": publish_timeout,
-            "block": block,
-            "trim_interval": trim_interval,
-            "stale_after": stale_after,
-        }
-        for name, value in positive.items():
-            if not value > 0:
-                msg = f"RedisTransport({name}=...) must be > 0 seconds, got {value!r}"
-                raise ValueError(msg)
-        counts = {"max_deliveries": max_deliveries, "batch": batch, "maxlen": maxlen or 1}
-        counts |= {"max_message_bytes": max_message_bytes, "dead_maxlen": dead_maxlen or 1}
-        for name, value in counts.items():
-            if not isinstance(value, int) or value < 1:
-                msg = f"RedisTransport({name}=...) must be a positive integer, got {value!r}"
-                raise ValueError(msg)
         if not prefix or any(char.isspace() for char in prefix):
             msg = f"RedisTransport(prefix=...) must be a non-empty word, got {prefix!r}"
             raise ValueError(msg)
         self.url: str = check_url(url)
         self._tls = tls_context(url, ssl_context)
-        self.cluster: bool | None = _check_cluster(cluster, seeds, url)
-        """What the transport was told about Redis Cluster (see `cluster`)."""
-        self.seeds: tuple[str, ...] = tuple(seeds)
         self.prefix = prefix
         self.durable: bool = instance is not None
         self.instance: str = (
             check_instance(instance) if instance is not None else anonymous_instance()
         )
-        self.settings: Settings = Settings(
+        self.settings: Settings = Settings.checked(
             claim_after=claim_after,
             max_deliveries=max_deliveries,
             maxlen=maxlen,
@@ -189,7 +183,13 @@ class RedisTransport(Transport):
             trim_interval=trim_interval,
             stale_after=stale_after,
             dead_maxlen=dead_maxlen,
+            partitions=partitions,
+            lease=lease,
         )
+        self.cluster: bool | None = _check_cluster(cluster, seeds, url)
+        """What the transport was told about Redis Cluster (see `cluster`)."""
+        self.seeds: tuple[str, ...] = tuple(seeds)
+        self.partitions = partitions
         self._context: Context | None = None
         self._host: TransportHost | None = None
         self._task_group: anyio.abc.TaskGroup | None = None
@@ -198,20 +198,18 @@ class RedisTransport(Transport):
         # anyio primitives need a running event loop: created in `open`.
         self._main_scope: anyio.CancelScope | None = None
         self._main_done: anyio.Event | None = None
-        self._consumers: dict[str, GroupConsumer] = {}
-        self._running: list[GroupConsumer] = []
+        self._subscriptions: Subscriptions | None = None
         self._maintenance: Maintenance | None = None
         self._requests: Requests | None = None
-        self._consuming = False
-        self._intake_stopped = False
         self._reported = False  # a status report of this instance may be in Redis
         self._closing = False
 
     def __repr__(self) -> str:
         app = self._context.keys.app if self._context is not None else None
+        parts = f" partitions={self.partitions}" if self.partitions > 1 else ""
         return (
             f"<RedisTransport {redact_url(self.url)} app={app!r} instance={self.instance!r}"
-            f"{' durable' if self.durable else ''}>"
+            f"{parts}{' durable' if self.durable else ''}>"
         )
 
     def set_instance(self, name: str) -> None:
@@ -247,7 +245,34 @@ class RedisTransport(Transport):
             reconnects=health.reconnects,
             outages=health.outages,
             connected=health.connected,
+            fenced=counters.fenced,
+            acquired=counters.acquired,
+            lost=counters.lost,
         )
+
+    def owned(self, group: str) -> dict[int, int]:
+        """The partitions of `group` this instance owns now, each with its fencing token.
+
+        Empty for a group it does not take part in; without partitions, ``{0: 0}`` for a
+        group it joined (every member reads the one stream, without a lease).
+        """
+        subscriptions = self._subscriptions
+        return {} if subscriptions is None else subscriptions.owned(group)
+
+    async def load_state(self, namespace: str, key: str) -> bytes | None:
+        """The durable state last committed for `key` in `namespace` (None if none).
+
+        Read from ``…:state:{namespace}:{key}`` of the key's partition.
+
+        Raises:
+            TransportError: If Redis cannot be reached within `publish_timeout`.
+        """
+        context = self._opened()
+        state_key = context.keys.state(partition_of(key, self.partitions), namespace, key)
+        state: bytes | None = await self._command(
+            f"read the state of {key!r} in {namespace!r}", context.client.call(b"GET", state_key)
+        )
+        return state
 
     def _opened(self) -> Context:
         if self._context is None:
@@ -263,7 +288,8 @@ class RedisTransport(Transport):
         Raises:
             TransportError: If Redis cannot be reached or refuses the credentials.
         """
-        keys = Keys(self.prefix, host.name)
+        keys = Keys(self.prefix, host.name, self.partitions)
+        check_names(keys)
         context = Context(self.url, keys, self.settings, self.instance, self._tls, self.seeds)
         self._context = context
         self._host = host
@@ -272,18 +298,12 @@ class RedisTransport(Transport):
         self._main_done = anyio.Event()
         self._requests = Requests(context, task_group, self.publish)
         self._publisher = Publisher(context)
+        subscriptions = self._subscriptions = Subscriptions(context, host, durable=self.durable)
         await task_group.start(self._run_publisher)
         # The heartbeat comes first: from now on other instances' janitors see this one live.
         await self._command("write the heartbeat", beat(context))
-        group = broadcast_group(self.instance)
-        await self._create_group(group)
-        client = context.client
-        events = context.keys.events
-        await self._command(
-            f"join consumer group {group!r}",
-            client.call(b"XGROUP", b"CREATECONSUMER", events, group, self.instance),
-        )
-        self._consumers[group] = GroupConsumer(context, host, group, None, resume=self.durable)
+        await self._command("read the number of partitions", recorded_partitions(context))
+        await self._command("create this instance's consumer group", subscriptions.open())
 
     async def _run_publisher(self, *, task_status: anyio.abc.TaskStatus[None]) -> None:
         """Check that Redis answers, then run the publishing task until `close`.
@@ -337,65 +357,51 @@ class RedisTransport(Transport):
                 )
             raise TransportError(msg) from None
 
-    async def _create_group(self, group: str) -> None:
-        """Create `group` at the end of the stream, unless it exists (then it resumes)."""
-        context = self._opened()
-        await self._command(f"create consumer group {group!r}", _create(context, group))
-
     async def add_group(self, group: str) -> None:
         """Join competing-consumer `group`; events published from now on reach it.
 
         Raises:
             TransportError: If Redis cannot be reached.
         """
-        name = member_group(group)
-        if name in self._consumers:
-            return
-        await self._create_group(name)
-        context = self._opened()
-        assert self._host is not None  # noqa: S101 - opened
-        consumer = GroupConsumer(context, self._host, name, group, resume=self.durable)
-        self._consumers[name] = consumer
-        if self._consuming and not self._intake_stopped and self._task_group is not None:
-            self._launch(self._task_group, consumer)
+        subscriptions = self._opened_subscriptions()
+        await self._command(f"join consumer group {group!r}", subscriptions.add_group(group))
 
     async def start(self, task_group: anyio.abc.TaskGroup) -> None:
-        """Start a consumer per group, and the periodic trimming."""
-        self._task_group = task_group
-        self._consuming = True
-        for consumer in self._consumers.values():
-            self._launch(task_group, consumer)
+        """Start a consumer per group (an `Ownership` per partitioned group), and trimming."""
+        self._opened_subscriptions().start(task_group)
         self._maintenance = Maintenance(self._opened())
         task_group.start_soon(self._maintenance.run)
 
-    def _launch(self, task_group: anyio.abc.TaskGroup, consumer: GroupConsumer) -> None:
-        self._running.append(consumer)
-        task_group.start_soon(consumer.run)
+    def _opened_subscriptions(self) -> Subscriptions:
+        if self._subscriptions is None:
+            msg = "RedisTransport is not open: give it to ActorSystem(transport=...)"
+            raise RuntimeError(msg)
+        return self._subscriptions
 
     async def stop_intake(self) -> None:
-        """Stop reading; what was read is still acknowledged once handled."""
-        self._intake_stopped = True
-        for consumer in self._running:
-            consumer.stop_intake()
+        """Stop reading; what was read is still acknowledged once handled.
+
+        A partitioned group's member withdraws from the group at once (the others start
+        asking for its partitions); it keeps its leases until `close` has acknowledged
+        what was handled, then releases them all.
+        """
+        if self._subscriptions is not None:
+            self._subscriptions.stop_intake()
 
     async def close(self) -> None:
-        """Acknowledge what was handled, remove an anonymous instance's state, disconnect."""
+        """Acknowledge what was handled, hand partitions over, forget an anonymous instance.
+
+        Then disconnect.
+        """
         self._closing = True
-        for consumer in self._running:
-            consumer.stop_intake()
-        with anyio.move_on_after(_DRAIN_TIMEOUT):
-            for consumer in self._running:
-                await consumer.finished.wait()
+        if self._subscriptions is not None:
+            # Without a broadcast group the start failed (NOPERM, say): nothing to forget.
+            await self._subscriptions.close(forget=self._connected and not self.durable)
+        if self._connected and self._reported:
+            with anyio.move_on_after(_CLEANUP_TIMEOUT):
+                await self._forget_report()
         for scope in self._scopes():
             scope.cancel()
-        with anyio.move_on_after(_CLEANUP_TIMEOUT):
-            for consumer in self._running:
-                await consumer.finished.wait()
-            # Without a broadcast group the start failed (NOPERM, say): nothing to forget.
-            if self._connected and not self.durable and self._consumers:
-                await self._forget_instance()
-            if self._connected and self._reported:
-                await self._forget_report()
         if self._publisher is not None:
             self._publisher.close()
         if self._connected and self._main_done is not None:
@@ -405,36 +411,7 @@ class RedisTransport(Transport):
             self._main_scope.cancel()
 
     def _scopes(self) -> list[anyio.CancelScope]:
-        scopes = [consumer.scope for consumer in self._running]
-        scopes += [part.scope for part in (self._maintenance, self._requests) if part is not None]
-        return scopes
-
-    async def _forget_instance(self) -> None:
-        """Remove what only this anonymous instance used; keep anything still pending."""
-        context = self._opened()
-        client = context.client
-        keys = context.keys
-        try:
-            await client.call(b"XGROUP", b"DESTROY", keys.events, broadcast_group(self.instance))
-            for name in self._consumers:
-                if name.startswith("g:"):
-                    consumers = await client.call(b"XINFO", b"CONSUMERS", keys.events, name)
-                    me = self.instance.encode()
-                    mine = [info_dict(c) for c in consumers if info_dict(c)[b"name"] == me]
-                    if mine and int(mine[0][b"pending"]) == 0:
-                        await client.call(b"XGROUP", b"DELCONSUMER", keys.events, name, me)
-            # One key per command: a cluster may hold them on different nodes.
-            await client.call(b"DEL", keys.replies(self.instance))
-            await client.call(b"DEL", keys.alive(self.instance))
-        except RedisError as exc:
-            logger.warning(
-                "could not remove anonymous instance %r from Redis at %s (%s); "
-                "its subscription will be removed after stale_after=%ss",
-                self.instance,
-                context.where,
-                context.health.describe(exc),
-                self.settings.stale_after,
-            )
+        return [part.scope for part in (self._maintenance, self._requests) if part is not None]
 
     # -- status (the dashboard) ---------------------------------------------------------------
 
@@ -510,7 +487,7 @@ class RedisTransport(Transport):
             TypeError: If the data of one cannot be encoded as JSON.
         """
         publisher = self._running_publisher()
-        packed: list[bytes] = []
+        packed: list[Packed] = []
         for envelope in envelopes:
             packed.append(publisher.pack(self._encode(envelope), envelope))
             if len(packed) % _ENCODE_ROUND == 0:
@@ -570,10 +547,3 @@ def _check_cluster(cluster: bool | None, seeds: Sequence[str], url: str) -> bool
         )
         raise ValueError(msg)
     return cluster
-
-
-async def _create(context: Context, group: str) -> None:
-    with contextlib.suppress(GroupExists):  # it exists: keep its place
-        await context.client.call(
-            b"XGROUP", b"CREATE", context.keys.events, group, b"$", b"MKSTREAM"
-        )

@@ -274,9 +274,8 @@ class MemoryTransport(Transport):
         except DecodeError as exc:
             self.broker.dead_letters.append((raw, exc))
             return
-        delivery = await host.deliver(envelope, group)
-        if group is not None and self.partitions > 1:
-            delivery.fence = self._fence
+        fence = self._fence if group is not None and self.partitions > 1 else None
+        delivery = await host.deliver(envelope, group, fence)
         await delivery.wait()
         self._settle(delivery, raw)
 

@@ -77,7 +77,9 @@ class GroupOwnership:
         `taken_over`.
         """
         by_name = {member.name: member for member in live}
-        target = assign(by_name, self.partitions, self.name)
+        target = {
+            p: name for name, ps in assign(self.name, by_name, self.partitions).items() for p in ps
+        }
         for partition in range(self.partitions):
             new = by_name.get(target.get(partition, ""))
             old = self.owners.get(partition)
