@@ -68,8 +68,16 @@ class Actors:
             TypeError: If the target is neither an Actor subclass nor a `@handle` function.
             Exception: Whatever `on_start` raised (the actor is then not started).
         """
+        return await self.start(self.new_cell(request))
+
+    async def start(self, cell: Cell) -> Cell:
+        """Start a cell whose name is taken (`new_cell`, or an entity kind's shard).
+
+        Its groups are registered with the transport, its task started (returning once
+        its `on_start` finished) and it is subscribed; if any of that fails, its name is
+        free again and the error raised.
+        """
         assert self.task_group is not None  # noqa: S101 - the system is running
-        cell = self.new_cell(request)
         try:
             await self._add_groups(cell)
             await self.task_group.start(cell.run)

@@ -17,6 +17,7 @@ import json.encoder
 import math
 import operator
 import re
+import sys
 from itertools import accumulate, repeat
 from typing import TYPE_CHECKING, Any, Final, NoReturn
 
@@ -27,7 +28,7 @@ from ._exceptions import DecodeError
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-__all__ = ["MAX_DEPTH", "MAX_MESSAGE_BYTES", "decode", "encode"]
+__all__ = ["MAX_DEPTH", "MAX_MESSAGE_BYTES", "decode", "decode_value", "encode", "encode_value"]
 
 MAX_MESSAGE_BYTES: Final = 1024 * 1024
 MAX_DEPTH: Final = 64
@@ -98,6 +99,45 @@ def _cloudevent_json(envelope: Envelope) -> str:
     elif data is not None:
         text += ',"data":' + _json(unstructure(data))
     return text + "}"
+
+
+def encode_value(value: object) -> bytes:
+    """Any value the wire carries as data (an attrs class, a dataclass…) as JSON bytes.
+
+    The same JSON as an envelope's data: the library's converter, then compact RFC 8259
+    JSON (no ``NaN`` or ``Infinity``), ASCII.
+
+    Raises:
+        TypeError: If the value cannot be represented as JSON (saying why).
+    """
+    try:
+        return _json(unstructure(value)).encode()
+    except (TypeError, ValueError, RecursionError) as exc:
+        if isinstance(exc, RecursionError):
+            msg = "it is nested too deeply, or contains itself"
+            raise TypeError(msg) from None
+        raise TypeError(str(exc)) from exc
+
+
+def decode_value(raw: bytes | bytearray | memoryview | str) -> Any:
+    """JSON bytes (as `encode_value` writes them) back into plain data, checked as `decode`.
+
+    Raises:
+        DecodeError: For non-UTF-8, malformed or too deeply nested JSON, or JSON that
+            `encode_value` could not have written (``NaN``, lone surrogates...).
+    """
+    text = _text(raw, sys.maxsize)  # no size limit: the value is our own
+    if text.count("[") + text.count("{") >= MAX_DEPTH and _depth(text) >= MAX_DEPTH:
+        msg = f"JSON is nested deeper than {MAX_DEPTH - 1} levels"
+        raise DecodeError(msg)
+    if "\\u" in text and _has_lone_surrogate(text):
+        msg = "JSON has a string with a lone UTF-16 surrogate escape (not Unicode text)"
+        raise DecodeError(msg)
+    try:
+        return _decoder.decode(text)
+    except (ValueError, RecursionError) as exc:
+        msg = f"not valid JSON: {exc}"
+        raise DecodeError(msg) from exc
 
 
 def _refuse_type(value: object) -> NoReturn:
