@@ -45,6 +45,8 @@ class Actor:
     supervision: ClassVar[Supervision | None] = None
     group: ClassVar[str | None] = None
     sharding: ClassVar[Sharding | None] = None
+    key: str
+    """An entity's key, set before its ``__init__``."""
     state: Any
     """An entity's durable state (`Sharding(state=...)`), set before its ``__init__``."""
     __actorbus_table__: ClassVar[HandlerTable] = HandlerTable(())

@@ -182,8 +182,8 @@ class EntityRef:
         if transport is not None:
             await transport.publish(self._envelope(message))
             return
-        region = entities.local(self._kind)
-        await region.route(self.key).put(self._message(message, None))
+        item = self._message(message, None)
+        await entities.local(self._kind).route(self.key).put(item)
 
     async def ask(self, message: object, timeout: float = 5.0) -> Any:
         """Send `message` and return the reply: the entity's first handler's return value.

@@ -64,7 +64,9 @@ class EntityCell(Cell):
         touched: When a message for it was last routed (the shard's clock).
         predecessor: The key's previous entity, which must stop before this one starts.
         refusal: Set on a cell that must not become an entity (a message without a key,
-            a key whose partition is not ours): its messages are dead-lettered with it.
+            a key whose partition is not ours, a kind that is stopping): the error its
+            messages get, and whether they are dead-lettered (else left unhandled, for
+            a later delivery).
     """
 
     __slots__ = (
@@ -87,7 +89,7 @@ class EntityCell(Cell):
         *,
         parent: Cell,
         predecessor: EntityCell | None = None,
-        refusal: Exception | None = None,
+        refusal: tuple[Exception, bool] | None = None,
         touched: float = 0.0,
     ) -> None:
         super().__init__(
@@ -95,7 +97,7 @@ class EntityCell(Cell):
             host,
             f"{kind.name}/{key}",
             factory=kind.cls,
-            args=(key,),
+            args=(key,) if kind.takes_key else (),
             kwargs={},
             table=kind.table,
             mailbox=kind.mailbox,
@@ -116,7 +118,7 @@ class EntityCell(Cell):
     # -- Keeper -------------------------------------------------------------------------------
 
     async def prepare(self, instance: Any) -> None:
-        """Wait for the key's previous entity to stop, then set ``instance.state``.
+        """Set ``instance.key``, wait for the key's previous entity to stop, set its state.
 
         Raises:
             NoEntity: If this cell was stopped (or refuses) before an entity was built.
@@ -125,24 +127,26 @@ class EntityCell(Cell):
             Exception: Whatever the transport raised loading the state (the waiting
                 messages are left unhandled, for a later delivery).
         """
+        instance.key = self.key
         predecessor, self.predecessor = self.predecessor, None
         if predecessor is not None:
             await predecessor.wait_stopped()
         if self.refusal is not None:
-            logger.warning("%s; dead-lettered", self.refusal, extra={"actor": self.name})
-            self.dead_letter_waiting(self.refusal)
-            raise NoEntity(str(self.refusal))
-        if not self.accepting:
-            msg = f"entity {self.name!r} was stopped before it was built"
-            raise NoEntity(msg)
+            refusal, dead = self.refusal
+            if dead:
+                logger.warning("%s; dead-lettered", refusal, extra={"actor": self.name})
+            self.dead_letter_waiting(refusal, dead=dead)
+            raise NoEntity(str(refusal))
+        self._check_accepting()
         codec = self.entity_host.codec
         if codec is None:
             return
         if self.committed is not None:  # RESTART: the fresh instance gets the last commit
-            instance.state = codec.decode(self.committed, self.name)
+            instance.state = codec.decode(self.committed, str(self.key))
             return
         assert self.key is not None  # noqa: S101 - a refusing cell has no key, and stopped above
         raw = await self.entity_host.load(self.key)
+        self._check_accepting()  # released (or stopped) while its state was being read
         if raw is None:
             state = codec.fresh()
             raw = codec.encode(state, self.key)
@@ -181,7 +185,7 @@ class EntityCell(Cell):
         codec = self.entity_host.codec
         assert codec is not None  # noqa: S101 - a kind with state, since `committed` is set
         try:
-            raw = codec.encode(instance.state, self.name)
+            raw = codec.encode(instance.state, str(self.key))
         except TypeError as exc:
             self._unsaved(item, exc)
             return
@@ -194,11 +198,16 @@ class EntityCell(Cell):
 
     # -- helpers ----------------------------------------------------------------------------
 
+    def _check_accepting(self) -> None:
+        if not self.accepting:
+            msg = f"entity {self.name!r} was stopped before it was built"
+            raise NoEntity(msg)
+
     def _restore(self) -> None:
         instance = self.instance
         codec = self.entity_host.codec
         if instance is not None and codec is not None and self.committed is not None:
-            instance.state = codec.decode(self.committed, self.name)
+            instance.state = codec.decode(self.committed, str(self.key))
 
     def _unsaved(self, item: object, error: TypeError) -> None:
         """The state cannot be saved: the message is dead-lettered, its changes discarded."""

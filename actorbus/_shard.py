@@ -25,7 +25,7 @@ import anyio
 
 from ._cell import Cell
 from ._entity import EntityCell, NoEntity
-from ._exceptions import ActorbusError, DecodeError
+from ._exceptions import ActorbusError, ActorStopped, DecodeError
 from ._keys import partition_of
 from ._mailbox import Mailbox
 from ._records import ShardStats
@@ -131,15 +131,26 @@ class ShardRegion(Cell):
                 entity.touched = self.clock()
                 self.entities.move_to_end(key)
                 return entity
-            return self._activate(key, entity)
+            if not self.queue.closed:
+                return self._activate(key, entity)
+            stopped = ActorStopped(
+                f"entity kind {self.kind.name!r} is stopping here: the message is left for "
+                "a later delivery"
+            )
+            return self._refuse(key, stopped, dead=False)
         error = DecodeError(
             f"a message for entity kind {self.kind.name!r} has no key: give its event class "
             "@event(key=...), publish it with key=..., or send it with "
             f"system.entity({self.kind.cls.__name__}, key)"
         )
-        return self._start(
-            EntityCell(self.runtime, self.entity_host, self.kind, None, parent=self, refusal=error)
+        return self._refuse(None, error, dead=True)
+
+    def _refuse(self, key: str | None, error: Exception, *, dead: bool) -> Cell:
+        """A cell that takes the messages no entity may take here, and refuses them."""
+        refusing = EntityCell(
+            self.runtime, self.entity_host, self.kind, key, parent=self, refusal=(error, dead)
         )
+        return self._start(refusing)
 
     def _activate(self, key: str, stopping: EntityCell | None) -> Cell:
         if stopping is not None:  # stopped by its supervision: it is the predecessor now
@@ -152,10 +163,7 @@ class ShardRegion(Cell):
                 "routed locally (a PROCESS-scope event) does not reach it: publish with "
                 f"scope=Scope.APP, or send with system.entity({self.kind.cls.__name__}, key)"
             )
-            refusing = EntityCell(
-                self.runtime, self.entity_host, self.kind, key, parent=self, refusal=error
-            )
-            return self._start(refusing)
+            return self._refuse(key, error, dead=True)
         entity = EntityCell(
             self.runtime,
             self.entity_host,

@@ -102,6 +102,8 @@ class EntityKind:
         table: Its handlers.
         mailbox: Each entity's mailbox settings.
         supervision: Each entity's supervision (the class's).
+        takes_key: Whether the class defines ``__init__`` (it is built as ``cls(key)``,
+            else as ``cls()``; its key is ``self.key`` either way).
         shard_supervision: What the kind's shard does when an entity escalates: a
             FAIL_FAST escalates further, anything else leaves that entity stopped (the
             next message for its key builds it again).
@@ -115,6 +117,7 @@ class EntityKind:
     mailbox: Mailbox
     supervision: Supervision
     shard_supervision: Supervision
+    takes_key: bool
 
     @property
     def passivates(self) -> bool:
@@ -163,6 +166,7 @@ def declare_kind(cls: type[Any], sharding: Sharding) -> EntityKind:
         mailbox=sharding.mailbox or getattr(cls, "mailbox", None) or Mailbox(),
         supervision=supervision,
         shard_supervision=_shard_supervision(supervision),
+        takes_key=cls.__init__ is not object.__init__,
     )
     setattr(cls, KIND_ATTRIBUTE, kind)
     return kind
