@@ -70,6 +70,7 @@ class EntityCell(Cell):
     """
 
     __slots__ = (
+        "built",
         "committed",
         "entity_host",
         "key",
@@ -113,6 +114,7 @@ class EntityCell(Cell):
         self.refusal = refusal
         self.touched = touched
         self.committed: bytes | None = None
+        self.built = False  # its first instance got its state (a restart reuses it)
         self.spoiled = False  # a handler call of the current message failed for good
 
     # -- Keeper -------------------------------------------------------------------------------
@@ -128,6 +130,11 @@ class EntityCell(Cell):
                 messages are left unhandled, for a later delivery).
         """
         instance.key = self.key
+        codec = self.entity_host.codec
+        if self.built:  # RESTART: the fresh instance gets the last commit
+            if codec is not None and self.committed is not None:
+                instance.state = codec.decode(self.committed, str(self.key))
+            return
         predecessor, self.predecessor = self.predecessor, None
         if predecessor is not None:
             await predecessor.wait_stopped()
@@ -138,11 +145,8 @@ class EntityCell(Cell):
             self.dead_letter_waiting(refusal, dead=dead)
             raise NoEntity(str(refusal))
         self._check_accepting()
-        codec = self.entity_host.codec
         if codec is None:
-            return
-        if self.committed is not None:  # RESTART: the fresh instance gets the last commit
-            instance.state = codec.decode(self.committed, str(self.key))
+            self.built = True
             return
         assert self.key is not None  # noqa: S101 - a refusing cell has no key, and stopped above
         raw = await self.entity_host.load(self.key)
@@ -161,6 +165,7 @@ class EntityCell(Cell):
                 raise
         instance.state = state
         self.committed = raw
+        self.built = True
 
     def discard(self, *, retry: bool) -> None:
         """A handler call failed: the state goes back to the last commit (see the module)."""

@@ -192,8 +192,8 @@ class ShardRegion(Cell):
             pass  # said where it happened
         except Exception:
             logger.exception(
-                "entity %r could not be built; the messages waiting for it are left for a "
-                "later delivery",
+                "entity %r could not be built; the messages waiting for it were not handled "
+                "(a transport delivers them again)",
                 entity.name,
                 extra={"actor": entity.name},
             )

@@ -7,9 +7,9 @@ extra installed: ``pip install -e '.[trio]'``).
 a message for it arrives, gives it its last committed `Balance` as ``self.state``, and
 commits the balance after each message it handled. A message that fails changes
 nothing: the balance goes back to its last commit. Idle accounts are stopped, and built
-again with their balance when a message comes. Here the balances live in memory; give
-the system a `RedisTransport` and the same code runs on many processes, each account
-live in exactly one of them, its balance saved in Redis with each message's
+again with their balance when a message comes. Here the balances live in memory; with
+a transport that keeps durable state, the same code runs on many processes, each
+account live in exactly one of them, its balance saved with each message's
 acknowledgement (see the guide "Entities: stateful actors across processes").
 """
 

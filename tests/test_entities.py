@@ -455,6 +455,39 @@ async def test_a_stateless_kind_has_no_state_attribute_of_its_own() -> None:
         assert [await ref.ask(Deposited("c", 1)) for _ in range(3)] == [1, 2, 3]
 
 
+async def test_an_entity_that_cannot_be_built_leaves_its_messages_unhandled() -> None:
+    class Flaky(LoopbackTransport):
+        failures = 1
+
+        async def load_state(self, namespace: str, key: str) -> bytes | None:
+            if self.failures:
+                self.failures -= 1
+                raise ConnectionError("redis went away")
+            return await super().load_state(namespace, key)
+
+    attempts: list[str] = []
+
+    class Picky(Account):
+        sharding = Sharding(state=Balance, name="Picky")
+
+        async def on_start(self) -> None:
+            attempts.append(self.key)
+            if self.key == "never":
+                raise RuntimeError("cannot start")
+
+    transport = Flaky()
+    async with ActorSystem("bank", transport=transport, actors=[Picky]) as system:
+        first = await system.publish(Deposited("a", 1))  # loading its state fails
+        second = await system.publish(Deposited("a", 2))
+        third = await system.publish(Deposited("never", 3))
+        assert await system.entity(Picky, "a").ask(GetBalance()) == 2
+    outcomes = dict(transport.outcomes)
+    assert outcomes[first.id] is Outcome.NOT_HANDLED  # delivered again by the transport
+    assert outcomes[second.id] is Outcome.HANDLED
+    assert outcomes[third.id] is Outcome.NOT_HANDLED
+    assert attempts == ["a", "never"]
+
+
 # -- messages that no entity may take --------------------------------------------------------------
 
 
