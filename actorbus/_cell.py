@@ -402,8 +402,8 @@ class Cell:
 
         The instance is linked to this cell (and given its state by the cell's `keeper`)
         before its `__init__` runs, so the constructor can already use `self.name`,
-        `self.system` and friends. A failed `on_start` leaves
-        no instance, so no `on_stop` runs for it (as at spawn).
+        `self.system` and friends. A failed `on_start` leaves no instance, so no
+        `on_stop` runs for it (as at spawn).
         """
         self.instance = None
         cls = self.factory

@@ -7,7 +7,8 @@ subscriptions exist, stopping an actor costs nothing per other subscriber, and a
 coming and going do not make every event type resolve again. Within a route, actors
 whose handlers form a competing-consumer group share each event: one member per group
 gets it — the member its key maps to for a keyed event (so one actor handles a key's
-events, in order), else the next one in turn.
+events, in order), else the next one in turn. A member that forwards (an entity kind's
+shard) hands the event to the entity of its key instead.
 
 Delivery puts the envelope in every target's mailbox: at once when there is room (the
 common case, without a coroutine), else waiting for room (BLOCK), dropping (DROP_*) or

@@ -50,25 +50,25 @@ def anyio_backend(request: pytest.FixtureRequest) -> tuple[str, dict[str, Any]]:
     return request.param
 
 
-@event("bank.deposited", scope=Scope.APP, key="account")
+@event("entities.deposited", scope=Scope.APP, key="account")
 class Deposited:
     account: str
     amount: int
     fail: str = ""  # "once": raise the first time, "always": raise every time
 
 
-@event("bank.balance", scope=Scope.APP)
+@event("entities.balance", scope=Scope.APP)
 class GetBalance:
     pass
 
 
-@event("bank.note", scope=Scope.APP, key="account")
+@event("entities.note", scope=Scope.APP, key="account")
 class Note:
     account: str
     text: str
 
 
-@event("bank.deposits")
+@event("entities.deposits")
 class GetDeposits:
     pass
 
@@ -185,7 +185,7 @@ async def test_what_is_not_an_entity_kind_is_refused() -> None:
             system.entity(Plain, "a")
         with pytest.raises(ValueError, match="1 to 1024 characters"):
             system.entity(Account, "")
-        with pytest.raises(TypeError, match=r"has no handler for 'bank\.note'"):
+        with pytest.raises(TypeError, match=r"has no handler for 'entities\.note'"):
             await system.entity(Account, "a").tell(Note("a", "hi"))
         with pytest.raises(LookupError, match="not hosted"):
             await system.entity(Account, "a").tell(Deposited("a", 1))
@@ -356,7 +356,7 @@ async def test_a_message_whose_first_handler_failed_changes_nothing_in_later_one
             if event.fail:
                 raise ValueError(event.fail)
 
-        @handle("bank.deposited")
+        @handle("entities.deposited")
         async def count(self, event: Deposited) -> None:
             self.state.deposits.append(event.amount)
 
@@ -411,7 +411,7 @@ async def test_an_ask_whose_state_cannot_be_saved_gets_the_error() -> None:
     class Loose:
         value: Any = None
 
-    @event("bank.put", scope=Scope.APP)
+    @event("entities.put", scope=Scope.APP)
     class Put:
         value: Any
 
