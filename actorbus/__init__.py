@@ -4,6 +4,7 @@ from ._actor import Actor as Actor
 from ._asyncapi import asyncapi as asyncapi
 from ._decorators import publish_call as publish_call
 from ._decorators import publish_result as publish_result
+from ._entities import EntityRef as EntityRef
 from ._envelope import Envelope as Envelope
 from ._events import Scope as Scope
 from ._events import event as event
@@ -20,11 +21,14 @@ from ._message import Outcome as Outcome
 from ._public import expose as _expose
 from ._records import ActorStats as ActorStats
 from ._records import DeadLetter as DeadLetter
+from ._records import ShardStats as ShardStats
 from ._records import SystemStarted as SystemStarted
 from ._records import SystemStopping as SystemStopping
 from ._records import Terminated as Terminated
 from ._ref import ActorRef as ActorRef
 from ._router import Router as Router
+from ._shard import Shard as Shard
+from ._sharding import Sharding as Sharding
 from ._supervision import Backoff as Backoff
 from ._supervision import Policy as Policy
 from ._supervision import Supervision as Supervision
@@ -45,6 +49,7 @@ __all__ = [
     "Backoff",
     "DeadLetter",
     "DecodeError",
+    "EntityRef",
     "Envelope",
     "Mailbox",
     "MailboxFull",
@@ -53,6 +58,9 @@ __all__ = [
     "Policy",
     "Router",
     "Scope",
+    "Shard",
+    "ShardStats",
+    "Sharding",
     "Supervision",
     "SystemStarted",
     "SystemStopping",

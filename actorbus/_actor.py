@@ -8,6 +8,7 @@ from ._cell import Spawn
 from ._handlers import HandlerSpec, HandlerTable, declaration
 from ._mailbox import Mailbox
 from ._ref import ActorRef, cell_of
+from ._sharding import Sharding, declare_kind
 from ._supervision import Supervision
 
 if TYPE_CHECKING:
@@ -31,21 +32,34 @@ class Actor:
         mailbox: `Mailbox` settings (capacity, overflow); `Mailbox()` when None.
         supervision: `Supervision` settings; LOG_AND_CONTINUE when None.
         group: The competing-consumer group of handlers that name none.
+        sharding: `Sharding` settings make the class an entity kind: one instance per
+            key, built by the system on demand (see `ActorSystem.shard`); None for a
+            plain actor.
 
     Inside handlers, `self.name`, `self.system` and `self.ref` are available, and
-    `self.spawn`, `self.watch` and `self.publish` act on behalf of this actor.
+    `self.spawn`, `self.watch` and `self.publish` act on behalf of this actor. An
+    entity of a kind with `Sharding(state=...)` has its durable state in `self.state`.
     """
 
     mailbox: ClassVar[Mailbox | None] = None
     supervision: ClassVar[Supervision | None] = None
     group: ClassVar[str | None] = None
+    sharding: ClassVar[Sharding | None] = None
+    key: str
+    """An entity's key, set before its ``__init__``."""
+    state: Any
+    """An entity's durable state (`Sharding(state=...)`), set before its ``__init__``."""
     __actorbus_table__: ClassVar[HandlerTable] = HandlerTable(())
     # The actor's cell (its runtime), set before `__init__` runs.
     __actorbus_cell__: Cell
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        for attribute, kind in (("mailbox", Mailbox), ("supervision", Supervision)):
+        for attribute, kind in (
+            ("mailbox", Mailbox),
+            ("supervision", Supervision),
+            ("sharding", Sharding),
+        ):
             value = cls.__dict__.get(attribute)
             if value is not None and not isinstance(value, kind):
                 msg = f"{cls.__qualname__}.{attribute} must be a {kind.__name__}, got {value!r}"
@@ -74,6 +88,8 @@ class Actor:
                     )
                 )
         cls.__actorbus_table__ = HandlerTable(tuple(specs))
+        if cls.sharding is not None:  # set here or inherited: each subclass is its own kind
+            declare_kind(cls, cls.sharding)
 
     @property
     def name(self) -> str:

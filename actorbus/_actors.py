@@ -15,6 +15,7 @@ from ._cell import Cell, Spawn
 from ._dispatch import group_of
 from ._handlers import TABLE_ATTRIBUTE, HandlerTable, declaration, handle, spec_for
 from ._mailbox import Mailbox
+from ._sharding import kind_of
 from ._supervision import Supervision
 
 if TYPE_CHECKING:
@@ -65,11 +66,20 @@ class Actors:
 
         Raises:
             ValueError: If the name is taken.
-            TypeError: If the target is neither an Actor subclass nor a `@handle` function.
+            TypeError: If the target is neither an Actor subclass nor a `@handle` function,
+                or is an entity kind (hosted with `ActorSystem.shard`).
             Exception: Whatever `on_start` raised (the actor is then not started).
         """
+        return await self.start(self.new_cell(request))
+
+    async def start(self, cell: Cell) -> Cell:
+        """Start a cell whose name is taken (`new_cell`, or an entity kind's shard).
+
+        Its groups are registered with the transport, its task started (returning once
+        its `on_start` finished) and it is subscribed; if any of that fails, its name is
+        free again and the error raised.
+        """
         assert self.task_group is not None  # noqa: S101 - the system is running
-        cell = self.new_cell(request)
         try:
             await self._add_groups(cell)
             await self.task_group.start(cell.run)
@@ -107,6 +117,15 @@ class Actors:
             getattr(target, TABLE_ATTRIBUTE, None) if isinstance(target, type) else None
         )
         mailbox, supervision, group = request.mailbox, request.supervision, request.group
+        if (entity_kind := kind_of(target)) is not None:
+            kind_cls = entity_kind.cls
+            msg = (
+                f"{kind_cls.__qualname__} is an entity kind (it has `sharding`): its entities "
+                f"are built per key by the system; host it with `await system.shard("
+                f"{kind_cls.__name__})` (or list it in ActorSystem(actors=[...])) and send "
+                f"to one with `system.entity({kind_cls.__name__}, key)`"
+            )
+            raise TypeError(msg)
         if table is not None:  # an Actor subclass
             factory: type[Any] | None = cast("type[Any]", target)
             mailbox = mailbox or getattr(target, "mailbox", None)

@@ -37,7 +37,7 @@ if TYPE_CHECKING:
 
     from ._handlers import HandlerSpec, HandlerTable
 
-__all__ = ["CELL_ATTRIBUTE", "Cell", "CellHost", "LoopExit", "Spawn", "current_cell"]
+__all__ = ["CELL_ATTRIBUTE", "Cell", "CellHost", "Keeper", "LoopExit", "Spawn", "current_cell"]
 
 logger: Final = logging.getLogger("actorbus.actor")
 
@@ -116,6 +116,30 @@ class CellHost(Protocol):
         ...
 
 
+class Keeper(Protocol):
+    """What keeps an actor's durable state from one message to the next (an entity's).
+
+    A cell with a keeper calls it at three points of its life: when it builds an
+    instance, when a handler call fails, and when a message has been handled.
+    """
+
+    async def prepare(self, instance: Any) -> None:
+        """Give a fresh instance its state, before its ``__init__`` runs (may raise)."""
+        ...
+
+    def discard(self, *, retry: bool) -> None:
+        """A handler call failed: put the state back as it was last committed.
+
+        `retry` says that the handler is called again with the same message (RETRY);
+        otherwise the message's changes are given up for good.
+        """
+        ...
+
+    def handled(self, item: object) -> None:
+        """A mailbox item went through its handlers: commit its changes (never raises)."""
+        ...
+
+
 class LoopExit(Exception):
     """Raised in an actor's loop to leave it (STOP, or an escalation); `error` says why.
 
@@ -168,10 +192,12 @@ class Cell:
         "dropped",
         "factory",
         "failed",
+        "forward",
         "group",
         "handling_time",
         "host",
         "instance",
+        "keeper",
         "kwargs",
         "name",
         "parent",
@@ -242,6 +268,11 @@ class Cell:
         """The handlers of each `@event` class told to this actor (filled by `told_specs`)."""
         # Whether the trace context may be set (the spawner's may be, at first).
         self._traced: bool = True
+        self.keeper: Keeper | None = None
+        """Keeps the instance's durable state (an entity's; see `Keeper`)."""
+        self.forward: Callable[[str | None], Cell] | None = None
+        """Set on a cell that stands for many (an entity kind's shard): the cell that takes
+        a message of a key instead of this one (see `Route.pick`)."""
 
     def __repr__(self) -> str:
         return f"<actor {self.name!r}>"
@@ -381,9 +412,10 @@ class Cell:
     async def _start_instance(self) -> None:
         """Build a fresh instance and run its `on_start`; it becomes current only then.
 
-        The instance is linked to this cell before its `__init__` runs, so the constructor
-        can already use `self.name`, `self.system` and friends. A failed `on_start` leaves
-        no instance, so no `on_stop` runs for it (as at spawn).
+        The instance is linked to this cell (and given its state by the cell's `keeper`)
+        before its `__init__` runs, so the constructor can already use `self.name`,
+        `self.system` and friends. A failed `on_start` leaves no instance, so no
+        `on_stop` runs for it (as at spawn).
         """
         self.instance = None
         cls = self.factory
@@ -391,6 +423,8 @@ class Cell:
             return
         instance: Any = cast("Any", cls).__new__(cls)
         setattr(instance, CELL_ATTRIBUTE, self)
+        if self.keeper is not None:
+            await self.keeper.prepare(instance)
         instance.__init__(*self.args, **self.kwargs)
         await instance.on_start()
         self.instance = instance
@@ -447,6 +481,8 @@ class Cell:
                 try:
                     await self._handle(item)
                     finished = True
+                    if self.keeper is not None:
+                        self.keeper.handled(item)
                 finally:
                     if sampled:
                         self._sample(perf_counter() - started)
@@ -668,6 +704,8 @@ class Cell:
         supervision = self.supervision
         decision = supervision.decide(error, retries)
         policy = decision.policy
+        if self.keeper is not None:
+            self.keeper.discard(retry=policy is Policy.RETRY)
         if policy is Policy.RETRY:
             self.retries += 1
             self._log(

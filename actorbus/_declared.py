@@ -17,6 +17,7 @@ import attrs
 
 from ._actor import Actor
 from ._handlers import HandlerSpec, declaration, spec_for
+from ._sharding import kind_of
 from ._system import startup_of
 
 if TYPE_CHECKING:
@@ -78,7 +79,9 @@ def subscriptions(system: ActorSystem) -> list[Subscription]:
     actors, routers = startup_of(system)
     for declared in actors:
         actor = cast("Any", declared)  # an Actor subclass or a `@handle` function
-        if isinstance(actor, type) and issubclass(actor, Actor):
+        if (kind := kind_of(actor)) is not None:  # an entity kind: its group, by its name
+            found += [_record(kind.name, spec, kind.group) for spec in kind.table.specs]
+        elif isinstance(actor, type) and issubclass(actor, Actor):
             name = name_for(actor.__name__)
             found += [_record(name, spec, actor.group) for spec in actor.__actorbus_table__.specs]
         elif (marked := declaration(declared)) is not None:

@@ -7,7 +7,8 @@ subscriptions exist, stopping an actor costs nothing per other subscriber, and a
 coming and going do not make every event type resolve again. Within a route, actors
 whose handlers form a competing-consumer group share each event: one member per group
 gets it — the member its key maps to for a keyed event (so one actor handles a key's
-events, in order), else the next one in turn.
+events, in order), else the next one in turn. A member that forwards (an entity kind's
+shard) hands the event to the entity of its key instead.
 
 Delivery puts the envelope in every target's mailbox: at once when there is room (the
 common case, without a coroutine), else waiting for room (BLOCK), dropping (DROP_*) or
@@ -33,10 +34,13 @@ if TYPE_CHECKING:
     from ._handlers import HandlerSpec
     from ._runtime import Runtime
 
-__all__ = ["REPLY_TO", "Dispatcher", "Route", "answerer", "group_of"]
+__all__ = ["REPLY_TO", "TO_GROUP", "Dispatcher", "Route", "answerer", "group_of"]
 
 REPLY_TO: Final = "replyto"
 """The extension attribute marking a received event as a request (its requester)."""
+TO_GROUP: Final = "togroup"
+"""The extension attribute addressing an event to one group only (an entity kind's, for
+the messages of an `EntityRef`): other groups and broadcast subscribers skip it."""
 
 _Key = tuple[type[Any] | None, str]
 
@@ -63,23 +67,32 @@ class Route:
     def pick(self, group: str, key: str | None = None) -> Cell | None:
         """The member of `group` for an event (None when the group has no local member).
 
-        The member `key` maps to for a keyed event, else the next one in turn.
+        The member `key` maps to for a keyed event, else the next one in turn; a member
+        that forwards (an entity kind's shard) gives the cell of the key instead.
         """
         if key is not None:
             members = self.groups.get(group)
-            return members[partition_of(key, len(members))] if members else None
-        turn = self._turns.get(group)
-        return next(turn) if turn is not None else None
+            if not members:
+                return None
+            member = members[partition_of(key, len(members))]
+        else:
+            turn = self._turns.get(group)
+            if turn is None:
+                return None
+            member = next(turn)
+        return member if member.forward is None else member.forward(key)
 
     def picks(self, key: str | None = None) -> Iterator[tuple[Cell, str]]:
         """One member of each group (see `pick`), with the group's name."""
         if self.groups:
             if key is not None:
                 for name, members in self.groups.items():
-                    yield members[partition_of(key, len(members))], name
+                    member = members[partition_of(key, len(members))]
+                    yield (member if member.forward is None else member.forward(key)), name
             else:
                 for name, turn in self._turns.items():
-                    yield next(turn), name
+                    member = next(turn)
+                    yield (member if member.forward is None else member.forward(None)), name
 
     def targets(
         self, group: object = ANY_GROUP, key: str | None = None
@@ -268,11 +281,17 @@ class Dispatcher:
 
         `group` None delivers to the broadcast subscribers, a group name to one local
         member of that group. A request (an envelope carrying ``replyto``) goes to the
-        one local handler that answers it. Waits for mailbox room and returns the
-        tracker of the deliveries, whose `Tracker.fence` is `fence`.
+        one local handler that answers it. An envelope addressed to another group
+        (``togroup``) has no target here. Waits for mailbox room and returns the tracker
+        of the deliveries, whose `Tracker.fence` is `fence`.
         """
-        key = envelope.headers.get(PARTITION_KEY)
-        targets = self.route(cls, envelope.type).targets(group, key)
+        headers = envelope.headers
+        key = headers.get(PARTITION_KEY)
+        to = headers.get(TO_GROUP) if headers else None
+        if to is None or to == group:
+            targets = self.route(cls, envelope.type).targets(group, key)
+        else:
+            targets = []
         if REPLY_TO in envelope.headers:
             chosen = answerer(targets, cls)
             if chosen is not None:

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ._dispatch import answerer
+from ._dispatch import TO_GROUP, answerer
 from ._events import lookup
 from ._exceptions import AskTimeout, DecodeError
-from ._handlers import CACHE_LIMIT
+from ._handlers import ANY_GROUP, CACHE_LIMIT
+from ._keys import PARTITION_KEY
 from ._message import Message, Tracker
 from ._ref import await_reply
 from ._wrap import rebuild
@@ -118,7 +119,12 @@ async def answer_locally(
     Raises:
         AskTimeout: If nobody here handles it, or no reply came within `timeout`.
     """
-    target = answerer(dispatcher.route(cls, envelope.type).targets(), cls)
+    headers = envelope.headers
+    route = dispatcher.route(cls, envelope.type)
+    # Addressed to one group (an entity kind's): only that group answers.
+    target = answerer(
+        route.targets(headers.get(TO_GROUP, ANY_GROUP), headers.get(PARTITION_KEY)), cls
+    )
     if target is None:
         msg = (
             f"no actor of system {dispatcher.runtime.name!r} handles {envelope.type!r}: spawn "

@@ -11,7 +11,14 @@ from ._events import event, mark_builtin
 if TYPE_CHECKING:
     from ._envelope import Envelope
 
-__all__ = ["ActorStats", "DeadLetter", "SystemStarted", "SystemStopping", "Terminated"]
+__all__ = [
+    "ActorStats",
+    "DeadLetter",
+    "ShardStats",
+    "SystemStarted",
+    "SystemStopping",
+    "Terminated",
+]
 
 
 @event("actorbus.system.started")
@@ -84,3 +91,24 @@ class ActorStats:
     handling_time: float = 0.0
     handling_p50: float = 0.0
     handling_p99: float = 0.0
+
+
+@attrs.frozen
+class ShardStats(ActorStats):
+    """The counters of an entity kind hosted here: its entities' counters added up.
+
+    `ActorSystem.stats()` gives one under the kind's name; the counters of `ActorStats`
+    add up those of every entity the kind has had here (the percentiles are not kept
+    per kind, and stay 0).
+
+    Attributes:
+        active: Entities live here now (being built, or built and not stopping).
+        activations: Entities built here so far (a key's entity counts again each time
+            it is built after it stopped).
+        passivations: Entities that stopped (idle, released, or stopped by their
+            supervision).
+    """
+
+    active: int = 0
+    activations: int = 0
+    passivations: int = 0

@@ -124,10 +124,17 @@ async def send(cell: Cell, message: object, tracker: Tracker | None) -> None:
     """Put a told message (any object, or an envelope) in `cell`'s mailbox, checked first.
 
     Raises:
-        TypeError: If no handler of the actor accepts it.
+        TypeError: If no handler of the actor accepts it, or the actor is an entity
+            kind's shard (entities are sent to with `EntityRef`).
         ActorStopped: If the actor takes no more messages.
         MailboxFull: For a full FAIL mailbox.
     """
+    if cell.forward is not None:
+        msg = (
+            f"actor {cell.name!r} hosts entities and takes no messages itself: send to one "
+            f"entity with system.entity(Kind, key).tell(...)"
+        )
+        raise TypeError(msg)
     if isinstance(message, Envelope):
         envelope, payload, cls = adopt(message, cell.runtime.name)
         type_ = envelope.type

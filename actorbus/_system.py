@@ -22,6 +22,7 @@ from . import _tracing
 from ._actors import Actors
 from ._cell import Spawn
 from ._dispatch import Dispatcher
+from ._entities import Entities, EntityRef, entity_ref
 from ._envelope import Envelope, new_envelope
 from ._events import INFO_ATTRIBUTE, EventInfo, Scope, lookup
 from ._exceptions import ActorbusError, MailboxFull
@@ -31,6 +32,7 @@ from ._records import ActorStats, DeadLetter, SystemStarted, SystemStopping
 from ._ref import ActorRef
 from ._router import Router
 from ._runtime import DEAD_LETTER_TYPE, YIELD_EVERY, Runtime, current_runtime
+from ._sharding import kind_of
 from ._tracing import outgoing
 from ._wrap import Wrapped, wrap
 
@@ -39,6 +41,7 @@ if TYPE_CHECKING:
     from types import TracebackType
 
     from ._mailbox import Mailbox
+    from ._shard import Shard
     from ._supervision import Supervision
     from ._transport import Transport
 
@@ -110,7 +113,7 @@ class ActorSystem:
         name: The application name; instances with one name share APP-scope events.
         transport: Carries APP-scope events between instances; None keeps them local.
         actors: Actor classes (or `@handle` functions) spawned at start-up, in order,
-            with default names.
+            with default names; entity kinds among them are hosted (see `shard`).
         routers: `Router` objects whose functions are bound at start-up.
         shutdown_timeout: Seconds allowed for draining and stopping at shutdown.
         max_dead_letters: How many recent dead letters `dead_letters` keeps.
@@ -149,6 +152,8 @@ class ActorSystem:
         self._dispatcher = Dispatcher(self._runtime)
         self._actors = Actors(self._runtime, self._dispatcher, transport)
         self._host = SystemHost(self._runtime, self._dispatcher)
+        self._entities = Entities(self._runtime, self._actors)
+        self._host.releasers.append(self._entities.release)
         self._state = _NEW
         self._failure: BaseException | None = None
         self._tg: anyio.abc.TaskGroup | None = None
@@ -207,7 +212,10 @@ class ActorSystem:
             if self._transport is not None:
                 await self._transport.open(self._host, self._tg)
             for actor in self._startup_actors:
-                await self.spawn(actor)
+                if (kind := kind_of(actor)) is not None:
+                    await self.shard(kind.cls)
+                else:
+                    await self.spawn(actor)
             for router in self._routers:
                 await self.include(router)
             self._state = _RUNNING
@@ -330,7 +338,8 @@ class ActorSystem:
 
         Raises:
             ValueError: If `name` is taken.
-            TypeError: If `cls` is neither an Actor subclass nor a `@handle` function.
+            TypeError: If `cls` is neither an Actor subclass nor a `@handle` function, or
+                is an entity kind (host those with `shard`).
             Exception: Whatever `on_start` raised (the actor is then not started).
         """
         self._check_open("spawn")
@@ -338,6 +347,36 @@ class ActorSystem:
             cls, args, kwargs, name=name, mailbox=mailbox, supervision=supervision, group=group
         )
         return ActorRef(await self._actors.spawn(request))
+
+    async def shard(self, kind: type[Any]) -> Shard:
+        """Host the entity kind `kind` in this instance; return its `Shard`.
+
+        From now on the kind's events, and the messages sent with `entity`, reach the
+        entity of their key here when this instance owns the key's partition (with no
+        transport, always): it is built on demand, as ``kind(key)`` then its `on_start`,
+        and stopped when idle (see `Sharding`). The kind's group is registered with the
+        transport before this returns. Hosting a kind twice returns the same shard.
+
+        Raises:
+            TypeError: If `kind` is not an entity kind (an Actor subclass with
+                ``sharding = Sharding(...)``), its state class cannot be built with no
+                arguments or saved as JSON, or it keeps state and the transport keeps none.
+            ValueError: If an actor already runs under the kind's name.
+        """
+        self._check_open("host an entity kind")
+        return await self._entities.host(kind)
+
+    def entity(self, kind: type[Any], key: str) -> EntityRef:
+        """The `EntityRef` of the entity of `key` of the entity kind `kind`.
+
+        It works from any instance, hosting the kind or not: its messages go where the
+        key's events go, and keep their order with them.
+
+        Raises:
+            TypeError: If `kind` is not an entity kind, or `key` is not a string.
+            ValueError: If `key` is empty or longer than 1,024 characters.
+        """
+        return entity_ref(self._entities, kind, key)
 
     async def include(self, router: Router) -> list[ActorRef]:
         """Bind a `Router`: each of its functions becomes a function actor."""

@@ -164,6 +164,16 @@ class Transport(abc.ABC):
     """How many partitions the application's APP events are split into (see `partition_of`
     in `actorbus._keys`); 1 for a transport without partitions."""
 
+    def owned_partitions(self, group: str) -> frozenset[int]:
+        """The partitions of `group` that this instance owns now.
+
+        An entity kind's shard builds entities only for keys of these partitions (see
+        `partition_of` in `actorbus._keys`). By default every partition: a transport
+        without ownership gives each group's events to any member.
+        """
+        del group
+        return frozenset(range(self.partitions))
+
     async def load_state(self, namespace: str, key: str) -> bytes | None:
         """The durable state last committed for `key` in `namespace` (an entity kind).
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib
 import inspect
 import logging
+import math
 import os
 import signal
 import sys
@@ -22,12 +23,14 @@ from ._actor import Actor
 from ._events import event_info
 from ._handlers import HandlerSpec, declaration, spec_for
 from ._mailbox import Mailbox
+from ._sharding import kind_of
 from ._supervision import Supervision
 from ._system import ActorSystem, startup_of, use_transport
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Coroutine
 
+    from ._sharding import EntityKind
     from ._transport import Transport
 
 __all__ = ["TargetError", "describe", "describe_error", "load_target", "run_worker"]
@@ -211,7 +214,10 @@ def _scope_of(cls: type[Any]) -> str:
 
 
 def _settings(
-    mailbox: Mailbox | None, supervision: Supervision | None, group: str | None
+    mailbox: Mailbox | None,
+    supervision: Supervision | None,
+    group: str | None,
+    entity: str | None = None,
 ) -> dict[str, Any]:
     mailbox = mailbox or Mailbox()
     supervision = supervision or Supervision()
@@ -219,15 +225,32 @@ def _settings(
         "group": group,
         "mailbox": f"{mailbox.capacity}/{mailbox.overflow.name}",
         "supervision": supervision.policy.name,
+        "entity": entity,
     }
 
 
+def _entity(kind: EntityKind) -> str:
+    """How an entity kind is listed: its state class and its passivation."""
+    sharding = kind.sharding
+    state = sharding.state.__qualname__ if sharding.state is not None else "no state"
+    after = sharding.passivate_after
+    idle = "never passivated" if math.isinf(after) else f"passivated after {after:g}s idle"
+    return f"entity kind: {state}, {idle}"
+
+
 def describe(system: ActorSystem) -> list[dict[str, Any]]:
-    """One row per handler of the system's start-up actors and router functions."""
+    """One row per handler of the system's start-up actors, entity kinds and routers.
+
+    An entity kind's rows name the kind and its group, and say in ``entity`` what it
+    keeps (None for the rows of other actors).
+    """
     rows: list[dict[str, Any]] = []
     actors, routers = startup_of(system)
     for actor in actors:
-        if isinstance(actor, type) and issubclass(actor, Actor):
+        if (kind := kind_of(actor)) is not None:
+            settings = _settings(kind.mailbox, kind.supervision, kind.group, _entity(kind))
+            rows += _spec_rows(kind.name, kind.table.specs, settings)
+        elif isinstance(actor, type) and issubclass(actor, Actor):
             settings = _settings(actor.mailbox, actor.supervision, actor.group)
             rows += _spec_rows(actor.__name__, actor.__actorbus_table__.specs, settings)
     for router in routers:

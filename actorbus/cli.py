@@ -286,7 +286,7 @@ def _redis_factory(url: str, instance: str | None) -> Any:
 @click.argument("target")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (one object per handler).")
 def handlers(target: str, as_json: bool) -> None:
-    """List the actors, handlers and subscriptions of TARGET (module:attr).
+    """List the actors, entity kinds, handlers and subscriptions of TARGET (module:attr).
 
     \b
     Examples:
@@ -301,7 +301,16 @@ def handlers(target: str, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
-    columns = ["actor", "handler", "subscriptions", "scope", "group", "mailbox", "supervision"]
+    columns = [
+        "actor",
+        "handler",
+        "subscriptions",
+        "scope",
+        "group",
+        "mailbox",
+        "supervision",
+        "entity",
+    ]
     table = [[_cell(row[c]) for c in columns] for row in rows]
     widths = [max([len(c)] + [len(r[i]) for r in table]) for i, c in enumerate(columns)]
     click.echo("  ".join(c.upper().ljust(w) for c, w in zip(columns, widths, strict=True)))

@@ -121,6 +121,29 @@ async def test_supervision_tree(capsys: pytest.CaptureFixture[str]) -> None:
     assert lines[-1] == "main: the system stopped with SensorFault('sensor-b read -2.0 kelvin')"
 
 
+async def test_bank(capsys: pytest.CaptureFixture[str]) -> None:
+    lines = await run_example("bank", capsys)
+    # Entities are built on demand, concurrently: their lines come in any order.
+    assert sorted(lines[:2]) == ["alice: built with 0", "bob: built with 0"]
+    assert lines[2:7] == [
+        "main: alice has 130",
+        "main: refused: bob cannot pay 50",
+        "main: bob still has 20",  # the failed withdrawal changed nothing
+        "bob: transfer t-1 already credited",
+        "main: alice has 70, bob 80",
+    ]
+    assert sorted(lines[8:10]) == ["alice: stopped with 70", "bob: stopped with 80"]
+    assert lines[7:8] + lines[10:] == [
+        "main: 2 accounts live",
+        "main: 0 accounts live",
+        "alice: built with 70",  # passivated, then built again with its balance
+        "main: alice has 70",
+        "main: 3 activations, 2 passivations, 12 messages, 1 dead-lettered",
+        "alice: stopped with 70",
+        "main: system stopped",
+    ]
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize(
     ("name", "last_line"),
@@ -132,6 +155,7 @@ async def test_supervision_tree(capsys: pytest.CaptureFixture[str]) -> None:
             id="order_pipeline",
         ),
         pytest.param("routers_and_emit", "main: system stopped", id="routers_and_emit"),
+        pytest.param("bank", "main: system stopped", id="bank"),
         pytest.param(
             "supervision_tree",
             "main: the system stopped with SensorFault('sensor-b read -2.0 kelvin')",
