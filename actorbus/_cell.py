@@ -625,7 +625,7 @@ class Cell:
             event, envelope, tracker = item, None, None
             specs = self.told.get(kind) or self.told_specs(kind)
         if not instrumented:
-            if self._traced or (envelope is not None and envelope.headers):
+            if self._traced or (envelope is not None and _tracing.HEADER in envelope.headers):
                 self._trace(envelope)
             if _tracing.instrumentation is not None:
                 item = self._as_message(item)

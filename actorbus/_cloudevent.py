@@ -21,6 +21,7 @@ from . import _json_text
 from ._convert import unstructure
 from ._events import Scope
 from ._exceptions import DecodeError
+from ._keys import PARTITION_KEY
 
 __all__ = [
     "BINARY",
@@ -70,6 +71,8 @@ _SCOPES: Final = {scope.value: scope for scope in Scope}
 _AS_WRITTEN: Final = frozenset(
     {"specversion", "id", "source", "type", "time", "datacontenttype", _SCOPE, "data"}
 )
+# The same with the one extension of a keyed event, its key.
+_AS_WRITTEN_KEYED: Final = _AS_WRITTEN | {PARTITION_KEY}
 _from_iso: Final = dt.datetime.fromisoformat
 # Values from the wire appear in error messages (and logs) shortened: they may be huge.
 _SHORT: Final = reprlib.Repr()
@@ -254,10 +257,12 @@ def read(event: Mapping[str, Any]) -> Values:
         DecodeError: If an attribute is missing or has the wrong type or value, naming it.
     """
     # A plain dict only: a subclass may read differently through `[]` and `get`.
-    if event.__class__ is dict and event.keys() == _AS_WRITTEN:
-        values = _as_written(cast("dict[str, Any]", event))
-        if values is not None:
-            return values
+    if event.__class__ is dict:
+        names = event.keys()
+        if names in (_AS_WRITTEN, _AS_WRITTEN_KEYED):  # `==` on a keys view: as a set
+            values = _as_written(cast("dict[str, Any]", event))
+            if values is not None:
+                return values
     return _read_checked(event)
 
 
@@ -265,8 +270,8 @@ def _as_written(event: dict[str, Any]) -> Values | None:
     """`_read_checked` for the usual shape, or None: then that reads (and refuses) it.
 
     The usual shape is what `to_text` writes for an envelope with a time and data and
-    no subject or headers, its time in UTC. Checked attribute by attribute, without the
-    calls that name the faults (`_read_checked` does when anything is off).
+    no subject or headers but its key, its time in UTC. Checked attribute by attribute,
+    without the calls that name the faults (`_read_checked` does when anything is off).
     """
     specversion, id_, source, type_, time_, content_type = (
         event["specversion"],
@@ -299,7 +304,13 @@ def _as_written(event: dict[str, Any]) -> Values | None:
     if time.tzinfo is not _UTC:
         return None
     data = event["data"]
-    return (type_, data, source, id_, time, None, content_type or JSON, scope, EMPTY_HEADERS)
+    headers = EMPTY_HEADERS
+    key = event.get(PARTITION_KEY)
+    if key is not None:
+        if type(key) is not str:
+            return None
+        headers = MappingProxyType({PARTITION_KEY: key})
+    return (type_, data, source, id_, time, None, content_type or JSON, scope, headers)
 
 
 def _read_checked(event: Mapping[str, Any]) -> Values:

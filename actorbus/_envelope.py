@@ -325,20 +325,27 @@ def new_envelope(
     scope: Scope,
     subject: str | None,
     headers: Mapping[str, str] | None,
+    *,
+    checked: bool = False,
 ) -> Envelope:
     """An envelope for `publish`, with a fresh id and the time of this call.
 
     Equal to ``Envelope(type=type_, data=data, source=source, scope=scope,
-    subject=subject, headers=headers)`` (headers are validated the same way), without
+    subject=subject, headers=headers)`` (headers are validated the same way, unless
+    `checked` says they were: a read-only mapping of valid names to strings), without
     running attrs' `__init__`: the id, time and content type are made when first read,
     and the defaults come from the class.
     """
+    if not headers:
+        headers = EMPTY_HEADERS
+    elif not checked:
+        headers = check_headers(headers)
     values = {
         "type": type_,
         "data": data,
         "source": source,
         "scope": scope,
-        "headers": check_headers(headers) if headers else EMPTY_HEADERS,
+        "headers": headers,
         "_counter": next(_counter),
         "_nanoseconds": _clock(),
     }

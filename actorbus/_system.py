@@ -34,7 +34,7 @@ from ._router import Router
 from ._runtime import DEAD_LETTER_TYPE, YIELD_EVERY, Runtime, current_runtime
 from ._sharding import kind_of
 from ._tracing import outgoing
-from ._wrap import Wrapped, wrap
+from ._wrap import Wrapped, keyed, wrap
 
 if TYPE_CHECKING:
     import contextvars
@@ -475,16 +475,16 @@ class ActorSystem:
         info: EventInfo | None = cls.__dict__.get(INFO_ATTRIBUTE)
         if (
             info is not None
-            and info.key is None
             and scope is None
             and headers is None
-            and key is None
             and _tracing.instrumentation is None
             and _tracing.current.get() is None
-        ):  # the common shape: an unkeyed `@event` object and no trace context to add
-            envelope = new_envelope(
-                info.type, event, source or self._name, info.scope, subject, None
-            )
+        ):  # the common shapes: an `@event` object (keyed or not), no trace context to add
+            if info.key is None and key is None:
+                origin = source or self._name
+                envelope = new_envelope(info.type, event, origin, info.scope, subject, None)
+            else:
+                envelope = keyed(event, info, self._name, source, subject, key)
             payload = event
         else:
             envelope, payload, cls = wrap(event, self._name, scope, source, subject, headers, key)

@@ -10,6 +10,7 @@ class is the payload's class (None for plain data from the wire).
 from __future__ import annotations
 
 from collections.abc import Mapping
+from types import MappingProxyType
 from typing import Any, cast
 
 import attrs
@@ -21,7 +22,7 @@ from ._handlers import AdHoc
 from ._keys import PARTITION_KEY, check_key, read_key
 from ._tracing import outgoing
 
-__all__ = ["Wrapped", "adopt", "rebuild", "wrap"]
+__all__ = ["Wrapped", "adopt", "keyed", "rebuild", "wrap"]
 
 Wrapped = tuple[Envelope, object, type[Any] | None]
 """(envelope, the payload handlers receive, the class routes are resolved by)."""
@@ -68,6 +69,31 @@ def wrap(
     traced = outgoing(headers, type_)
     envelope = new_envelope(type_, event, source or origin, scope, subject, traced)
     return envelope, event, cls
+
+
+def keyed(
+    event: object,
+    info: EventInfo,
+    origin: str,
+    source: str | None,
+    subject: str | None,
+    key: object,
+) -> Envelope:
+    """The envelope `wrap` builds for an `@event` object with a key and no other option.
+
+    The key is `key` when given, else the one `@event(key=...)` reads (`info.key`).
+
+    Raises:
+        TypeError, ValueError: For a key that is not a non-empty string.
+    """
+    if key is None:
+        assert info.key is not None  # noqa: S101 - the caller checked one of them is set
+        checked = read_key(event, info.key, info.type)
+    else:
+        checked = check_key(key, "publish(key=...)")
+    headers = MappingProxyType({PARTITION_KEY: checked})  # a valid name, a string value
+    origin = source or origin
+    return new_envelope(info.type, event, origin, info.scope, subject, headers, checked=True)
 
 
 def adopt(
