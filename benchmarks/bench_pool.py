@@ -1,7 +1,7 @@
 """Worker pool benchmark: a CPU-bound group over Redis under ``actorbus run --workers N``.
 
 Run ``python benchmarks/bench_pool.py --help``. Each figure starts ``actorbus run
-pool_target:make_system --redis URL`` in a subprocess (on the backend measured: asyncio,
+pool_target:make_system`` in a subprocess (on the backend measured: asyncio,
 asyncio with ``--uvloop``, trio), waits until it runs, then this process publishes `events`
 ``Job`` events with ``publish_batch`` and polls the group's progress in Redis (XINFO
 GROUPS: every entry read and none pending) until all are handled; the figure is events
@@ -20,8 +20,9 @@ affects them alike, median of `RUNS` runs (one in ``--quick``):
   used per event in that run, beside the plain run's (information; unlike events/s it
   hardly depends on what else the machine runs).
 
-The group is plain until keys exist (issue 22): see `pool_target.Job` for the place of
-the key. Each run checks that every event was read once by the group and acknowledged,
+The group is keyed: `pool_target.Job`'s account is its key, over 8 partitions (every
+partition owned by one worker at a time). Each run checks that every event was read once
+by the group and acknowledged,
 and that the worker stopped with status 0 on SIGTERM; a failed check is reported as an
 error instead of a figure. ``--quick`` takes well under a minute.
 """
@@ -66,13 +67,16 @@ HERE = Path(__file__).resolve().parent
 WORK_US = 200.0
 """The handler's pure-Python work per event, in µs."""
 ACCOUNTS = 64
-"""Distinct accounts (the keys, once the group is keyed)."""
+"""Distinct accounts: the keys."""
+PARTITIONS = 8
 READY_TIMEOUT = 60.0
 RUN_TIMEOUT = 600.0
+# The target's transport is the durable instance "bench"; a pool's workers are
+# "bench-0", "bench-1".
 VARIANTS = {
-    "plain": ["--instance", "bench"],
-    "workers 1": ["--instance", "bench", "--workers", "1"],
-    "workers 2": ["--instance", "bench", "--workers", "2"],
+    "plain": [],
+    "workers 1": ["--workers", "1"],
+    "workers 2": ["--workers", "2"],
 }
 VARIANTS_PROCESSES = {"plain": 1, "workers 1": 1, "workers 2": 2}
 _READY = {
@@ -124,7 +128,7 @@ def worker(url: str, app: str, loops: int, label: str, variant: str) -> Iterator
         **os.environ,
         "BENCH_POOL_APP": app,
         "BENCH_POOL_LOOPS": str(loops),
-        "ACTORBUS_REDIS_URL": url,  # out of the process list
+        "BENCH_POOL_URL": url,  # out of the process list
     }
     command = [sys.executable, "-m", "actorbus", "run", "pool_target:make_system"]
     with tempfile.TemporaryFile("w+") as stderr:
@@ -162,18 +166,22 @@ async def publish_and_wait(url: str, app: str, events: int) -> float:
     """Publish `events` jobs; return events/s once the group has handled them all."""
     group = member_group(GROUP).encode()
     async with (
-        ActorSystem(app, transport=RedisTransport(url)) as producer,
+        ActorSystem(app, transport=RedisTransport(url, partitions=PARTITIONS)) as producer,
         coredis.Redis.from_url(url) as client,
     ):
         transport = producer.transport
         assert isinstance(transport, RedisTransport)
-        key = transport.keys.events
+        streams = transport.keys.streams
         start = now()
         await producer.publish_batch(Job(n, f"acc-{n % ACCOUNTS}") for n in range(events))
         while True:
-            found = [g for g in await client.xinfo_groups(key) if g[b"name"] == group]
-            check(len(found) == 1, f"group {group!r} missing on {key}")
-            read, pending = found[0][b"entries-read"] or 0, found[0][b"pending"]
+            read = pending = 0
+            for key in streams:
+                found = [g for g in await client.xinfo_groups(key) if g[b"name"] == group]
+                check(len(found) <= 1, f"group {group!r} twice on {key}")
+                if found:
+                    read += found[0][b"entries-read"] or 0
+                    pending += found[0][b"pending"]
             check(read <= events, f"the group read {read} entries, more than {events}")
             if read == events and pending == 0:
                 elapsed = now() - start
