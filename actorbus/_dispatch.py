@@ -218,7 +218,10 @@ class Dispatcher:
         Awaiting the rest raises `MailboxFull` (after delivering to everyone else) if a
         FAIL mailbox was full.
         """
-        route = self.route(cls, envelope.type)
+        type_ = envelope.type
+        route = self._routes.get((cls, type_))  # the cache, without `route`'s call
+        if route is None:
+            route = self.route(cls, type_)
         broadcast = route.broadcast
         shared: Message | Envelope | None = None
         if broadcast:
@@ -227,7 +230,7 @@ class Dispatcher:
             if payload is envelope.data and cls is type(payload):
                 shared = envelope
             else:
-                shared = Message(payload, envelope, cls, envelope.type, None)
+                shared = Message(payload, envelope, cls, type_, None)
             for index, cell in enumerate(broadcast):
                 if not cell.queue.append(shared):
                     self.runtime.inflight += index
