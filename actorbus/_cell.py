@@ -65,7 +65,8 @@ class Life(enum.IntEnum):
     STOPPED = 3
 
 
-_NO_KWARGS: Final[dict[str, Any]] = {}  # never mutated: passed as `**kwargs` without a copy
+_NO_KWARGS: Final[dict[str, Any]] = {}
+_TRACE_HEADER: Final = _tracing.HEADER  # never mutated: passed as `**kwargs` without a copy
 
 
 class Spawn:
@@ -487,7 +488,7 @@ class Cell:
                     if sampled:
                         self._sample(perf_counter() - started)
                     self.processed += 1
-                    if type(item) is Message and item.tracker is not None:
+                    if kind is Message and item.tracker is not None:
                         self._report(item.tracker, finished=finished)
                     if runtime.inflight > 1:  # `done()` only when `drain` may be woken
                         runtime.inflight -= 1
@@ -625,7 +626,7 @@ class Cell:
             event, envelope, tracker = item, None, None
             specs = self.told.get(kind) or self.told_specs(kind)
         if not instrumented:
-            if self._traced or (envelope is not None and _tracing.HEADER in envelope.headers):
+            if self._traced or (envelope is not None and _TRACE_HEADER in envelope.headers):
                 self._trace(envelope)
             if _tracing.instrumentation is not None:
                 item = self._as_message(item)
@@ -639,8 +640,10 @@ class Cell:
                 try:
                     if spec.event_only and isinstance(event, spec.convert_to):  # type: ignore[arg-type]
                         # The common shape: the event alone, already of the annotated class.
-                        args: tuple[Any, ...] = (self.instance, event) if spec.bound else (event,)
-                        result = await spec.call(*args)
+                        if spec.bound:
+                            result = await spec.call(self.instance, event)
+                        else:
+                            result = await spec.call(event)
                     else:
                         item = self._as_message(item)  # its envelope is made once
                         args, kwargs = self._arguments(spec, event, envelope, item)
