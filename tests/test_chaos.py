@@ -38,10 +38,10 @@ class Tick:
     seq: int
 
 
-def test_a_small_chaos_run_loses_nothing(tmp_path: Path) -> None:
-    """1,000 events, 2 workers, kills, a Redis SHUTDOWN (and SIGKILL with AOF), poison.
+def run_chaos(tmp_path: Path, *options: str) -> tuple[list[dict[str, Any]], str]:
+    """Run ``benchmarks/chaos.py`` with 1,000 events, 2 workers, kills and Redis faults.
 
-    AOF runs its workers on trio, no persistence on asyncio.
+    Returns the results of each configuration, and the run's output for failure reports.
     """
     out = tmp_path / "chaos.json"
     command = [
@@ -53,7 +53,7 @@ def test_a_small_chaos_run_loses_nothing(tmp_path: Path) -> None:
         "--kill-interval=2",
         "--outage=1",
         "--persistence=both",
-        "--backend=trio,asyncio",
+        *options,
         f"--json={out}",
     ]
     try:
@@ -65,18 +65,28 @@ def test_a_small_chaos_run_loses_nothing(tmp_path: Path) -> None:
     report = f"{done.stdout}\n{done.stderr[-5000:]}"
     assert done.returncode == 0, report
     results: list[dict[str, Any]] = json.loads(out.read_text())["results"]
-    assert [r["config"]["persistence"] for r in results] == ["aof", "none"]
     for result in results:
         assert result["ok"], report
         assert result["published"] == 1000, report
         assert result["lost"] == 0, report
+        assert result["kills"], report  # at least one worker was SIGKILLed and replaced
+        assert result["crashes"] == [], report
+    return results, report
+
+
+def test_a_small_chaos_run_loses_nothing(tmp_path: Path) -> None:
+    """1,000 events, 2 workers, kills, a Redis SHUTDOWN (and SIGKILL with AOF), poison.
+
+    AOF runs its workers on trio, no persistence on asyncio.
+    """
+    results, report = run_chaos(tmp_path, "--backend=trio,asyncio")
+    assert [r["config"]["persistence"] for r in results] == ["aof", "none"]
+    for result in results:
         assert result["group"]["lost"] == 0, report
         poison = result["poison"]
         assert poison["published"] == 10, report
         assert poison["dead_lettered"] + poison["lost_by_redis"] == poison["published"], report
         assert "PoisonError" in poison["example_error"], report
-        assert result["kills"], report  # at least one worker was SIGKILLed and replaced
-        assert result["crashes"] == [], report
         assert result["ledger_duplicates"] == 0, report  # the idempotent effect: once per id
     assert [f["kind"] for f in results[0]["redis_faults"]] == ["shutdown", "sigkill"], report
     assert [f["kind"] for f in results[1]["redis_faults"]] == ["shutdown"], report
@@ -88,39 +98,12 @@ def test_a_small_keyed_chaos_run_keeps_each_key_in_order(tmp_path: Path) -> None
     Among the events the group handled exactly once, none was handled after a later event
     of its key, across worker kills (leases taken over after 2 s) and Redis faults.
     """
-    out = tmp_path / "chaos.json"
-    command = [
-        sys.executable,
-        str(CHAOS),
-        "--events=1000",
-        "--workers=2",
-        "--rate=200",
-        "--kill-interval=2",
-        "--outage=1",
-        "--persistence=both",
-        "--backend=asyncio,trio",
-        "--partitions=4",
-        "--keys=50",
-        "--lease=2",
-        f"--json={out}",
-    ]
-    try:
-        done = subprocess.run(
-            command, capture_output=True, text=True, timeout=RUN_TIMEOUT, check=False
-        )
-    except subprocess.TimeoutExpired as exc:
-        pytest.fail(f"chaos.py did not finish within {RUN_TIMEOUT}s:\n{exc.stdout}\n{exc.stderr}")
-    report = f"{done.stdout}\n{done.stderr[-5000:]}"
-    assert done.returncode == 0, report
-    results: list[dict[str, Any]] = json.loads(out.read_text())["results"]
+    results, report = run_chaos(
+        tmp_path, "--backend=asyncio,trio", "--partitions=4", "--keys=50", "--lease=2"
+    )
     for result in results:
-        assert result["ok"], report
-        assert result["published"] == 1000, report
-        assert result["lost"] == 0, report
         assert result["order"]["violations"] == 0, report
         assert result["order"]["checked"] > 0, report
-        assert result["kills"], report
-        assert result["crashes"] == [], report
 
 
 @pytest.mark.anyio

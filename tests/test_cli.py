@@ -1,33 +1,16 @@
 """The `actorbus` command line, run as a user runs it: in a subprocess."""
 
 import json
-import os
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
+from cli_support import actorbus_cmd, start_worker, wait_for_mark
 
 import actorbus
 
-TESTS = Path(__file__).parent
 pytestmark = pytest.mark.slow
-
-
-def actorbus_cmd(
-    *args: str, env: dict[str, str] | None = None, timeout: float = 60
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "actorbus", *args],
-        cwd=TESTS,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env=env,
-        check=False,
-    )
 
 
 def test_version_and_help() -> None:
@@ -107,22 +90,8 @@ def test_bad_targets_get_one_line_without_traceback(
 def test_run_stops_gracefully_on_a_signal(
     tmp_path: Path, backend: str, target: str, signum: int
 ) -> None:
-    marks = tmp_path / "marks"
-    env = {**os.environ, "ACTORBUS_TEST_MARKS": str(marks)}
-    worker = subprocess.Popen(
-        [sys.executable, "-m", "actorbus", "run", target, "--backend", backend],
-        cwd=TESTS,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    worker, marks = start_worker(tmp_path, target, "--backend", backend)
     try:
-        deadline = time.monotonic() + 30
-        while not (marks.exists() and "started" in marks.read_text()):
-            assert worker.poll() is None, worker.communicate()
-            assert time.monotonic() < deadline, "the worker did not start"
-            time.sleep(0.05)
         worker.send_signal(signum)
         _, stderr = worker.communicate(timeout=30)
     finally:
@@ -130,29 +99,6 @@ def test_run_stops_gracefully_on_a_signal(
     assert worker.returncode == 0, stderr
     assert marks.read_text().split() == ["started", "stopped"]  # on_stop ran
     assert "stopping system" in stderr
-
-
-def start_worker(tmp_path: Path, *args: str) -> tuple[subprocess.Popen[str], Path]:
-    marks = tmp_path / "marks"
-    env = {**os.environ, "ACTORBUS_TEST_MARKS": str(marks)}
-    worker = subprocess.Popen(
-        [sys.executable, "-m", "actorbus", "run", *args],
-        cwd=TESTS,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    wait_for_mark(worker, marks, "started")
-    return worker, marks
-
-
-def wait_for_mark(worker: subprocess.Popen[str], marks: Path, mark: str) -> None:
-    deadline = time.monotonic() + 30
-    while not (marks.exists() and mark in marks.read_text().split()):
-        assert worker.poll() is None, worker.communicate()
-        assert time.monotonic() < deadline, f"the worker never marked {mark!r}"
-        time.sleep(0.05)
 
 
 def test_a_second_signal_forces_the_exit(tmp_path: Path) -> None:

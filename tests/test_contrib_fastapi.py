@@ -9,9 +9,7 @@ tests run on asyncio and on trio, like the rest of the suite.
 from __future__ import annotations
 
 import contextlib
-import importlib
 import runpy
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -200,10 +198,3 @@ async def test_get_system_without_the_lifespan_says_what_to_do() -> None:
     async with serving(app) as client:
         with pytest.raises(RuntimeError, match=r"FastAPI\(lifespan=actorbus.contrib.fastapi"):
             await client.get("/ping/1")
-
-
-def test_without_fastapi_the_import_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(sys.modules, "starlette.requests", None)
-    monkeypatch.delitem(sys.modules, "actorbus.contrib.fastapi")
-    with pytest.raises(ImportError, match=r"pip install 'actorbus\[fastapi\]'"):
-        importlib.import_module("actorbus.contrib.fastapi")

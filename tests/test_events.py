@@ -199,45 +199,31 @@ class Recorder(Actor):
 
 
 @pytest.mark.anyio
-async def test_published_envelope_carries_the_registered_type_and_default_scope() -> None:
-    @event("events.scoped.process")
-    class Local:
-        value: int
-
-    @event("events.scoped.app", scope=Scope.APP)
-    class Wide:
-        value: int
-
-    received: list[Envelope] = []
-    async with ActorSystem("events") as system:
-        await system.spawn(Recorder, received)
-        local = await system.publish(Local(1))
-        wide = await system.publish(Wide(2))  # APP without a transport: delivered locally
-        await system.drain()
-
-    assert (local.type, local.scope) == ("events.scoped.process", Scope.PROCESS)
-    assert (wide.type, wide.scope) == ("events.scoped.app", Scope.APP)
-    assert [(e.type, e.data) for e in received] == [
-        ("events.scoped.process", Local(1)),
-        ("events.scoped.app", Wide(2)),
-    ]
-
-
-@pytest.mark.anyio
-async def test_publish_scope_overrides_the_class_default() -> None:
-    @event("events.override.app", scope=Scope.APP)
-    class Wide:
+@pytest.mark.parametrize(
+    ("registered", "given", "scope"),
+    [
+        (None, None, Scope.PROCESS),
+        (Scope.APP, None, Scope.APP),  # APP without a transport: delivered locally
+        (Scope.APP, Scope.PROCESS, Scope.PROCESS),
+    ],
+    ids=["the default scope", "the class's scope", "publish's scope over the class's"],
+)
+async def test_published_envelope_carries_the_registered_type_and_its_scope(
+    registered: Scope | None, given: Scope | None, scope: Scope
+) -> None:
+    @event("events.scoped", **({} if registered is None else {"scope": registered}))
+    class Scoped:
         value: int
 
     received: list[Envelope] = []
     async with ActorSystem("events") as system:
         await system.spawn(Recorder, received)
-        envelope = await system.publish(Wide(1), scope=Scope.PROCESS)
+        envelope = await system.publish(Scoped(1), scope=given)
         with anyio.fail_after(5):
             await system.drain()
 
-    assert envelope.scope is Scope.PROCESS
-    assert [e.scope for e in received] == [Scope.PROCESS]
+    assert (envelope.type, envelope.scope) == ("events.scoped", scope)
+    assert [(e.type, e.data, e.scope) for e in received] == [("events.scoped", Scoped(1), scope)]
 
 
 @pytest.mark.anyio

@@ -5,6 +5,7 @@ unannotated subscribers as ``fn(*args, **kwargs)``; the decorators publish throu
 `current_system()` or an explicit ``system=``.
 """
 
+import contextlib
 import threading
 from typing import Any
 
@@ -670,28 +671,11 @@ async def test_publish_result_uses_the_current_system_or_the_given_one() -> None
     assert seen_two == [Total(2)]
 
 
-async def test_publish_result_from_a_handler_uses_the_handler_system() -> None:
-    seen: list[Any] = []
-
-    @publish_result(Total)
-    async def compute(order: OrderCreated) -> Total:
-        return Total(order.amount)
-
-    class Orders(Actor):
-        @handle(OrderCreated)
-        async def created(self, order: OrderCreated) -> None:
-            await compute(order)
-
-    async with system() as sys:
-        await sys.spawn(Orders)
-        await sys.spawn(Totals, seen)
-        await sys.publish(OrderCreated("o", 8.0))
-        await sys.drain()
-    assert seen == [Total(8.0)]
-
-
-async def test_publish_result_from_a_handler_uses_the_handler_system_when_two_run() -> None:
-    """Two systems in one program (as with an in-memory transport): the handler's own wins."""
+@pytest.mark.parametrize(
+    "beside_another", [False, True], ids=["alone", "beside another: the handler's own wins"]
+)
+async def test_publish_result_from_a_handler_uses_the_handler_system(beside_another: bool) -> None:
+    """Two systems in one program (as with an in-memory transport) included."""
     seen_a: list[Any] = []
     seen_b: list[Any] = []
 
@@ -704,13 +688,18 @@ async def test_publish_result_from_a_handler_uses_the_handler_system_when_two_ru
         async def created(self, order: OrderCreated) -> None:
             await compute(order)
 
-    async with system("a") as a, system("b") as b:
+    async with system("a") as a, contextlib.AsyncExitStack() as stack:
         await a.spawn(Orders)
         await a.spawn(Totals, seen_a)
-        await b.spawn(Totals, seen_b)
+        running = [a]
+        if beside_another:
+            b = await stack.enter_async_context(system("b"))
+            await b.spawn(Totals, seen_b)
+            assert current_system() is b  # the innermost `async with`
+            running.append(b)
         await a.publish(OrderCreated("o", 8.0))
-        await a.drain()
-        await b.drain()
+        for each in running:
+            await each.drain()
     assert seen_a == [Total(8.0)]
     assert seen_b == []
 

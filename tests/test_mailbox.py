@@ -208,60 +208,67 @@ async def test_block_publisher_can_be_cancelled_and_others_still_get_through() -
     assert seen == [0, 1, 3]
 
 
-async def test_ask_that_waits_for_room_times_out() -> None:
+@pytest.mark.parametrize(
+    ("overflow", "error", "timeout"),
+    [(Overflow.BLOCK, AskTimeout, 0.05), (Overflow.FAIL, MailboxFull, 30)],
+    ids=["block: it times out waiting for room", "fail: MailboxFull at once"],
+)
+async def test_an_ask_that_finds_the_mailbox_full(
+    overflow: Overflow, error: type[Exception], timeout: float
+) -> None:
     gate, seen = Gate(), []
     async with system() as sys:
-        ref = await busy_worker(sys, gate, seen, Mailbox(1, Overflow.BLOCK))
+        ref = await busy_worker(sys, gate, seen, Mailbox(1, overflow))
         await ref.tell(Job(1))
-        with anyio.fail_after(5), pytest.raises(AskTimeout):
-            await ref.ask(Job(2), timeout=0.05)
+        with anyio.fail_after(5), pytest.raises(error):
+            await ref.ask(Job(2), timeout=timeout)
         gate.open()
         await sys.drain()
     assert seen == [0, 1]
 
 
-# -- DROP_NEWEST --------------------------------------------------------------------------------
+# -- DROP_NEWEST, DROP_OLDEST, FAIL --------------------------------------------------------------
 
 
+@pytest.mark.parametrize(
+    ("overflow", "capacity", "sent", "handled", "dropped"),
+    [
+        (Overflow.DROP_NEWEST, 1, [1, 2, 3], [0, 1], [2, 3]),
+        # Job 0 was being handled: never the one dropped.
+        (Overflow.DROP_OLDEST, 2, [1, 2, 3, 4], [0, 3, 4], [1, 2]),
+        (Overflow.FAIL, 1, [1, 2], [0, 1], [2]),
+    ],
+    ids=["drop newest: the incoming one", "drop oldest: the oldest waiting", "fail: raised"],
+)
 @SENDERS
-async def test_drop_newest_drops_the_incoming_message(how: str) -> None:
+async def test_a_full_mailbox_drops_and_dead_letters_as_its_overflow_says(
+    how: str,
+    overflow: Overflow,
+    capacity: int,
+    sent: list[int],
+    handled: list[int],
+    dropped: list[int],
+) -> None:
     gate, seen = Gate(), []
     async with system() as sys:
-        ref = await busy_worker(sys, gate, seen, Mailbox(1, Overflow.DROP_NEWEST))
-        await send(how, sys, ref, 1)
-        await send(how, sys, ref, 2)  # no error for the sender: dropped
-        await send(how, sys, ref, 3)
-        assert ref.stats.depth == 1
+        ref = await busy_worker(sys, gate, seen, Mailbox(capacity, overflow))
+        for n in sent:
+            if overflow is Overflow.FAIL and n in dropped:
+                with pytest.raises(MailboxFull, match=ref.name):
+                    await send(how, sys, ref, n)
+            else:
+                await send(how, sys, ref, n)  # no error for the sender: dropped
+        assert ref.stats.depth == capacity
         gate.open()
         await sys.drain()
         stats = ref.stats
-    assert seen == [0, 1]
-    assert stats.dropped == 2
+    assert seen == handled
+    assert stats.dropped == len(dropped)
     letters = sys.dead_letters
-    assert [letter.envelope.data for letter in letters] == [Job(2), Job(3)]
+    assert [letter.envelope.data for letter in letters] == [Job(n) for n in dropped]
     assert all(letter.actor == ref.name for letter in letters)
     assert all(isinstance(letter.error, MailboxFull) for letter in letters)
     assert all(letter.envelope.type == "mailbox.job" for letter in letters)
-
-
-# -- DROP_OLDEST --------------------------------------------------------------------------------
-
-
-@SENDERS
-async def test_drop_oldest_drops_the_oldest_waiting_message(how: str) -> None:
-    gate, seen = Gate(), []
-    async with system() as sys:
-        ref = await busy_worker(sys, gate, seen, Mailbox(2, Overflow.DROP_OLDEST))
-        for n in (1, 2, 3, 4):
-            await send(how, sys, ref, n)
-        assert ref.stats.depth == 2
-        gate.open()
-        await sys.drain()
-        stats = ref.stats
-    assert seen == [0, 3, 4]  # job 0 was being handled: never the one dropped
-    assert stats.dropped == 2
-    assert [letter.envelope.data for letter in sys.dead_letters] == [Job(1), Job(2)]
-    assert all(letter.actor == ref.name for letter in sys.dead_letters)
 
 
 @SENDERS
@@ -283,38 +290,7 @@ async def test_messages_waiting_when_the_actor_stops_are_dead_lettered(how: str)
     assert all(isinstance(letter.error, ActorStopped) for letter in letters)
 
 
-# -- FAIL ---------------------------------------------------------------------------------------
-
-
-@SENDERS
-async def test_fail_raises_mailbox_full_to_the_sender(how: str) -> None:
-    gate, seen = Gate(), []
-    async with system() as sys:
-        ref = await busy_worker(sys, gate, seen, Mailbox(1, Overflow.FAIL))
-        await send(how, sys, ref, 1)
-        with pytest.raises(MailboxFull, match=ref.name):
-            await send(how, sys, ref, 2)
-        gate.open()
-        await sys.drain()
-        stats = ref.stats
-    assert seen == [0, 1]
-    assert stats.dropped == 1
-    [letter] = sys.dead_letters
-    assert letter.envelope.data == Job(2)
-    assert letter.actor == ref.name
-    assert isinstance(letter.error, MailboxFull)
-
-
-async def test_fail_ask_raises_mailbox_full_at_once() -> None:
-    gate, seen = Gate(), []
-    async with system() as sys:
-        ref = await busy_worker(sys, gate, seen, Mailbox(1, Overflow.FAIL))
-        await ref.tell(Job(1))
-        with anyio.fail_after(5), pytest.raises(MailboxFull):
-            await ref.ask(Job(2), timeout=30)
-        gate.open()
-        await sys.drain()
-    assert seen == [0, 1]
+# -- FAIL ----------------------------------------------------------------------------------------
 
 
 async def test_fail_on_one_actor_does_not_keep_the_event_from_the_others() -> None:
@@ -338,35 +314,27 @@ class SmallWorker(Worker):
     mailbox = Mailbox(1, Overflow.FAIL)
 
 
-async def test_class_attribute_sets_the_default_mailbox() -> None:
+@pytest.mark.parametrize(
+    ("mailbox", "capacity"),
+    [(None, 1), (Mailbox(3, Overflow.FAIL), 3)],
+    ids=["the class attribute by default", "spawn's overriding it"],
+)
+async def test_the_mailbox_comes_from_the_class_unless_spawn_gives_one(
+    mailbox: Mailbox | None, capacity: int
+) -> None:
     gate, seen = Gate(), []
     async with system() as sys:
-        ref = await sys.spawn(SmallWorker, gate, seen)
+        ref = await sys.spawn(SmallWorker, gate, seen, mailbox=mailbox)
         await ref.tell(Job(0))
         with anyio.fail_after(5):
             await gate.entered.wait()
-        await ref.tell(Job(1))
-        with pytest.raises(MailboxFull):
-            await ref.tell(Job(2))
-        gate.open()
-        await sys.drain()
-    assert seen == [0, 1]
-
-
-async def test_spawn_mailbox_overrides_the_class_attribute() -> None:
-    gate, seen = Gate(), []
-    async with system() as sys:
-        ref = await sys.spawn(SmallWorker, gate, seen, mailbox=Mailbox(3, Overflow.FAIL))
-        await ref.tell(Job(0))
-        with anyio.fail_after(5):
-            await gate.entered.wait()
-        for n in (1, 2, 3):
+        for n in range(1, capacity + 1):
             await ref.tell(Job(n))
         with pytest.raises(MailboxFull):
-            await ref.tell(Job(4))
+            await ref.tell(Job(capacity + 1))
         gate.open()
         await sys.drain()
-    assert seen == [0, 1, 2, 3]
+    assert seen == list(range(capacity + 1))
 
 
 # -- drops are dead letters -------------------------------------------------------------------

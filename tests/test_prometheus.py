@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import gc
-import importlib
-import sys
 import weakref
 
 import anyio
@@ -193,15 +191,6 @@ def test_the_default_registry_and_no_registry() -> None:
         "actorbus_messages_processed",
         "actorbus_handler_failures",
     ]
-
-
-def test_without_prometheus_client_the_import_names_the_extra(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    monkeypatch.setitem(sys.modules, "prometheus_client", None)
-    monkeypatch.delitem(sys.modules, "actorbus.contrib.prometheus")
-    with pytest.raises(ImportError, match=r"pip install 'actorbus\[prometheus\]'"):
-        importlib.import_module("actorbus.contrib.prometheus")
 
 
 def test_a_registry_without_weak_references_still_registers() -> None:

@@ -4,7 +4,9 @@ Like anyio's ``test_all_attributes``: every public name exists, ``__all__`` is s
 re-exported classes and functions show the public module path in reprs and tracebacks.
 """
 
+import importlib
 import inspect
+import sys
 import types
 
 import pytest
@@ -114,3 +116,21 @@ def test_version_is_a_string() -> None:
 def test_reprs_show_the_public_path() -> None:
     assert repr(actorbus.Envelope).startswith("<class 'actorbus.Envelope'")
     assert repr(actorbus.ActorSystem).startswith("<class 'actorbus.ActorSystem'")
+
+
+@pytest.mark.parametrize(
+    ("module", "dependency", "extra"),
+    [
+        ("actorbus.contrib.fastapi", "starlette.requests", "fastapi"),
+        ("actorbus.contrib.otel", "opentelemetry", "otel"),
+        ("actorbus.contrib.prometheus", "prometheus_client", "prometheus"),
+    ],
+    ids=["fastapi", "otel", "prometheus"],
+)
+def test_an_integration_imported_without_its_dependency_names_the_extra(
+    monkeypatch: pytest.MonkeyPatch, module: str, dependency: str, extra: str
+) -> None:
+    monkeypatch.setitem(sys.modules, dependency, None)
+    monkeypatch.delitem(sys.modules, module)
+    with pytest.raises(ImportError, match=rf"pip install 'actorbus\[{extra}\]'"):
+        importlib.import_module(module)

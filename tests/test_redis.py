@@ -40,7 +40,7 @@ from actorbus.redis import RedisStats, RedisTransport
 from actorbus.redis._client import Client
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Awaitable, Callable
 
     from cluster_support import RedisCluster
     from redis_support import RedisServer
@@ -75,6 +75,36 @@ def raw_entry(type_: str, data: Any, id_: str | None = None) -> dict[str, bytes]
     if id_ is not None:
         envelope = Envelope(type=type_, data=data, source="raw", scope=Scope.APP, id=id_)
     return {"e": encode(envelope)}
+
+
+def jobs_into(seen: list[int]) -> Callable[[Job], Awaitable[None]]:
+    """A subscriber of every `Job` that records its number."""
+
+    @handle(Job)
+    async def on_job(job: Job) -> None:
+        seen.append(job.n)
+
+    return on_job
+
+
+def work_into(seen: list[str]) -> Callable[[Envelope], Awaitable[None]]:
+    """A member of group "work" that records the id of each job it handles."""
+
+    @handle("job.created", group="work")
+    async def work(envelope: Envelope) -> None:
+        seen.append(envelope.id)
+
+    return work
+
+
+async def left_pending(
+    raw: AsyncRawClient, key: str, group: str, consumer: str, entries: list[dict[str, bytes]]
+) -> list[bytes]:
+    """What a consumer that read `entries` and went silent leaves: pending in `group`."""
+    await raw.create_group(key, group)
+    ids = [await raw.xadd(key, fields) for fields in entries]
+    await raw.read_group(group, consumer, key)
+    return ids
 
 
 async def dead_letters(client: AsyncRawClient, app: str) -> list[dict[str, str]]:
@@ -246,11 +276,6 @@ async def test_garbage_entries_are_dead_lettered_and_the_consumer_keeps_going(
 ) -> None:
     app = new_app()
     seen: list[int] = []
-
-    @handle(Job)
-    async def on_job(job: Job) -> None:
-        seen.append(job.n)
-
     garbage = [
         {"e": b"not json at all"},
         {"e": b'{"specversion": "1.0", "id": "trunc'},
@@ -263,7 +288,7 @@ async def test_garbage_entries_are_dead_lettered_and_the_consumer_keeps_going(
         raw_client(redis_any.url) as raw,
         ActorSystem(app, transport=transport) as system,
     ):
-        await system.spawn(on_job)
+        await system.spawn(jobs_into(seen))
         for fields in garbage:
             await raw.xadd(events_key(app), fields)
         await system.publish(Job(42))
@@ -315,14 +340,10 @@ async def test_a_durable_instance_resumes_after_a_restart(redis_any: Deployment)
     app = new_app()
     seen: list[int] = []
 
-    class Worker(Actor):  # a start-up actor: in place before the backlog is read
-        @handle(Job)
-        async def on_job(self, job: Job) -> None:
-            seen.append(job.n)
-
     def durable() -> ActorSystem:
         transport = RedisTransport(redis_any.url, instance="w1")
-        return ActorSystem(app, transport=transport, actors=[Worker])
+        # A start-up actor: in place before the backlog is read.
+        return ActorSystem(app, transport=transport, actors=[jobs_into(seen)])
 
     async with durable():
         pass
@@ -337,10 +358,8 @@ async def test_a_durable_instance_resumes_after_a_restart(redis_any: Deployment)
 
 async def left_by_a_crash(raw: AsyncRawClient, key: str) -> None:
     """What a crash leaves behind: jobs 0-2 read by consumer "w2" of its group, not acked."""
-    await raw.create_group(key, "b:w2")
-    for n in range(3):
-        await raw.xadd(key, raw_entry("job.created", {"n": n}))
-    await raw.read_group("b:w2", "w2", key)
+    jobs = [raw_entry("job.created", {"n": n}) for n in range(3)]
+    await left_pending(raw, key, "b:w2", "w2", jobs)
 
 
 async def test_a_durable_instance_takes_back_what_it_read_but_did_not_finish(
@@ -349,16 +368,10 @@ async def test_a_durable_instance_takes_back_what_it_read_but_did_not_finish(
     app = new_app()
     key = events_key(app)
     seen: list[int] = []
-
-    class Worker(Actor):
-        @handle(Job)
-        async def on_job(self, job: Job) -> None:
-            seen.append(job.n)
-
     async with raw_client(redis_any.url) as raw:
         await left_by_a_crash(raw, key)
         transport = RedisTransport(redis_any.url, instance="w2")
-        async with ActorSystem(app, transport=transport, actors=[Worker]):
+        async with ActorSystem(app, transport=transport, actors=[jobs_into(seen)]):
             await eventually(lambda: len(seen) == 3)
             await eventually(lambda: transport.stats().acked == 3)
         pending = await raw.pending(key, "b:w2")
@@ -468,20 +481,13 @@ async def test_a_live_member_claims_what_a_silent_consumer_left_pending(
     app = new_app()
     key = events_key(app)
     seen: list[str] = []
-
-    @handle("job.created", group="work")
-    async def work(envelope: Envelope) -> None:
-        seen.append(envelope.id)
-
+    ids = [f"left-{n}" for n in range(3)]
     async with raw_client(redis_any.url) as raw:
-        await raw.create_group(key, "g:work")
-        ids = [f"left-{n}" for n in range(3)]
-        for id_ in ids:
-            await raw.xadd(key, raw_entry("job.created", {"n": 0}, id_=id_))
-        await raw.read_group("g:work", "dead", key)
+        jobs = [raw_entry("job.created", {"n": 0}, id_=id_) for id_ in ids]
+        await left_pending(raw, key, "g:work", "dead", jobs)
         transport = RedisTransport(redis_any.url, claim_after=0.2)
         async with ActorSystem(app, transport=transport) as system:
-            await system.spawn(work)
+            await system.spawn(work_into(seen))
             await eventually(lambda: len(seen) == 3)
             await eventually(lambda: transport.stats().acked == 3)
         pending = await raw.pending(key, "g:work")
@@ -496,20 +502,14 @@ async def test_an_entry_delivered_too_often_goes_to_the_dead_stream(
     app = new_app()
     key = events_key(app)
     seen: list[str] = []
-
-    @handle("job.created", group="work")
-    async def work(envelope: Envelope) -> None:
-        seen.append(envelope.id)
-
     async with raw_client(redis_any.url) as raw:
-        await raw.create_group(key, "g:work")
-        entry = await raw.xadd(key, raw_entry("job.created", {"n": 0}, id_="poison-1"))
-        await raw.read_group("g:work", "other", key)
+        poison = raw_entry("job.created", {"n": 0}, id_="poison-1")
+        [entry] = await left_pending(raw, key, "g:work", "other", [poison])
         for _ in range(2):  # each claim is one more delivery: 3 in all
             await raw("XCLAIM", key, "g:work", "other", 0, entry)
         transport = RedisTransport(redis_any.url, claim_after=0.2, max_deliveries=3)
         async with ActorSystem(app, transport=transport) as system:
-            await system.spawn(work)
+            await system.spawn(work_into(seen))
             await eventually(lambda: transport.stats().dead_lettered == 1)
             letters = await dead_letters(raw, app)
             pending = await raw.pending(key, "g:work")
@@ -594,17 +594,12 @@ async def test_entries_of_a_type_nobody_here_wants_are_acknowledged_unread(
 ) -> None:
     app = new_app()
     seen: list[int] = []
-
-    @handle(Job)
-    async def on_job(job: Job) -> None:
-        seen.append(job.n)
-
     transport = RedisTransport(redis_server.url)
     async with (
         raw_client(redis_server.url) as raw,
         ActorSystem(app, transport=transport) as system,
     ):
-        await system.spawn(on_job)
+        await system.spawn(jobs_into(seen))
         # Fields t and e name a type nobody here subscribes to: `e` is not decoded (it
         # would not decode: no id, no source), the entry is acknowledged as unwanted.
         unread = b'{"specversion":"1.0","type":"stock.query","data":"not a CloudEvent"}'
@@ -627,18 +622,13 @@ async def test_an_instance_without_broadcast_subscribers_does_not_read_the_broad
     """A publisher-only instance moves its broadcast group along instead of reading it."""
     app = new_app()
     seen: list[int] = []
-
-    @handle(Job)
-    async def on_job(job: Job) -> None:
-        seen.append(job.n)
-
     quiet = RedisTransport(redis_server.url, block=0.05)
     async with (
         raw_client(redis_server.url) as raw,
         ActorSystem(app, transport=RedisTransport(redis_server.url)) as listening,
         ActorSystem(app, transport=quiet) as publishing,
     ):
-        await listening.spawn(on_job)
+        await listening.spawn(jobs_into(seen))
         for n in range(50):
             await publishing.publish(Job(n))
         await eventually(lambda: seen == list(range(50)))
@@ -657,13 +647,8 @@ async def test_an_instance_without_broadcast_subscribers_does_not_read_the_broad
 
         # Once it subscribes, what is published after `spawn` returned reaches it.
         late: list[int] = []
-
-        @handle(Job)
-        async def on_late(job: Job) -> None:
-            late.append(job.n)
-
         for round_ in range(10):
-            ref = await publishing.spawn(on_late)
+            ref = await publishing.spawn(jobs_into(late))
             await listening.publish(Job(100 + round_))
             await eventually(lambda round_=round_: late[-1:] == [100 + round_])
             await ref.stop()
@@ -678,17 +663,13 @@ async def test_cancelled_publishers_leave_the_others_and_the_connection_working(
     seen: list[int] = []
     accepted: list[int] = []
 
-    @handle(Job)
-    async def on_job(job: Job) -> None:
-        seen.append(job.n)
-
     async def publish(system: ActorSystem, n: int, wait: float) -> None:
         with anyio.move_on_after(wait):
             await system.publish(Job(n))
             accepted.append(n)
 
     async with ActorSystem(app, transport=RedisTransport(redis_server.url)) as system:
-        await system.spawn(on_job)
+        await system.spawn(jobs_into(seen))
         for round_ in range(5):  # alone (sent by the caller itself) and crowded (queued)
             async with anyio.create_task_group() as tg:
                 for n in range(round_ * 100, round_ * 100 + 40):
@@ -756,16 +737,11 @@ async def test_publish_fails_during_an_outage_and_consuming_resumes(
     assert password is not None
     app = new_app()
     seen: list[int] = []
-
-    @handle(Job)
-    async def on_job(job: Job) -> None:
-        seen.append(job.n)
-
     transport = RedisTransport(server.url, publish_timeout=0.5)
     assert password not in repr(transport)
     assert "***" in repr(transport)
     async with ActorSystem(app, transport=transport) as system:
-        await system.spawn(on_job)
+        await system.spawn(jobs_into(seen))
         await system.publish(Job(1))
         await eventually(lambda: seen == [1])
 
@@ -892,18 +868,13 @@ async def test_a_killed_worker_process_loses_nothing(
     by_worker = set(record.read_text().split())
     assert 5 <= len(by_worker) < 50  # killed mid-stream
 
-    live: set[str] = set()
-
-    @handle("job.created", group="work")
-    async def work(envelope: Envelope) -> None:
-        live.add(envelope.id)
-
+    live: list[str] = []
     transport = RedisTransport(redis_server.url, claim_after=0.3)
     async with ActorSystem(app, transport=transport) as system:
-        await system.spawn(work)
-        await eventually(lambda: set(published) <= by_worker | live, timeout=15)
+        await system.spawn(work_into(live))
+        await eventually(lambda: set(published) <= by_worker | set(live), timeout=15)
     assert transport.stats().claimed > 0  # what the dead worker had read was taken over
-    assert set(published) == by_worker | live
+    assert set(published) == by_worker | set(live)
 
 
 async def test_quiet_live_instances_keep_their_groups_and_crashed_ones_are_removed(

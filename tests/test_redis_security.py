@@ -13,11 +13,8 @@
 from __future__ import annotations
 
 import logging
-import os
 import secrets
 import signal
-import subprocess
-import sys
 import time
 import traceback
 from pathlib import Path
@@ -26,6 +23,7 @@ from urllib.parse import quote
 
 import anyio
 import pytest
+from cli_support import actorbus_cmd, start_worker
 from redis_support import (
     RedisServer,
     RespError,
@@ -54,6 +52,7 @@ from actorbus._wire import encode
 from actorbus.redis import RedisTransport
 
 if TYPE_CHECKING:
+    import subprocess
     from collections.abc import Callable, Iterable, Iterator
 
 pytestmark = [pytest.mark.anyio, pytest.mark.redis]
@@ -735,15 +734,8 @@ def test_a_password_is_redacted_however_it_is_written() -> None:
 # -- the command line ---------------------------------------------------------------------------
 
 
-def actorbus_run(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "actorbus", "run", "worker_targets:system", *args],
-        cwd=TESTS,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
+def actorbus_run(*args: str) -> subprocess.CompletedProcess[str]:
+    return actorbus_cmd("run", "worker_targets:system", *args)
 
 
 @pytest.mark.slow
@@ -785,38 +777,26 @@ def test_actorbus_run_never_shows_the_password_while_it_runs(
 ) -> None:
     user, password = acl_user(redis_server, "targets", f"{SPECIAL}{secrets.token_hex(6)}")
     url = user_url(redis_server, user, password)
-    marks = tmp_path / "marks"
-    env = {**os.environ, "ACTORBUS_TEST_MARKS": str(marks)}
     if via == "environment":  # ACTORBUS_REDIS_URL keeps it out of the process list
-        env["ACTORBUS_REDIS_URL"] = url
-        redis_args = []
+        env, redis_args = {"ACTORBUS_REDIS_URL": url}, []
     else:
-        redis_args = ["--redis", url]
-    worker = subprocess.Popen(
-        [
-            *[sys.executable, "-m", "actorbus", "run", "worker_targets:system"],
-            *[*redis_args, "--backend", backend],
-            *["--status", "0.1", "--log-level", "DEBUG"],
-        ],
-        cwd=TESTS,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+        env, redis_args = {}, ["--redis", url]
+    worker: subprocess.Popen[str] | None = None
     try:
-        deadline = time.monotonic() + 30
-        while not (marks.exists() and "started" in marks.read_text()):
-            assert worker.poll() is None, worker.communicate()
-            assert time.monotonic() < deadline, "the worker did not start"
-            time.sleep(0.05)
+        worker, _ = start_worker(
+            tmp_path,
+            *["worker_targets:system", *redis_args, "--backend", backend],
+            *["--status", "0.1", "--log-level", "DEBUG"],
+            env=env,
+        )
         time.sleep(0.5)  # a few status lines
         # the URL, given either way, is in use: the worker is connected as that user
         assert f"user={user} " in redis_server.cli("CLIENT", "LIST")
         worker.send_signal(signal.SIGTERM)
         stdout, stderr = worker.communicate(timeout=30)
     finally:
-        worker.kill()
+        if worker is not None:
+            worker.kill()
         redis_server.cli("ACL", "DELUSER", user)
     assert worker.returncode == 0, stderr
     assert "depth" in stderr  # the status lines were there to check

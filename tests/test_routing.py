@@ -78,32 +78,31 @@ class ByClass(Actor):
         self.log.append(("created", event))
 
 
-async def test_class_handler_receives_the_event_object() -> None:
-    log = Log()
+async def published_to(actor: type[Actor], *events: object, args: tuple[Any, ...] = ()) -> None:
+    """Publish `events` to one `actor` (spawned with `args`) and wait until it handled them."""
     async with system() as sys:
-        await sys.spawn(ByClass, log)
-        await sys.publish(OrderCreated("o-1", 9.5))
+        await sys.spawn(actor, *args)
+        for published in events:
+            await sys.publish(published)
         await sys.drain()
-    assert log == [("created", OrderCreated("o-1", 9.5))]
 
 
-async def test_class_handler_matches_subclasses_by_isinstance() -> None:
+@pytest.mark.parametrize(
+    ("published", "handled"),
+    [
+        (OrderCreated("o-1", 9.5), [OrderCreated("o-1", 9.5)]),
+        (PriorityOrder("o-2"), [PriorityOrder("o-2")]),
+        (OrderShipped("o-1"), []),
+    ],
+    ids=["its class: the event object", "a subclass, by isinstance", "another class: ignored"],
+)
+async def test_class_handler_matches_the_event_by_isinstance(
+    published: object, handled: list[object]
+) -> None:
     log = Log()
-    async with system() as sys:
-        await sys.spawn(ByClass, log)
-        await sys.publish(PriorityOrder("o-2"))
-        await sys.drain()
-    assert log == [("created", PriorityOrder("o-2"))]
-    assert type(log[0][1]) is PriorityOrder
-
-
-async def test_class_handler_ignores_other_classes() -> None:
-    log = Log()
-    async with system() as sys:
-        await sys.spawn(ByClass, log)
-        await sys.publish(OrderShipped("o-1"))
-        await sys.drain()
-    assert log == []
+    await published_to(ByClass, published, args=(log,))
+    assert log == [("created", event) for event in handled]
+    assert [type(event) for _, event in log] == [type(event) for event in handled]
 
 
 # -- by glob --------------------------------------------------------------------------------
@@ -203,61 +202,29 @@ async def test_glob_handler_gets_the_event_object_of_a_class_event() -> None:
 # -- @handle() infers the class from the annotation -------------------------------------------
 
 
-async def test_handle_without_argument_uses_the_annotation() -> None:
+@pytest.mark.parametrize(
+    ("annotation", "handled"),
+    [
+        (OrderShipped, [OrderShipped("o-1")]),
+        (OrderCreated, [OrderCreated("o-1"), PriorityOrder("o-9")]),
+        (OrderShipped | PaymentProcessed, [OrderShipped("o-1"), PaymentProcessed("p-1")]),
+    ],
+    ids=["a class", "a class and its subclasses", "a union"],
+)
+async def test_handle_without_argument_uses_the_annotation(
+    annotation: Any, handled: list[object]
+) -> None:
     log = Log()
 
     class Inferred(Actor):
         @handle()
-        async def shipped(self, event: OrderShipped) -> None:
+        async def on(self, event: annotation) -> None:  # type: ignore[valid-type]
             log.append(event)
 
-    async with system() as sys:
-        await sys.spawn(Inferred)
-        await sys.publish(OrderShipped("o-1"))
-        await sys.publish(OrderCreated("o-1"))
-        await sys.drain()
-    assert log == [OrderShipped("o-1")]
-
-
-async def test_handle_without_argument_matches_subclasses_of_the_annotation() -> None:
-    log = Log()
-
-    class Inferred(Actor):
-        @handle()
-        async def created(self, event: OrderCreated) -> None:
-            log.append(event)
-
-    async with system() as sys:
-        await sys.spawn(Inferred)
-        await sys.publish(PriorityOrder("o-9"))
-        await sys.drain()
-    assert log == [PriorityOrder("o-9")]
-
-
-async def test_handle_without_argument_accepts_a_union_annotation() -> None:
-    log = Log()
-
-    class Inferred(Actor):
-        @handle()
-        async def either(self, event: OrderShipped | PaymentProcessed) -> None:
-            log.append(event)
-
-    async with system() as sys:
-        await sys.spawn(Inferred)
-        await sys.publish(OrderShipped("o-1"))
-        await sys.publish(PaymentProcessed("p-1"))
-        await sys.publish(OrderCreated("o-1"))
-        await sys.drain()
-    assert log == [OrderShipped("o-1"), PaymentProcessed("p-1")]
-
-
-def test_handle_without_argument_or_annotation_is_a_type_error() -> None:
-    with pytest.raises(TypeError, match="annotat"):
-
-        class Unclear(Actor):
-            @handle()
-            async def what(self, event) -> None:  # type: ignore[no-untyped-def]
-                pass
+    everything = [OrderShipped("o-1"), PaymentProcessed("p-1"), OrderCreated("o-1")]
+    await published_to(Inferred, *everything, PriorityOrder("o-9"))
+    assert log == handled
+    assert [type(event) for event in log] == [type(event) for event in handled]
 
 
 def test_handle_rejects_targets_that_are_neither_classes_nor_globs() -> None:
@@ -506,22 +473,37 @@ async def test_star_args_handler_receives_emitted_arguments() -> None:
     assert seen == [((1, "two"), {"three": 3})]
 
 
-def test_two_envelope_parameters_are_a_type_error() -> None:
-    with pytest.raises(TypeError):
-
-        class Confused(Actor):
-            @handle("routing.*")
-            async def both(self, first: Envelope, second: Envelope) -> None:
-                pass
+@handle()
+async def without_annotation(self, event) -> None:  # type: ignore[no-untyped-def]
+    pass
 
 
-def test_three_parameters_are_a_type_error() -> None:
-    with pytest.raises(TypeError):
+@handle("routing.*")
+async def two_envelopes(self: Actor, first: Envelope, second: Envelope) -> None:
+    pass
 
-        class TooMany(Actor):
-            @handle(OrderCreated)
-            async def many(self, event: OrderCreated, envelope: Envelope, extra: int) -> None:
-                pass
+
+@handle(OrderCreated)
+async def three_parameters(
+    self: Actor, event: OrderCreated, envelope: Envelope, extra: int
+) -> None:
+    pass
+
+
+@pytest.mark.parametrize(
+    ("handler", "reason"),
+    [
+        (without_annotation, "no annotation to infer one from"),
+        (two_envelopes, "exactly one of them must be annotated Envelope"),
+        (three_parameters, "takes the event, the envelope"),
+    ],
+    ids=["@handle() without an annotation", "two envelopes", "three parameters"],
+)
+def test_a_handler_that_does_not_say_what_it_takes_is_a_type_error(
+    handler: object, reason: str
+) -> None:
+    with pytest.raises(TypeError, match=reason):
+        type("Unclear", (Actor,), {"handler": handler})
 
 
 async def test_sync_handler_receives_the_event() -> None:
@@ -555,61 +537,57 @@ class Shapes(Actor):
         return shape
 
 
-async def test_dict_data_is_converted_to_the_annotated_class() -> None:
-    log = Log()
+@dataclasses.dataclass
+class Line:
+    """A dataclass, not registered: converted only through handler annotations."""
+
+    sku: str
+    quantity: int
+
+
+@pytest.mark.parametrize(
+    ("data", "converted"),
+    [({"sides": 3, "name": "tri"}, Shape(3, "tri")), ({"sku": "a", "quantity": 2}, Line("a", 2))],
+    ids=["attrs class", "dataclass"],
+)
+async def test_dict_data_is_converted_to_the_annotated_class(
+    data: dict[str, Any], converted: object
+) -> None:
+    seen: list[object] = []
+    annotation = type(converted)
+
+    class Converting(Actor):
+        @handle("routing.data")
+        async def on_data(self, value: annotation) -> None:  # type: ignore[valid-type]
+            seen.append(value)
+
+    await published_to(Converting, Envelope(type="routing.data", data=data))
+    assert seen == [converted]
+    assert type(seen[0]) is annotation
+
+
+@pytest.mark.parametrize(
+    ("data", "field"),
+    [({"sides": "many", "name": "blob"}, "sides"), ({"sides": 3}, "name")],
+    ids=["of the wrong type", "missing"],
+)
+async def test_dict_data_that_does_not_fit_is_a_decode_error_naming_actor_handler_and_field(
+    data: dict[str, Any], field: str
+) -> None:
     async with system() as sys:
-        await sys.spawn(Shapes, log)
-        await sys.publish(Envelope(type="routing.shape.drawn", data={"sides": 3, "name": "tri"}))
-        await sys.drain()
-    assert log == [Shape(3, "tri")]
-    assert type(log[0]) is Shape
-
-
-async def test_dict_data_is_converted_to_an_annotated_dataclass() -> None:
-    @dataclasses.dataclass
-    class Line:
-        sku: str
-        quantity: int
-
-    seen: list[Line] = []
-
-    class Lines(Actor):
-        @handle("routing.line")
-        async def on_line(self, line: Line) -> None:
-            seen.append(line)
-
-    async with system() as sys:
-        await sys.spawn(Lines)
-        await sys.publish(Envelope(type="routing.line", data={"sku": "a", "quantity": 2}))
-        await sys.drain()
-    assert seen == [Line("a", 2)]
-
-
-async def test_dict_data_that_does_not_fit_is_a_decode_error_naming_actor_handler_and_field() -> (
-    None
-):
-    log = Log()
-    async with system() as sys:
-        ref = await sys.spawn(Shapes, log, name="shapes")
-        bad = Envelope(type="routing.shape.drawn", data={"sides": "many", "name": "blob"})
+        ref = await sys.spawn(Shapes, Log(), name="shapes")
+        bad = Envelope(type="routing.shape.drawn", data=data)
         with anyio.fail_after(5), pytest.raises(DecodeError) as caught:
             await ref.ask(bad)
         message = str(caught.value)
         assert "shapes" in message
         assert "on_shape" in message
-        assert "sides" in message
+        assert field in message
         # The actor is fine afterwards.
         with anyio.fail_after(5):
             assert await ref.ask(
                 Envelope(type="routing.shape.ok", data={"sides": 4, "name": "sq"})
             ) == Shape(4, "sq")
-
-
-async def test_dict_data_with_a_missing_field_is_a_decode_error_naming_it() -> None:
-    async with system() as sys:
-        ref = await sys.spawn(Shapes, Log(), name="shapes")
-        with anyio.fail_after(5), pytest.raises(DecodeError, match="name"):
-            await ref.ask(Envelope(type="routing.shape.drawn", data={"sides": 3}))
 
 
 async def test_decode_error_in_a_handler_is_counted_as_a_failure() -> None:
@@ -654,35 +632,25 @@ async def test_envelope_with_a_registered_type_and_bad_data_is_a_decode_error() 
             await sys.publish(Envelope(type="routing.local.strict", data={"count": "many"}))
 
 
-async def test_glob_handler_without_annotation_gets_plain_dict_data() -> None:
+@pytest.mark.parametrize("annotation", [None, Any, object], ids=["none", "Any", "object"])
+async def test_glob_handler_without_an_event_class_gets_plain_dict_data(annotation: Any) -> None:
+    """No annotation, `Any` and `object` name no event class: the data is passed as it is."""
     seen: list[object] = []
 
     class Raw(Actor):
-        @handle("routing.raw.*")
-        async def raw(self, data) -> None:  # type: ignore[no-untyped-def]
-            seen.append(data)
+        if annotation is None:
 
-    async with system() as sys:
-        await sys.spawn(Raw)
-        await sys.publish(Envelope(type="routing.raw.x", data={"k": 1}))
-        await sys.drain()
-    assert seen == [{"k": 1}]
+            @handle("routing.raw.*")
+            async def raw(self, data) -> None:  # type: ignore[no-untyped-def]
+                seen.append(data)
 
+        else:
 
-@pytest.mark.parametrize("annotation", [Any, object])
-async def test_glob_handler_annotated_any_or_object_gets_plain_dict_data(annotation: Any) -> None:
-    """`Any` and `object` name no event class: the data is passed through as it is."""
-    seen: list[object] = []
+            @handle("routing.raw.*")
+            async def raw(self, data: annotation) -> None:  # type: ignore[valid-type]
+                seen.append(data)
 
-    class Raw(Actor):
-        @handle("routing.raw.*")
-        async def raw(self, data: annotation) -> None:  # type: ignore[valid-type]
-            seen.append(data)
-
-    async with system() as sys:
-        await sys.spawn(Raw)
-        await sys.publish(Envelope(type="routing.raw.x", data={"k": 1}))
-        await sys.drain()
+    await published_to(Raw, Envelope(type="routing.raw.x", data={"k": 1}))
     assert seen == [{"k": 1}]
 
 
@@ -740,20 +708,20 @@ async def test_plain_object_is_matched_by_a_glob_over_its_qualified_name() -> No
     assert seen == ["DomainEvent", "DomainEvent"]
 
 
-async def test_plain_object_with_app_scope_is_a_clear_type_error() -> None:
+@pytest.mark.parametrize("as_envelope", [False, True], ids=["the object", "in an envelope"])
+async def test_plain_object_with_app_scope_is_a_clear_type_error(as_envelope: bool) -> None:
     log = Log()
     async with system() as sys:
         await sys.spawn(Domain, log)
         with pytest.raises(TypeError, match="@event"):
-            await sys.publish(DomainEvent(1), scope=Scope.APP)
+            if as_envelope:
+                await sys.publish(
+                    Envelope(type="routing.plain", data=DomainEvent(1), scope=Scope.APP)
+                )
+            else:
+                await sys.publish(DomainEvent(1), scope=Scope.APP)
         await sys.drain()
     assert log == []
-
-
-async def test_envelope_with_plain_object_data_and_app_scope_is_a_type_error() -> None:
-    async with system() as sys:
-        with pytest.raises(TypeError, match="@event"):
-            await sys.publish(Envelope(type="routing.plain", data=DomainEvent(1), scope=Scope.APP))
 
 
 async def test_app_scope_event_is_delivered_locally_without_a_transport() -> None:

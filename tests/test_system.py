@@ -585,25 +585,22 @@ async def test_ask_timeout_can_be_caught_as_timeout_error() -> None:
             await ref.ask(Ping(1), timeout=0.01)
 
 
-async def test_ask_raises_the_handler_exception() -> None:
+class SyncFail(Counter):
+    @handle(Fail)
+    def fail(self, command: Fail) -> None:  # type: ignore[override]
+        raise LookupError(command.message)
+
+
+@pytest.mark.parametrize(
+    ("actor", "error"), [(Counter, ValueError), (SyncFail, LookupError)], ids=["async", "sync"]
+)
+async def test_ask_raises_the_handler_exception(actor: type[Actor], error: type[Exception]) -> None:
     async with system() as sys:
-        ref = await sys.spawn(Counter)
-        with anyio.fail_after(5), pytest.raises(ValueError, match="bad input"):
+        ref = await sys.spawn(actor)
+        with anyio.fail_after(5), pytest.raises(error, match="bad input"):
             await ref.ask(Fail("bad input"))
         with anyio.fail_after(5):
             assert await ref.ask(Ping(1)) == 10  # default policy: the actor keeps going
-
-
-async def test_ask_raises_the_sync_handler_exception() -> None:
-    class SyncFail(Actor):
-        @handle(Fail)
-        def fail(self, command: Fail) -> None:
-            raise LookupError(command.message)
-
-    async with system() as sys:
-        ref = await sys.spawn(SyncFail)
-        with anyio.fail_after(5), pytest.raises(LookupError, match="sync"):
-            await ref.ask(Fail("sync"))
 
 
 async def test_tell_does_not_wait_for_the_handler() -> None:
@@ -770,7 +767,8 @@ async def test_drain_waits_for_every_mailbox_and_handler() -> None:
             assert (stats.processed, stats.depth) == (10, 0)
 
 
-async def test_drain_waits_for_messages_published_by_handlers() -> None:
+@pytest.mark.parametrize("wait", ["drain", "leaving"])
+async def test_drain_and_leaving_wait_for_messages_published_by_handlers(wait: str) -> None:
     got: list[int] = []
 
     class Relay(Actor):
@@ -789,11 +787,13 @@ async def test_drain_waits_for_messages_published_by_handlers() -> None:
     async with system() as sys:
         await sys.spawn(Relay)
         await sys.spawn(Sink)
-        for n in range(5):
+        for n in range(10):
             await sys.publish(Ping(n))
-        with anyio.fail_after(5):
-            await sys.drain()
-        assert got == [0, 1, 2, 3, 4]
+        if wait == "drain":
+            with anyio.fail_after(5):
+                await sys.drain()
+            assert got == list(range(10))
+    assert got == list(range(10))
 
 
 async def test_drain_returns_at_once_when_idle() -> None:
@@ -821,13 +821,19 @@ class Watcher(Actor):
         self.done.set()
 
 
-async def test_watcher_receives_terminated_on_a_normal_stop() -> None:
+@pytest.mark.parametrize(
+    "stopped_first", [False, True], ids=["while watched", "before it is watched: at once"]
+)
+async def test_watcher_receives_terminated_on_a_normal_stop(stopped_first: bool) -> None:
     seen: list[Terminated] = []
     done = anyio.Event()
     async with system() as sys:
         target = await sys.spawn(Counter, name="target")
+        if stopped_first:
+            await target.stop()
         await sys.spawn(Watcher, target, seen, done)
-        await target.stop()
+        if not stopped_first:
+            await target.stop()
         with anyio.fail_after(5):
             await done.wait()
     assert seen == [Terminated("target", None)]
@@ -885,18 +891,6 @@ async def test_terminated_goes_ahead_of_waiting_messages() -> None:
         opened.set()
         await sys.drain()
     assert order == [0, "target", 1, 2]
-
-
-async def test_watching_an_actor_that_already_stopped_gives_terminated_at_once() -> None:
-    seen: list[Terminated] = []
-    done = anyio.Event()
-    async with system() as sys:
-        target = await sys.spawn(Counter, name="target")
-        await target.stop()
-        await sys.spawn(Watcher, target, seen, done)
-        with anyio.fail_after(5):
-            await done.wait()
-    assert seen == [Terminated("target", None)]
 
 
 async def test_wait_stopped_from_anywhere() -> None:
@@ -1198,29 +1192,6 @@ async def test_stop_dead_letters_waiting_messages_and_fails_waiting_askers() -> 
     assert sorted(letter.envelope.data.n for letter in sys.dead_letters) == [1, 2]
     assert all(letter.actor == "slow" for letter in sys.dead_letters)
     assert all(isinstance(letter.error, ActorStopped) for letter in sys.dead_letters)
-
-
-async def test_leaving_drains_messages_published_by_handlers() -> None:
-    got: list[int] = []
-
-    class Relay(Actor):
-        @handle(Ping)
-        async def ping(self, ping: Ping) -> None:
-            await checkpoint()
-            await self.publish(Pong(ping.n))
-
-    class Sink(Actor):
-        @handle(Pong)
-        async def pong(self, pong: Pong) -> None:
-            await checkpoint()
-            got.append(pong.n)
-
-    async with system() as sys:
-        await sys.spawn(Relay)
-        await sys.spawn(Sink)
-        for n in range(10):
-            await sys.publish(Ping(n))
-    assert got == list(range(10))
 
 
 async def test_startup_actors_get_default_names_from_their_classes() -> None:
