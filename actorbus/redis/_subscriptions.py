@@ -40,8 +40,8 @@ class Subscriptions:
     """The consumer groups one transport reads (module docs).
 
     `shared_reads` (class attribute): a partitioned group reads the partitions owned here
-    with one command (`SharedReader`); a Redis Cluster needs it False (one read per
-    partition: each has its own slot).
+    with one command (`SharedReader`), on a single server; on a Redis Cluster each
+    partition is read on its own (each has its own slot), whatever it says.
 
     Args:
         context: The transport's shared state.
@@ -115,9 +115,10 @@ class Subscriptions:
         self._groups.add(name)
         running = self._task_group is not None and not self._intake_stopped
         if self._context.keys.partitions > 1:
-            ownership = Ownership(
-                self._context, self._host, name, group, shared_reads=self.shared_reads
-            )
+            # A cluster refuses a read of several partitions: their streams are in
+            # different slots.
+            shared = self.shared_reads and self._context.client.cluster is None
+            ownership = Ownership(self._context, self._host, name, group, shared_reads=shared)
             self._ownerships[name] = ownership
             if running:
                 self._own(ownership)
