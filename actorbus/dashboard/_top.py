@@ -42,6 +42,8 @@ SORTS: Final = ("rate", "depth", "failed", "processed", "name")
 _BLOCKS: Final = " ▁▂▃▄▅▆▇█"
 _SPARK_POINTS: Final = 30
 _LETTERS: Final = 5
+_STREAMS: Final = 16
+"""Streams listed one by one (with many partitions, the rest are counted)."""
 
 Json = dict[str, Any]
 """A JSON object of the state (what ``/api/state`` returns, perhaps from another version)."""
@@ -126,7 +128,13 @@ def render(state: Json, screen: _Screen | None = None) -> Group:
         )
     )
     parts.append(_actors_table(view, sort, reverse=screen.reverse))
+    entities = _objects(view.get("entities"))
+    if entities:
+        parts.append(_entities_table(entities))
     parts.append(_streams_table(_objects(state.get("streams"))))
+    groups = _objects(state.get("partitions"))
+    if groups:
+        parts.append(_partitions_table(groups))
     letters = _objects(view.get("letters"))
     if letters:
         table = Table("dead letter", "actor", "error", "event", title=None, expand=True)
@@ -180,8 +188,62 @@ def _actors_table(view: Json, sort: str, *, reverse: bool) -> Table:
     return table
 
 
+def _entities_table(kinds: list[Json]) -> Table:
+    table = Table("entity kind", expand=True)
+    for column in ("active", "msg/s", "activations", "passivations", "processed", "failed"):
+        table.add_column(column, justify="right")
+    table.add_column("partitions here")
+    for kind in kinds:
+        table.add_row(
+            Text(str(kind.get("kind", "")), style="bold"),
+            _n(kind.get("active")),
+            _n(kind.get("rate")),
+            _n(kind.get("activations")),
+            _n(kind.get("passivations")),
+            _n(kind.get("processed")),
+            _n(kind.get("failed")),
+            Text(_ranges(kind.get("partitions")), overflow="ellipsis", no_wrap=True),
+        )
+    return table
+
+
+def _partitions_table(groups: list[Json]) -> Table:
+    """Per group and owner: how many partitions, which ones, and their fencing tokens."""
+    table = Table("group", "owner", "n", "partitions (fencing token)", expand=True)
+    for group in groups:
+        by_owner: dict[str, list[str]] = {}
+        for partition in _objects(group.get("partitions")):
+            owner = partition.get("owner")
+            token = partition.get("token")
+            label = f"{partition.get('partition')}" + ("" if token is None else f"#{token}")
+            by_owner.setdefault(str(owner) if owner else "nobody", []).append(label)
+        for owner, labels in by_owner.items():
+            table.add_row(
+                Text(str(group.get("group", ""))),
+                Text(owner, style="red" if owner == "nobody" else ""),
+                _n(len(labels)),
+                Text(" ".join(labels), overflow="ellipsis", no_wrap=True),
+            )
+    return table
+
+
+def _ranges(value: object) -> str:
+    """``[0, 1, 2, 5]`` as ``0-2, 5``."""
+    items = cast("list[object]", value) if isinstance(value, list) else []
+    runs: list[list[int]] = []
+    for number in sorted({n for n in items if isinstance(n, int) and not isinstance(n, bool)}):
+        if runs and number == runs[-1][1] + 1:
+            runs[-1][1] = number
+        else:
+            runs.append([number, number])
+    return ", ".join(str(a) if a == b else f"{a}-{b}" for a, b in runs) or "none"
+
+
 def _streams_table(streams: list[Json]) -> Table:
     table = Table("stream", "length", "group", "pending", "lag", expand=True)
+    if len(streams) > _STREAMS + 1:  # many partitions: the first ones, then the dead letters
+        more = len(streams) - _STREAMS - 1
+        streams = [*streams[:_STREAMS], {"name": f"… {more} more streams"}, streams[-1]]
     for stream in streams:
         for group in _objects(stream.get("groups")) or [{}]:
             table.add_row(
