@@ -9,6 +9,7 @@ whose payload is its data; each handler of the declared actors and routers is a
 
 from __future__ import annotations
 
+import math
 import typing
 import urllib.parse
 from typing import Any, Final
@@ -16,6 +17,7 @@ from typing import Any, Final
 import attrs
 
 from ._asyncapi_cloudevents import ADHOC, ANY_DATA, cloudevent_attributes, message_headers
+from ._asyncapi_delivery import delivery_text
 from ._asyncapi_redis import RedisStreams
 from ._declared import NOT_ANNOTATED, Layout, Subscription, layout, subscriptions
 from ._docstrings import docstring_summary
@@ -195,7 +197,7 @@ class _Document:
         message["headers"] = message_headers(self.headers, event.name)
         message["payload"] = self._payload(event)
         if cls is not None:
-            message["x-actorbus-class"] = f"{cls.__module__}.{cls.__qualname__}"
+            message["x-actorbus-class"] = _class_path(cls)
         if cls is not None:
             info = event_info(cls)
             message["x-actorbus-scope"] = info.scope.value if info is not None else "process"
@@ -336,26 +338,29 @@ class _Document:
             operation["x-actorbus-group"] = group
         if channel == _EVENTS and self.streams is not None:
             operation["x-actorbus-consumer-group"] = self.streams.consumer_group(group)
+        entity = subscription.entity
+        if entity is not None:
+            state = entity.state
+            operation["x-actorbus-entity"] = {
+                "kind": entity.kind,
+                "class": _class_path(entity.cls),
+                "state": None if state is None else self.schemas.of(state, entity.kind),
+                "passivateAfter": None
+                if math.isinf(entity.passivate_after)
+                else entity.passivate_after,
+            }
         return operation
 
     def _delivery_text(self, subscription: Subscription, channel: str) -> str:
-        handler, actor, group = subscription.handler, subscription.actor, subscription.group
-        text = f"Handler `{handler}` of actor `{actor}`. "
-        across = channel == _EVENTS and self.layout.transport is not None
-        if group is None and across:
-            text += "Broadcast: every running instance of the application receives each event"
-        elif group is None:
-            text += "Broadcast: every subscriber in the process receives each event"
-        elif across:
-            text += (
-                f"Competing consumers: each event is handled by one live member of group "
-                f"`{group}` across all instances (at least once)"
-            )
-        else:
-            text += f"Competing consumers: one member of group `{group}` in the process, in turn"
-        if channel == _EVENTS and self.streams is not None:
-            text += f", through the consumer group `{self.streams.consumer_group(group)}`"
-        return text + "."
+        on_events = channel == _EVENTS
+        return delivery_text(
+            subscription,
+            across=on_events and self.layout.transport is not None,
+            consumer_group=self.streams.consumer_group(subscription.group)
+            if on_events and self.streams is not None
+            else None,
+            partitions=self.layout.partitions,
+        )
 
     def _reply(
         self, subscription: Subscription, channel: str, keys: list[str], operation_key: str
@@ -390,6 +395,10 @@ def _extensions_last(value: Any) -> Any:
     if isinstance(value, list):
         return [_extensions_last(item) for item in typing.cast("list[Any]", value)]
     return value
+
+
+def _class_path(cls: type[Any]) -> str:
+    return f"{cls.__module__}.{cls.__qualname__}"
 
 
 def _channel_of(scope: Scope) -> str:

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from typing import Any, Final
 
+from ._dispatch import REPLY_TO, TO_GROUP
+from ._keys import PARTITION_KEY
+
 __all__ = ["ADHOC", "ANY_DATA", "cloudevent_attributes", "message_headers"]
 
 ANY_DATA: Final[dict[str, Any]] = {
@@ -59,14 +62,19 @@ def cloudevent_attributes() -> dict[str, Any]:
             "time": {
                 "type": "string",
                 "format": "date-time",
-                "description": "When it was published (UTC); optional when read.",
+                "description": (
+                    "When it was published (UTC). Optional: actorbus sets it on every event "
+                    "it publishes, but an event from another producer may have none, and "
+                    "it is then read without one (never invented)."
+                ),
             },
             "datacontenttype": {
                 "type": "string",
                 "default": "application/json",
                 "description": (
-                    "The media type of the data: `application/json`, or a binary type for "
-                    "bytes data."
+                    "The media type of the data: `application/json` for JSON data (the "
+                    "default when absent); for bytes data, which travels as `data_base64`, "
+                    "`application/octet-stream` unless the publisher set another type."
                 ),
             },
             "subject": {"type": "string", "description": "Optional subject of the event."},
@@ -84,11 +92,32 @@ def cloudevent_attributes() -> dict[str, Any]:
                 "type": "string",
                 "description": "W3C Trace Context of the publisher (distributed tracing).",
             },
-            "replyto": {
+            REPLY_TO: {
                 "type": "string",
                 "description": (
                     "On a request across instances (`system.request`): the name of the "
                     "instance waiting for the reply."
+                ),
+            },
+            PARTITION_KEY: {
+                "type": "string",
+                "minLength": 1,
+                "maxLength": 1024,
+                "description": (
+                    "The event's key (the CloudEvents Partitioning extension): what it is "
+                    "about, an order or an account. With partitions, it chooses the "
+                    "event's partition stream, so every group handles the events of one "
+                    "key in order; an entity kind gives the event to the entity of this key."
+                ),
+            },
+            TO_GROUP: {
+                "type": "string",
+                "minLength": 1,
+                "description": (
+                    "actorbus extension: only this consumer group handles the event; other "
+                    "groups and broadcast subscribers skip it. A message sent with "
+                    "`system.entity(Kind, key)` carries its kind's group, `entity:<kind>`, "
+                    "and its key in `partitionkey`."
                 ),
             },
         },

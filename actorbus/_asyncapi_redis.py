@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Final
 
+from ._declared import PARTITION_PARAMETER
+
 if TYPE_CHECKING:
     from ._declared import Layout, Server
     from ._jsonschema import SchemaBuilder
@@ -166,15 +168,11 @@ class RedisStreams:
         channel: dict[str, Any] = {"address": self.layout.events, "title": "APP events"}
         partitions = self.layout.partitions
         if partitions > 1:
-            # Each partition is its own stream; their keys come with the partitioned layout
-            # (issue 22), so the address is left open rather than guessed.
-            channel["address"] = None
-            description += (
-                f" It is split into {partitions} partition streams: an event with a key "
-                "(the `partitionkey` attribute) always goes to the same one."
-            )
-            channel["x-actorbus-partitions"] = partitions
+            description += self._partitions_text(partitions)
         channel["description"] = description
+        if partitions > 1:
+            channel["parameters"] = {PARTITION_PARAMETER: self._partition_parameter()}
+            channel["x-actorbus-partitions"] = partitions
         channel["servers"] = [{"$ref": f"#/servers/{_SERVER}"}]
         channel["x-actorbus-scope"] = "app"
         channel["x-actorbus-stream-fields"] = {
@@ -182,6 +180,34 @@ class RedisStreams:
             "t": "the event type",
         }
         return channel
+
+    def _partitions_text(self, partitions: int) -> str:
+        lease = float(self.layout.settings["lease"])
+        return (
+            f" It is split into {partitions} partition streams, one per value of "
+            f"`{{{PARTITION_PARAMETER}}}`: an event with a key (the `partitionkey` "
+            f"attribute) goes to partition CRC-32(key) mod {partitions} (the CRC-32 of its "
+            "UTF-8 bytes, as zlib computes it), an event without one to each in turn. Each "
+            "partition of a consumer group (`g:…`) is read by one live member at a time, "
+            f"which holds the partition's lease (renewed every {lease / 3:.3g} s, taken over "
+            f"{lease:g} s after its holder went silent), so a group handles the events of "
+            "one key in order; broadcast groups (`b:…`) read every partition. The "
+            "partition's leases, fencing counters and entity states share its hash tag "
+            "but are not streams: they are not channels here (the scaling guide lists "
+            "them)."
+        )
+
+    def _partition_parameter(self) -> dict[str, Any]:
+        tags = list(self.layout.partition_tags)
+        return {
+            "description": (
+                "The partition's Redis Cluster hash tag, braces included (they are part "
+                "of the stream's key): the values are listed in partition order, so "
+                "partition p's stream is the address with the p-th value."
+            ),
+            "enum": tags,
+            "examples": tags[:1],
+        }
 
     def dead_letter_channel(self) -> dict[str, Any]:
         """The dead-letter stream, with its one message."""

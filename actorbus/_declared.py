@@ -25,12 +25,40 @@ if TYPE_CHECKING:
 
     from ._system import ActorSystem
 
-__all__ = ["NOT_ANNOTATED", "Layout", "Server", "Subscription", "layout", "subscriptions"]
+__all__ = [
+    "NOT_ANNOTATED",
+    "PARTITION_PARAMETER",
+    "EntityInfo",
+    "Layout",
+    "Server",
+    "Subscription",
+    "layout",
+    "subscriptions",
+]
 
 _WILDCARDS: Final = frozenset("*?[")
 NOT_ANNOTATED: Final = object()
-_NO_SETTINGS: Final[dict[str, Any]] = {}
 """The `Subscription.returns` of a handler without a return annotation."""
+_NO_SETTINGS: Final[dict[str, Any]] = {}
+PARTITION_PARAMETER: Final = "partition"
+"""The parameter of the partitioned events stream's address (`Layout.events`)."""
+
+
+@attrs.frozen
+class EntityInfo:
+    """The entity kind a handler belongs to.
+
+    Attributes:
+        kind: The kind's name (its group is ``entity:<kind>``).
+        cls: The entity class.
+        state: Its durable state's class (None: it keeps none).
+        passivate_after: Seconds idle before an entity is stopped.
+    """
+
+    kind: str
+    cls: type[Any]
+    state: type[Any] | None
+    passivate_after: float
 
 
 @attrs.frozen
@@ -48,6 +76,7 @@ class Subscription:
         spreads: Whether it takes an ad-hoc event's arguments (``fn(*args, **kwargs)``).
         matches: Whether an event of a class (None: plain data) and type reaches it.
         returns: Its return annotation (`NOT_ANNOTATED` when it has none).
+        entity: The entity kind it belongs to (None: an actor's or a function's).
     """
 
     actor: str
@@ -60,6 +89,7 @@ class Subscription:
     spreads: bool
     matches: Callable[[type[Any] | None, str], bool]
     returns: object
+    entity: EntityInfo | None = None
 
 
 def subscriptions(system: ActorSystem) -> list[Subscription]:
@@ -80,7 +110,10 @@ def subscriptions(system: ActorSystem) -> list[Subscription]:
     for declared in actors:
         actor = cast("Any", declared)  # an Actor subclass or a `@handle` function
         if (kind := kind_of(actor)) is not None:  # an entity kind: its group, by its name
-            found += [_record(kind.name, spec, kind.group) for spec in kind.table.specs]
+            entity = EntityInfo(
+                kind.name, kind.cls, kind.sharding.state, kind.sharding.passivate_after
+            )
+            found += [_record(kind.name, spec, kind.group, entity) for spec in kind.table.specs]
         elif isinstance(actor, type) and issubclass(actor, Actor):
             name = name_for(actor.__name__)
             found += [_record(name, spec, actor.group) for spec in actor.__actorbus_table__.specs]
@@ -99,7 +132,9 @@ def subscriptions(system: ActorSystem) -> list[Subscription]:
     return found
 
 
-def _record(actor: str, spec: HandlerSpec, default_group: str | None) -> Subscription:
+def _record(
+    actor: str, spec: HandlerSpec, default_group: str | None, entity: EntityInfo | None = None
+) -> Subscription:
     exact = tuple(g for g in spec.globs if not _WILDCARDS & set(g))
     return Subscription(
         actor=actor,
@@ -112,6 +147,7 @@ def _record(actor: str, spec: HandlerSpec, default_group: str | None) -> Subscri
         spreads=spec.spreads,
         matches=spec.matches,
         returns=_return_annotation(spec.func),
+        entity=entity,
     )
 
 
@@ -149,7 +185,11 @@ class Layout:
     Attributes:
         transport: The transport class's public path; None without a transport.
         server: The Redis server, for a Redis transport.
-        events: The APP events stream's key (None: not a Redis transport).
+        events: The APP events stream's key (None: not a Redis transport). With
+            partitions, the address of every partition stream, with the parameter
+            ``{partition}`` (`PARTITION_PARAMETER`) for its hash tag in braces.
+        partition_tags: With partitions, the value of ``{partition}`` of each partition,
+            in partition order: its hash tag in braces (``{shop.p0.12}``).
         dead: The dead-letter stream's key.
         replies: The reply streams' key, with ``{instance}`` for the requester's name.
         broadcast_group: The consumer group of an instance's broadcast subscribers, with
@@ -162,6 +202,7 @@ class Layout:
     transport: str | None
     server: Server | None = None
     events: str | None = None
+    partition_tags: tuple[str, ...] = ()
     dead: str | None = None
     replies: str | None = None
     broadcast_group: str | None = None
@@ -177,9 +218,8 @@ def layout(system: ActorSystem) -> Layout:
         return Layout(transport=None)
     cls = type(transport)
     path = f"{cls.__module__}.{cls.__qualname__}"
-    # `partitions` arrives with keyed events (issue 22); until then there is one stream.
-    partitions = getattr(transport, "partitions", 1)
-    partitions = partitions if isinstance(partitions, int) and partitions >= 1 else 1
+    partitions = transport.partitions if isinstance(transport.partitions, int) else 1
+    partitions = max(1, partitions)
     # Only a transport of the Redis extra has this layout; when that module was never
     # imported, the transport cannot be one of its classes (and it needs not be loaded).
     if "actorbus.redis" not in sys.modules:
@@ -191,12 +231,24 @@ def layout(system: ActorSystem) -> Layout:
     if not isinstance(transport, RedisTransport):
         return Layout(transport=path, partitions=partitions)
 
-    keys = Keys(transport.prefix, system.name)
+    keys = Keys(transport.prefix, system.name, partitions)
     settings = transport.settings
+    events = keys.events
+    tags: tuple[str, ...] = ()
+    if partitions > 1:
+        # Each partition's stream is `{base}{tag}:events`, its tag in braces (a Redis
+        # Cluster hash tag): the braces are part of the parameter's value, since an
+        # address cannot hold braces of its own.
+        suffix = keys.events.removeprefix(keys.base)
+        events = f"{keys.base}{{{PARTITION_PARAMETER}}}:{suffix}"
+        tags = tuple(
+            stream.removeprefix(keys.base).removesuffix(f":{suffix}") for stream in keys.streams
+        )
     return Layout(
         transport="actorbus.redis.RedisTransport",
         server=_server(transport.url),
-        events=keys.events,
+        events=events,
+        partition_tags=tags,
         dead=keys.dead,
         replies=keys.replies("{instance}"),
         broadcast_group=broadcast_group("{instance}"),
@@ -208,6 +260,7 @@ def layout(system: ActorSystem) -> Layout:
             "maxlen": settings.maxlen,
             "dead_maxlen": settings.dead_maxlen,
             "max_message_bytes": settings.max_message_bytes,
+            "lease": settings.lease,
         },
     )
 

@@ -15,7 +15,9 @@ them running as an Erlang/OTP ``one_for_one`` supervisor keeps its children:
   `RESTART_WINDOW` seconds stop every worker, and the pool exits with status 1 and the
   reason;
 - the first SIGINT/SIGTERM asks every worker to stop gracefully and the pool exits 0 once
-  all have stopped cleanly; a second one kills them at once (status 130).
+  all have stopped cleanly; a second one kills them at once (status 130). One request
+  delivered twice is not a second one (`StopSignals`: ``timeout`` signals the supervisor,
+  then its process group), and a signal once every worker has stopped changes nothing.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ import attrs
 from ._control import Channel
 from ._pool_worker import WorkerConfig
 from ._supervision import Backoff
+from ._worker import StopSignals
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable
@@ -152,7 +155,6 @@ class Pool:
         self._live: dict[int, _Worker] = {}
         self._started: set[int] = set()  # the workers that have run once
         self._restarts: collections.deque[float] = collections.deque()
-        self._signalled = False
         # anyio primitives need a running event loop: created in `run`.
         self._stopping: anyio.Event | None = None
         self._first_up: anyio.Event | None = None
@@ -311,16 +313,23 @@ class Pool:
             yield message
 
     async def _watch_signals(self, signals: AsyncIterator[int]) -> None:
+        requests = StopSignals()
         async for signum in signals:
             name = signal.Signals(signum).name
-            if self._signalled:
+            seen = requests.read(signum)
+            if seen == "same":
+                logger.info("%s again: the same request to stop, delivered twice", name)
+                continue
+            if seen == "second":
+                live = [w for w in self._live.values() if w.process.returncode is None]
+                if not live:  # the graceful stop is done: nothing to force
+                    logger.info("%s again: every worker has stopped already", name)
+                    continue
                 logger.critical("second %s: killing the workers now", name)
                 self._status = KILLED
-                for worker in self._live.values():
-                    if worker.process.returncode is None:
-                        worker.process.kill()
+                for worker in live:
+                    worker.process.kill()
                 continue
-            self._signalled = True
             logger.warning("%s received: stopping the workers gracefully (again to force)", name)
             await self._stop()
 

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from ._envelope import Envelope
     from ._message import Delivery
 
-__all__ = ["GroupStatus", "StreamStatus", "Transport", "TransportHost"]
+__all__ = ["GroupStatus", "PartitionOwner", "StreamStatus", "Transport", "TransportHost"]
 
 
 @attrs.frozen
@@ -48,6 +48,20 @@ class StreamStatus:
     name: str
     length: int
     groups: tuple[GroupStatus, ...] = ()
+
+
+@attrs.frozen
+class PartitionOwner:
+    """Who owns one partition of one group now, as the transport sees it.
+
+    Attributes:
+        instance: The owning instance's name; None while nobody owns the partition.
+        token: The owner's fencing token (its tenure's epoch; greater than every earlier
+            owner's); None while nobody owns it, or when the transport has none.
+    """
+
+    instance: str | None
+    token: int | None = None
 
 
 class TransportHost(Protocol):
@@ -198,11 +212,12 @@ class Transport(abc.ABC):
         """
         return ()
 
-    async def partition_owners(self) -> dict[str, dict[int, str | None]] | None:
-        """Which instance owns each partition of each group: group → partition → owner.
+    async def partition_owners(self) -> dict[str, dict[int, PartitionOwner]] | None:
+        """Who owns each partition of each group: group → partition → owner, for the dashboard.
 
-        None (the default) means the transport has no partitions to show; an owner of
-        None is a partition nobody owns right now.
+        The groups are named as the application names them (``billing``,
+        ``entity:Account``), and every partition of each is there. None (the default)
+        means the transport has no partitions to show.
         """
         return None
 

@@ -2,7 +2,8 @@
 
 `load_target` resolves ``module:attr`` (an `ActorSystem`, or a sync or async factory
 returning one); `run_worker` runs it until SIGINT/SIGTERM and then shuts it down
-gracefully; `describe` lists its actors, handlers and subscriptions without starting it.
+gracefully (`StopSignals` says which signal is a second request to stop); `describe`
+lists its actors, handlers and subscriptions without starting it.
 """
 
 from __future__ import annotations
@@ -14,8 +15,10 @@ import math
 import os
 import signal
 import sys
+import threading
+import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final, cast
+from typing import TYPE_CHECKING, Any, Final, Literal, cast
 
 import anyio
 
@@ -28,14 +31,67 @@ from ._supervision import Supervision
 from ._system import ActorSystem, startup_of, use_transport
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Coroutine
+    from collections.abc import AsyncIterator, Callable, Coroutine
 
     from ._sharding import EntityKind
     from ._transport import Transport
 
-__all__ = ["TargetError", "describe", "describe_error", "load_target", "run_worker"]
+__all__ = [
+    "SAME_REQUEST",
+    "StopSignals",
+    "TargetError",
+    "describe",
+    "describe_error",
+    "ignore_stop_signals",
+    "load_target",
+    "run_worker",
+]
 
 logger: Final = logging.getLogger("actorbus.worker")
+
+SAME_REQUEST: Final = 1.0
+"""Seconds after a stop signal within which the same signal again is the same request."""
+
+
+class StopSignals:
+    """Tells a second request to stop from one request delivered twice.
+
+    The first SIGINT or SIGTERM asks for a graceful stop and a second one forces it, but
+    one request can arrive as two signals: ``timeout`` signals the process it runs, then
+    that process's group, which the process is in; a process manager may do the same.
+    So the same signal again within `SAME_REQUEST` seconds of the first is that request
+    again (``"same"``); another signal, or the same one later, is a second request
+    (``"second"``).
+
+    Args:
+        clock: Seconds, monotonic (the system's monotonic clock by default).
+    """
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._first: tuple[int, float] | None = None
+
+    def read(self, signum: int) -> Literal["first", "same", "second"]:
+        """What signal `signum`, received now, asks for."""
+        now = self._clock()
+        first = self._first
+        if first is None:
+            self._first = (signum, now)
+            return "first"
+        if first[0] == signum and now - first[1] < SAME_REQUEST:
+            return "same"
+        return "second"
+
+
+def ignore_stop_signals() -> None:
+    """Ignore SIGINT and SIGTERM from now on (in the main thread; elsewhere nothing).
+
+    For a process whose graceful stop is done: a late copy of the signal that asked for
+    it must not kill the process on its way out (status 143 instead of 0).
+    """
+    if threading.current_thread() is threading.main_thread():
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, signal.SIG_IGN)
 
 
 class TargetError(Exception):
@@ -108,7 +164,10 @@ async def run_worker(
 
     The signal handlers are in place before the system starts. The first signal starts
     a graceful shutdown (stop intake, drain mailboxes within `shutdown_timeout`, run
-    `on_stop`); a second one exits the process at once with status 130.
+    `on_stop`); a second one exits the process at once with status 130 (the same signal
+    again within `SAME_REQUEST` seconds is the first one delivered twice: see
+    `StopSignals`). Once the system has stopped, SIGINT and SIGTERM are ignored until
+    the process exits (in the main thread).
 
     Args:
         target: ``module:attr`` or a system.
@@ -127,40 +186,47 @@ async def run_worker(
     if transport is not None:
         use_transport(system, transport())
     stop = stop if stop is not None else anyio.Event()
-    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-        async with anyio.create_task_group() as tasks:
-
-            async def watch_signals() -> None:
-                # Only signals count: in a pool, the supervisor's request to stop and the
-                # signal that caused it (Ctrl+C reaches the whole process group; systemd
-                # signals the whole cgroup) may arrive in either order.
-                signalled = False
-                async for signum in signals:
-                    if signalled:
-                        logger.critical("second %s: exiting now", signal.Signals(signum).name)
-                        os._exit(130)
-                    signalled = True
-                    logger.warning(
-                        "%s received: stopping system %r gracefully (again to force)",
-                        signal.Signals(signum).name,
+    try:
+        with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            async with anyio.create_task_group() as tasks:
+                tasks.start_soon(_watch_signals, signals, system.name, stop)
+                async with system:
+                    logger.info(
+                        "system %r running%s; Ctrl+C or SIGTERM to stop",
                         system.name,
+                        "" if system.transport is None else f" with {system.transport!r}",
                     )
-                    stop.set()
-
-            tasks.start_soon(watch_signals)
-            async with system:
-                logger.info(
-                    "system %r running%s; Ctrl+C or SIGTERM to stop",
-                    system.name,
-                    "" if system.transport is None else f" with {system.transport!r}",
-                )
-                if status_every is not None:
-                    tasks.start_soon(_report_status, system, status_every, on_status or print, stop)
-                if while_running is not None:
-                    tasks.start_soon(while_running, system)
-                await stop.wait()
-            tasks.cancel_scope.cancel()
+                    if status_every is not None:
+                        tasks.start_soon(
+                            _report_status, system, status_every, on_status or print, stop
+                        )
+                    if while_running is not None:
+                        tasks.start_soon(while_running, system)
+                    await stop.wait()
+                tasks.cancel_scope.cancel()
+    finally:
+        ignore_stop_signals()
     logger.info("system %r stopped", system.name)
+
+
+async def _watch_signals(signals: AsyncIterator[int], name: str, stop: anyio.Event) -> None:
+    # Only signals count: in a pool, the supervisor's request to stop and the signal that
+    # caused it (Ctrl+C reaches the whole process group; systemd signals the whole cgroup)
+    # may arrive in either order.
+    requests = StopSignals()
+    async for signum in signals:
+        signame = signal.Signals(signum).name
+        seen = requests.read(signum)
+        if seen == "same":
+            logger.info("%s again: the same request to stop, delivered twice", signame)
+        elif seen == "second":
+            logger.critical("second %s: exiting now", signame)
+            os._exit(130)
+        else:
+            logger.warning(
+                "%s received: stopping system %r gracefully (again to force)", signame, name
+            )
+            stop.set()
 
 
 def describe_error(exc: BaseException) -> str:

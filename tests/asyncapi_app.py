@@ -1,8 +1,9 @@
 """An application that uses every feature the AsyncAPI document describes.
 
 Groups and broadcast, globs, request/reply, APP and PROCESS events, ad-hoc events, nested
-and recursive attrs classes, enums, optionals, dataclasses, and fields that have no exact
-JSON Schema. Its systems are built, never started (`actorbus asyncapi` reads them).
+and recursive attrs classes, enums, optionals, dataclasses, fields that have no exact
+JSON Schema, keyed events, partitions and an entity kind with durable state. Its systems
+are built, never started (`actorbus asyncapi` reads them).
 Loaded with `runpy.run_path` by the tests (fresh `@event` registrations in each test's
 isolated registry) and imported by the command line tests.
 """
@@ -16,7 +17,17 @@ from typing import Literal
 
 import attrs
 
-from actorbus import Actor, ActorSystem, DeadLetter, Envelope, Router, Scope, event, handle
+from actorbus import (
+    Actor,
+    ActorSystem,
+    DeadLetter,
+    Envelope,
+    Router,
+    Scope,
+    Sharding,
+    event,
+    handle,
+)
 from actorbus.redis import RedisTransport
 from actorbus.testing import MemoryTransport
 
@@ -175,6 +186,41 @@ def record_payment(payment_id, status, amount) -> None:  # an ad-hoc event's arg
 async def odd(event: OddShapes | Tick) -> None: ...
 
 
+@event("cart.item_added", scope=Scope.APP, key="cart_id")
+class ItemAdded:
+    """An article was put in a cart (keyed by the cart)."""
+
+    cart_id: str
+    sku: str
+
+
+@event("cart.query", scope=Scope.APP)
+class GetCart:
+    """What is in the cart? (sent with `system.entity(Cart, cart_id).ask`)"""
+
+
+@attrs.define
+class CartState:
+    """The articles of one cart."""
+
+    skus: list[str] = attrs.field(factory=list)
+
+
+class Cart(Actor):
+    """One shopping cart per cart id: an entity kind with durable state."""
+
+    sharding = Sharding(state=CartState, passivate_after=600.0)
+
+    @handle()
+    async def add(self, item: ItemAdded) -> None:
+        """Put the article in the cart."""
+
+    @handle()
+    async def contents(self, query: GetCart) -> CartState:
+        """Answer with the cart's articles."""
+        return CartState()
+
+
 ACTORS = [Inventory, Audit, mail_receipt]
 URL = "redis://shop-worker:s3cret-pw@127.0.0.1:1/3"  # port 1: nothing listens there
 
@@ -197,10 +243,12 @@ def tls_system() -> ActorSystem:
 
 
 def partitioned_system() -> ActorSystem:
-    transport = RedisTransport(URL)
-    # `partitions` arrives with keyed events (issue 22): the document reads the attribute.
-    transport.partitions = 4  # type: ignore[attr-defined]
-    return ActorSystem("shop", transport=transport, actors=ACTORS, routers=[router])
+    transport = RedisTransport(URL, partitions=4, lease=6.0)
+    return ActorSystem("shop", transport=transport, actors=[*ACTORS, Cart], routers=[router])
+
+
+def local_entities_system() -> ActorSystem:
+    return ActorSystem("shop", actors=[*ACTORS, Cart], routers=[router])
 
 
 system = redis_system()

@@ -27,13 +27,21 @@ from actorbus import Actor, ActorSystem, DecodeError, Router, asyncapi
 from actorbus._convert import structure, unstructure
 from actorbus._wire import encode
 from actorbus._yaml import to_yaml
+from actorbus.redis import RedisTransport
 from actorbus.redis._config import Keys
 from actorbus.testing import MemoryTransport, reset_event_registry
 
 TESTS = Path(__file__).resolve().parent
 EXAMPLES = TESTS.parent / "examples"
 APP = TESTS / "asyncapi_app.py"
-SYSTEMS = ["redis_system", "local_system", "memory_system", "tls_system", "partitioned_system"]
+SYSTEMS = [
+    "redis_system",
+    "local_system",
+    "memory_system",
+    "tls_system",
+    "partitioned_system",
+    "local_entities_system",
+]
 # What the parser may say about any document here: AsyncAPI 3.1 exists (the brief asks
 # for 3.0, which every tool reads).
 ACCEPTED = {"asyncapi-latest-version"}
@@ -196,12 +204,68 @@ def test_tls_and_prefix() -> None:
     assert document["channels"]["events"]["address"] == "blue:app:shop:events"
 
 
-def test_partitions_are_announced_not_guessed() -> None:
+def test_partition_streams_are_one_channel_with_their_hash_tags() -> None:
     document = document_of("partitioned_system")
     events = document["channels"]["events"]
     assert events["x-actorbus-partitions"] == 4
-    assert events["address"] is None
     assert "4 partition streams" in events["description"]
+    # One parameter: each partition's hash tag with its braces, in partition order.
+    assert events["address"] == "actorbus:app:shop:{partition}:events"
+    tags = events["parameters"]["partition"]["enum"]
+    keys = Keys("actorbus", "shop", 4)
+    streams = [events["address"].replace("{partition}", tag) for tag in tags]
+    assert streams == [keys.stream(p) for p in range(4)]
+    assert len(set(streams)) == 4
+    # The partitions' leases, fences, states and member sets are not channels.
+    addresses = [c["address"] or "" for c in document["channels"].values()]
+    for kind in ("lease", "epoch", "state", "members", "meta"):
+        assert not any(f":{kind}" in address for address in addresses), kind
+    assert set(document["channels"]) == {"events", "process", "deadLetters", "replies"}
+    # A group's operation says that a key's events are handled in order.
+    reserve = document["operations"]["Inventory.reserve"]
+    assert "Each of the 4 partitions is handled by one live member" in reserve["description"]
+    assert reserve["x-actorbus-consumer-group"] == "g:inventory"
+
+
+def test_one_partition_keeps_one_stream() -> None:
+    events = document_of("redis_system")["channels"]["events"]
+    assert events["address"] == Keys("actorbus", "shop").events
+    assert "parameters" not in events
+    assert "x-actorbus-partitions" not in events
+
+
+def test_an_entity_kind_is_its_group() -> None:
+    document = document_of("partitioned_system")
+    add = document["operations"]["Cart.add"]
+    assert add["channel"] == {"$ref": "#/channels/events"}
+    assert add["x-actorbus-actor"] == "Cart"
+    assert add["x-actorbus-delivery"] == "group"
+    assert add["x-actorbus-group"] == "entity:Cart"
+    assert add["x-actorbus-consumer-group"] == "g:entity:Cart"
+    assert add["tags"] == [{"name": "group:entity:Cart"}]
+    assert add["x-actorbus-entity"] == {
+        "kind": "Cart",
+        "class": "asyncapi_app.Cart",
+        "state": {"$ref": "#/components/schemas/CartState"},
+        "passivateAfter": 600.0,
+    }
+    assert "entity of its key (`partitionkey`)" in add["description"]
+    assert "`togroup`" in add["description"]
+    assert "exactly once" in add["description"]
+    assert message_keys(document, "Cart.add") == {"cart.item_added"}
+    # An entity's `ask` is answered over the reply streams, as a request is.
+    reply = document["operations"]["Cart.contents"]["reply"]
+    assert reply["channel"] == {"$ref": "#/channels/replies"}
+    state = document["components"]["schemas"]["CartState"]
+    assert state["properties"]["skus"] == {"type": "array", "items": {"type": "string"}}
+
+
+def test_an_entity_kind_without_transport_lives_in_the_process() -> None:
+    add = document_of("local_entities_system")["operations"]["Cart.add"]
+    assert add["x-actorbus-group"] == "entity:Cart"
+    assert "x-actorbus-consumer-group" not in add
+    assert "One live entity per key, in the process" in add["description"]
+    assert "in memory" in add["description"]
 
 
 def test_each_event_type_is_a_message_on_the_channel_of_its_scope() -> None:
@@ -432,6 +496,40 @@ def test_the_cloudevent_headers_accept_what_actorbus_writes(asyncapi_oracle: Any
     assert asyncapi_oracle.validate(document, f"{pointer}/headers", event) != []
 
 
+def test_the_headers_document_keys_groups_and_optional_attributes(
+    asyncapi_oracle: Any,
+) -> None:
+    app = load_app()
+    document = asyncapi(app["partitioned_system"]())
+    attributes = document["components"]["schemas"]["actorbus.CloudEvent"]
+    assert attributes["required"] == ["specversion", "id", "source", "type"]  # time: optional
+    assert {"partitionkey", "togroup"} <= set(attributes["properties"])
+    assert "application/octet-stream" in attributes["properties"]["datacontenttype"]["description"]
+    pointer = "#/components/messages/cart.item_added/headers"
+    # What `system.entity(Cart, "c-1").tell(...)` writes: the key and the kind's group.
+    sent = actorbus.Envelope(
+        type="cart.item_added",
+        source="shop",
+        data=app["ItemAdded"]("c-1", "book"),
+        scope=actorbus.Scope.APP,
+        headers={"partitionkey": "c-1", "togroup": "entity:Cart"},
+    )
+    event = json.loads(encode(sent))
+    assert event["partitionkey"] == "c-1"
+    del event["data"]
+    assert asyncapi_oracle.validate(document, pointer, event) == []
+    del event["time"]  # another producer's event, without a time
+    assert asyncapi_oracle.validate(document, pointer, event) == []
+    assert asyncapi_oracle.validate(document, pointer, {**event, "partitionkey": ""}) != []
+    # Bytes data: base64, labelled as binary.
+    blob = json.loads(
+        encode(actorbus.Envelope(type="cart.item_added", source="shop", data=b"\x00\x01"))
+    )
+    assert blob["datacontenttype"] == "application/octet-stream"
+    del blob["data_base64"]
+    assert asyncapi_oracle.validate(document, pointer, blob) == []
+
+
 # -- YAML ----------------------------------------------------------------------------------
 
 
@@ -506,6 +604,14 @@ def test_the_guide_shows_what_is_printed(tmp_path: Path) -> None:
     assert len(fragments) > 5
     for fragment in fragments:
         assert "\n" + fragment in printed, fragment
+
+
+def test_the_guide_shows_the_real_partition_tags() -> None:
+    guide = (TESTS.parent / "docs" / "guides" / "asyncapi.md").read_text()
+    section = guide.split("### Partitions", 1)[1]
+    shown = re.findall(r'- "(\{shop\.p\d+\.\d+\})"', section.split("examples:", 1)[0])
+    events = asyncapi(ActorSystem("shop", transport=RedisTransport(partitions=4)))
+    assert shown == events["channels"]["events"]["parameters"]["partition"]["enum"]
 
 
 # -- the command line ----------------------------------------------------------------------

@@ -9,6 +9,7 @@ import pytest
 from cli_support import actorbus_cmd, start_worker, wait_for_mark
 
 import actorbus
+from actorbus._worker import SAME_REQUEST
 
 pytestmark = pytest.mark.slow
 
@@ -106,12 +107,49 @@ def test_a_second_signal_forces_the_exit(tmp_path: Path) -> None:
     try:
         worker.send_signal(signal.SIGTERM)
         wait_for_mark(worker, marks, "stopping")  # graceful shutdown is under way, and slow
+        time.sleep(SAME_REQUEST)  # sooner, the same signal is the first one delivered twice
         worker.send_signal(signal.SIGTERM)
         _, stderr = worker.communicate(timeout=20)
     finally:
         worker.kill()
     assert worker.returncode == 130
     assert "exiting now" in stderr
+
+
+def test_one_request_to_the_process_and_its_group_is_one_signal(tmp_path: Path) -> None:
+    # `timeout` sends its signal to the process it runs, then to that process's group.
+    record, gate = tmp_path / "record", tmp_path / "gate"
+    record.touch()
+    env = {**os.environ, "ACTORBUS_TEST_RECORD": str(record), "ACTORBUS_TEST_GATE": str(gate)}
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "actorbus", "run", "pool_targets:make_gated_stop"],
+        cwd=TESTS,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,  # a process group of its own, as `timeout` makes
+    )
+
+    def wait_for(what: str) -> None:
+        deadline = time.monotonic() + 30
+        while what not in record.read_text().split():
+            assert worker.poll() is None, worker.communicate()
+            assert time.monotonic() < deadline, f"the worker never recorded {what!r}"
+            time.sleep(0.05)
+
+    try:
+        wait_for("started")
+        worker.send_signal(signal.SIGTERM)
+        wait_for("stopping")  # the first signal was read
+        os.killpg(worker.pid, signal.SIGTERM)
+        gate.touch()  # let on_stop finish
+        _, stderr = worker.communicate(timeout=30)
+    finally:
+        worker.kill()
+    assert worker.returncode == 0, stderr
+    assert record.read_text().split()[2::3] == ["started", "stopping", "stopped"]
+    assert "exiting now" not in stderr
 
 
 def test_status_reports_throughput_and_depth(tmp_path: Path) -> None:

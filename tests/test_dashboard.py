@@ -15,8 +15,10 @@ import anyio
 import attrs
 import httpx
 import pytest
+from redis_support import new_app
 
-from actorbus import Actor, ActorSystem, Mailbox, Policy, Supervision, event, handle
+from actorbus import Actor, ActorSystem, Mailbox, Policy, Scope, Supervision, event, handle
+from actorbus._transport import PartitionOwner
 from actorbus.dashboard import listen, observe
 from actorbus.dashboard._address import parse_listen
 from actorbus.dashboard._observe import redis_state
@@ -24,12 +26,14 @@ from actorbus.dashboard._snapshot import take
 from actorbus.dashboard._view import FOLD_OVER, TOP_PER_KIND, History, instance_view
 from actorbus.redis import RedisTransport
 from actorbus.redis._client import Client
+from actorbus.redis._config import Keys
 from actorbus.redis._endpoint import endpoint
 from actorbus.redis._status import StatusReader, index_key, report_key, write_report
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
 
+    from cluster_support import RedisCluster
     from redis_support import RedisServer
 
 pytestmark = pytest.mark.anyio
@@ -122,7 +126,9 @@ async def test_ten_thousand_actors_make_a_small_view() -> None:
     assert workers["count"] == 10_000
     assert len(workers["actors"]) == TOP_PER_KIND
     (boss,) = view["tree"]
-    assert boss["children"] == [{"fold": "Worker", "count": 10_000, "depth": 0, "children": 0}]
+    assert boss["children"] == [
+        {"fold": "Worker", "role": "actor", "count": 10_000, "depth": 0, "children": 0}
+    ]
     assert view["tree_more"] == 0
     assert len(json.dumps(view)) < 20_000
     assert FOLD_OVER < 10_000
@@ -389,3 +395,73 @@ async def test_the_redis_dashboard_shows_every_instance_and_no_password(
     assert password
     assert password not in json.dumps(state)
     assert {stream["name"].rsplit(":", 1)[1] for stream in state["streams"]} == {"events", "dead"}
+
+
+# -- the partition map, from the leases ---------------------------------------------------
+
+
+@event("dash.keyed", scope=Scope.APP, key="key")
+class Keyed:
+    key: str
+
+
+class Keeper(Actor):
+    group = "keepers"
+
+    @handle()
+    async def keep(self, event: Keyed) -> None:
+        del event
+
+
+async def test_the_partition_map_is_read_from_the_leases(
+    redis_any: RedisServer | RedisCluster,
+) -> None:
+    """Every group's owner and fencing token per partition, in single-key commands."""
+    app = new_app("dash")
+    one = RedisTransport(redis_any.url, instance="a", partitions=4, lease=3.0)
+    two = RedisTransport(redis_any.url, instance="b", partitions=4, lease=3.0)
+    reader = StatusReader(redis_any.url, app)
+    try:
+        assert await reader.partitions() is None  # the application has not started yet
+        async with (
+            ActorSystem(app, transport=one, actors=[Keeper]) as system,
+            ActorSystem(app, transport=two, actors=[Keeper]),
+        ):
+            with anyio.fail_after(30):
+                while sorted(len(t.owned("keepers")) for t in (one, two)) != [2, 2]:  # noqa: ASYNC110 - polls the ownership
+                    await anyio.sleep(0.05)
+            owned = {"a": one.owned("keepers"), "b": two.owned("keepers")}
+            found = await one.partition_owners()
+            read = await reader.partitions()
+            streams = await reader.streams()
+            state = await redis_state(reader, app)
+            await system.publish(Keyed("k"))
+    finally:
+        await reader.aclose()
+    expected = {
+        partition: PartitionOwner(name, token)
+        for name, partitions in owned.items()
+        for partition, token in partitions.items()
+    }
+    assert found == {"keepers": expected}
+    assert read == found
+    keys = Keys("actorbus", app, 4)
+    assert [stream.name for stream in streams] == [*keys.streams, keys.dead]
+    for stream in streams[:4]:
+        assert {group.name for group in stream.groups} == {"b:a", "b:b", "g:keepers"}
+    (group,) = state["partitions"]
+    assert group["group"] == "keepers"
+    assert group["owners"] == [{"owner": "a", "count": 2}, {"owner": "b", "count": 2}]
+    assert [p["token"] for p in group["partitions"]] == [expected[p].token for p in range(4)]
+
+
+async def test_one_partition_has_no_map_on_redis(redis_server: RedisServer) -> None:
+    app = new_app("dash")
+    transport = RedisTransport(redis_server.url, instance="a")
+    reader = StatusReader(redis_server.url, app)
+    try:
+        async with ActorSystem(app, transport=transport, actors=[Keeper]):
+            assert await transport.partition_owners() is None
+            assert await reader.partitions() is None
+    finally:
+        await reader.aclose()

@@ -12,7 +12,7 @@ import itertools
 import os
 import shutil
 import time
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -22,8 +22,9 @@ import anyio.from_thread
 import pytest
 from playwright.sync_api import sync_playwright
 
-from actorbus import Actor, ActorSystem, Policy, Supervision, event, handle
+from actorbus import Actor, ActorSystem, Policy, Scope, Sharding, Supervision, event, handle
 from actorbus.dashboard import listen, observe
+from actorbus.testing import MemoryBroker, MemoryTransport
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -72,6 +73,21 @@ class Courier(Actor):
         del order
 
 
+@event("browser.visit", scope=Scope.APP, key="basket")
+class Visit:
+    basket: str
+
+
+class Basket(Actor):
+    """An entity kind: one live basket per key."""
+
+    sharding = Sharding()
+
+    @handle()
+    async def visit(self, visit: Visit) -> None:
+        del visit
+
+
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
     if shutil.which(CHROMIUM) is None:
@@ -85,15 +101,19 @@ def browser() -> Iterator[Browser]:
 class Running:
     """A system with its dashboard, in a portal's thread."""
 
-    def __init__(self, portal: anyio.from_thread.BlockingPortal, system: ActorSystem) -> None:
+    def __init__(
+        self, portal: anyio.from_thread.BlockingPortal, system: ActorSystem, broker: MemoryBroker
+    ) -> None:
         self.portal = portal
         self.system = system
+        self.broker = broker
         self.url = ""
 
     def publish(self, *events: Any) -> None:
         async def go() -> None:
             for one in events:
                 await self.system.publish(one)
+            await self.broker.drain()  # the APP events, through the in-memory transport
             await self.system.drain()
 
         self.portal.call(go)
@@ -101,7 +121,10 @@ class Running:
 
 @contextmanager
 def running(backend: str, *, token: str | None = None) -> Iterator[Running]:
-    system = ActorSystem("shop", actors=[Orders, Shipping])
+    # Four partitions of the in-memory transport: the page draws their owner map.
+    broker = MemoryBroker()
+    transport = MemoryTransport(broker, instance="shop-1", partitions=4)
+    system = ActorSystem("shop", transport=transport, actors=[Orders, Shipping, Basket])
     with (
         anyio.from_thread.start_blocking_portal(backend) as portal,
         portal.wrap_async_context_manager(system),
@@ -111,7 +134,7 @@ def running(backend: str, *, token: str | None = None) -> Iterator[Running]:
         future = portal.start_task_soon(
             partial(observe, system, listen=sock, token=token, every=0.2)
         )
-        here = Running(portal, system)
+        here = Running(portal, system, broker)
         here.url = f"http://127.0.0.1:{port}/"
         try:
             yield here
@@ -162,6 +185,27 @@ def test_the_page_shows_the_actors_the_tree_and_live_counts(app: Running, page: 
     assert processed_of(page, "Courier") == 9  # three couriers, three orders each
 
 
+def test_the_page_shows_entity_kinds_and_the_partition_map(app: Running, page: Page) -> None:
+    app.publish(Visit("b-1"), Visit("b-2"), Visit("b-3"), Visit("b-1"))
+    page.goto(app.url)
+    page.wait_for_function(
+        "() => document.querySelector("
+        "'tr.entity-kind[data-entity-kind=\"Basket\"] td.active')?.textContent === '3'"
+    )
+    kind = page.locator('tr.entity-kind[data-entity-kind="Basket"]')
+    assert kind.locator("td.activations").inner_text() == "3"
+    assert kind.locator("td.processed").inner_text() == "4"
+    assert kind.locator("td.partitions-here").inner_text() == "0\u20133"  # en dash
+    tree = page.locator(".tree")
+    assert tree.locator('li.shard[data-node="Basket"] li[data-node="Basket/b-2"]').count() == 1
+    group = page.locator('.partition-group[data-group="entity:Basket"]')
+    cells = group.locator(".cell")
+    assert cells.count() == 4
+    assert {cells.nth(i).get_attribute("data-owner") for i in range(4)} == {"shop-1"}
+    assert "fencing token" in (cells.first.get_attribute("title") or "")
+    assert group.locator(".share").inner_text() == "shop-1: 4"
+
+
 def test_a_dead_letter_shows_its_error_and_an_event_as_text(app: Running, page: Page) -> None:
     app.portal.call(
         partial(
@@ -207,11 +251,18 @@ def test_a_dashboard_with_a_token_refuses_a_browser_without_it(browser: Browser)
 def test_a_screenshot_for_the_docs(browser: Browser, tmp_path: Path) -> None:
     """The page under steady traffic; ``ACTORBUS_UPDATE_SCREENSHOT=1`` saves it for the docs."""
     target = SCREENSHOT if os.environ.get("ACTORBUS_UPDATE_SCREENSHOT") else tmp_path / "page.png"
-    with running("asyncio") as here:
+    with ExitStack() as stack:
+        here = stack.enter_context(running("asyncio"))
+        # A second instance of the application shares the partitions (the map's owners).
+        other = MemoryTransport(here.broker, instance="shop-2", partitions=4)
+        second = ActorSystem("shop", transport=other, actors=[Basket])
+        stack.enter_context(here.portal.wrap_async_context_manager(second))
 
         async def traffic() -> None:
             for number in itertools.count():
                 await here.system.publish(Order(f"item-{number}"))
+                if number % 7 == 0:
+                    await here.system.publish(Visit(f"basket-{number % 40}"))
                 await anyio.sleep(0.002 if number % 500 < 250 else 0.01)
 
         feeding = here.portal.start_task_soon(traffic)

@@ -23,6 +23,7 @@ from actorbus import ActorSystem, Envelope, Scope
 from actorbus._pool import cpu_count
 from actorbus._pool_worker import host_instance, instance_base
 from actorbus._transport import Transport
+from actorbus._worker import SAME_REQUEST, StopSignals
 from actorbus.redis import RedisTransport
 from actorbus.testing import MemoryTransport
 
@@ -309,9 +310,30 @@ def test_a_second_signal_kills_the_workers(
     (worker,) = children(pool.process.pid)
     pool.process.send_signal(signal.SIGTERM)
     pool.wait_for(lambda: "stopping" in marks.read_text().split(), "a slow graceful stop")
+    time.sleep(SAME_REQUEST)  # sooner, the same signal is the first one delivered twice
     assert pool.stop(signal.SIGTERM) == 130
     assert "second SIGTERM: killing the workers now" in pool.stderr
     assert not alive(worker)
+
+
+def test_one_request_to_the_process_and_its_group_is_one_signal(
+    tmp_path: Path, pools: Callable[..., PoolProcess]
+) -> None:
+    # `timeout` sends its signal to the process it runs, then to that process's group:
+    # the supervisor gets it twice. Found with `timeout N actorbus run ... --dashboard`.
+    gate = tmp_path / "gate"
+    env = {"ACTORBUS_TEST_GATE": str(gate)}
+    pool = pools("pool_targets:make_gated_stop", "--workers", "1", env=env)
+    pool.wait_for(lambda: len(pool.started()) == 1, "the worker started")
+    pool.process.send_signal(signal.SIGTERM)
+    pool.wait_for(lambda: "stopping the workers gracefully" in pool.stderr, "the first signal")
+    os.killpg(pool.process.pid, signal.SIGTERM)  # its own process group (start_new_session)
+    pool.wait_for(lambda: any(w == "stopping" for _, _, w in pool.lines()), "its on_stop")
+    gate.touch()  # let on_stop finish
+    assert pool.wait() == 0, pool.stderr
+    assert [what for _, _, what in pool.lines()] == ["started", "stopping", "stopped"]
+    assert "second" not in pool.stderr
+    assert "SIGTERM again: the same request to stop" in pool.stderr
 
 
 def test_a_signal_that_also_reaches_the_workers_does_not_force_them(
@@ -345,6 +367,17 @@ def test_ctrl_c_while_the_workers_start_stops_them_cleanly(
     assert pool.wait() == 0, pool.stderr
     assert "SIGINT received while starting: not starting system 'gated-import'" in pool.stderr
     assert "Traceback" not in pool.stderr
+
+
+def test_the_same_signal_soon_again_is_the_same_request() -> None:
+    now = [100.0]
+    requests = StopSignals(clock=lambda: now[0])
+    assert requests.read(signal.SIGTERM) == "first"
+    now[0] += SAME_REQUEST / 2
+    assert requests.read(signal.SIGTERM) == "same"
+    assert requests.read(signal.SIGINT) == "second"  # another signal: another request
+    now[0] += SAME_REQUEST / 2
+    assert requests.read(signal.SIGTERM) == "second"
 
 
 @pytest.mark.parametrize("value", ["0", "-1", "many"])

@@ -88,3 +88,56 @@ def test_names_are_drawn_as_text_never_as_markup() -> None:
     text = console.export_text()
     assert "[bold red]Evil[/]" in text
     assert "[link=x]app[/link]" in text
+
+
+def screen_of(state: dict[str, object]) -> str:
+    console = Console(record=True, width=160)
+    console.print(render(state))
+    return console.export_text()
+
+
+def test_entity_kinds_and_the_partition_map_are_drawn() -> None:
+    view = {
+        "instance": "w-1",
+        "totals": {"actors": 3},
+        "kinds": [{"kind": "Cart", "role": "entity", "count": 2, "actors": []}],
+        "entities": [
+            {
+                "kind": "Cart",
+                "group": "entity:Cart",
+                "active": 2,
+                "activations": 5,
+                "passivations": 3,
+                "processed": 40,
+                "failed": 0,
+                "partitions": [0, 1, 2, 5],
+                "rate": 1.5,
+            }
+        ],
+        "letters": [],
+    }
+    owners = [("w-1", 7), ("w-2", 3), ("w-1", 8), (None, None)]
+    partitions = [
+        {"group": "entity:Cart", "partitions": [
+            {"partition": p, "owner": owner, "token": token}
+            for p, (owner, token) in enumerate(owners)
+        ]},
+    ]  # fmt: skip
+    text = screen_of({"app": "shop", "instances": [view], "partitions": partitions})
+    lines = text.splitlines()
+    rows = [[cell.strip() for cell in line.split("│")[1:-1]] for line in lines if "│" in line]
+    assert ["Cart", "2", "1.5", "5", "3", "40", "0", "0-2, 5"] in rows, text
+    assert any("w-1" in line and "0#7 2#8" in line for line in lines), text
+    assert any("w-2" in line and "1#3" in line for line in lines), text
+    assert any("nobody" in line and " 3 " in line for line in lines), text
+
+
+def test_a_state_of_another_shape_is_drawn_without_failing() -> None:
+    """`top --url` reads JSON from a dashboard that may be another version, or none."""
+    broken = {
+        "app": "shop",
+        "instances": [{"kinds": "oops", "totals": None, "entities": [1, None], "letters": 3}],
+        "streams": {"not": "a list"},
+        "partitions": [{"group": "g", "partitions": "no"}],
+    }
+    assert "shop" in screen_of(broken)

@@ -160,7 +160,7 @@ async def redis_state(reader: Any, app: str) -> dict[str, Any]:
     """One state of `app` read from Redis; an outage shows as an error, not a crash."""
     try:
         found = [json.loads(raw) for raw in await reader.reports()]
-        status = TransportStatus(streams=await reader.streams())
+        status = TransportStatus(await reader.streams(), await reader.partitions())
     except Exception as exc:  # shown on the page; the next round tries again
         found, status = [], TransportStatus(error=f"{type(exc).__name__}: {exc}")
     return app_state(app, found, status, source=reader.where)

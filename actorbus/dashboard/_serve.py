@@ -9,8 +9,9 @@ once; see `actorbus.dashboard._address`) and handed to Hypercorn by file descrip
 
 from __future__ import annotations
 
+import importlib
 import logging
-from typing import TYPE_CHECKING, Any, Final, cast
+from typing import TYPE_CHECKING, Final, Protocol
 
 import anyio
 
@@ -22,6 +23,7 @@ except ImportError as _missing:  # the extra is not installed
 
 if TYPE_CHECKING:
     import socket
+    from collections.abc import Awaitable, Callable
 
     from starlette.types import ASGIApp
 
@@ -46,14 +48,28 @@ async def serve(app: ASGIApp, sock: socket.socket, stop: anyio.Event) -> None:
     config.errorlog = logger
     config.loglevel = "WARNING"
     with anyio.CancelScope(shield=True):
-        if _in_trio():
-            from hypercorn.trio import serve as serve_on_trio  # noqa: PLC0415 - one backend
+        await _hypercorn_serve(trio=_in_trio())(app, config, shutdown_trigger=stop.wait)
 
-            await serve_on_trio(cast("Any", app), config, shutdown_trigger=stop.wait)
-        else:
-            from hypercorn.asyncio import serve as serve_on_asyncio  # noqa: PLC0415
 
-            await serve_on_asyncio(cast("Any", app), config, shutdown_trigger=stop.wait)
+class _Serve(Protocol):
+    """Hypercorn's ``serve`` (``hypercorn.asyncio`` and ``hypercorn.trio`` alike), for ASGI."""
+
+    def __call__(
+        self, app: ASGIApp, config: Config, *, shutdown_trigger: Callable[[], Awaitable[None]]
+    ) -> Awaitable[None]: ...
+
+
+def _hypercorn_serve(*, trio: bool) -> _Serve:
+    """The ``serve`` of Hypercorn's module for one backend, with the type it has for us.
+
+    Hypercorn types its ``app`` argument as its own ASGI or WSGI callables, with the WSGI
+    environ a bare ``dict`` (of unknown types for a type checker); Starlette types the
+    same ASGI 3 callable with its own names. The module is read by name, so its
+    ``serve`` comes untyped through `importlib` and gets the signature we use.
+    """
+    module = importlib.import_module("hypercorn.trio" if trio else "hypercorn.asyncio")
+    serve: _Serve = module.serve
+    return serve
 
 
 def _in_trio() -> bool:

@@ -4,7 +4,9 @@
 one go, between two scheduling points, so the tree it sees is consistent);
 `transport_status` asks the transport about its streams and partitions, which may mean
 a round trip to Redis. Everything is read through the core's public names: the
-`Actors` registry (`actors_of`), each `Cell`'s counters and mailbox, `dead_letters`.
+`Actors` registry (`actors_of`), each `Cell`'s counters and mailbox, `dead_letters`, and
+for an entity kind hosted here its `ShardRegion` (a top-level actor whose children are
+its entities) and its `ShardStats`.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ from typing import TYPE_CHECKING, Any, Final
 
 import attrs
 
+from actorbus._entity import EntityCell
+from actorbus._shard import ShardRegion
 from actorbus._system import actors_of
 
 if TYPE_CHECKING:
@@ -25,9 +29,12 @@ if TYPE_CHECKING:
     from actorbus._cell import Cell
     from actorbus._records import DeadLetter
     from actorbus._system import ActorSystem
-    from actorbus._transport import StreamStatus, Transport
+    from actorbus._transport import PartitionOwner, StreamStatus, Transport
 
 __all__ = [
+    "ACTOR",
+    "ENTITY",
+    "SHARD",
     "ActorRow",
     "EntityKindRow",
     "LetterRow",
@@ -44,9 +51,18 @@ PREVIEW_CHARS: Final = 240
 """A dead letter's event preview and error are cut to this many characters."""
 
 
+ACTOR: Final = "actor"
+SHARD: Final = "shard"
+ENTITY: Final = "entity"
+
+
 @attrs.frozen
 class ActorRow:
-    """One actor: where it sits in the tree, its mailbox and its counters."""
+    """One actor: where it sits in the tree, its mailbox and its counters.
+
+    `role` is `ACTOR`, `SHARD` (the actor of an entity kind hosted here, whose children
+    are its entities) or `ENTITY` (an entity; its kind is the entity kind's name).
+    """
 
     name: str
     kind: str
@@ -57,17 +73,28 @@ class ActorRow:
     dropped: int
     depth: int
     capacity: int
+    role: str = ACTOR
 
 
 @attrs.frozen
 class EntityKindRow:
-    """An entity kind hosted here and how many of its entities are active.
+    """An entity kind hosted here: its entities now, and its counters (`ShardStats`).
 
-    Filled in once sharded entities exist (SPEC §7); until then snapshots have none.
+    The counters add up every entity the kind has had here, stopped ones included.
     """
 
     kind: str
+    group: str
     active: int
+    activations: int
+    passivations: int
+    processed: int
+    failed: int
+    restarts: int
+    dead_lettered: int
+    depth: int
+    partitions: tuple[int, ...]
+    """The partitions of the kind's group owned here now."""
 
 
 @attrs.frozen
@@ -87,7 +114,7 @@ class TransportStatus:
     """What the transport says about the application's streams and partitions."""
 
     streams: tuple[StreamStatus, ...] = ()
-    partitions: dict[str, dict[int, str | None]] | None = None
+    partitions: dict[str, dict[int, PartitionOwner]] | None = None
     error: str | None = None
 
 
@@ -128,6 +155,11 @@ def take(system: ActorSystem) -> Snapshot:
         taken=time.time(),
         actors=tuple(_row(cell) for cell in _tree_order(actors.top)),
         letters=tuple(_letter(letter) for letter in reversed(system.dead_letters[-LETTERS:])),
+        entities=tuple(
+            _kind_row(cell)
+            for cell in actors.top
+            if isinstance(cell, ShardRegion) and not cell.stopped
+        ),
     )
 
 
@@ -154,9 +186,10 @@ def _tree_order(top: Sequence[Cell] | dict[Cell, None]) -> Iterator[Cell]:
 def _row(cell: Cell) -> ActorRow:
     queue = cell.queue
     parent = cell.parent
+    kind, role = _kind(cell)
     return ActorRow(
         name=cell.name,
-        kind=_kind(cell),
+        kind=kind,
         parent=None if parent is None else parent.name,
         processed=cell.processed,
         failed=cell.failed,
@@ -164,14 +197,37 @@ def _row(cell: Cell) -> ActorRow:
         dropped=cell.dropped,
         depth=queue.depth,
         capacity=queue.settings.capacity,
+        role=role,
     )
 
 
-def _kind(cell: Cell) -> str:
+def _kind(cell: Cell) -> tuple[str, str]:
+    """The kind an actor is counted under, and its role."""
+    if isinstance(cell, ShardRegion):
+        return f"{cell.kind.name} (entity kind)", SHARD
+    if isinstance(cell, EntityCell):  # an entity (the actors it spawns are actors)
+        return cell.namespace, ENTITY
     if cell.factory is not None:
-        return cell.factory.__qualname__
+        return cell.factory.__qualname__, ACTOR
     specs = cell.table.specs
-    return specs[0].name if specs else "function"
+    return (specs[0].name if specs else "function"), ACTOR
+
+
+def _kind_row(region: ShardRegion) -> EntityKindRow:
+    stats = region.stats()
+    return EntityKindRow(
+        kind=region.kind.name,
+        group=region.kind.group,
+        active=stats.active,
+        activations=stats.activations,
+        passivations=stats.passivations,
+        processed=stats.processed,
+        failed=stats.failed,
+        restarts=stats.restarts,
+        dead_lettered=stats.dead_lettered,
+        depth=stats.depth,
+        partitions=tuple(sorted(region.owned())),
+    )
 
 
 def _letter(letter: DeadLetter) -> LetterRow:

@@ -15,7 +15,7 @@ import sys
 import termios
 import tty
 import urllib.request
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, cast
 
 import anyio
 
@@ -31,7 +31,9 @@ except ImportError as _missing:  # the extra is not installed
 from actorbus.dashboard._observe import redis_state
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable, Iterator
+    from collections.abc import Awaitable, Callable, Generator, Iterator
+
+    from actorbus.redis._status import StatusReader
 
 __all__ = ["SORTS", "render", "run_top"]
 
@@ -40,6 +42,28 @@ SORTS: Final = ("rate", "depth", "failed", "processed", "name")
 _BLOCKS: Final = " ▁▂▃▄▅▆▇█"
 _SPARK_POINTS: Final = 30
 _LETTERS: Final = 5
+_STREAMS: Final = 16
+"""Streams listed one by one (with many partitions, the rest are counted)."""
+
+Json = dict[str, Any]
+"""A JSON object of the state (what ``/api/state`` returns, perhaps from another version)."""
+
+
+def _object(value: object) -> Json:
+    """`value` if it is a JSON object, else an empty one."""
+    return cast("Json", value) if isinstance(value, dict) else {}
+
+
+def _objects(value: object) -> list[Json]:
+    """The JSON objects of `value` if it is a list (anything else in it is skipped)."""
+    if not isinstance(value, list):
+        return []
+    return [cast("Json", item) for item in cast("list[object]", value) if isinstance(item, dict)]
+
+
+def _number(value: object) -> float:
+    """`value` if it is a number, else 0 (a state from another version may lack a field)."""
+    return value if isinstance(value, int | float) and not isinstance(value, bool) else 0
 
 
 class _Screen:
@@ -70,18 +94,19 @@ def _spark(values: list[float]) -> str:
     return "".join(_BLOCKS[round(v / top * (len(_BLOCKS) - 1))] for v in points)
 
 
-def _n(value: float | None) -> Text:
-    if value is None:
+def _n(value: object) -> Text:
+    """A number as text; ``-`` for anything else (an unknown lag, a missing field)."""
+    if not isinstance(value, int | float) or isinstance(value, bool):
         return Text("-")
     return Text(f"{value:,.1f}" if isinstance(value, float) and value % 1 else f"{value:,.0f}")
 
 
-def render(state: dict[str, Any], screen: _Screen | None = None) -> Group:
+def render(state: Json, screen: _Screen | None = None) -> Group:
     """The screen for `state` (what ``/api/state`` returns)."""
     screen = screen or _Screen()
     sort = SORTS[screen.sort]
-    parts: list[Any] = []
-    instances = state.get("instances") or []
+    parts: list[Text | Table] = []
+    instances = _objects(state.get("instances"))
     title = Text("actorbus top  ", style="bold")
     title.append(str(state.get("app", "")), style="bold cyan")
     title.append(f"  {len(instances)} instance(s) · sort: {sort}{' ↑' if screen.reverse else ''}")
@@ -93,17 +118,24 @@ def render(state: dict[str, Any], screen: _Screen | None = None) -> Group:
         parts.append(Text("no instance reports yet", style="dim"))
         return Group(*parts)
     view = instances[screen.instance % len(instances)]
-    totals = view.get("totals", {})
+    totals = _object(view.get("totals"))
     parts.append(
         Text(
             f"instance {view.get('instance')} · {view.get('host')} pid {view.get('pid')} · "
-            f"{totals.get('actors', 0):,} actors · {totals.get('rate', 0):,.1f} msg/s · "
-            f"{totals.get('failed', 0):,} failed"
+            f"{_number(totals.get('actors')):,.0f} actors · "
+            f"{_number(totals.get('rate')):,.1f} msg/s · "
+            f"{_number(totals.get('failed')):,.0f} failed"
         )
     )
     parts.append(_actors_table(view, sort, reverse=screen.reverse))
-    parts.append(_streams_table(state.get("streams") or []))
-    letters = view.get("letters") or []
+    entities = _objects(view.get("entities"))
+    if entities:
+        parts.append(_entities_table(entities))
+    parts.append(_streams_table(_objects(state.get("streams"))))
+    groups = _objects(state.get("partitions"))
+    if groups:
+        parts.append(_partitions_table(groups))
+    letters = _objects(view.get("letters"))
     if letters:
         table = Table("dead letter", "actor", "error", "event", title=None, expand=True)
         for letter in letters[:_LETTERS]:
@@ -117,16 +149,17 @@ def render(state: dict[str, Any], screen: _Screen | None = None) -> Group:
     return Group(*parts)
 
 
-def _rows(view: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any], int]]:
+def _rows(kinds: list[Json]) -> Iterator[tuple[str, Json, float]]:
     """(label, row, actors) per kind, then per listed actor of kinds with several."""
-    for kind in view.get("kinds") or []:
-        yield str(kind["kind"]), kind, int(kind["count"])
-        if kind["count"] > 1:
-            for actor in kind.get("actors") or []:
-                yield f"  {actor['name']}", actor, 1
+    for kind in kinds:
+        count = _number(kind.get("count"))
+        yield str(kind.get("kind", "")), kind, count
+        if count > 1:
+            for actor in _objects(kind.get("actors")):
+                yield f"  {actor.get('name', '')}", actor, 1
 
 
-def _actors_table(view: dict[str, Any], sort: str, *, reverse: bool) -> Table:
+def _actors_table(view: Json, sort: str, *, reverse: bool) -> Table:
     table = Table(expand=True)
     for column in ("kind / actor", "n", "msg/s", "last minutes", "mailbox", "processed"):
         table.add_column(
@@ -134,19 +167,19 @@ def _actors_table(view: dict[str, Any], sort: str, *, reverse: bool) -> Table:
         )
     for column in ("failed", "restarts", "dropped"):
         table.add_column(column, justify="right")
-    kinds = list(view.get("kinds") or [])
-
-    def key(row: dict[str, Any]) -> Any:
-        return str(row.get("kind", "")) if sort == "name" else -float(row.get(sort, 0) or 0)
-
-    kinds.sort(key=key, reverse=reverse)
-    for label, row, count in _rows({"kinds": kinds}):
+    kinds = _objects(view.get("kinds"))
+    if sort == "name":
+        kinds.sort(key=lambda row: str(row.get("kind", "")), reverse=reverse)
+    else:
+        kinds.sort(key=lambda row: -_number(row.get(sort)), reverse=reverse)
+    for label, row, count in _rows(kinds):
+        spark = [_number(point) for point in cast("list[object]", row.get("spark") or [])]
         table.add_row(
             Text(label, style="bold" if not label.startswith(" ") else ""),
             _n(count),
             _n(row.get("rate")),
-            Text(_spark(row.get("spark") or []), style="cyan"),
-            Text(f"{row.get('depth', 0):,}/{row.get('capacity', 0):,}"),
+            Text(_spark(spark), style="cyan"),
+            Text(f"{_number(row.get('depth')):,.0f}/{_number(row.get('capacity')):,.0f}"),
             _n(row.get("processed")),
             _n(row.get("failed")),
             _n(row.get("restarts")),
@@ -155,10 +188,64 @@ def _actors_table(view: dict[str, Any], sort: str, *, reverse: bool) -> Table:
     return table
 
 
-def _streams_table(streams: list[dict[str, Any]]) -> Table:
+def _entities_table(kinds: list[Json]) -> Table:
+    table = Table("entity kind", expand=True)
+    for column in ("active", "msg/s", "activations", "passivations", "processed", "failed"):
+        table.add_column(column, justify="right")
+    table.add_column("partitions here")
+    for kind in kinds:
+        table.add_row(
+            Text(str(kind.get("kind", "")), style="bold"),
+            _n(kind.get("active")),
+            _n(kind.get("rate")),
+            _n(kind.get("activations")),
+            _n(kind.get("passivations")),
+            _n(kind.get("processed")),
+            _n(kind.get("failed")),
+            Text(_ranges(kind.get("partitions")), overflow="ellipsis", no_wrap=True),
+        )
+    return table
+
+
+def _partitions_table(groups: list[Json]) -> Table:
+    """Per group and owner: how many partitions, which ones, and their fencing tokens."""
+    table = Table("group", "owner", "n", "partitions (fencing token)", expand=True)
+    for group in groups:
+        by_owner: dict[str, list[str]] = {}
+        for partition in _objects(group.get("partitions")):
+            owner = partition.get("owner")
+            token = partition.get("token")
+            label = f"{partition.get('partition')}" + ("" if token is None else f"#{token}")
+            by_owner.setdefault(str(owner) if owner else "nobody", []).append(label)
+        for owner, labels in by_owner.items():
+            table.add_row(
+                Text(str(group.get("group", ""))),
+                Text(owner, style="red" if owner == "nobody" else ""),
+                _n(len(labels)),
+                Text(" ".join(labels), overflow="ellipsis", no_wrap=True),
+            )
+    return table
+
+
+def _ranges(value: object) -> str:
+    """``[0, 1, 2, 5]`` as ``0-2, 5``."""
+    items = cast("list[object]", value) if isinstance(value, list) else []
+    runs: list[list[int]] = []
+    for number in sorted({n for n in items if isinstance(n, int) and not isinstance(n, bool)}):
+        if runs and number == runs[-1][1] + 1:
+            runs[-1][1] = number
+        else:
+            runs.append([number, number])
+    return ", ".join(str(a) if a == b else f"{a}-{b}" for a, b in runs) or "none"
+
+
+def _streams_table(streams: list[Json]) -> Table:
     table = Table("stream", "length", "group", "pending", "lag", expand=True)
+    if len(streams) > _STREAMS + 1:  # many partitions: the first ones, then the dead letters
+        more = len(streams) - _STREAMS - 1
+        streams = [*streams[:_STREAMS], {"name": f"… {more} more streams"}, streams[-1]]
     for stream in streams:
-        for group in stream.get("groups") or [{}]:
+        for group in _objects(stream.get("groups")) or [{}]:
             table.add_row(
                 Text(str(stream.get("name"))),
                 _n(stream.get("length")),
@@ -169,25 +256,32 @@ def _streams_table(streams: list[dict[str, Any]]) -> Table:
     return table
 
 
-def _from_url(url: str, token: str | None) -> Callable[[], Awaitable[dict[str, Any]]]:
+def _from_url(url: str, token: str | None) -> Callable[[], Awaitable[Json]]:
     address = url.rstrip("/") + "/api/state"
     if not address.startswith(("http://", "https://")):
         msg = f"--url takes the http://HOST:PORT of a running dashboard, got {url!r}"
         raise ValueError(msg)
 
-    def get() -> dict[str, Any]:
+    def get() -> Json:
         request = urllib.request.Request(address)  # noqa: S310 - http(s) only, checked above
         if token:
             request.add_header("Authorization", f"Bearer {token}")
         try:
             with urllib.request.urlopen(request, timeout=5) as answer:  # noqa: S310
-                found: dict[str, Any] = json.loads(answer.read())
-        except OSError as exc:
+                found = _object(json.loads(answer.read()))
+        except (OSError, ValueError) as exc:  # no answer, or not JSON
             return {"app": url, "instances": [], "transport_error": f"cannot read {address}: {exc}"}
         return found
 
-    async def fetch() -> dict[str, Any]:
+    async def fetch() -> Json:
         return await anyio.to_thread.run_sync(get)
+
+    return fetch
+
+
+def _from_redis(reader: StatusReader, app: str) -> Callable[[], Awaitable[Json]]:
+    async def fetch() -> Json:
+        return await redis_state(reader, app)
 
     return fetch
 
@@ -216,10 +310,7 @@ async def run_top(
             assert app is not None  # noqa: S101
             reader = StatusReader(redis_url, app, prefix=prefix)
             stack.push_async_callback(reader.aclose)
-
-            async def fetch() -> dict[str, Any]:
-                return await redis_state(reader, app)
-
+            fetch = _from_redis(reader, app)
         screen = _Screen()
         console = Console()
         fd = sys.stdin.fileno() if sys.stdin.isatty() else None
@@ -240,7 +331,7 @@ async def run_top(
 
 
 @contextlib.contextmanager
-def _cbreak(fd: int | None) -> Iterator[None]:
+def _cbreak(fd: int | None) -> Generator[None]:
     """Keys one at a time and without echo, as `top` does; the terminal restored after."""
     if fd is None:
         yield

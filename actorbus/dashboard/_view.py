@@ -1,12 +1,14 @@
 """What the dashboard shows of one instance, built from its snapshots: rates, sparklines, tree.
 
 `History` turns successive snapshots into rates (messages per second) and keeps the
-last `POINTS` of them per actor kind (and per actor, for up to `TRACKED_ACTORS` actors),
-so a page opened now shows the last minutes at once. `instance_view` makes the
-JSON-ready view of one instance that the page, ``actorbus top`` and the report to Redis
-share. It stays small with 10,000 actors: actors are aggregated by kind (their class, or
-their function), each kind lists only its `TOP_PER_KIND` busiest actors, and the tree
-folds siblings of one kind into one node with their count.
+last `POINTS` of them per actor kind, per entity kind (and per actor, for up to
+`TRACKED_ACTORS` actors), so a page opened now shows the last minutes at once.
+`instance_view` makes the JSON-ready view of one instance that the page, ``actorbus
+top`` and the report to Redis share. It stays small with 10,000 actors or entities:
+actors are aggregated by kind (their class, or their function; an entity kind's
+entities under the kind's name), each kind lists only its `TOP_PER_KIND` busiest
+actors, and the tree folds siblings of one kind into one node with their count.
+`app_state` adds the streams and the partition → owner map.
 """
 
 from __future__ import annotations
@@ -16,7 +18,10 @@ from typing import TYPE_CHECKING, Any, Final
 
 import attrs
 
+from actorbus.dashboard._snapshot import SHARD
+
 if TYPE_CHECKING:
+    from actorbus._transport import PartitionOwner
     from actorbus.dashboard._snapshot import ActorRow, Snapshot, TransportStatus
 
 __all__ = [
@@ -47,10 +52,11 @@ MAX_NODES: Final = 400
 
 @attrs.define
 class _Rates:
-    """The rates of one sample: per actor, and per kind."""
+    """The rates of one sample: per actor, per kind, and per entity kind."""
 
     actors: dict[str, float]
     kinds: dict[str, float]
+    entity_kinds: dict[str, float] = attrs.field(factory=dict[str, float])
 
 
 class History:
@@ -59,34 +65,43 @@ class History:
     def __init__(self) -> None:
         self._taken: float | None = None
         self._processed: dict[str, int] = {}
+        self._entity_processed: dict[str, int] = {}
         self.kinds: dict[str, collections.deque[float]] = {}
         self.actors: dict[str, collections.deque[float]] = {}
+        self.entity_kinds: dict[str, collections.deque[float]] = {}
 
     def add(self, snapshot: Snapshot) -> _Rates:
         """Take in a snapshot; return its rates (0 for everything on the first one)."""
         elapsed = 0.0 if self._taken is None else snapshot.taken - self._taken
         self._taken = snapshot.taken
-        before = self._processed
         now: dict[str, int] = {}
         actor_rates: dict[str, float] = {}
         kind_rates: dict[str, float] = {}
         for row in snapshot.actors:
             now[row.name] = row.processed
-            last = before.get(row.name)
-            if elapsed <= 0:
-                rate = 0.0
-            else:
-                # A new actor (or one restarted under the same name) counted from 0.
-                done = (
-                    row.processed if last is None or row.processed < last else row.processed - last
-                )
-                rate = done / elapsed
+            rate = _rate(row.processed, self._processed.get(row.name), elapsed)
             actor_rates[row.name] = rate
             kind_rates[row.kind] = kind_rates.get(row.kind, 0.0) + rate
         self._processed = now
+        # An entity kind's rate comes from its own counter, which keeps what its stopped
+        # entities processed: entities come and go, the kind's count only grows.
+        entity_rates = {
+            row.kind: _rate(row.processed, self._entity_processed.get(row.kind), elapsed)
+            for row in snapshot.entities
+        }
+        self._entity_processed = {row.kind: row.processed for row in snapshot.entities}
         _append(self.kinds, kind_rates, None)
         _append(self.actors, actor_rates, TRACKED_ACTORS)
-        return _Rates(actor_rates, kind_rates)
+        _append(self.entity_kinds, entity_rates, None)
+        return _Rates(actor_rates, kind_rates, entity_rates)
+
+
+def _rate(processed: int, last: int | None, elapsed: float) -> float:
+    if elapsed <= 0:
+        return 0.0
+    # A new actor (or one restarted under the same name) is counted from 0.
+    done = processed if last is None or processed < last else processed - last
+    return done / elapsed
 
 
 def _append(
@@ -113,7 +128,8 @@ def instance_view(
     """The JSON-ready view of one instance (``actor_sparks=False``: a smaller report)."""
     by_kind: dict[str, list[ActorRow]] = {}
     for row in snapshot.actors:
-        by_kind.setdefault(row.kind, []).append(row)
+        if row.role != SHARD:  # an entity kind's own actor: shown with its entities
+            by_kind.setdefault(row.kind, []).append(row)
     kinds: list[dict[str, Any]] = []
     for kind, rows in by_kind.items():
         busiest = sorted(
@@ -122,6 +138,7 @@ def instance_view(
         kinds.append(
             {
                 "kind": kind,
+                "role": rows[0].role,
                 "count": len(rows),
                 "rate": round(rates.kinds.get(kind, 0.0), 2),
                 "spark": _spark(history.kinds.get(kind)),
@@ -151,7 +168,15 @@ def instance_view(
         "kinds_more": max(0, len(kinds) - MAX_KINDS),
         "tree": tree,
         "tree_more": max(0, len(snapshot.actors) - shown),
-        "entities": [attrs.asdict(row) for row in snapshot.entities],
+        "entities": [
+            {
+                **attrs.asdict(row),
+                "partitions": list(row.partitions),
+                "rate": round(rates.entity_kinds.get(row.kind, 0.0), 2),
+                "spark": _spark(history.entity_kinds.get(row.kind)),
+            }
+            for row in snapshot.entities
+        ],
         "letters": [attrs.asdict(row) for row in snapshot.letters],
     }
 
@@ -169,14 +194,32 @@ def app_state(
         "source": source,
         "instances": instances,
         "streams": [attrs.asdict(stream) for stream in status.streams],
-        "partitions": None
-        if status.partitions is None
-        else {
-            group: {str(partition): owner for partition, owner in sorted(owners.items())}
-            for group, owners in sorted(status.partitions.items())
-        },
+        "partitions": None if status.partitions is None else _partitions(status.partitions),
         "transport_error": status.error,
     }
+
+
+def _partitions(owners: dict[str, dict[int, PartitionOwner]]) -> list[dict[str, Any]]:
+    """Per group: each partition's owner and fencing token, and each owner's share."""
+    groups: list[dict[str, Any]] = []
+    for group, partitions in sorted(owners.items()):
+        shares = collections.Counter(owner.instance for owner in partitions.values())
+        groups.append(
+            {
+                "group": group,
+                "partitions": [
+                    {"partition": partition, "owner": owner.instance, "token": owner.token}
+                    for partition, owner in sorted(partitions.items())
+                ],
+                "owners": [
+                    {"owner": instance, "count": count}
+                    for instance, count in sorted(
+                        shares.items(), key=lambda item: (item[0] is None, item[0] or "")
+                    )
+                ],
+            }
+        )
+    return groups
 
 
 def _sums(rows: list[ActorRow] | tuple[ActorRow, ...]) -> dict[str, int]:
@@ -232,6 +275,7 @@ def _tree(rows: tuple[ActorRow, ...]) -> tuple[list[dict[str, Any]], int]:
                     nodes.append(
                         {
                             "fold": row.kind,
+                            "role": row.role,
                             "count": counts[row.kind],
                             "depth": sum(r.depth for r in members),
                             "children": sum(len(children.get(r.name, ())) for r in members),
@@ -244,6 +288,7 @@ def _tree(rows: tuple[ActorRow, ...]) -> tuple[list[dict[str, Any]], int]:
                 {
                     "name": row.name,
                     "kind": row.kind,
+                    "role": row.role,
                     "depth": row.depth,
                     "capacity": row.capacity,
                     "children": level(row.name),

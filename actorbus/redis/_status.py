@@ -3,7 +3,11 @@
 For the dashboard (``actorbus dashboard``, ``actorbus top``). Every command names one key,
 so the same code works on Redis Cluster:
 
-- a stream's status is ``XLEN`` and ``XINFO GROUPS`` of that stream;
+- a stream's status is ``XLEN`` and ``XINFO GROUPS`` of that stream (every partition's
+  stream, with partitions);
+- the owner of a partition of a group is its lease, ``GET …:{tag}:lease:g:{group}``
+  (``<epoch>:<instance>:<nonce>``: the owner and its fencing token), for each partitioned
+  group found on the partition streams;
 - each instance reports with ``SET …:status:{instance} <json> PX ttl`` (one key per
   instance, gone once the instance stops renewing it) and ``ZADD …:status`` (an index of
   the instances that reported, so a reader needs no ``SCAN``, which a cluster would run
@@ -17,9 +21,10 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any, Final
 
-from actorbus._transport import GroupStatus, StreamStatus
+from actorbus._sharding import GROUP_PREFIX
+from actorbus._transport import GroupStatus, PartitionOwner, StreamStatus
 from actorbus.redis._client import Client
-from actorbus.redis._config import Keys, check_url, redact_url
+from actorbus.redis._config import Keys, check_url, member_group, redact_url
 from actorbus.redis._endpoint import endpoint
 from actorbus.redis._errors import ReplyError
 from actorbus.redis._maintenance import info_dict
@@ -28,10 +33,13 @@ from actorbus.redis._tls import tls_context
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
+    from actorbus.redis._protocol import Command
+
 __all__ = [
     "StatusReader",
     "forget_report",
     "index_key",
+    "partition_owners",
     "read_reports",
     "report_key",
     "stream_status",
@@ -97,25 +105,88 @@ async def read_reports(client: Client, keys: Keys) -> list[bytes]:
 
 
 async def stream_status(client: Client, keys: Keys) -> tuple[StreamStatus, ...]:
-    """The application's streams (events, dead letters): length, and each group's status.
+    """The application's streams: length, and each group's status.
 
-    A stream that does not exist yet has length 0 and no groups.
+    The events streams (one per partition, partition 0 first), then the dead letters. A
+    stream that does not exist yet has length 0 and no groups.
 
     Raises:
         RedisError: If Redis cannot be reached or refuses.
     """
+    names = (*keys.streams, keys.dead)
+    lengths = await client.pipeline([(b"XLEN", key) for key in names])
+    infos = await _groups_of(client, names)
     found: list[StreamStatus] = []
-    for key in (keys.events, keys.dead):
-        length = int(await client.call(b"XLEN", key))
-        groups: list[GroupStatus] = []
-        if length or await client.call(b"EXISTS", key):
-            try:
-                infos: Sequence[Any] = await client.call(b"XINFO", b"GROUPS", key)
-            except ReplyError:  # not a stream after all (or gone meanwhile): no groups
-                infos = ()
-            groups = [_group(info_dict(info)) for info in infos]
-        found.append(StreamStatus(key, length, tuple(sorted(groups, key=lambda g: g.name))))
+    for key, length, records in zip(names, lengths, infos, strict=True):
+        if isinstance(length, Exception):
+            raise length
+        groups = sorted((_group(info_dict(info)) for info in records), key=lambda g: g.name)
+        found.append(StreamStatus(key, int(length), tuple(groups)))
     return tuple(found)
+
+
+async def partition_owners(
+    client: Client, keys: Keys
+) -> dict[str, dict[int, PartitionOwner]] | None:
+    """Who owns each partition of each owned group, read from the leases.
+
+    The groups are the competing-consumer groups (``g:{group}``) found on the events
+    streams, named as the application names them (``billing``, ``entity:Account``); a
+    partition without a lease is owned by nobody now. With one partition, only an
+    entity kind's group can be owned, and is shown while its lease exists; None when
+    none is.
+
+    Raises:
+        RedisError: If Redis cannot be reached or refuses.
+    """
+    prefix = member_group("")
+    names = {
+        bytes(info_dict(info)[b"name"]).decode(errors="replace")
+        for records in await _groups_of(client, keys.streams)
+        for info in records
+    }
+    groups = sorted(name.removeprefix(prefix) for name in names if name.startswith(prefix))
+    if keys.partitions == 1:
+        groups = [group for group in groups if group.startswith(GROUP_PREFIX)]
+    pairs = [(group, partition) for group in groups for partition in range(keys.partitions)]
+    commands: list[Command] = [(b"GET", keys.lease(p, member_group(g))) for g, p in pairs]
+    values = await client.pipeline(commands) if commands else []
+    owners: dict[str, dict[int, PartitionOwner]] = {group: {} for group in groups}
+    for (group, partition), value in zip(pairs, values, strict=True):
+        if isinstance(value, Exception):
+            raise value
+        owners[group][partition] = _owner(value)
+    if keys.partitions > 1:
+        return owners
+    held = {
+        group: found
+        for group, found in owners.items()
+        if any(owner.instance is not None for owner in found.values())
+    }
+    return held or None
+
+
+def _owner(value: bytes | None) -> PartitionOwner:
+    """The owner named by a lease value, ``<epoch>:<instance>:<nonce>`` (None: no lease)."""
+    if value is None:
+        return PartitionOwner(None)
+    epoch, _, rest = value.decode(errors="replace").partition(":")
+    instance = rest.rpartition(":")[0] or rest
+    return PartitionOwner(instance, int(epoch) if epoch.isdigit() else None)
+
+
+async def _groups_of(client: Client, streams: Sequence[str]) -> list[Sequence[Any]]:
+    """The ``XINFO GROUPS`` records of each of `streams` (none for a missing stream)."""
+    replies = await client.pipeline([(b"XINFO", b"GROUPS", key) for key in streams])
+    found: list[Sequence[Any]] = []
+    for reply in replies:
+        if isinstance(reply, ReplyError):  # no such stream (yet), or not a stream
+            found.append(())
+        elif isinstance(reply, Exception):
+            raise reply
+        else:
+            found.append(reply)
+    return found
 
 
 def _group(info: dict[bytes, Any]) -> GroupStatus:
@@ -146,15 +217,43 @@ class StatusReader:
         check_url(url)
         self.where = redact_url(url)
         self.keys = Keys(prefix, app)
+        """The application's keys (with its number of partitions once Redis recorded it)."""
         self._client = Client(endpoint(url, tls_context(url), self.where), timeout=_READ_TIMEOUT)
+        self._recorded = False
+        self._start = False
 
     async def reports(self) -> list[bytes]:
         """The live reports of the application's instances (see `read_reports`)."""
-        return await read_reports(self._client, self.keys)
+        return await read_reports(await self._started(), self.keys)
 
     async def streams(self) -> tuple[StreamStatus, ...]:
         """The application's streams (see `stream_status`)."""
-        return await stream_status(self._client, self.keys)
+        return await stream_status(await self._started(), await self._layout())
+
+    async def partitions(self) -> dict[str, dict[int, PartitionOwner]] | None:
+        """The owners of the application's partitions (see `partition_owners`)."""
+        return await partition_owners(await self._started(), await self._layout())
+
+    async def _started(self) -> Client:
+        """The client, once it knows whether Redis is a cluster (tried at each read until then)."""
+        if not self._start:
+            await self._client.start(None, timeout=_READ_TIMEOUT)
+            self._start = True
+        return self._client
+
+    async def _layout(self) -> Keys:
+        """The keys, with the number of partitions the application recorded in Redis.
+
+        Read until it is recorded (the dashboard may start before the application);
+        it cannot change while the application runs.
+        """
+        if not self._recorded:
+            client = await self._started()
+            recorded = await client.call(b"HGET", self.keys.meta, b"partitions")
+            if recorded is not None:
+                self.keys = Keys(self.keys.prefix, self.keys.app, int(recorded))
+                self._recorded = True
+        return self.keys
 
     async def aclose(self) -> None:
         """Close the connections."""

@@ -53,7 +53,12 @@ from actorbus.redis._layout import check_names, recorded_partitions
 from actorbus.redis._maintenance import Maintenance, beat
 from actorbus.redis._publisher import Packed, Publisher
 from actorbus.redis._replies import Requests
-from actorbus.redis._status import forget_report, stream_status, write_report
+from actorbus.redis._status import (
+    forget_report,
+    partition_owners,
+    stream_status,
+    write_report,
+)
 from actorbus.redis._subscriptions import Subscriptions
 from actorbus.redis._tls import connect_failure, tls_context
 
@@ -62,7 +67,7 @@ if TYPE_CHECKING:
     from collections.abc import Awaitable, Sequence
 
     from actorbus._envelope import Envelope
-    from actorbus._transport import StreamStatus
+    from actorbus._transport import PartitionOwner, StreamStatus
 
 __all__ = ["RedisTransport"]
 
@@ -427,12 +432,20 @@ class RedisTransport(Transport):
         )
         return found
 
-    async def partition_owners(self) -> dict[str, dict[int, str | None]] | None:
-        """None while the events stream is not partitioned.
+    async def partition_owners(self) -> dict[str, dict[int, PartitionOwner]] | None:
+        """Who owns each partition of each group of the application, from the leases.
 
-        Partitioned groups (issue 22) read each partition's lease here.
+        Every instance's groups, not only this one's (see `Transport.partition_owners`);
+        None without partitions.
+
+        Raises:
+            TransportError: If Redis cannot be reached.
         """
-        return None
+        context = self._opened()
+        found: dict[str, dict[int, PartitionOwner]] | None = await self._command(
+            "read the partitions' leases", partition_owners(context.client, context.keys)
+        )
+        return found
 
     async def report(self, status: bytes, ttl: float) -> bool:
         """Store this instance's status for ``actorbus dashboard`` (see `Transport.report`).

@@ -31,7 +31,7 @@ import anyio.abc
 from actorbus._exceptions import AskTimeout, DecodeError
 from actorbus._keys import PARTITION_KEY, partition_of
 from actorbus._message import Outcome
-from actorbus._transport import Transport, TransportHost
+from actorbus._transport import PartitionOwner, Transport, TransportHost
 from actorbus._wire import decode, encode
 from actorbus.testing._ownership import GroupOwnership
 
@@ -118,6 +118,24 @@ class MemoryBroker:
     def live(self, app: str, name: str) -> list[Any]:
         """The members of group `name` of `app` that take events now."""
         return [m for m in self.members(app) if m.consuming and name in m.groups]
+
+    def owners(self, app: str) -> dict[str, dict[int, PartitionOwner]]:
+        """Who owns each partition of each group of `app` now, with its fencing token.
+
+        A partition being handed over still belongs to its old owner; one whose owner
+        crashed belongs to it until its lease runs out.
+        """
+        found: dict[str, dict[int, PartitionOwner]] = {}
+        for (of, name), group in sorted(self._groups.items()):
+            if of != app:
+                continue
+            found[name] = {
+                partition: PartitionOwner(owner.name, group.tokens.get(partition))
+                if (owner := group.owners.get(partition)) is not None
+                else PartitionOwner(None)
+                for partition in range(group.partitions)
+            }
+        return found
 
     def rebalance(self, app: str, name: str) -> None:
         """Move the partitions of group `name` to their owners among the live members."""
@@ -355,6 +373,25 @@ class MemoryTransport(Transport):
         for raw, key in encoded:
             self.broker.send(app, raw, key)
         await anyio.lowlevel.checkpoint()
+
+    async def partition_owners(self) -> dict[str, dict[int, PartitionOwner]] | None:
+        """Who owns each partition of each group of the application, with fencing tokens.
+
+        With one partition, only the groups whose partition has an owner (those that
+        are owned at all); None when there are none.
+        """
+        await anyio.lowlevel.checkpoint()
+        if self._host is None:
+            return None
+        found = self.broker.owners(self._host.name)
+        if self.partitions > 1:
+            return found
+        owned = {
+            group: owners
+            for group, owners in found.items()
+            if any(owner.instance is not None for owner in owners.values())
+        }
+        return owned or None
 
     async def load_state(self, namespace: str, key: str) -> bytes | None:
         """The state last committed for `key` in `namespace` through this broker."""

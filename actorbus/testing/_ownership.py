@@ -44,13 +44,15 @@ class Member(Protocol):
 class GroupOwnership:
     """The owners of one group's partitions, and the events waiting for an owner."""
 
-    __slots__ = ("held", "moving", "name", "owners", "partitions")
+    __slots__ = ("held", "moving", "name", "owners", "partitions", "tokens")
 
     def __init__(self, name: str, partitions: int) -> None:
         self.name = name
         self.partitions = partitions
         self.owners: dict[int, Member] = {}
         self.moving: set[int] = set()  # partitions being handed over
+        self.tokens: dict[int, int] = {}
+        """The fencing token of each partition's current tenure: one more at each handover."""
         self.held: dict[int, collections.deque[tuple[int, bytes]]] = collections.defaultdict(
             collections.deque
         )
@@ -121,5 +123,6 @@ class GroupOwnership:
         if new is None:
             return
         self.owners[partition] = new
+        self.tokens[partition] = self.tokens.get(partition, 0) + 1
         for sequence, raw in self.held.pop(partition, ()):
             new.inbox(sequence, raw, self.name, partition)

@@ -105,7 +105,8 @@
       const row = el(
         "tr",
         { class: "kind", "data-kind": kind.kind, title: "show its busiest actors" },
-        el("td", {}, el("span", { class: "toggle" }, opened ? "▾ " : "▸ "), kind.kind),
+        el("td", {}, el("span", { class: "toggle" }, opened ? "▾ " : "▸ "), kind.kind,
+          kind.role === "entity" ? el("span", { class: "note" }, " entities") : null),
         el("td", { class: "num" }, fmt(kind.count)),
         el("td", { class: "num rate" }, fmt(kind.rate)),
         el("td", {}, spark(kind.spark)),
@@ -147,13 +148,14 @@
     const list = el("ul");
     for (const node of nodes) {
       if (node.fold !== undefined) {
-        list.append(el("li", { class: "fold" },
-          el("span", { class: "kind" }, `${fmt(node.count)} × ${node.fold}`),
+        const what = node.role === "entity" ? `${node.fold} entities` : node.fold;
+        list.append(el("li", { class: `fold ${node.role || ""}`, "data-fold": node.fold },
+          el("span", { class: "kind" }, `${fmt(node.count)} × ${what}`),
           el("span", { class: "note" }, ` mailboxes ${fmt(node.depth)} waiting`),
           node.children ? el("span", { class: "note" }, `, ${fmt(node.children)} children`) : null));
         continue;
       }
-      const item = el("li", { "data-node": node.name },
+      const item = el("li", { "data-node": node.name, class: node.role || "" },
         el("span", { class: "name" }, node.name),
         el("span", { class: "kind" }, ` ${node.kind}`),
         el("span", { class: "note" }, ` ${fmt(node.depth)}/${fmt(node.capacity)}`));
@@ -161,6 +163,41 @@
       list.append(item);
     }
     return list;
+  }
+
+  function entitiesTable(kinds) {
+    if (!kinds || !kinds.length) return el("p", { class: "empty" }, "no entity kinds hosted here");
+    const head = el("tr", {}, ...["entity kind", "group", "active", "msg/s", "last minutes",
+      "activations", "passivations", "processed", "failed", "partitions here"].map((t) => el("th", {}, t)));
+    const body = el("tbody");
+    for (const kind of kinds) {
+      body.append(el("tr", { class: "entity-kind", "data-entity-kind": kind.kind },
+        el("td", { class: "name" }, kind.kind),
+        el("td", {}, kind.group),
+        el("td", { class: "num active" }, fmt(kind.active)),
+        el("td", { class: "num rate" }, fmt(kind.rate)),
+        el("td", {}, spark(kind.spark)),
+        el("td", { class: "num activations" }, fmt(kind.activations)),
+        el("td", { class: "num passivations" }, fmt(kind.passivations)),
+        el("td", { class: "num processed" }, fmt(kind.processed)),
+        el("td", { class: kind.failed ? "num bad" : "num" }, fmt(kind.failed)),
+        el("td", { class: "partitions-here" }, ranges(kind.partitions))));
+    }
+    return el("table", { class: "entities" }, el("thead", {}, head), body);
+  }
+
+  // [0, 1, 2, 5, 7, 8] -> "0–2, 5, 7–8"
+  function ranges(numbers) {
+    if (!numbers || !numbers.length) return "none";
+    const parts = [];
+    let start = numbers[0];
+    let last = numbers[0];
+    for (const n of numbers.slice(1).concat([null])) {
+      if (n !== null && n === last + 1) { last = n; continue; }
+      parts.push(start === last ? `${start}` : `${start}–${last}`);
+      start = last = n;
+    }
+    return parts.join(", ");
   }
 
   function lettersTable(letters) {
@@ -186,27 +223,41 @@
       el("strong", {}, `${fmt(totals.actors)} actors`),
       ` in ${fmt(totals.kinds)} kinds · ${fmt(totals.rate)} msg/s · ${fmt(totals.processed)} processed · `,
       el("span", { class: totals.failed ? "bad" : "" }, `${fmt(totals.failed)} failed`));
-    const entities = view.entities.length
-      ? el("ul", {}, ...view.entities.map((e) => el("li", {}, `${e.kind}: ${fmt(e.active)} active`)))
-      : el("p", { class: "empty" }, "no entity kinds hosted here");
+    const entities = entitiesTable(view.entities);
     const treeMore = view.tree_more ? el("p", { class: "more" }, `${fmt(view.tree_more)} more actors not drawn`) : null;
     return [
       el("h2", {}, "Instance ", el("span", { class: "instance-name" }, view.instance)),
       facts,
       el("h3", {}, "Actors by kind"),
       kindsTable(view),
-      el("div", { class: "columns" },
-        el("div", {}, el("h3", {}, "Supervision tree"), el("div", { class: "tree" }, treeList(view.tree)), treeMore),
-        el("div", {}, el("h3", {}, "Entity kinds"), entities)),
+      el("h3", {}, "Entity kinds"),
+      entities,
+      el("h3", {}, "Supervision tree"),
+      el("div", { class: "tree" }, treeList(view.tree)),
+      treeMore,
       el("h3", {}, "Latest dead letters"),
       lettersTable(view.letters),
     ];
   }
 
+  // Streams listed one by one; the rest (many partitions) summed up in one row.
+  const STREAMS_SHOWN = 16;
+
   function streamsTable(streams) {
     if (!streams.length) return el("p", { class: "empty" }, "no streams (no transport, or nothing published yet)");
     const body = el("tbody");
-    for (const stream of streams) {
+    const rest = streams.length > STREAMS_SHOWN + 1 ? streams.slice(STREAMS_SHOWN, -1) : [];
+    const shown = rest.length ? [...streams.slice(0, STREAMS_SHOWN), streams[streams.length - 1]] : streams;
+    for (const [index, stream] of shown.entries()) {
+      if (rest.length && index === STREAMS_SHOWN) {
+        const total = (field) => rest.reduce((sum, s) => sum + s.groups.reduce((n, g) => n + (g[field] || 0), 0), 0);
+        body.append(el("tr", { class: "more" },
+          el("td", {}, `and ${fmt(rest.length)} more streams`),
+          el("td", { class: "num" }, fmt(rest.reduce((sum, s) => sum + s.length, 0))),
+          el("td", {}, "all groups"), el("td", {}),
+          el("td", { class: "num" }, fmt(total("pending"))),
+          el("td", { class: "num" }, fmt(total("lag")))));
+      }
       const groups = stream.groups.length ? stream.groups : [null];
       groups.forEach((group, i) => {
         body.append(el("tr", {},
@@ -223,15 +274,34 @@
       body);
   }
 
-  function partitionsView(partitions) {
-    if (!partitions) return el("p", { class: "empty" }, "no partitions");
-    const body = el("tbody");
-    for (const [group, owners] of Object.entries(partitions)) {
-      for (const [partition, owner] of Object.entries(owners)) {
-        body.append(el("tr", {}, el("td", {}, group), el("td", { class: "num" }, partition), el("td", {}, owner || "nobody")));
-      }
+  // One color class per owner (cycling), the same for an owner in every group.
+  const OWNER_COLORS = 8;
+
+  function partitionsView(groups) {
+    if (!groups) return el("p", { class: "empty" }, "no partitions");
+    if (!groups.length) return el("p", { class: "empty" }, "no partitioned groups yet");
+    const owners = [...new Set(groups.flatMap((g) => g.owners.map((o) => o.owner)).filter((o) => o))].sort();
+    const color = (owner) => (owner ? `owner-${owners.indexOf(owner) % OWNER_COLORS}` : "nobody");
+    const sections = [];
+    for (const group of groups) {
+      const legend = el("p", { class: "legend" }, ...group.owners.map((share) =>
+        el("span", { class: `share ${color(share.owner)}`, "data-owner": share.owner || "" },
+          `${share.owner || "nobody"}: ${fmt(share.count)}`)));
+      const cells = group.partitions.map((p) => el("span", {
+        class: `cell ${color(p.owner)}`,
+        "data-partition": p.partition,
+        "data-owner": p.owner || "",
+        title: p.owner
+          ? `partition ${p.partition}: ${p.owner}, fencing token ${p.token === null ? "–" : p.token}`
+          : `partition ${p.partition}: nobody owns it now`,
+      }, String(p.partition)));
+      sections.push(el("div", { class: "partition-group", "data-group": group.group },
+        el("p", { class: "group-title" }, "group ", el("span", { class: "group-name" }, group.group),
+          el("span", { class: "note" }, ` · ${fmt(group.partitions.length)} partitions`)),
+        legend,
+        el("div", { class: "map" }, ...cells)));
     }
-    return el("table", {}, el("thead", {}, el("tr", {}, el("th", {}, "group"), el("th", {}, "partition"), el("th", {}, "owner"))), body);
+    return el("div", {}, ...sections);
   }
 
   function render() {
