@@ -2,7 +2,9 @@
 
 An `EntityCell` is an actor's cell (`actorbus._cell`) that is its own `Keeper`. Before
 each instance of the entity is built, it waits for the key's previous entity to have
-stopped (one live entity per key), then gives the instance the last committed state.
+stopped (one live entity per key), checks that this instance owns the key's partition
+(the tenure it is built in: the partition's fencing token), then gives the instance the
+last committed state.
 After each message it commits the state: it serializes it once, and when the bytes
 changed they become the committed state (in memory) and, for a message a transport
 delivered, the `Tracker.commit` the transport saves with the message's acknowledgement.
@@ -18,7 +20,7 @@ import logging
 from typing import TYPE_CHECKING, Any, Final, Protocol
 
 from ._cell import Cell, CellHost
-from ._exceptions import DecodeError
+from ._exceptions import ActorbusError, DecodeError
 from ._message import Message
 
 if TYPE_CHECKING:
@@ -44,8 +46,12 @@ class EntityHost(CellHost, Protocol):
         """The kind's state codec (None: the kind keeps no state)."""
         ...
 
-    async def load(self, key: str) -> bytes | None:
-        """The last committed state of `key` (None: it has none)."""
+    def tenure(self, key: str) -> tuple[int, int] | None:
+        """The partition of `key` and its fencing token, if owned here now (else None)."""
+        ...
+
+    async def load(self, key: str, token: int) -> bytes | None:
+        """The last committed state of `key`, in the tenure `token` (None: it has none)."""
         ...
 
 
@@ -62,6 +68,8 @@ class EntityCell(Cell):
         committed: The bytes of the last committed state (None until the state is
             loaded, and for a kind without state).
         touched: When a message for it was last routed (the shard's clock).
+        tenure: The partition of its key and the partition's fencing token when it was
+            built (None until then).
         predecessor: The key's previous entity, which must stop before this one starts.
         refusal: Set on a cell that must not become an entity (a message without a key,
             a key whose partition is not ours, a kind that is stopping): the error its
@@ -78,6 +86,7 @@ class EntityCell(Cell):
         "predecessor",
         "refusal",
         "spoiled",
+        "tenure",
         "touched",
     )
 
@@ -114,6 +123,7 @@ class EntityCell(Cell):
         self.refusal = refusal
         self.touched = touched
         self.committed: bytes | None = None
+        self.tenure: tuple[int, int] | None = None
         self.built = False  # its first instance got its state (a restart reuses it)
         self.spoiled = False  # a handler call of the current message failed for good
 
@@ -145,18 +155,22 @@ class EntityCell(Cell):
             self.dead_letter_waiting(refusal, dead=dead)
             raise NoEntity(str(refusal))
         self._check_accepting()
+        key = self.key
+        assert key is not None  # noqa: S101 - a refusing cell has no key, and stopped above
+        tenure = self._owned(key)
         if codec is None:
-            self.built = True
+            self._built(tenure)
             return
-        assert self.key is not None  # noqa: S101 - a refusing cell has no key, and stopped above
-        raw = await self.entity_host.load(self.key)
+        raw = await self.entity_host.load(key, tenure[1])
         self._check_accepting()  # released (or stopped) while its state was being read
+        if self.entity_host.tenure(key) != tenure:  # lost, maybe taken back, meanwhile
+            self._owned(key, lost=True)
         if raw is None:
             state = codec.fresh()
-            raw = codec.encode(state, self.key)
+            raw = codec.encode(state, key)
         else:
             try:
-                state = codec.decode(raw, self.key)
+                state = codec.decode(raw, key)
             except DecodeError as exc:
                 logger.error(  # noqa: TRY400 - the reason is the message: no traceback to show
                     "%s; its messages are dead-lettered", exc, extra={"actor": self.name}
@@ -165,7 +179,7 @@ class EntityCell(Cell):
                 raise
         instance.state = state
         self.committed = raw
-        self.built = True
+        self._built(tenure)
 
     def discard(self, *, retry: bool) -> None:
         """A handler call failed: the state goes back to the last commit (see the module)."""
@@ -202,6 +216,39 @@ class EntityCell(Cell):
                 tracker.commit = (self.namespace, self.key, raw)
 
     # -- helpers ----------------------------------------------------------------------------
+
+    def _owned(self, key: str, *, lost: bool = False) -> tuple[int, int]:
+        """The tenure of `key` here; if none (or `lost`), leave the messages to its owner.
+
+        Raises:
+            NoEntity: If this instance does not own the key's partition (any more).
+        """
+        tenure = None if lost else self.entity_host.tenure(key)
+        if tenure is None:
+            error = ActorbusError(
+                f"entity {self.name!r} was not built: this instance lost the partition of "
+                "its key; the messages waiting for it are left to the partition's owner"
+            )
+            self.dead_letter_waiting(error, dead=False)
+            raise NoEntity(str(error))
+        return tenure
+
+    def _built(self, tenure: tuple[int, int]) -> None:
+        self.tenure = tenure
+        self.built = True
+        logger.debug(
+            "entity %r activated (partition %d, fencing token %d)",
+            self.name,
+            *tenure,
+            extra={
+                "actor": self.name,
+                "entity_kind": self.namespace,
+                "entity_key": self.key,
+                "partition": tenure[0],
+                "fencing_token": tenure[1],
+                "entity_event": "activated",
+            },
+        )
 
     def _check_accepting(self) -> None:
         if not self.accepting:

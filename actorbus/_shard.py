@@ -204,13 +204,21 @@ class ShardRegion(Cell):
 
     def owns(self, key: str) -> bool:
         """Whether this instance owns the partition of `key` (may build its entity)."""
-        return self.transport is None or self.partition(key) in self.owned()
+        return self.tenure(key) is not None
+
+    def tenure(self, key: str) -> tuple[int, int] | None:
+        """The partition of `key` and its fencing token, if this instance owns it now."""
+        if self.transport is None:
+            return (0, 0)
+        partition = self.partition(key)
+        token = self.transport.owned(self.kind.group).get(partition)
+        return None if token is None else (partition, token)
 
     def owned(self) -> frozenset[int]:
         """The partitions of the kind's group this instance owns now."""
         if self.transport is None:
             return frozenset({0})
-        return self.transport.owned_partitions(self.kind.group)
+        return frozenset(self.transport.owned(self.kind.group))
 
     # -- passivation and release ----------------------------------------------------------------
 
@@ -249,9 +257,11 @@ class ShardRegion(Cell):
                 del self.entities[key]
             if self.retiring.get(key) is entity:
                 del self.retiring[key]
-            if entity.committed is not None:
-                self.store.keep(key, entity.committed)
+            if entity.committed is not None and entity.tenure is not None:
+                self.store.keep(key, entity.committed, entity.tenure[1])
             self.passivations += 1
+            if entity.tenure is not None:
+                _stopped(entity, entity.tenure)
         retired = self.retired
         for name in _COUNTERS:
             retired[name] += getattr(entity, name)
@@ -311,6 +321,23 @@ class ShardRegion(Cell):
         )
 
 
+def _stopped(entity: EntityCell, tenure: tuple[int, int]) -> None:
+    logger.debug(
+        "entity %r stopped (partition %d, fencing token %d, %d messages)",
+        entity.name,
+        *tenure,
+        entity.processed,
+        extra={
+            "actor": entity.name,
+            "entity_kind": entity.namespace,
+            "entity_key": entity.key,
+            "partition": tenure[0],
+            "fencing_token": tenure[1],
+            "entity_event": "stopped",
+        },
+    )
+
+
 class _ShardHost:
     """The host of a shard's cells (`CellHost`, `EntityHost`): the shard and its entities.
 
@@ -325,10 +352,18 @@ class _ShardHost:
         self.actors = actors
         self.codec = codec
 
-    async def load(self, key: str) -> bytes | None:
-        """The last committed state of `key`: kept here, else the transport's, else None."""
+    def tenure(self, key: str) -> tuple[int, int] | None:
+        """The partition of `key` and its fencing token, if owned here now."""
+        return self.region.tenure(key)
+
+    async def load(self, key: str, token: int) -> bytes | None:
+        """The last committed state of `key`: kept here, else the transport's, else None.
+
+        A state kept here is used only in the tenure that committed it (`token`): after a
+        partition was lost and taken back, its states are read from the transport again.
+        """
         region = self.region
-        raw = region.store.get(key)
+        raw = region.store.get(key, token)
         if raw is not None or region.transport is None:
             return raw
         return await region.transport.load_state(region.kind.name, key)

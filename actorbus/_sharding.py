@@ -23,13 +23,31 @@ from ._supervision import Policy, Supervision
 if TYPE_CHECKING:
     from ._handlers import HandlerTable
 
-__all__ = ["GROUP_PREFIX", "KIND_ATTRIBUTE", "EntityKind", "Sharding", "declare_kind", "kind_of"]
+__all__ = [
+    "GROUP_PREFIX",
+    "KIND_ATTRIBUTE",
+    "EntityKind",
+    "Sharding",
+    "declare_kind",
+    "is_entity_group",
+    "kind_of",
+]
 
 KIND_ATTRIBUTE: Final = "__actorbus_kind__"
 """The class attribute holding an entity kind's `EntityKind` (set when it is defined)."""
 
 GROUP_PREFIX: Final = "entity:"
 """An entity kind's consumer group is this prefix followed by the kind's name."""
+
+
+def is_entity_group(group: str) -> bool:
+    """Whether `group` is an entity kind's consumer group (``entity:<name>``).
+
+    Transports give such a group partition ownership even when they have one partition:
+    its members keep state per key, so one member at a time may hold a partition.
+    """
+    return group.startswith(GROUP_PREFIX)
+
 
 _NAME: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
 

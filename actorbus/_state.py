@@ -91,14 +91,16 @@ class StateStore:
     """The bytes last committed for keys that have no live entity here, by key.
 
     With `limit` None it keeps every key (the state itself, without a transport);
-    otherwise the `limit` keys stored last (a cache in front of the transport).
+    otherwise the `limit` keys stored last (a cache in front of the transport). Each
+    state is kept with the fencing token of the tenure that committed it, and given back
+    in that tenure only.
     """
 
     __slots__ = ("_states", "limit")
 
     def __init__(self, limit: int | None) -> None:
         self.limit = limit
-        self._states: collections.OrderedDict[str, bytes] = collections.OrderedDict()
+        self._states: collections.OrderedDict[str, tuple[bytes, int]] = collections.OrderedDict()
 
     def __len__(self) -> int:
         return len(self._states)
@@ -106,14 +108,20 @@ class StateStore:
     def __iter__(self) -> Iterator[str]:
         return iter(self._states)
 
-    def get(self, key: str) -> bytes | None:
-        """The bytes kept for `key`, if any."""
-        return self._states.get(key)
+    def get(self, key: str, token: int) -> bytes | None:
+        """The bytes kept for `key` if they were committed in the tenure `token`, else None."""
+        kept = self._states.get(key)
+        if kept is None or kept[1] != token:
+            return None
+        return kept[0]
 
-    def keep(self, key: str, raw: bytes) -> None:
-        """Keep `raw` as `key`'s newest committed state (the oldest go beyond `limit`)."""
+    def keep(self, key: str, raw: bytes, token: int) -> None:
+        """Keep `raw`, committed in the tenure `token`, as `key`'s newest state.
+
+        (Beyond `limit`, the states kept longest ago are forgotten.)
+        """
         states = self._states
-        states[key] = raw
+        states[key] = (raw, token)
         if self.limit is not None:
             states.move_to_end(key)
             while len(states) > self.limit:

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import attrs
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Sequence
+    from collections.abc import Callable, Mapping, Sequence
 
     import anyio.abc
 
@@ -178,15 +178,18 @@ class Transport(abc.ABC):
     """How many partitions the application's APP events are split into (see `partition_of`
     in `actorbus._keys`); 1 for a transport without partitions."""
 
-    def owned_partitions(self, group: str) -> frozenset[int]:
-        """The partitions of `group` that this instance owns now.
+    def owned(self, group: str) -> Mapping[int, int]:
+        """The partitions of `group` that this instance owns now, each with its fencing token.
 
-        An entity kind's shard builds entities only for keys of these partitions (see
-        `partition_of` in `actorbus._keys`). By default every partition: a transport
+        A partition is owned by one instance at a time, and every new tenure (an
+        acquisition after another owner, or after a loss) has a greater fencing token than
+        the tenures before it. An entity kind's shard builds entities only for keys of
+        these partitions (see `partition_of` in `actorbus._keys`), and records each
+        activation with the token. By default every partition, with token 0: a transport
         without ownership gives each group's events to any member.
         """
         del group
-        return frozenset(range(self.partitions))
+        return dict.fromkeys(range(self.partitions), 0)
 
     async def load_state(self, namespace: str, key: str) -> bytes | None:
         """The durable state last committed for `key` in `namespace` (an entity kind).

@@ -1,7 +1,8 @@
 """A one-instance transport with the durable-state contract, for the entity tests.
 
 `LoopbackTransport` plays the part a partitioned transport plays for entities: it owns
-some partitions (`owned`), delivers every APP envelope back to this instance, through
+some partitions (`held`, changed with `lose` and `take`, each taking a new fencing token),
+delivers every APP envelope back to this instance, through
 the wire format, one delivery at a time per group, with a `Tracker.fence` that holds
 while the envelope's partition is owned, and saves each delivery's `Tracker.commit`
 with its "acknowledgement" only while the fence holds. Its states outlive a system
@@ -45,7 +46,8 @@ class LoopbackTransport(Transport):
     ) -> None:
         self.partitions = partitions
         self.states: dict[tuple[str, str], bytes] = {} if states is None else states
-        self.owned: set[int] = set(range(partitions))
+        self.held: set[int] = set(range(partitions))
+        self.tokens: dict[int, int] = dict.fromkeys(range(partitions), 1)
         self.outcomes: list[tuple[str, Outcome]] = []
         """(event id, outcome) of each delivery, in the order they finished."""
         self.refused_commits = 0
@@ -93,13 +95,14 @@ class LoopbackTransport(Transport):
     async def _deliver(self, envelope: Envelope, group: str | None) -> Tracker:
         assert self.host is not None
         partition = self.partition(envelope)
-        if group is not None and partition not in self.owned:
+        if group is not None and partition not in self.held:
             return await self._unowned(envelope)
+        token = self.tokens[partition]
         delivery = await self.host.deliver(envelope, group)
-        delivery.fence = lambda: partition in self.owned
+        delivery.fence = lambda: partition in self.held and self.tokens[partition] == token
         await delivery.wait()
         if delivery.commit is not None:
-            if partition in self.owned:
+            if delivery.fence():
                 namespace, key, state = delivery.commit
                 self.states[namespace, key] = state
             else:
@@ -126,8 +129,16 @@ class LoopbackTransport(Transport):
         await anyio.lowlevel.checkpoint()
         return self.states.get((namespace, key))
 
-    def owned_partitions(self, group: str) -> frozenset[int]:
-        return frozenset(self.owned)
+    def owned(self, group: str) -> dict[int, int]:
+        return {partition: self.tokens[partition] for partition in sorted(self.held)}
+
+    def lose(self, partitions: set[int]) -> None:
+        self.held -= partitions
+
+    def take(self, partitions: set[int]) -> None:
+        for partition in partitions - self.held:
+            self.tokens[partition] += 1
+        self.held |= partitions
 
     async def stop_intake(self) -> None:
         pass

@@ -605,7 +605,7 @@ async def test_release_stops_the_entities_of_released_partitions() -> None:
         for key in keys:
             assert await system.entity(Account, key).ask(GetBalance()) == 1
         assert shard.entities == set(keys)
-        transport.owned -= released
+        transport.lose(released)
         assert transport.host is not None
         await transport.host.release(shard.group, frozenset(released))
         gone = {key for key in keys if partition_of(key, 8) in released}
@@ -622,7 +622,7 @@ async def test_release_stops_the_entities_of_released_partitions() -> None:
         # Another instance owned it meanwhile and saved a newer state; taken back, the
         # entity is built from that one, not from what this instance kept.
         transport.states["Account", keys[0]] = b'{"amount":50,"deposits":[1,49]}'
-        transport.owned |= released
+        transport.take(released)
         assert await system.entity(Account, keys[0]).ask(GetBalance()) == 50
 
 
@@ -643,7 +643,7 @@ async def test_a_fenced_off_delivery_commits_nothing() -> None:
         await ref.tell(Deposited("a", 1))
         await ref.tell(Deposited("a", 2))
         await anyio.sleep(1)
-        transport.owned.clear()  # the lease is lost while the first deposit runs
+        transport.lose(set(range(2)))  # the lease is lost while the first deposit runs
         gate.set()
         await anyio.sleep(1)
     assert transport.refused_commits == 1

@@ -22,7 +22,6 @@ from actorbus.redis._scripts import (
     members,
     release,
     renew,
-    save,
 )
 from actorbus.redis._slots import hash_slot
 
@@ -43,6 +42,7 @@ def test_every_key_of_a_partition_shares_its_slot_and_one_partition_keeps_the_ol
             hash_slot(keys.stream(partition)),
             hash_slot(keys.lease(partition, "g:work")),
             hash_slot(keys.epoch(partition, "g:work")),
+            hash_slot(keys.saves(partition, "g:work")),
             hash_slot(keys.state(partition, "Account", "acc-{42}")),
         }
         assert len(slots) == 1
@@ -50,7 +50,10 @@ def test_every_key_of_a_partition_shares_its_slot_and_one_partition_keeps_the_ol
     assert keys.stream(3).startswith("actorbus:app:shop:{shop.p3.")
     single = keys_of("shop", 1)
     assert single.streams == ("actorbus:app:shop:events",)
-    assert single.state(0, "Account", "a-1") == "actorbus:app:shop:state:Account:a-1"
+    # One partition: its other keys take the stream's slot, with its name as their tag.
+    state = single.state(0, "Account", "a-{1}")
+    assert state == "actorbus:app:shop:{actorbus:app:shop:events}:state:Account:a-{1}"
+    assert hash_slot(state) == hash_slot(single.lease(0, "g:entity:A")) == hash_slot(single.events)
 
 
 # -- leases ----------------------------------------------------------------------------------
@@ -61,10 +64,11 @@ async def test_a_lease_is_taken_once_renewed_by_its_holder_only_and_released(
 ) -> None:
     keys = keys_of(new_app())
     lease, epoch = keys.lease(0, "g:work"), keys.epoch(0, "g:work")
+    saves = keys.saves(0, "g:work")
     async with raw_client(redis_server.url) as raw:
-        taken, value = await raw(*acquire(lease, epoch, "w1", "n1", 10_000))
-        assert (taken, value) == (1, b"1:w1:n1")
-        assert await raw(*acquire(lease, epoch, "w2", "n2", 10_000)) == [0, b"1:w1:n1"]
+        taken, value, count = await raw(*acquire(lease, epoch, saves, "w1", "n1", 10_000))
+        assert (taken, value, count) == (1, b"1:w1:n1", 0)
+        assert await raw(*acquire(lease, epoch, saves, "w2", "n2", 10_000)) == [0, b"1:w1:n1"]
         assert await raw(*renew(lease, "1:w2:n2", 10_000)) == 0
         await raw("PEXPIRE", lease, 500)
         assert await raw(*renew(lease, "1:w1:n1", 10_000)) == 1
@@ -72,9 +76,13 @@ async def test_a_lease_is_taken_once_renewed_by_its_holder_only_and_released(
         assert await raw(*release(lease, "1:w2:n2")) == 0  # not its lease
         assert await raw(*release(lease, "1:w1:n1")) == 1
         # Each acquisition has a greater fencing token than the ones before it.
-        assert await raw(*acquire(lease, epoch, "w2", "n2", 50)) == [1, b"2:w2:n2"]
+        assert await raw(*acquire(lease, epoch, saves, "w2", "n2", 50)) == [1, b"2:w2:n2", 0]
         await anyio.sleep(0.1)  # expired
-        assert await raw(*acquire(lease, epoch, "w1", "n3", 10_000)) == [1, b"3:w1:n3"]
+        assert await raw(*acquire(lease, epoch, saves, "w1", "n3", 10_000)) == [
+            1,
+            b"3:w1:n3",
+            0,
+        ]
 
 
 async def pending_entry(raw: object, stream: str, group: str) -> bytes:
@@ -91,14 +99,17 @@ async def test_a_stale_token_can_neither_acknowledge_nor_save_nor_claim(
     keys = keys_of(new_app())
     stream, state = keys.stream(2), keys.state(2, "Account", "a-1")
     lease, epoch = keys.lease(2, "g:work"), keys.epoch(2, "g:work")
+    saves = keys.saves(2, "g:work")
     async with raw_client(redis_server.url) as raw:
         entry = await pending_entry(raw, stream, "g:work")
-        _, old = await raw(*acquire(lease, epoch, "old", "n1", 50))
+        _, old, _ = await raw(*acquire(lease, epoch, saves, "old", "n1", 50))
         await anyio.sleep(0.1)  # the old owner paused past its lease...
-        _, new = await raw(*acquire(lease, epoch, "new", "n2", 10_000))  # ...and it was taken
+        _, new, _ = await raw(*acquire(lease, epoch, saves, "new", "n2", 10_000))  # ...taken
         old, new = old.decode(), new.decode()
 
-        stale = acknowledge(lease, old, stream, "g:work", [entry], [(state, b'{"n":1}')])
+        stale = acknowledge(
+            lease, old, stream, "g:work", [entry], [(state, b'{"n":1}')], (saves, 0)
+        )
         assert await raw(*stale) == FENCED
         assert await raw.pending(stream, "g:work") == 1  # still pending, for the new owner
         assert await raw("EXISTS", state) == 0  # and its state not saved
@@ -108,7 +119,7 @@ async def test_a_stale_token_can_neither_acknowledge_nor_save_nor_claim(
 
         (claimed,) = await raw(*claim(lease, new, stream, "g:work", "new", 0, [entry]))
         assert claimed[0] == entry
-        good = acknowledge(lease, new, stream, "g:work", [entry], [(state, b'{"n":2}')])
+        good = acknowledge(lease, new, stream, "g:work", [entry], [(state, b'{"n":2}')], (saves, 0))
         assert await raw(*good) == 1
         assert await raw.pending(stream, "g:work") == 0
         assert await raw("GET", state) == b'{"n":2}'
@@ -121,11 +132,12 @@ async def test_a_token_from_before_redis_lost_its_data_stays_stale(
     keys = keys_of(new_app())
     stream = keys.stream(0)
     lease, epoch = keys.lease(0, "g:work"), keys.epoch(0, "g:work")
+    saves = keys.saves(0, "g:work")
     async with raw_client(fresh_redis_server.url) as raw:
-        _, before = await raw(*acquire(lease, epoch, "w1", "n1", 10_000))
+        _, before, _ = await raw(*acquire(lease, epoch, saves, "w1", "n1", 10_000))
         await raw("FLUSHALL")
         entry = await pending_entry(raw, stream, "g:work")
-        _, after = await raw(*acquire(lease, epoch, "w1", "n2", 10_000))
+        _, after, _ = await raw(*acquire(lease, epoch, saves, "w1", "n2", 10_000))
         assert before.split(b":")[0] == after.split(b":")[0] == b"1"
         assert await raw(*acknowledge(lease, before.decode(), stream, "g:work", [entry])) == FENCED
         assert await raw(*acknowledge(lease, after.decode(), stream, "g:work", [entry])) == 1
@@ -135,6 +147,8 @@ async def test_many_entries_and_states_go_in_one_script(redis_server: RedisServe
     """XACK is called a thousand ids at a time: Lua's unpack has a limit."""
     keys = keys_of(new_app(), 1)
     stream = keys.stream(0)
+    lease, epoch = keys.lease(0, "g:work"), keys.epoch(0, "g:work")
+    saves = keys.saves(0, "g:work")
     async with raw_client(redis_server.url) as raw:
         await raw("XGROUP", "CREATE", stream, "g:work", "$", "MKSTREAM")
         for _ in range(5):
@@ -142,7 +156,11 @@ async def test_many_entries_and_states_go_in_one_script(redis_server: RedisServe
         read = await raw.read_group("g:work", "w1", stream, count=5)
         ids = [entry_id for entry_id, _ in read] * 1000  # repeats are acknowledged once
         states = [(keys.state(0, "ns", f"k{n}"), b"%d" % n) for n in range(3)]
-        assert await raw(*save(stream, "g:work", ids, states)) == 5
+        _, value, _ = await raw(*acquire(lease, epoch, saves, "w1", "n1", 10_000))
+        acknowledgement = acknowledge(
+            lease, value.decode(), stream, "g:work", ids, states, (saves, 0)
+        )
+        assert await raw(*acknowledgement) == 5
         assert await raw("MGET", *(key for key, _ in states)) == [b"0", b"1", b"2"]
 
 

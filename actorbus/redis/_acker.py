@@ -31,10 +31,13 @@ A second task sends what was settled in one pipeline — dead letters, replies, 
 acknowledgement — on a connection of its own, retrying while Redis is unreachable (on a
 Redis Cluster, where the dead letters and replies may live on other masters, the
 acknowledgement follows once they were written). The acknowledgement is an XACK, or, when
-it must also save committed states or check a lease, one script
-(`actorbus.redis._scripts`): for a partitioned group, Redis refuses it when the
-partition's lease is no longer ours (the entries stay pending for the next owner, and
-their states are not saved). It waits a few milliseconds first so that one XACK covers
+it must check a lease (and save committed states), one script
+(`actorbus.redis._scripts`): Redis refuses it when the partition's lease is no longer
+ours, or when the partition's count of saves is not the one this tenure expects (Redis
+lost saves it had acknowledged). Either way the entries stay pending for the next owner,
+their states are not saved, and the lease is given up (`Lease.revoke`): the partition's
+`Ownership` stops using it, and its entities are released, so that their next tenure
+reads their states from Redis. It waits a few milliseconds first so that one XACK covers
 many entries: a round trip costs far more than the delay, and a later acknowledgement
 only widens what a crash would leave pending.
 """
@@ -49,7 +52,7 @@ from actorbus._message import Outcome
 from actorbus.redis._errors import TRANSIENT, ReplyError
 from actorbus.redis._health import Retry, logger
 from actorbus.redis._replies import REPLY_MAXLEN, REPLY_TTL, reply_fields, reply_target
-from actorbus.redis._scripts import FENCED, acknowledge, save
+from actorbus.redis._scripts import DIVERGED, FENCED, RESENT, acknowledge
 
 if TYPE_CHECKING:
     from anyio.streams.memory import MemoryObjectReceiveStream
@@ -253,10 +256,13 @@ class Acker:
             if self._key != self._context.keys.events:
                 fields[b"stream"] = self._key.encode()
             batch.dead.append(fields)
-        batch.acks.append(item.id)
         if delivery.commit is not None:
+            if self._lease is None:
+                self._unfenced(item)
+                return
             namespace, key, state = delivery.commit
             batch.states[self._context.keys.state(self._partition, namespace, key)] = state
+        batch.acks.append(item.id)
 
     async def _flush(self, connection: DedicatedConnection, batch: _Batch) -> None:
         """Send the batch's dead letters, replies and XACK; retry while Redis is away."""
@@ -278,15 +284,30 @@ class Acker:
             else:
                 counters.dead_lettered += 1
         if batch.acks:
-            ack = replies[-1]
-            if isinstance(ack, ReplyError):
-                logger.error("acknowledging entries of group %r failed: %s", self._group, ack)
-            elif ack == FENCED:
-                self._fenced(len(batch.acks))
-            else:
-                counters.acked += ack
+            self._acknowledged(batch, replies[-1])
         for entry in batch.acks:
             self._inflight.pop(entry, None)
+
+    def _acknowledged(self, batch: _Batch, ack: Any) -> None:
+        """Note the reply to the batch's acknowledgement."""
+        lease = self._lease
+        if isinstance(ack, ReplyError):
+            logger.error("acknowledging entries of group %r failed: %s", self._group, ack)
+            if batch.states and lease is not None:
+                # The states held in memory are newer than Redis's: start again from these.
+                self._given_up(len(batch.acks), "its states could not be saved")
+        elif ack == FENCED:
+            self._fenced(len(batch.acks))
+        elif ack == DIVERGED:
+            self._given_up(
+                len(batch.acks),
+                "Redis does not hold the states saved last (it lost writes it had "
+                "acknowledged: a restart with appendfsync everysec, a failover)",
+            )
+        else:
+            if batch.states and lease is not None:
+                lease.saves += 1
+            self._context.counters.acked += len(batch.acks) if ack == RESENT else ack
 
     async def _send(self, connection: DedicatedConnection, commands: list[Command]) -> list[Any]:
         """Send `commands` in one pipeline until Redis answers them; return the replies."""
@@ -311,6 +332,33 @@ class Acker:
                 return replies
             self._context.health.failed(transient)
             await backoff.sleep()
+
+    def _unfenced(self, item: Entry) -> None:
+        """A state was committed in a group without a lease: never saved unfenced."""
+        self._inflight.pop(item.id, None)  # left pending: its state must not be lost
+        logger.error(
+            "an entity state was committed for entry %s of group %r, which has no partition "
+            "lease: it is not saved, and the entry is left pending",
+            item.id.decode(),
+            self._group,
+        )
+
+    def _given_up(self, count: int, why: str) -> None:
+        """The partition's states in Redis are not ours: give the lease up (module docs)."""
+        assert self._lease is not None  # noqa: S101 - only a lease's acknowledgement saves
+        self._lease.revoke()
+        self._context.counters.fenced += count
+        logger.warning(
+            "Redis refused to save the states of %d entries of group %r in %s: %s; this "
+            "instance gives up partition %d (fencing token %d), and its entities are built "
+            "again from the states in Redis, handling those entries again",
+            count,
+            self._group,
+            self._key,
+            why,
+            self._partition,
+            self._lease.token,
+        )
 
     def _fenced(self, count: int) -> None:
         """Redis refused an acknowledgement: the partition's lease is no longer ours."""
@@ -339,14 +387,15 @@ class Acker:
         return commands
 
     def _acknowledgement(self, batch: _Batch) -> Command:
-        """XACK the batch's entries; with a lease or states to save, the script that does."""
-        states = list(batch.states.items())
+        """XACK the batch's entries; with a lease, the script that checks it (and saves)."""
         lease = self._lease
-        if lease is not None:
-            return acknowledge(lease.key, lease.value, self._key, self._group, batch.acks, states)
-        if states:
-            return save(self._key, self._group, batch.acks, states)
-        return (b"XACK", self._key, self._group, *batch.acks)
+        if lease is None:
+            return (b"XACK", self._key, self._group, *batch.acks)
+        states = list(batch.states.items())
+        saves = (self._context.keys.saves(self._partition, self._group), lease.saves)
+        return acknowledge(
+            lease.key, lease.value, self._key, self._group, batch.acks, states, saves
+        )
 
 
 def dead_letter_fields(item: Entry, group: str, instance: str) -> dict[bytes, bytes]:

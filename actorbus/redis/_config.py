@@ -167,10 +167,14 @@ class Settings:
 class Keys:
     """The Redis keys of one application; every one starts with ``{prefix}:app:{app}:``.
 
-    With `partitions` > 1, every key of partition ``p`` (its stream, the leases and
-    fencing epochs of its groups, the durable states of its keys) holds the partition's
-    hash tag, ``{base}{{tag}}:…`` with the tag of `partition_tag`, so that they share one
-    Redis Cluster slot and one script may use them all.
+    With `partitions` > 1, every key of partition ``p`` (its stream, the leases, fencing
+    epochs and save counters of its groups, the durable states of its keys) holds the
+    partition's hash tag, ``{base}{{tag}}:…`` with the tag of `partition_tag`, so that
+    they share one Redis Cluster slot and one script may use them all. With one
+    partition, the stream is ``…:events`` (the layout of versions without partitions),
+    and the other keys of the partition (those of entity kinds, whose groups are owned
+    even then) take the stream's name as their hash tag, ``{base}{{{base}events}}:…``:
+    the stream's own slot.
     """
 
     prefix: str
@@ -211,10 +215,12 @@ class Keys:
         """The fencing counter of `partition` of `group`: one more at each acquisition."""
         return f"{self._of(partition)}epoch:{group}"
 
+    def saves(self, partition: int, group: str) -> str:
+        """The count of the states saved in `partition` for `group`: one more per save."""
+        return f"{self._of(partition)}saves:{group}"
+
     def state(self, partition: int, namespace: str, key: str) -> str:
         """The durable state of `key` in `namespace`, whose partition is `partition`."""
-        if self.partitions == 1:
-            return f"{self.base}state:{namespace}:{key}"
         return f"{self._of(partition)}state:{namespace}:{key}"
 
     def members(self, group: str) -> str:
@@ -227,6 +233,8 @@ class Keys:
         return f"{self.base}meta"
 
     def _of(self, partition: int) -> str:
+        if self.partitions == 1:
+            return f"{self.base}{{{self.events}}}:"
         return f"{self.base}{{{partition_tag(self.app, partition, self.partitions)}}}:"
 
     def replies(self, instance: str) -> str:

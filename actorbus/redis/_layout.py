@@ -21,19 +21,26 @@ if TYPE_CHECKING:
 __all__ = ["check_names", "recorded_partitions"]
 
 
-def check_names(keys: Keys) -> None:
+def check_names(keys: Keys, owned: str | None = None) -> None:
     """Check that `keys` can carry partition hash tags.
+
+    They must with more than one partition, and for an `owned` group (an entity kind's,
+    whose partitions are owned even when there is one).
 
     Raises:
         ValueError: If the prefix or application name has a brace: the first ``{…}`` of
             a key would then not be the partition's tag.
     """
-    if keys.partitions > 1 and any(brace in keys.base for brace in "{}"):
+    if (keys.partitions > 1 or owned is not None) and any(brace in keys.base for brace in "{}"):
+        what = (
+            f"RedisTransport(partitions={keys.partitions})"
+            if owned is None
+            else f"group {owned!r} (an entity kind's)"
+        )
         msg = (
-            f"RedisTransport(partitions={keys.partitions}) cannot be used with the key "
-            f"prefix {keys.base!r}: with partitions, the prefix and the application name "
-            "must not contain '{' or '}' (each partition's keys carry a Redis Cluster "
-            "hash tag in braces)"
+            f"{what} cannot be used with the key prefix {keys.base!r}: with partitions or "
+            "entity kinds, the prefix and the application name must not contain '{' or '}' "
+            "(each partition's keys carry a Redis Cluster hash tag in braces)"
         )
         raise ValueError(msg)
 

@@ -10,6 +10,9 @@ that: its **fence** (`Lease.valid`, given to every delivery as `Tracker.fence`) 
 False at ``sent + lease - lease_margin``, so a message still waiting in a mailbox then is
 left unhandled, for the next owner. The margin covers the time a command takes to reach
 Redis: a command sent while the fence holds is carried out before the lease can expire.
+
+A lease also follows the count of the states saved in its partition (`Lease.saves`), which
+every save checks (see `actorbus.redis._scripts`).
 """
 
 from __future__ import annotations
@@ -37,16 +40,35 @@ class Lease:
         value: The lease value Redis holds for us (``<epoch>:<instance>:<nonce>``).
         sent: When the command that acquired it was sent (`clock`).
         settings: The transport's settings (``lease``, ``lease_margin``).
+        saves: The partition's count of saves when it was acquired.
     """
 
-    __slots__ = ("_settings", "key", "lost", "partition", "token", "valid_until", "value")
+    __slots__ = (
+        "_settings",
+        "key",
+        "lost",
+        "partition",
+        "saves",
+        "token",
+        "valid_until",
+        "value",
+    )
 
     def __init__(
-        self, key: str, partition: int, value: str, sent: float, settings: Settings
+        self,
+        key: str,
+        partition: int,
+        value: str,
+        sent: float,
+        settings: Settings,
+        saves: int = 0,
     ) -> None:
         self.key = key
         self.partition = partition
         self.value = value
+        self.saves = saves
+        """The count of saves Redis holds for the partition, as far as this tenure knows:
+        one more after each save its acknowledgements made."""
         self.token = int(value.split(":", 1)[0])
         """The fencing token: the epoch of this tenure, greater than every earlier one's."""
         self._settings = settings

@@ -21,10 +21,13 @@ reads it. Each member runs an `Ownership` per group; one round (`tick`) every
    With `shared_reads` (one server), the group's `SharedReader` reads every partition
    owned here at once and feeds the consumers.
 
-A lease whose fence turns False (renewals failed for ``lease - lease_margin`` seconds, or
-Redis refused one) is **lost**: its consumer stops reading at once, the deliveries still
-waiting are left unhandled (`Tracker.fence`), the acknowledgements already due are sent
-(Redis refuses them if the lease is gone), and `TransportHost.release` is called.
+A lease whose fence turns False (renewals failed for ``lease - lease_margin`` seconds,
+Redis refused one, or an acknowledgement found that it holds other states than ours:
+`actorbus.redis._acker`) is **lost**: its consumer stops reading at once, the deliveries
+still waiting are left unhandled (`Tracker.fence`), the acknowledgements already due are
+sent (Redis refuses them if the lease is gone), `TransportHost.release` is called, and
+the lease is deleted if Redis still holds it for us (so the partition's next tenure
+starts at once).
 
 A graceful leave (`stop_intake`, then `leave` from the transport's `close`) withdraws the
 member from the set at once — the others start asking for its partitions — and, once the
@@ -304,6 +307,7 @@ class Ownership:
             acquire(
                 keys.lease(partition, self.group),
                 keys.epoch(partition, self.group),
+                keys.saves(partition, self.group),
                 self._instance,
                 nonce,
                 settings.lease_ms,
@@ -323,7 +327,8 @@ class Ownership:
                 every = False  # held: its owner hands it over, or its lease expires
             else:
                 key = keys.lease(partition, self.group)
-                self._start(Lease(key, partition, reply[1].decode(), sent, settings))
+                value = reply[1].decode()
+                self._start(Lease(key, partition, value, sent, settings, saves=reply[2]))
         return every
 
     def _start(self, lease: Lease) -> None:
@@ -423,6 +428,13 @@ class Ownership:
         owned.consumer.scope.cancel()
         await owned.consumer.finished.wait()
         await self._release_here(frozenset({partition}))
+        # If Redis still holds the lease for us (the fence turned first, or Redis refused
+        # a save: its states differ from ours), free it so that the partition is taken
+        # again at once, by its next owner or by us, reading its states from Redis.
+        with contextlib.suppress(RedisError):
+            await self._context.client.call(
+                *release(owned.lease.key, owned.lease.value), timeout=self._settings.renew_every
+            )
         self._owned.pop(partition, None)
 
     async def _release_here(self, partitions: frozenset[int]) -> None:

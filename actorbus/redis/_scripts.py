@@ -14,6 +14,16 @@ it). A command of an owner is carried out only if the lease holds exactly its va
 whoever lost the lease — expired during a pause, taken over after a restart of Redis —
 is refused by Redis itself (a script returns `FENCED`).
 
+Entity states are saved by the acknowledgement that carries them, which also counts
+the saves of the partition (``…:saves:{group}``, one more per save) and names the count
+it expects: the owner learns the count when it acquires the lease and follows it with
+each save. A count that differs means Redis lost saves it had acknowledged (a restart
+with ``appendfsync everysec``, a failover to a replica that had not received them), so
+the states the owner holds in memory are newer than Redis's: the script refuses
+(`DIVERGED`), and the owner stops using the partition, whose next tenure reads the
+states from Redis again. A count one more than expected is this very save, applied
+already and sent again after its reply was lost (`RESENT`).
+
 Scripts are sent with ``EVAL`` each time (never ``EVALSHA``): Redis caches them by digest,
 and a restarted Redis, which forgot its scripts, needs no ``SCRIPT LOAD`` first.
 """
@@ -28,18 +38,23 @@ if TYPE_CHECKING:
     from actorbus.redis._protocol import Command
 
 __all__ = [
+    "DIVERGED",
     "FENCED",
+    "RESENT",
     "acknowledge",
     "acquire",
     "claim",
     "members",
     "release",
     "renew",
-    "save",
 ]
 
 FENCED: Final = -1
 """What a fenced script answers when the lease does not hold the caller's value."""
+DIVERGED: Final = -2
+"""What the acknowledgement answers when the partition's saves are not those expected."""
+RESENT: Final = -3
+"""What the acknowledgement answers when its save was applied already (a resend)."""
 
 _ACQUIRE: Final = b"""
 local holder = redis.call('GET', KEYS[1])
@@ -47,7 +62,7 @@ if holder then return {0, holder} end
 local epoch = redis.call('INCR', KEYS[2])
 local value = epoch .. ':' .. ARGV[1] .. ':' .. ARGV[2]
 redis.call('SET', KEYS[1], value, 'PX', ARGV[3])
-return {1, value}
+return {1, value, tonumber(redis.call('GET', KEYS[3]) or '0')}
 """
 
 _RENEW: Final = b"""
@@ -64,28 +79,31 @@ end
 return 0
 """
 
-# XACK comes first: if it fails (the group is gone), nothing is written; once it wrote,
-# an out-of-memory Redis still lets the rest of the script write, so a state is never
-# saved without its acknowledgement, nor the other way round.
-# (XACK takes the ids a thousand at a time: Lua's `unpack` has a limit of a few thousand.)
+# The checks write nothing, and XACK comes first: if it fails (the group is gone),
+# nothing is written; once it wrote, an out-of-memory Redis still lets the rest of the
+# script write, so a state is never saved without its acknowledgement, nor the other way
+# round. (XACK takes the ids a thousand at a time: Lua's `unpack` has a limit of a few
+# thousand.) KEYS: lease, stream, then with states the saves counter and the state keys;
+# ARGV: lease value, group, n, the n ids, then with states the expected count and the
+# states.
 _ACKNOWLEDGE: Final = b"""
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return -1 end
 local n = tonumber(ARGV[3])
+local saving = #KEYS > 2
+if saving then
+  local saves = tonumber(redis.call('GET', KEYS[3]) or '0')
+  local expected = tonumber(ARGV[n + 4])
+  if saves == expected + 1 then return -3 end
+  if saves ~= expected then return -2 end
+end
 local acked = 0
 for i = 4, 3 + n, 1000 do
   acked = acked + redis.call('XACK', KEYS[2], ARGV[2], unpack(ARGV, i, math.min(i + 999, 3 + n)))
 end
-for i = 3, #KEYS do redis.call('SET', KEYS[i], ARGV[n + i + 1]) end
-return acked
-"""
-
-_SAVE: Final = b"""
-local n = tonumber(ARGV[2])
-local acked = 0
-for i = 3, 2 + n, 1000 do
-  acked = acked + redis.call('XACK', KEYS[1], ARGV[1], unpack(ARGV, i, math.min(i + 999, 2 + n)))
+if saving then
+  redis.call('INCR', KEYS[3])
+  for i = 4, #KEYS do redis.call('SET', KEYS[i], ARGV[n + i + 1]) end
 end
-for i = 2, #KEYS do redis.call('SET', KEYS[i], ARGV[n + i + 1]) end
 return acked
 """
 
@@ -117,9 +135,15 @@ def _eval(script: bytes, keys: Sequence[str], args: Sequence[bytes | str | int])
     return (b"EVAL", script, len(keys), *keys, *args)
 
 
-def acquire(lease: str, epoch: str, instance: str, nonce: str, lease_ms: int) -> Command:
-    """Take the lease if nobody holds it: ``[1, value]``, else ``[0, holder's value]``."""
-    return _eval(_ACQUIRE, (lease, epoch), (instance, nonce, lease_ms))
+def acquire(
+    lease: str, epoch: str, saves: str, instance: str, nonce: str, lease_ms: int
+) -> Command:
+    """Take the lease if nobody holds it, else not.
+
+    Answers ``[1, value, saves]`` (`saves`: the partition's count of saves so far), or
+    ``[0, holder's value]``.
+    """
+    return _eval(_ACQUIRE, (lease, epoch, saves), (instance, nonce, lease_ms))
 
 
 def renew(lease: str, value: str, lease_ms: int) -> Command:
@@ -139,25 +163,22 @@ def acknowledge(
     group: str,
     entry_ids: Sequence[bytes],
     states: Sequence[tuple[str, bytes]] = (),
+    saves: tuple[str, int] | None = None,
 ) -> Command:
     """XACK `entry_ids` and SET `states` (key, value) at once, if the lease holds `value`.
 
-    Answers how many entries were acknowledged, or `FENCED` (nothing done).
+    With `states`, `saves` is the partition's saves counter and the count expected: the
+    states are saved only if Redis holds that count, which the save increments.
+    Answers how many entries were acknowledged, or `FENCED`, `DIVERGED` (nothing done)
+    or `RESENT` (done before).
     """
-    keys = [lease, stream, *(key for key, _ in states)]
+    keys = [lease, stream]
     args: list[bytes | str | int] = [value, group, len(entry_ids), *entry_ids]
-    args += [state for _, state in states]
+    if states:
+        assert saves is not None  # noqa: S101 - states are only saved with their count
+        keys += [saves[0], *(key for key, _ in states)]
+        args += [saves[1], *(state for _, state in states)]
     return _eval(_ACKNOWLEDGE, keys, args)
-
-
-def save(
-    stream: str, group: str, entry_ids: Sequence[bytes], states: Sequence[tuple[str, bytes]]
-) -> Command:
-    """XACK `entry_ids` and SET `states` at once, without a lease (one partition)."""
-    keys = [stream, *(key for key, _ in states)]
-    args: list[bytes | str | int] = [group, len(entry_ids), *entry_ids]
-    args += [state for _, state in states]
-    return _eval(_SAVE, keys, args)
 
 
 def claim(

@@ -5,7 +5,8 @@
 - A **competing-consumer group** ``g:{group}``: without partitions, one `GroupConsumer`
   of the one stream, shared with the group's other members (claiming what silent ones
   left); with partitions, an `Ownership`, which runs a consumer for each partition this
-  member owns.
+  member owns. An entity kind's group always has an `Ownership`, even with one partition:
+  its members keep state per key, so one of them at a time may read a partition.
 
 Each group is created on every stream when it is joined, at the end of the stream, so
 that what is published from then on reaches it.
@@ -18,9 +19,11 @@ from typing import TYPE_CHECKING, ClassVar, Final
 import anyio
 import anyio.abc
 
+from actorbus._sharding import is_entity_group
 from actorbus.redis._config import broadcast_group, member_group
 from actorbus.redis._consumer import GroupConsumer
 from actorbus.redis._errors import GroupExists, ReplyError
+from actorbus.redis._layout import check_names
 from actorbus.redis._maintenance import forget_instance
 from actorbus.redis._ownership import Ownership
 
@@ -107,16 +110,21 @@ class Subscriptions:
 
         Raises:
             RedisError: If Redis cannot be reached or refuses.
+            ValueError: If `group` is an entity kind's and the key prefix or the
+                application name has a brace (see `check_names`).
         """
         name = member_group(group)
         if name in self._groups:
             return
+        owned = is_entity_group(group)
+        if owned:
+            check_names(self._context.keys, group)
         await self._create(name)
         self._groups.add(name)
         running = self._task_group is not None and not self._intake_stopped
-        if self._context.keys.partitions > 1:
-            # A cluster refuses one read across partitions (their streams are in
-            # different slots): there, each partition is read on its own.
+        if self._context.keys.partitions > 1 or owned:
+            # A cluster refuses a read of several partitions: their streams are in
+            # different slots.
             shared = self.shared_reads and self._context.client.cluster is None
             ownership = Ownership(self._context, self._host, name, group, shared_reads=shared)
             self._ownerships[name] = ownership

@@ -7,12 +7,16 @@ covers an application):
   event with the fields ``e``, the CloudEvents JSON, and ``t``, its type (which lets
   consumers acknowledge what no local subscriber wants without decoding it). With
   ``partitions`` > 1, one such stream per partition instead, ``…:{tag}:events``, and
-  per partition and group the lease ``…:{tag}:lease:g:{group}`` and its fencing counter
-  ``…:{tag}:epoch:g:{group}``; see `actorbus.redis._config.Keys`;
+  per partition and owned group the lease ``…:{tag}:lease:g:{group}``, its fencing
+  counter ``…:{tag}:epoch:g:{group}`` and its count of saved states
+  ``…:{tag}:saves:g:{group}``; with one partition, an entity kind's group has them too,
+  tagged with the events stream's name (``{…:events}``); see
+  `actorbus.redis._config.Keys`;
 - ``…:dead`` — dead letters: ``e`` (the entry as read), ``error``, ``group``,
   ``deliveries``, ``entry`` (its id in the events stream) and ``instance``;
 - ``…:replies:{instance}`` — replies to the requests of one instance;
-- ``…:state:{namespace}:{key}`` (``…:{tag}:state:…`` with partitions) — durable states;
+- ``…:{tag}:state:{namespace}:{key}`` — durable states (``{tag}`` is the events
+  stream's name with one partition);
 - ``…:members:g:{group}`` — the live members of a partitioned group;
 - ``…:meta`` — the number of partitions (`actorbus.redis._layout`).
 
@@ -258,8 +262,9 @@ class RedisTransport(Transport):
     def owned(self, group: str) -> dict[int, int]:
         """The partitions of `group` this instance owns now, each with its fencing token.
 
-        Empty for a group it does not take part in; without partitions, ``{0: 0}`` for a
-        group it joined (every member reads the one stream, without a lease).
+        Empty for a group it does not take part in. Without partitions, ``{0: 0}`` for a
+        group it joined (every member reads the one stream, without a lease), except an
+        entity kind's group, whose one partition is owned by one member at a time.
         """
         subscriptions = self._subscriptions
         return {} if subscriptions is None else subscriptions.owned(group)

@@ -10,7 +10,10 @@ at a time, so a group handles the events of one key in publishing order; the par
 are rebalanced when members join or leave, a member that leaves hands its partitions
 over once it finished what it had of them, and `MemoryTransport.crash` simulates a
 `kill -9`: the member's partitions are taken over after `lease` seconds, its unfinished
-events first, in order, and nothing it still handles is committed.
+events first, in order, and nothing it still handles is committed. An entity kind's
+group is owned that way even with one partition (one live entity per key), and the
+states its entities commit are kept on the broker (`MemoryBroker.states`), saved with the
+delivery's outcome only while the member owns the partition, as Redis saves them.
 
 Differences from the Redis bridge: nothing outlives the broker (an instance that is not
 running misses the events published meanwhile, and an event whose actor stopped before
@@ -23,20 +26,22 @@ from __future__ import annotations
 import collections
 import itertools
 import math
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 import anyio
 import anyio.abc
 
+from actorbus._dispatch import TO_GROUP
 from actorbus._exceptions import AskTimeout, DecodeError
 from actorbus._keys import PARTITION_KEY, partition_of
 from actorbus._message import Outcome
+from actorbus._sharding import is_entity_group
 from actorbus._transport import PartitionOwner, Transport, TransportHost
 from actorbus._wire import decode, encode
 from actorbus.testing._ownership import GroupOwnership
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Callable, Sequence
 
     from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
@@ -44,6 +49,9 @@ if TYPE_CHECKING:
     from actorbus._message import Delivery
 
 __all__ = ["MemoryBroker", "MemoryTransport"]
+
+_OWNER_POLL: Final = 0.01
+"""Seconds between looks for the owner of a request's partition while it has none."""
 
 _Item = tuple[int, bytes, str | None, int]
 """(sequence, raw event, group or None for broadcast, partition)."""
@@ -137,9 +145,13 @@ class MemoryBroker:
             }
         return found
 
+    def owning(self, app: str, name: str) -> bool:
+        """Whether the partitions of group `name` of `app` are owned (one member each)."""
+        return self._partitions.get(app, 1) > 1 or is_entity_group(name)
+
     def rebalance(self, app: str, name: str) -> None:
         """Move the partitions of group `name` to their owners among the live members."""
-        if self._partitions.get(app, 1) > 1:
+        if self.owning(app, name):
             self.group(app, name).rebalance(self.live(app, name))
 
     def send(self, app: str, raw: bytes, key: str | None = None) -> None:
@@ -154,7 +166,7 @@ class MemoryBroker:
         for member in members:
             member.inbox(sequence, raw, None, partition)
         for name in sorted({g for m in members for g in m.groups}):
-            if partitions > 1:
+            if self.owning(app, name):
                 self.group(app, name).send(sequence, raw, partition)
                 continue
             candidates = [m for m in members if name in m.groups]
@@ -230,10 +242,16 @@ class MemoryTransport(Transport):
         """Name this instance (the name is informational: nothing here is durable)."""
         self.instance = self._name = name
 
-    def owned(self, group: str) -> frozenset[int]:
-        """The partitions of `group` this instance owns now."""
-        if self._host is None or self.partitions == 1:
-            return frozenset(range(self.partitions)) if group in self.groups else frozenset()
+    def owned(self, group: str) -> dict[int, int]:
+        """The partitions of `group` this instance owns now, each with its fencing token.
+
+        Without ownership (one partition, a group that is no entity kind's), every
+        partition with token 0 for a group joined here.
+        """
+        if group not in self.groups or self._host is None or self.crashed:
+            return {}
+        if not self.broker.owning(self._host.name, group):
+            return dict.fromkeys(range(self.partitions), 0)
         return self.broker.group(self._host.name, group).owned_by(self)
 
     def _app(self) -> str:
@@ -283,22 +301,47 @@ class MemoryTransport(Transport):
         with self._receive:
             async for sequence, raw, group, partition in self._receive:
                 if not self.crashed:
-                    await self._take(self._host, raw, group)
+                    await self._take(self._host, raw, group, partition)
                 self._finished(sequence, group, partition)
 
-    async def _take(self, host: TransportHost, raw: bytes, group: str | None) -> None:
+    async def _take(
+        self, host: TransportHost, raw: bytes, group: str | None, partition: int
+    ) -> None:
         try:
             envelope = decode(raw)
         except DecodeError as exc:
             self.broker.dead_letters.append((raw, exc))
             return
-        fence = self._fence if group is not None and self.partitions > 1 else None
+        fence = None if group is None else self._fence(host.name, group, partition)
         delivery = await host.deliver(envelope, group, fence)
         await delivery.wait()
-        self._settle(delivery, raw)
+        if fence is None or fence():
+            self._settle(delivery, raw)
+        # else: what a crashed instance (or an owner no more) finishes is not committed
 
-    def _fence(self) -> bool:
-        return not self.crashed
+    def _fence(self, app: str, group: str, partition: int) -> Callable[[], bool] | None:
+        """The fence of a delivery of `partition` of `group`: True while this member owns it."""
+        if not self.broker.owning(app, group):
+            return None
+        ownership = self.broker.group(app, group)
+
+        def fence() -> bool:
+            return not self.crashed and ownership.holds(self, partition)
+
+        return fence
+
+    async def answer_owned(self, envelope: Envelope, group: str, partition: int) -> Delivery:
+        """Deliver a request of `partition` of owned `group` here, as an event; its delivery.
+
+        The entities' states it changes are saved as an event's would be.
+        """
+        assert self._host is not None  # noqa: S101 - only the partition's owner is asked
+        fence = self._fence(self._host.name, group, partition)
+        delivery = await self._host.deliver(envelope, group, fence)
+        await delivery.wait()
+        if fence is None or fence():
+            self._settle(delivery, encode(envelope))
+        return delivery
 
     def _settle(self, delivery: Delivery, raw: bytes) -> None:
         if self.crashed:
@@ -399,8 +442,16 @@ class MemoryTransport(Transport):
         return self.broker.states.get((self._app(), namespace, key))
 
     async def request(self, envelope: Envelope, timeout: float) -> Any:
-        """Ask the running instances in turn; the first one with a handler answers."""
+        """Ask the running instances in turn; the first one with a handler answers.
+
+        A request to one group whose partitions are owned (an `EntityRef.ask`) is
+        delivered to the owner of its key's partition, as an event is.
+        """
         wire = decode(encode(envelope))
+        app = self._app()
+        group = envelope.headers.get(TO_GROUP)
+        if group is not None and self.broker.owning(app, group):
+            return await self._ask_owner(wire, group, timeout)
         with anyio.move_on_after(timeout):
             for member in list(self.broker.members(self._app())):
                 if member.host is None or not member.consuming:
@@ -412,14 +463,34 @@ class MemoryTransport(Transport):
         msg = f"no instance of {self._app()!r} answered {envelope.type!r} within {timeout}s"
         raise AskTimeout(msg)
 
+    async def _ask_owner(self, envelope: Envelope, group: str, timeout: float) -> Any:
+        app = self._app()
+        key = envelope.headers.get(PARTITION_KEY)
+        partition = 0 if key is None else partition_of(key, self.partitions)
+        ownership = self.broker.group(app, group)
+        with anyio.move_on_after(timeout):
+            while True:
+                owner = ownership.owners.get(partition)
+                if isinstance(owner, MemoryTransport) and owner.consuming:
+                    delivery = await owner.answer_owned(envelope, group, partition)
+                    if delivery.outcome is not Outcome.NOT_HANDLED:
+                        return delivery.result()
+                await anyio.sleep(_OWNER_POLL)  # handed over or taken over meanwhile
+        msg = f"no instance of {app!r} answered {envelope.type!r} within {timeout}s"
+        raise AskTimeout(msg)
+
     async def stop_intake(self) -> None:
         """Stop receiving; hand each partition over once its events here are finished."""
         self.consuming = False
-        if self._host is None or self.partitions == 1 or self.crashed:
+        if self._host is None or self.crashed:
             return
         for group in self.groups:
-            for partition in self.owned(group):
-                self.release_soon(group, partition)
+            if not self.broker.owning(self._host.name, group):
+                continue
+            ownership = self.broker.group(self._host.name, group)
+            for partition in ownership.owned_by(self):
+                if partition not in ownership.moving:
+                    self.release_soon(group, partition)
 
     async def close(self) -> None:
         """Detach from the broker."""

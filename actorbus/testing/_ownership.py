@@ -1,12 +1,14 @@
 """Who owns each partition of each group, for the in-memory transport.
 
-With ``partitions`` > 1, each partition of a competing-consumer group is owned by one
-member at a time (`actorbus._assignment`: balanced, the same answer everywhere), and the
-events of a partition go to its owner, so a group handles the events of one key in
-publishing order. When the members change, a partition moves only once its old owner
+With ``partitions`` > 1, and for an entity kind's group whatever the number of
+partitions, each partition of a competing-consumer group is owned by one member at a
+time (`actorbus._assignment`: balanced, the same answer everywhere), and the events of
+a partition go to its owner, so a group handles the events of one key in publishing
+order. When the members change, a partition moves only once its old owner
 finished what it had of it; meanwhile its new events wait here. A crashed member keeps
 its partitions until its lease runs out; its unfinished events then go first to the new
-owners, in order.
+owners, in order. Each tenure of a partition has a fencing token, one more than the
+tenure before it.
 """
 
 from __future__ import annotations
@@ -57,11 +59,16 @@ class GroupOwnership:
             collections.deque
         )
 
-    def owned_by(self, member: Member) -> frozenset[int]:
-        """The partitions `member` owns now (not those it is handing over)."""
-        return frozenset(
-            p for p, owner in self.owners.items() if owner is member and p not in self.moving
-        )
+    def owned_by(self, member: Member) -> dict[int, int]:
+        """The partitions `member` owns now, with their fencing tokens.
+
+        A partition being handed over is still its owner's until it released it.
+        """
+        return {p: self.tokens[p] for p, owner in sorted(self.owners.items()) if owner is member}
+
+    def holds(self, member: Member, partition: int) -> bool:
+        """Whether `member` owns `partition` now (its deliveries' fence)."""
+        return self.owners.get(partition) is member
 
     def send(self, sequence: int, raw: bytes, partition: int) -> None:
         """Give an event to its partition's owner, or keep it until there is one."""
