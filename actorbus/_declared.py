@@ -23,6 +23,8 @@ from ._system import startup_of
 if TYPE_CHECKING:
     from collections.abc import Callable
 
+    from ._mailbox import Mailbox
+    from ._supervision import Supervision
     from ._system import ActorSystem
 
 __all__ = [
@@ -77,6 +79,8 @@ class Subscription:
         matches: Whether an event of a class (None: plain data) and type reaches it.
         returns: Its return annotation (`NOT_ANNOTATED` when it has none).
         entity: The entity kind it belongs to (None: an actor's or a function's).
+        mailbox: Its actor's mailbox (None: the default one).
+        supervision: Its actor's supervision (None: the default one).
     """
 
     actor: str
@@ -90,6 +94,8 @@ class Subscription:
     matches: Callable[[type[Any] | None, str], bool]
     returns: object
     entity: EntityInfo | None = None
+    mailbox: Mailbox | None = None
+    supervision: Supervision | None = None
 
 
 def subscriptions(system: ActorSystem) -> list[Subscription]:
@@ -113,13 +119,20 @@ def subscriptions(system: ActorSystem) -> list[Subscription]:
             entity = EntityInfo(
                 kind.name, kind.cls, kind.sharding.state, kind.sharding.passivate_after
             )
-            found += [_record(kind.name, spec, kind.group, entity) for spec in kind.table.specs]
+            found += [
+                _record(kind.name, spec, kind.group, kind.mailbox, kind.supervision, entity)
+                for spec in kind.table.specs
+            ]
         elif isinstance(actor, type) and issubclass(actor, Actor):
             name = name_for(actor.__name__)
-            found += [_record(name, spec, actor.group) for spec in actor.__actorbus_table__.specs]
+            found += [
+                _record(name, spec, actor.group, actor.mailbox, actor.supervision)
+                for spec in actor.__actorbus_table__.specs
+            ]
         elif (marked := declaration(declared)) is not None:
             spec = spec_for(declared, marked.targets, group=marked.group, inline=marked.inline)
-            found.append(_record(name_for(getattr(declared, "__name__", "function")), spec, None))
+            name = name_for(getattr(declared, "__name__", "function"))
+            found.append(_record(name, spec, None, None, None))
     for router in routers:
         for entry in router.entries:
             marked = declaration(entry.func)
@@ -128,12 +141,17 @@ def subscriptions(system: ActorSystem) -> list[Subscription]:
             spec = spec_for(entry.func, marked.targets, group=marked.group, inline=marked.inline)
             default = str(getattr(entry.func, "__name__", "function"))
             name = entry.name if entry.name is not None else name_for(default)
-            found.append(_record(name, spec, None))
+            found.append(_record(name, spec, None, entry.mailbox, entry.supervision))
     return found
 
 
 def _record(
-    actor: str, spec: HandlerSpec, default_group: str | None, entity: EntityInfo | None = None
+    actor: str,
+    spec: HandlerSpec,
+    default_group: str | None,
+    mailbox: Mailbox | None,
+    supervision: Supervision | None,
+    entity: EntityInfo | None = None,
 ) -> Subscription:
     exact = tuple(g for g in spec.globs if not _WILDCARDS & set(g))
     return Subscription(
@@ -148,6 +166,8 @@ def _record(
         matches=spec.matches,
         returns=_return_annotation(spec.func),
         entity=entity,
+        mailbox=mailbox,
+        supervision=supervision,
     )
 
 

@@ -22,18 +22,16 @@ from typing import TYPE_CHECKING, Any, Final, Literal, cast
 
 import anyio
 
-from ._actor import Actor
-from ._events import event_info
-from ._handlers import HandlerSpec, declaration, spec_for
+from ._declared import subscriptions
+from ._events import event_info, type_name
 from ._mailbox import Mailbox
-from ._sharding import kind_of
 from ._supervision import Supervision
-from ._system import ActorSystem, startup_of, use_transport
+from ._system import ActorSystem, use_transport
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable, Coroutine
 
-    from ._sharding import EntityKind
+    from ._declared import EntityInfo
     from ._transport import Transport
 
 __all__ = [
@@ -255,20 +253,28 @@ async def _report_status(
         out(" | ".join(parts) or "no actors")
 
 
-def _spec_rows(
-    owner: str, specs: tuple[HandlerSpec, ...], settings: dict[str, Any]
-) -> list[dict[str, Any]]:
+def describe(system: ActorSystem) -> list[dict[str, Any]]:
+    """One row per handler of the system's start-up actors, entity kinds and routers.
+
+    The rows come from `actorbus._declared.subscriptions` (what the AsyncAPI document
+    reads too). An entity kind's rows name the kind and its group, and say in ``entity``
+    what it keeps (None for the rows of other actors).
+    """
     rows: list[dict[str, Any]] = []
-    for spec in specs:
-        scopes = sorted({_scope_of(c) for c in spec.classes})
+    for found in subscriptions(system):
+        mailbox = found.mailbox or Mailbox()
+        supervision = found.supervision or Supervision()
         rows.append(
             {
-                "actor": owner,
-                "handler": spec.name,
-                "subscriptions": spec.subscriptions(),
-                "scope": ",".join(scopes) or "any",
-                "group": spec.group if spec.group is not None else settings.get("group"),
-                **settings,
+                "actor": found.actor,
+                "handler": found.handler,
+                "subscriptions": [type_name(c) for c in found.classes]
+                + [*found.types, *found.globs],
+                "scope": ",".join(sorted({_scope_of(c) for c in found.classes})) or "any",
+                "group": found.group,
+                "mailbox": f"{mailbox.capacity}/{mailbox.overflow.name}",
+                "supervision": supervision.policy.name,
+                "entity": _entity(found.entity) if found.entity is not None else None,
             }
         )
     return rows
@@ -279,52 +285,9 @@ def _scope_of(cls: type[Any]) -> str:
     return info.scope.value if info is not None else "process"
 
 
-def _settings(
-    mailbox: Mailbox | None,
-    supervision: Supervision | None,
-    group: str | None,
-    entity: str | None = None,
-) -> dict[str, Any]:
-    mailbox = mailbox or Mailbox()
-    supervision = supervision or Supervision()
-    return {
-        "group": group,
-        "mailbox": f"{mailbox.capacity}/{mailbox.overflow.name}",
-        "supervision": supervision.policy.name,
-        "entity": entity,
-    }
-
-
-def _entity(kind: EntityKind) -> str:
+def _entity(entity: EntityInfo) -> str:
     """How an entity kind is listed: its state class and its passivation."""
-    sharding = kind.sharding
-    state = sharding.state.__qualname__ if sharding.state is not None else "no state"
-    after = sharding.passivate_after
+    state = entity.state.__qualname__ if entity.state is not None else "no state"
+    after = entity.passivate_after
     idle = "never passivated" if math.isinf(after) else f"passivated after {after:g}s idle"
     return f"entity kind: {state}, {idle}"
-
-
-def describe(system: ActorSystem) -> list[dict[str, Any]]:
-    """One row per handler of the system's start-up actors, entity kinds and routers.
-
-    An entity kind's rows name the kind and its group, and say in ``entity`` what it
-    keeps (None for the rows of other actors).
-    """
-    rows: list[dict[str, Any]] = []
-    actors, routers = startup_of(system)
-    for actor in actors:
-        if (kind := kind_of(actor)) is not None:
-            settings = _settings(kind.mailbox, kind.supervision, kind.group, _entity(kind))
-            rows += _spec_rows(kind.name, kind.table.specs, settings)
-        elif isinstance(actor, type) and issubclass(actor, Actor):
-            settings = _settings(actor.mailbox, actor.supervision, actor.group)
-            rows += _spec_rows(actor.__name__, actor.__actorbus_table__.specs, settings)
-    for router in routers:
-        for entry in router.entries:
-            found = declaration(entry.func)
-            if found is None:
-                continue
-            spec = spec_for(entry.func, found.targets, group=found.group, inline=found.inline)
-            name = entry.name or str(getattr(entry.func, "__name__", "function"))
-            rows += _spec_rows(name, (spec,), _settings(entry.mailbox, entry.supervision, None))
-    return rows

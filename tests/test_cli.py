@@ -1,12 +1,15 @@
 """The `actorbus` command line, run as a user runs it: in a subprocess."""
 
 import json
+import os
 import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 import pytest
-from cli_support import actorbus_cmd, start_worker, wait_for_mark
+from cli_support import TESTS, actorbus_cmd, start_worker, wait_for_mark
 
 import actorbus
 from actorbus._worker import SAME_REQUEST
