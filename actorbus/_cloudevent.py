@@ -79,6 +79,8 @@ _SHORT: Final = reprlib.Repr()
 _SHORT.maxlevel, _SHORT.maxstring, _SHORT.maxother = 3, 80, 80
 _shown: Final = _SHORT.repr
 _quote: Final = _json_text.write
+# The data's limit: the reader counts the envelope object as the first level.
+MAX_DATA_DEPTH: Final = _json_text.MAX_DEPTH - 1
 # A tuple: `isinstance` with a union of types (`bytes | bytearray`) is several times slower.
 _BINARY_TYPES: Final = (bytes, bytearray)
 # The attributes that repeat from event to event (type, source, content type, header
@@ -185,7 +187,8 @@ def to_text(
     accepted) are quoted one by one, and only the data goes through the JSON encoder.
 
     Raises:
-        ValueError: For data with a float that is not finite.
+        ValueError: For data with a float that is not finite, nested deeper than the
+            reader's limit, or holding a lone UTF-16 surrogate.
         TypeError: For data JSON cannot hold.
         RecursionError: For data nested too deeply, or that contains itself.
     """
@@ -203,7 +206,7 @@ def to_text(
     if isinstance(data, _BINARY_TYPES):
         text += f',"data_base64":"{base64.b64encode(data).decode("ascii")}"'
     elif data is not None:
-        text += ',"data":' + _json_text.write(unstructure(data))
+        text += ',"data":' + _json_text.write_readable(unstructure(data), MAX_DATA_DEPTH)
     return text + "}"
 
 

@@ -21,7 +21,7 @@ from ._exceptions import DecodeError
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-__all__ = ["MAX_DEPTH", "MAX_MESSAGE_BYTES", "read", "write"]
+__all__ = ["MAX_DEPTH", "MAX_MESSAGE_BYTES", "read", "write", "write_readable"]
 
 MAX_MESSAGE_BYTES: Final = 1024 * 1024
 """The default limit on a message's size, in bytes of UTF-8."""
@@ -75,6 +75,28 @@ def read(raw: bytes | bytearray | memoryview | str, max_bytes: int = MAX_MESSAGE
     except (ValueError, RecursionError) as exc:
         msg = f"message is not valid JSON: {exc}"
         raise DecodeError(msg) from exc
+
+
+def write_readable(value: object, depth: int = MAX_DEPTH) -> str:
+    """`write(value)`, refused unless `read` accepts it nested in `depth` levels.
+
+    What one program writes, another must be able to read: a value nested too deeply,
+    or with a string holding a lone UTF-16 surrogate, is refused here, at the writer,
+    rather than dead-lettered (or, for an entity's state, left unloadable) at the reader.
+
+    Raises:
+        ValueError: For such a value, or a float that is not finite.
+        TypeError: For a value of a type JSON has no form for.
+        RecursionError: For a value nested far too deeply, or that contains itself.
+    """
+    text = write(value)
+    if text.count("[") + text.count("{") > depth and _depth(text) > depth:
+        msg = f"it is nested deeper than the {depth} levels a reader accepts"
+        raise ValueError(msg)
+    if "\\u" in text and _has_lone_surrogate(text):
+        msg = "it has a string with a lone UTF-16 surrogate (not Unicode text)"
+        raise ValueError(msg)
+    return text
 
 
 def _text(raw: bytes | bytearray | memoryview | str, max_bytes: int) -> str:

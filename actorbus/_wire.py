@@ -50,10 +50,12 @@ def encode_value(value: object) -> bytes:
     JSON (no ``NaN`` or ``Infinity``), ASCII.
 
     Raises:
-        TypeError: If the value cannot be represented as JSON (saying why).
+        TypeError: If the value cannot be represented as JSON (saying why), including
+            one `decode_value` would refuse (nested deeper than `MAX_DEPTH`, a lone
+            UTF-16 surrogate): what is written here can always be read back.
     """
     try:
-        return _json_text.write(unstructure(value)).encode()
+        return _json_text.write_readable(unstructure(value)).encode()
     except RecursionError:
         msg = "it is nested too deeply, or contains itself"
         raise TypeError(msg) from None

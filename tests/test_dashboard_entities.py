@@ -142,8 +142,8 @@ async def test_the_map_shows_each_partitions_owner_and_fencing_token() -> None:
     assert set(status.partitions) == {"entity:Cart", "ledger"}
     ledger = status.partitions["ledger"]
     assert sorted(ledger) == [0, 1, 2, 3]
-    for name, partitions in owned.items():
-        assert {p for p, owner in ledger.items() if owner.instance == name} == partitions
+    for name, tokens in owned.items():  # the map agrees with each owner's own view
+        assert {p: o.token for p, o in ledger.items() if o.instance == name} == tokens
     assert all(owner.token is not None and owner.token >= 1 for owner in ledger.values())
     groups = {group["group"]: group for group in state["partitions"]}
     assert groups["ledger"]["owners"] == [{"owner": "a", "count": 2}, {"owner": "b", "count": 2}]

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 import anyio
 import anyio.abc
+import anyio.lowlevel
 
 from actorbus._dispatch import TO_GROUP
 from actorbus._exceptions import AskTimeout, DecodeError
@@ -174,13 +175,21 @@ class MemoryBroker:
             candidates[turn % len(candidates)].inbox(sequence, raw, name, partition)
 
     async def drain(self) -> None:
-        """Wait until every attached instance has handled everything sent to it."""
+        """Wait until every attached instance has handled everything sent to it.
+
+        Partitions being handed over (an old owner finishing before it releases them)
+        are handed over too: after `drain`, each partition of a live member's group is
+        with its target owner. Partitions of a crashed owner wait for its lease.
+        """
         while True:
             busy = [m for ms in self._instances.values() for m in ms if m.pending]
-            if not busy:
-                return
             for member in busy:
                 await member.idle()
+            if busy:
+                continue
+            if not any(group.moving for group in self._groups.values()):
+                return
+            await anyio.lowlevel.checkpoint()  # a release runs in its owner's task group
 
 
 class MemoryTransport(Transport):
