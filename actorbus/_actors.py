@@ -48,15 +48,15 @@ class Actors:
     def __init__(
         self, runtime: Runtime, dispatcher: Dispatcher, transport: Transport | None
     ) -> None:
-        self.runtime = runtime
-        self.dispatcher = dispatcher
-        self.transport = transport
+        self.runtime: Runtime = runtime
+        self.dispatcher: Dispatcher = dispatcher
+        self.transport: Transport | None = transport
         self.task_group: anyio.abc.TaskGroup | None = None
         self.by_name: dict[str, Cell] = {}
         self.top: dict[Cell, None] = {}  # top-level actors in start order; O(1) removal
         self.stop_errors: list[BaseException] = []
         """Errors of `on_stop` hooks, collected while `collecting` (at shutdown)."""
-        self.collecting = False
+        self.collecting: bool = False
         self._name_counts: dict[str, int] = {}
 
     # -- spawning -------------------------------------------------------------------------

@@ -86,14 +86,14 @@ class Spawn:
         group: str | None = None,
         parent: Cell | None = None,
     ) -> None:
-        self.target = target
-        self.args = args
-        self.kwargs = kwargs or {}
-        self.name = name
-        self.mailbox = mailbox
-        self.supervision = supervision
-        self.group = group
-        self.parent = parent
+        self.target: Callable[..., Any] = target
+        self.args: tuple[Any, ...] = args
+        self.kwargs: dict[str, Any] = kwargs or {}
+        self.name: str | None = name
+        self.mailbox: Mailbox | None = mailbox
+        self.supervision: Supervision | None = supervision
+        self.group: str | None = group
+        self.parent: Cell | None = parent
 
 
 def _fenced_off(tracker: Tracker) -> bool:

@@ -262,7 +262,8 @@ def read(event: Mapping[str, Any]) -> Values:
     # A plain dict only: a subclass may read differently through `[]` and `get`.
     if event.__class__ is dict:
         names = event.keys()
-        if names in (_AS_WRITTEN, _AS_WRITTEN_KEYED):  # `==` on a keys view: as a set
+        # A keys view equals a set with the same members (pyright takes them as apart).
+        if names in (_AS_WRITTEN, _AS_WRITTEN_KEYED):  # pyright: ignore[reportUnnecessaryContains]
             values = _as_written(cast("dict[str, Any]", event))
             if values is not None:
                 return values

@@ -51,8 +51,8 @@ class Route:
     __slots__ = ("_turns", "broadcast", "groups")
 
     def __init__(self, broadcast: tuple[Cell, ...], groups: dict[str, tuple[Cell, ...]]) -> None:
-        self.broadcast = broadcast
-        self.groups = groups
+        self.broadcast: tuple[Cell, ...] = broadcast
+        self.groups: dict[str, tuple[Cell, ...]] = groups
         self._turns = {name: itertools.cycle(members) for name, members in groups.items()}
 
     def __bool__(self) -> bool:
@@ -120,13 +120,13 @@ class Dispatcher:
     __slots__ = ("_cells", "_groups", "_keys", "_routes", "_subscribed", "generation", "runtime")
 
     def __init__(self, runtime: Runtime) -> None:
-        self.runtime = runtime
+        self.runtime: Runtime = runtime
         self._cells: dict[Cell, None] = {}
         self._routes: dict[_Key, Route] = {}
         self._keys: dict[Cell, set[_Key]] = {}  # the cached routes each cell is in
         self._groups: frozenset[str] | None = None
         self._subscribed: frozenset[str | None] | None = None
-        self.generation = 0
+        self.generation: int = 0
         """Counts the changes of subscriptions, for whoever caches what they imply."""
 
     def subscribe(self, cell: Cell) -> None:

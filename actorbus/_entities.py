@@ -55,8 +55,8 @@ class Entities:
     __slots__ = ("actors", "runtime", "shards")
 
     def __init__(self, runtime: Runtime, actors: Actors) -> None:
-        self.runtime = runtime
-        self.actors = actors
+        self.runtime: Runtime = runtime
+        self.actors: Actors = actors
         self.shards: dict[type[Any], ShardRegion] = {}
 
     async def host(self, cls: type[Any]) -> Shard:

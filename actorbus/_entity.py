@@ -24,6 +24,7 @@ from ._exceptions import ActorbusError, DecodeError
 from ._message import Message
 
 if TYPE_CHECKING:
+    from ._cell import Keeper
     from ._message import Tracker
     from ._runtime import Runtime
     from ._sharding import EntityKind
@@ -115,17 +116,17 @@ class EntityCell(Cell):
             group=kind.group,
             parent=parent,
         )
-        self.keeper = self
-        self.entity_host = host
-        self.namespace = kind.name
-        self.key = key
+        self.keeper: Keeper | None = self
+        self.entity_host: EntityHost = host
+        self.namespace: str = kind.name
+        self.key: str | None = key
         self.predecessor = predecessor
-        self.refusal = refusal
-        self.touched = touched
+        self.refusal: tuple[Exception, bool] | None = refusal
+        self.touched: float = touched
         self.committed: bytes | None = None
         self.tenure: tuple[int, int] | None = None
-        self.built = False  # its first instance got its state (a restart reuses it)
-        self.spoiled = False  # a handler call of the current message failed for good
+        self.built: bool = False  # its first instance got its state (a restart reuses it)
+        self.spoiled: bool = False  # a handler call of the current message failed for good
 
     # -- Keeper -------------------------------------------------------------------------------
 

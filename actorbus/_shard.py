@@ -32,6 +32,8 @@ from ._records import ShardStats
 from ._state import StateCodec, StateStore
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from anyio.abc import TaskGroup
 
     from ._cell import CellHost, Spawn
@@ -99,18 +101,18 @@ class ShardRegion(Cell):
             group=kind.group,
             parent=None,
         )
-        self.forward = self.route
-        self.kind = kind
-        self.transport = transport
-        self.task_group = task_group
-        self.store = StateStore(None if transport is None else CACHED_STATES)
-        self.clock = runtime.backend.clock
+        self.forward: Callable[[str | None], Cell] | None = self.route
+        self.kind: EntityKind = kind
+        self.transport: Transport | None = transport
+        self.task_group: TaskGroup = task_group
+        self.store: StateStore = StateStore(None if transport is None else CACHED_STATES)
+        self.clock: Callable[[], float] = runtime.backend.clock
         self.entities: collections.OrderedDict[str, EntityCell] = collections.OrderedDict()
         """The live (or starting) entity of each key, least recently routed to first."""
         self.retiring: dict[str, EntityCell] = {}
         """Entities that are stopping, by key: the predecessor of the key's next entity."""
-        self.activations = 0
-        self.passivations = 0
+        self.activations: int = 0
+        self.passivations: int = 0
         self.retired: dict[str, float] = dict.fromkeys(_COUNTERS, 0)
         """The counters of the entities that have stopped, added up."""
         self.sweeping: anyio.CancelScope | None = None
@@ -348,9 +350,9 @@ class _ShardHost:
     __slots__ = ("actors", "codec", "region")
 
     def __init__(self, region: ShardRegion, actors: CellHost, codec: StateCodec | None) -> None:
-        self.region = region
-        self.actors = actors
-        self.codec = codec
+        self.region: ShardRegion = region
+        self.actors: CellHost = actors
+        self.codec: StateCodec | None = codec
 
     def tenure(self, key: str) -> tuple[int, int] | None:
         """The partition of `key` and its fencing token, if owned here now."""

@@ -31,8 +31,8 @@ class StateCodec:
     __slots__ = ("cls", "initial", "kind")
 
     def __init__(self, kind: str, cls: type[Any]) -> None:
-        self.kind = kind
-        self.cls = cls
+        self.kind: str = kind
+        self.cls: type[Any] = cls
         try:
             fresh = cls()
         except Exception as exc:
@@ -99,7 +99,7 @@ class StateStore:
     __slots__ = ("_states", "limit")
 
     def __init__(self, limit: int | None) -> None:
-        self.limit = limit
+        self.limit: int | None = limit
         self._states: collections.OrderedDict[str, tuple[bytes, int]] = collections.OrderedDict()
 
     def __len__(self) -> int:

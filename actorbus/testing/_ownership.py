@@ -49,8 +49,8 @@ class GroupOwnership:
     __slots__ = ("held", "moving", "name", "owners", "partitions", "tokens")
 
     def __init__(self, name: str, partitions: int) -> None:
-        self.name = name
-        self.partitions = partitions
+        self.name: str = name
+        self.partitions: int = partitions
         self.owners: dict[int, Member] = {}
         self.moving: set[int] = set()  # partitions being handed over
         self.tokens: dict[int, int] = {}
