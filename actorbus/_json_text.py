@@ -64,11 +64,8 @@ def read(raw: bytes | bytearray | memoryview | str, max_bytes: int = MAX_MESSAGE
         msg = f"message of {len(raw)} bytes exceeds max_message_bytes={max_bytes}"
         raise DecodeError(msg)
     text = _text(raw, max_bytes)
-    if text.count("[") + text.count("{") > MAX_DEPTH and _depth(text) > MAX_DEPTH:
-        msg = f"message JSON is nested deeper than {MAX_DEPTH} levels"
-        raise DecodeError(msg)
-    if "\\u" in text and _has_lone_surrogate(text):
-        msg = "message JSON has a string with a lone UTF-16 surrogate escape (not Unicode text)"
+    if (fault := _beyond_limits(text, MAX_DEPTH)) is not None:
+        msg = f"message JSON {fault}"
         raise DecodeError(msg)
     try:
         return _decoder.decode(text)
@@ -90,13 +87,19 @@ def write_readable(value: object, depth: int = MAX_DEPTH) -> str:
         RecursionError: For a value nested far too deeply, or that contains itself.
     """
     text = write(value)
-    if text.count("[") + text.count("{") > depth and _depth(text) > depth:
-        msg = f"it is nested deeper than the {depth} levels a reader accepts"
-        raise ValueError(msg)
-    if "\\u" in text and _has_lone_surrogate(text):
-        msg = "it has a string with a lone UTF-16 surrogate (not Unicode text)"
+    if (fault := _beyond_limits(text, depth)) is not None:
+        msg = f"its JSON {fault}"
         raise ValueError(msg)
     return text
+
+
+def _beyond_limits(text: str, depth: int) -> str | None:
+    """What in JSON `text` a reader refuses (None: nothing), besides its size and syntax."""
+    if text.count("[") + text.count("{") > depth and _depth(text) > depth:
+        return f"is nested deeper than {depth} levels"
+    if "\\u" in text and _has_lone_surrogate(text):
+        return "has a string with a lone UTF-16 surrogate escape (not Unicode text)"
+    return None
 
 
 def _text(raw: bytes | bytearray | memoryview | str, max_bytes: int) -> str:
