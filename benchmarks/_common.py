@@ -114,6 +114,14 @@ def _version(module: str) -> str:
         return "not installed"
 
 
+def loadavg() -> str:
+    """The 1, 5 and 15 minute load averages as ``/proc/loadavg`` says ("unknown" without it)."""
+    try:
+        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+    except OSError:
+        return "unknown"
+
+
 def machine_info() -> dict[str, str]:
     """What the figures were measured on."""
     cpu = "unknown"
@@ -124,13 +132,9 @@ def machine_info() -> dict[str, str]:
                 break
     except OSError:
         cpu = platform.processor() or "unknown"
-    try:
-        load = " ".join(Path("/proc/loadavg").read_text().split()[:3])
-    except OSError:
-        load = "unknown"
     return {
         "nproc": str(os.cpu_count()),
-        "loadavg": load,
+        "loadavg": loadavg(),
         "cpu": cpu,
         "python": sys.version.split()[0],
         "implementation": platform.python_implementation(),

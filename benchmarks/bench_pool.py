@@ -51,6 +51,7 @@ from _common import (
     check,
     each_backend,
     finish,
+    loadavg,
     machine_summary,
     median,
     now,
@@ -196,7 +197,7 @@ async def publish_and_wait(url: str, app: str, events: int) -> float:
 
 
 def measure(url: str, label: str, loops: int, events: int, runs: int) -> list[Entry]:
-    load = " ".join(Path("/proc/loadavg").read_text().split()[:3])
+    load = loadavg()
     results: dict[str, list[float]] = {variant: [] for variant in VARIANTS}
     cpu: dict[str, list[float]] = {variant: [] for variant in VARIANTS}
     for run in range(runs):
@@ -221,7 +222,7 @@ def measure(url: str, label: str, loops: int, events: int, runs: int) -> list[En
         "work_us": WORK_US,
         "loops": loops,
         "loadavg_before": load,
-        "loadavg_after": " ".join(Path("/proc/loadavg").read_text().split()[:3]),
+        "loadavg_after": loadavg(),
         "runs": results,
         "cpu_us_per_event": cpu,
     }
