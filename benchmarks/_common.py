@@ -1,9 +1,14 @@
 """Shared helpers of the benchmark scripts: result entries, targets, tables, machine info.
 
 Every benchmark script writes a JSON list of entries with the same keys (see `Entry`), so
-`run.py` can merge them into `benchmarks/results.json` and print one table.
+`run.py` can merge them into `benchmarks/results.json` and print one table. The scripts
+also share their command line's common options, the choice of backends and a private
+redis-server when no ``--url`` is given.
 """
 
+import argparse
+import contextlib
+import importlib.util
 import json
 import operator
 import os
@@ -11,10 +16,13 @@ import platform
 import statistics
 import sys
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+
+TESTS = Path(__file__).resolve().parent.parent / "tests"
+"""The test helpers' folder (``redis_support``, ``cluster_support``, the workers)."""
 
 RUNS = 3
 """Every figure is measured this many times; the median is reported."""
@@ -106,6 +114,14 @@ def _version(module: str) -> str:
         return "not installed"
 
 
+def loadavg() -> str:
+    """The 1, 5 and 15 minute load averages as ``/proc/loadavg`` says ("unknown" without it)."""
+    try:
+        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+    except OSError:
+        return "unknown"
+
+
 def machine_info() -> dict[str, str]:
     """What the figures were measured on."""
     cpu = "unknown"
@@ -116,13 +132,9 @@ def machine_info() -> dict[str, str]:
                 break
     except OSError:
         cpu = platform.processor() or "unknown"
-    try:
-        load = " ".join(Path("/proc/loadavg").read_text().split()[:3])
-    except OSError:
-        load = "unknown"
     return {
         "nproc": str(os.cpu_count()),
-        "loadavg": load,
+        "loadavg": loadavg(),
         "cpu": cpu,
         "python": sys.version.split()[0],
         "implementation": platform.python_implementation(),
@@ -132,6 +144,12 @@ def machine_info() -> dict[str, str]:
         "uvloop": _version("uvloop"),
         "actorbus": _version("actorbus"),
     }
+
+
+def machine_summary() -> str:
+    """One line of `machine_info`: CPU and cores, load average, Python version."""
+    info = machine_info()
+    return f"{info['cpu']} x{info['nproc']}, load {info['loadavg']}, Python {info['python']}"
 
 
 def fmt(value: float | None) -> str:
@@ -217,3 +235,58 @@ def write_json(path: str | Path, entries: Iterable[Entry]) -> None:
 def read_json(path: str | Path) -> list[Entry]:
     """Read entries written by `write_json` (by any benchmark script)."""
     return [Entry(**item) for item in json.loads(Path(path).read_text())]
+
+
+def argument_parser(doc: str | None, quick: str, *, url: bool = True) -> argparse.ArgumentParser:
+    """A parser with the options every Redis benchmark script takes.
+
+    ``--quick`` (helped by `quick`), ``--backend`` (one of `BACKENDS` or "all"),
+    ``--url`` (unless `url` is false) and ``--json``; the description is the first paragraph
+    of `doc` (the script's docstring).
+    """
+    parser = argparse.ArgumentParser(description=(doc or "").split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help=quick)
+    parser.add_argument("--backend", choices=[*BACKENDS, "all"], default="all")
+    if url:
+        parser.add_argument("--url", help="Redis URL; default: start a private redis-server")
+    parser.add_argument("--json", metavar="PATH", help="write the entries as JSON to PATH")
+    return parser
+
+
+def each_backend(choice: str) -> Iterator[tuple[str, str, dict[str, Any]]]:
+    """(label, anyio backend, backend options) of each backend ``--backend`` chose.
+
+    "all" is every one of `BACKENDS`; uvloop is skipped (with a line on stderr) when it is
+    not installed. Says on stderr which backend is measured next.
+    """
+    for label in list(BACKENDS) if choice == "all" else [choice]:
+        if label == "uvloop" and importlib.util.find_spec("uvloop") is None:
+            print("  [uvloop] skipped: uvloop is not installed", file=sys.stderr)
+            continue
+        backend, options = BACKENDS[label]
+        print(f"measuring on {label} ...", file=sys.stderr, flush=True)
+        yield label, backend, options
+
+
+@contextlib.contextmanager
+def redis_url(url: str | None) -> Iterator[str]:
+    """`url` itself, or (None) the URL of a private redis-server kept running meanwhile."""
+    if url is not None:
+        yield url
+        return
+    sys.path.insert(0, str(TESTS))
+    from redis_support import RedisServer  # noqa: PLC0415 - only needed without --url
+
+    with RedisServer() as server:
+        yield server.url
+
+
+def finish(entries: list[Entry], json_path: str | None) -> int:
+    """Write the entries to `json_path` (when given), print their table; the exit status.
+
+    The status is 1 when a benchmark broke (an entry with an error), else 0.
+    """
+    if json_path:
+        write_json(json_path, entries)
+    print(format_table(entries))
+    return 1 if failed(entries) else 0

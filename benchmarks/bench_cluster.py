@@ -26,9 +26,7 @@ handled once; a failed check is reported as an error instead of a figure. ``--qu
 takes about a minute.
 """
 
-import argparse
 import contextlib
-import importlib.util
 import inspect
 import os
 import secrets
@@ -36,29 +34,28 @@ import sys
 import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import anyio
 from _common import (
-    BACKENDS,
     RUNS,
+    TESTS,
     BenchError,
     Entry,
+    argument_parser,
     check,
-    failed,
-    format_table,
-    machine_info,
+    each_backend,
+    finish,
+    machine_summary,
     median,
     now,
-    write_json,
 )
 
 from actorbus import ActorSystem, Scope, event, handle
 from actorbus.redis import RedisTransport
 from actorbus.redis._slots import hash_slot
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+sys.path.insert(0, str(TESTS))
 from cluster_support import RedisCluster
 from redis_support import RedisServer
 
@@ -247,29 +244,20 @@ def deployments() -> Iterator[tuple[Deployment, Deployment, RedisCluster]]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="small runs (about a minute)")
-    parser.add_argument("--backend", choices=[*BACKENDS, "all"], default="all")
+    parser = argument_parser(__doc__, "small runs (about a minute)", url=False)
     parser.add_argument("--spread", choices=["apps", "partitions"], default="apps")
-    parser.add_argument("--json", metavar="PATH", help="write the entries as JSON to PATH")
     args = parser.parse_args(argv)
     if args.spread == "partitions":
         global transport  # noqa: PLW0603 - the one switch of the load's shape
         transport = partitioned_transport
     n, runs = (6_000, 1) if args.quick else (30_000, RUNS)
-    labels = list(BACKENDS) if args.backend == "all" else [args.backend]
     entries: list[Entry] = []
     started = time.monotonic()
     with deployments() as (single, cluster, redis_cluster):
         # One partitioned application, or (until partitions exist) a few per master.
         apps = [f"bench-{secrets.token_hex(4)}"] if args.spread == "partitions" else []
         load = Load(apps or spread_apps(redis_cluster), n, runs)
-        for label in labels:
-            if label == "uvloop" and importlib.util.find_spec("uvloop") is None:
-                print("  [uvloop] skipped: uvloop is not installed", file=sys.stderr)
-                continue
-            backend, options = BACKENDS[label]
-            print(f"measuring on {label} ...", file=sys.stderr, flush=True)
+        for label, backend, options in each_backend(args.backend):
             entries += anyio.run(
                 run_backend,
                 single,
@@ -280,16 +268,12 @@ def main(argv: list[str] | None = None) -> int:
                 backend=backend,
                 backend_options=options,
             )
-    info = machine_info()
     print(
-        f"{info['cpu']} x{info['nproc']}, load {info['loadavg']}, Python {info['python']}; "
+        f"{machine_summary()}; "
         f"{n} events, median of {runs} run(s), {time.monotonic() - started:.0f}s",
         file=sys.stderr,
     )
-    if args.json:
-        write_json(args.json, entries)
-    print(format_table(entries))
-    return 1 if failed(entries) else 0
+    return finish(entries, args.json)
 
 
 if __name__ == "__main__":

@@ -21,9 +21,8 @@ states reached the client and reports reached Redis.
 import argparse
 import contextlib
 import sys
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from functools import partial
-from pathlib import Path
 
 import anyio
 from _common import (
@@ -35,6 +34,7 @@ from _common import (
     format_table,
     median,
     now,
+    redis_url,
     write_json,
 )
 
@@ -151,18 +151,6 @@ async def measure(url: str, backend: str, n: int, runs: int) -> list[Entry]:
             )
         )
     return entries
-
-
-@contextlib.contextmanager
-def redis_url(url: str | None) -> Iterator[str]:
-    if url is not None:
-        yield url
-        return
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-    from redis_support import RedisServer  # noqa: PLC0415 - only needed without --url
-
-    with RedisServer() as server:
-        yield server.url
 
 
 def main(argv: list[str] | None = None) -> int:

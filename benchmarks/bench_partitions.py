@@ -26,32 +26,30 @@ and fewer events). Every figure checks its own result (each event handled once) 
 reports an error instead of a figure when the check fails.
 """
 
-import argparse
 import contextlib
-import importlib.util
 import os
 import secrets
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import anyio
 from _common import (
-    BACKENDS,
     RUNS,
     BenchError,
     Entry,
+    argument_parser,
     check,
-    failed,
-    format_table,
-    machine_info,
+    each_backend,
+    finish,
+    machine_summary,
     median,
     now,
-    write_json,
+    redis_url,
 )
 
 from actorbus import ActorSystem, Scope, event, handle
@@ -324,52 +322,26 @@ async def run_backend(url: str, backend: str, sizes: Sizes, lease: float) -> lis
         return [Entry("partition benchmarks", backend, None, "", error=what)]
 
 
-@contextlib.contextmanager
-def redis_url(url: str | None) -> Iterator[str]:
-    if url is not None:
-        yield url
-        return
-    sys.path.insert(0, str(HERE.parent / "tests"))
-    from redis_support import RedisServer  # noqa: PLC0415 - only needed without --url
-
-    with RedisServer() as server:
-        yield server.url
-
-
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="small runs, a 3 s lease")
-    parser.add_argument("--backend", choices=[*BACKENDS, "all"], default="all")
+    parser = argument_parser(__doc__, "small runs, a 3 s lease")
     parser.add_argument("--lease", type=float, help="seconds (default: 10, quick: 3)")
-    parser.add_argument("--url", help="Redis URL; default: start a private redis-server")
-    parser.add_argument("--json", metavar="PATH", help="write the entries as JSON to PATH")
     args = parser.parse_args(argv)
     sizes = Sizes(3_000, 1) if args.quick else Sizes(20_000, 3)
     lease = args.lease or (3.0 if args.quick else 10.0)
-    labels = list(BACKENDS) if args.backend == "all" else [args.backend]
     entries: list[Entry] = []
     started = time.perf_counter()
     with redis_url(args.url) as url:
-        for label in labels:
-            if label == "uvloop" and importlib.util.find_spec("uvloop") is None:
-                print("  [uvloop] skipped: uvloop is not installed", file=sys.stderr)
-                continue
-            backend, options = BACKENDS[label]
-            print(f"measuring on {label} ...", file=sys.stderr, flush=True)
+        for label, backend, options in each_backend(args.backend):
             entries += anyio.run(
                 run_backend, url, label, sizes, lease, backend=backend, backend_options=options
             )
-    info = machine_info()
     print(
-        f"{info['cpu']} x{info['nproc']}, load {info['loadavg']}, Python {info['python']}; "
+        f"{machine_summary()}; "
         f"{sizes.events} events, {sizes.rebalances} rebalance runs, lease {lease:g} s, "
         f"{time.perf_counter() - started:.0f} s in all",
         file=sys.stderr,
     )
-    if args.json:
-        write_json(args.json, entries)
-    print(format_table(entries))
-    return 1 if failed(entries) else 0
+    return finish(entries, args.json)
 
 
 if __name__ == "__main__":

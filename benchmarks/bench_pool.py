@@ -27,9 +27,7 @@ and that the worker stopped with status 0 on SIGTERM; a failed check is reported
 error instead of a figure. ``--quick`` takes well under a minute.
 """
 
-import argparse
 import contextlib
-import importlib.util
 import os
 import re
 import secrets
@@ -49,13 +47,15 @@ from _common import (
     RUNS,
     BenchError,
     Entry,
+    argument_parser,
     check,
-    failed,
-    format_table,
-    machine_info,
+    each_backend,
+    finish,
+    loadavg,
+    machine_summary,
     median,
     now,
-    write_json,
+    redis_url,
 )
 from pool_target import GROUP, Job, burn
 
@@ -197,7 +197,7 @@ async def publish_and_wait(url: str, app: str, events: int) -> float:
 
 
 def measure(url: str, label: str, loops: int, events: int, runs: int) -> list[Entry]:
-    load = " ".join(Path("/proc/loadavg").read_text().split()[:3])
+    load = loadavg()
     results: dict[str, list[float]] = {variant: [] for variant in VARIANTS}
     cpu: dict[str, list[float]] = {variant: [] for variant in VARIANTS}
     for run in range(runs):
@@ -222,7 +222,7 @@ def measure(url: str, label: str, loops: int, events: int, runs: int) -> list[En
         "work_us": WORK_US,
         "loops": loops,
         "loadavg_before": load,
-        "loadavg_after": " ".join(Path("/proc/loadavg").read_text().split()[:3]),
+        "loadavg_after": loadavg(),
         "runs": results,
         "cpu_us_per_event": cpu,
     }
@@ -236,51 +236,24 @@ def measure(url: str, label: str, loops: int, events: int, runs: int) -> list[En
     ]  # fmt: skip
 
 
-@contextlib.contextmanager
-def redis_url(url: str | None) -> Iterator[str]:
-    if url is not None:
-        yield url
-        return
-    sys.path.insert(0, str(HERE.parent / "tests"))
-    from redis_support import RedisServer  # noqa: PLC0415 - only needed without --url
-
-    with RedisServer() as server:
-        yield server.url
-
-
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="small runs (well under a minute)")
-    parser.add_argument("--backend", choices=[*BACKENDS, "all"], default="all")
-    parser.add_argument("--url", help="Redis URL; default: start a private redis-server")
-    parser.add_argument("--json", metavar="PATH", help="write the entries as JSON to PATH")
-    args = parser.parse_args(argv)
+    args = argument_parser(__doc__, "small runs (well under a minute)").parse_args(argv)
     events, runs = (2_000, 1) if args.quick else (30_000, RUNS)
-    labels = list(BACKENDS) if args.backend == "all" else [args.backend]
     loops = calibrate(WORK_US)
     print(f"{loops} loops of burn() ≈ {WORK_US:.0f} µs", file=sys.stderr)
     entries: list[Entry] = []
     with redis_url(args.url) as url:
-        for label in labels:
-            if label == "uvloop" and importlib.util.find_spec("uvloop") is None:
-                print("  [uvloop] skipped: uvloop is not installed", file=sys.stderr)
-                continue
-            print(f"measuring on {label} ...", file=sys.stderr, flush=True)
+        for label, _, _ in each_backend(args.backend):  # the worker picks its own loop
             try:
                 entries += measure(url, label, loops, events, runs)
             except (BenchError, TimeoutError, subprocess.TimeoutExpired) as exc:
                 what = f"{type(exc).__name__}: {exc}"
                 entries.append(Entry("pool benchmarks", label, None, "", error=what))
-    info = machine_info()
     print(
-        f"{info['cpu']} x{info['nproc']}, load {info['loadavg']}, Python {info['python']}; "
-        f"{events} events of {WORK_US:.0f} µs, median of {runs} run(s)",
+        f"{machine_summary()}; {events} events of {WORK_US:.0f} µs, median of {runs} run(s)",
         file=sys.stderr,
     )
-    if args.json:
-        write_json(args.json, entries)
-    print(format_table(entries))
-    return 1 if failed(entries) else 0
+    return finish(entries, args.json)
 
 
 if __name__ == "__main__":

@@ -44,34 +44,31 @@ Every benchmark checks its own result (each event handled once, in the group) an
 an error instead of a figure when the check fails. ``--quick`` takes about a minute.
 """
 
-import argparse
 import asyncio
 import contextlib
-import importlib.util
 import secrets
 import sys
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from functools import partial
-from pathlib import Path
 from typing import Any
 
 import anyio
 import coredis
 from _common import (
-    BACKENDS,
     RUNS,
     BenchError,
     Entry,
+    argument_parser,
     check,
-    failed,
-    format_table,
+    each_backend,
+    finish,
     machine_info,
     median,
     now,
     percentile,
-    write_json,
+    redis_url,
 )
 
 from actorbus import ActorSystem, Envelope, Scope, event, handle
@@ -488,35 +485,12 @@ async def run_backend(url: str, backend: str, sizes: Sizes) -> list[Entry]:
         return [Entry("redis benchmarks", backend, None, "", error=what)]
 
 
-@contextlib.contextmanager
-def redis_url(url: str | None) -> Iterator[str]:
-    if url is not None:
-        yield url
-        return
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-    from redis_support import RedisServer  # noqa: PLC0415 - only needed without --url
-
-    with RedisServer() as server:
-        yield server.url
-
-
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="small runs (well under a minute)")
-    parser.add_argument("--backend", choices=[*BACKENDS, "all"], default="all")
-    parser.add_argument("--url", help="Redis URL; default: start a private redis-server")
-    parser.add_argument("--json", metavar="PATH", help="write the entries as JSON to PATH")
-    args = parser.parse_args(argv)
+    args = argument_parser(__doc__, "small runs (well under a minute)").parse_args(argv)
     sizes = Sizes(3_000, 1_000, 300) if args.quick else Sizes(20_000, 5_000, 2_000)
-    labels = list(BACKENDS) if args.backend == "all" else [args.backend]
     entries: list[Entry] = []
     with redis_url(args.url) as url:
-        for label in labels:
-            if label == "uvloop" and importlib.util.find_spec("uvloop") is None:
-                print("  [uvloop] skipped: uvloop is not installed", file=sys.stderr)
-                continue
-            backend, options = BACKENDS[label]
-            print(f"measuring on {label} ...", file=sys.stderr, flush=True)
+        for label, backend, options in each_backend(args.backend):
             entries += anyio.run(
                 run_backend, url, label, sizes, backend=backend, backend_options=options
             )
@@ -527,10 +501,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{sizes.round_trips} round trips, median of {RUNS} runs",
         file=sys.stderr,
     )
-    if args.json:
-        write_json(args.json, entries)
-    print(format_table(entries))
-    return 1 if failed(entries) else 0
+    return finish(entries, args.json)
 
 
 if __name__ == "__main__":

@@ -50,7 +50,6 @@ import os
 import platform
 import secrets
 import statistics
-import sys
 import time
 from dataclasses import asdict, dataclass, field
 from functools import partial
@@ -60,6 +59,7 @@ from typing import TYPE_CHECKING, Any, Self
 
 import anyio
 import coredis
+from _common import redis_url
 
 from actorbus.redis._client import Client
 from actorbus.redis._config import redact_url
@@ -67,7 +67,7 @@ from actorbus.redis._endpoint import endpoint
 from actorbus.redis._tls import tls_context
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable, Iterator
+    from collections.abc import Awaitable, Callable
 
 BATCH = 100
 READ_COUNT = 500
@@ -410,18 +410,6 @@ async def run_backend(url: str, label: str, s: Settings) -> BackendResult:
         finally:
             await client.delete(keys)
     return result
-
-
-@contextlib.contextmanager
-def redis_url(url: str | None) -> Iterator[str]:
-    if url is not None:
-        yield url
-        return
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-    from redis_support import RedisServer  # noqa: PLC0415 - only needed without --url
-
-    with RedisServer() as server:
-        yield server.url
 
 
 async def server_version(url: str) -> str:

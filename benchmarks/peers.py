@@ -61,6 +61,7 @@ from _common import (
     median,
     now,
     read_json,
+    redis_url,
     write_json,
 )
 from bench_core import Counter, Ping, Tally
@@ -679,8 +680,6 @@ def child(group: str, quick: bool) -> None:
 
         async def main() -> dict[str, Any]:
             _check_loop(backend)
-            from bench_redis import redis_url  # noqa: PLC0415
-
             with redis_url(None) as url:
                 funcs = {
                     "actorbus.redis": lambda n: actorbus_redis(url, n),

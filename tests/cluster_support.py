@@ -34,19 +34,19 @@ from typing import TYPE_CHECKING, Any, Self
 
 import pytest
 from redis_support import (
-    INSTALL_HINT,
+    ClosedOnExit,
     RedisServer,
     RedisServerError,
     RespError,
     TLSFiles,
     find_free_port,
+    redis_cli,
     require_redis_server,
     send_raw,
 )
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
-    from types import TracebackType
 
 __all__ = [
     "RedisCluster",
@@ -74,7 +74,7 @@ class SlotRange:
         return self.last + 1 - self.first
 
 
-class RedisCluster:
+class RedisCluster(ClosedOnExit):
     """A Redis Cluster of `masters` masters with `replicas` replicas each, on loopback.
 
     Every node has the same random password (``requirepass`` and ``masterauth``), no
@@ -104,9 +104,7 @@ class RedisCluster:
     def start(self) -> Self:
         """Start the nodes, create the cluster, and return once every node agrees on it."""
         require_redis_server()
-        cli = shutil.which("redis-cli")
-        if cli is None:
-            raise RedisServerError(f"redis-cli was not found on PATH; install it: {INSTALL_HINT}")
+        cli = redis_cli()
         if self._tls:
             self.tls_files = TLSFiles.generate(self._directory, client_auth=True)
         for _ in range(self._masters * (1 + self._replicas)):
@@ -143,21 +141,6 @@ class RedisCluster:
         for node in self.nodes:
             node.close()
         shutil.rmtree(self._directory, ignore_errors=True)
-
-    def __enter__(self) -> Self:
-        try:
-            return self.start()
-        except BaseException:
-            self.close()
-            raise
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc_value: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.close()
 
     # -- what it looks like -------------------------------------------------------------------
 

@@ -63,6 +63,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "INSTALL_HINT",
+    "ClosedOnExit",
     "RawClient",
     "RedisServer",
     "RedisServerError",
@@ -75,6 +76,7 @@ __all__ = [
     "fresh_redis_server",
     "new_app",
     "raw_client",
+    "redis_cli",
     "redis_server",
     "require_redis_server",
     "send_raw",
@@ -391,6 +393,18 @@ def require_redis_server(executable: str = "redis-server") -> str:
     return path
 
 
+def redis_cli() -> str:
+    """Return the path of ``redis-cli``.
+
+    Raises:
+        RedisServerError: ``redis-cli`` is not on ``PATH``; the message says how to install it.
+    """
+    cli = shutil.which("redis-cli")
+    if cli is None:
+        raise RedisServerError(f"redis-cli was not found on PATH; install it: {INSTALL_HINT}")
+    return cli
+
+
 @dataclass(frozen=True)
 class TLSFiles:
     """A throwaway certificate authority and a server certificate it signed, as PEM files.
@@ -506,7 +520,38 @@ class _Resources:
         shutil.rmtree(self.directory, ignore_errors=True)
 
 
-class RedisServer:
+class ClosedOnExit:
+    """A context manager that `start`s on entering and `close`s on leaving.
+
+    Entering closes it again when starting fails, so that half-started processes and their
+    directories never outlive a failed ``with``.
+    """
+
+    def start(self) -> Self:
+        """Start; return self."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Stop for good and free what `start` took."""
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        try:
+            return self.start()
+        except BaseException:
+            self.close()
+            raise
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc_value: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+class RedisServer(ClosedOnExit):
     """A ``redis-server`` subprocess bound to ``127.0.0.1`` on a free port.
 
     The server is configured for tests: no RDB snapshots (``save ""``), AOF off unless
@@ -734,21 +779,6 @@ class RedisServer:
         finally:
             self._finalizer()
 
-    def __enter__(self) -> Self:
-        try:
-            return self.start()
-        except BaseException:
-            self.close()
-            raise
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc_value: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.close()
-
     def __repr__(self) -> str:
         state = "running" if self.running else "stopped"
         return f"<RedisServer {self.host}:{self._port} {state} dir={self.directory}>"
@@ -774,10 +804,7 @@ class RedisServer:
         Raises:
             RedisServerError: ``redis-cli`` is missing, or exited with a non-zero status.
         """
-        cli = shutil.which("redis-cli")
-        if cli is None:
-            raise RedisServerError(f"redis-cli was not found on PATH; install it: {INSTALL_HINT}")
-        command = [cli, "-h", self.host, "-p", str(self.port)]
+        command = [redis_cli(), "-h", self.host, "-p", str(self.port)]
         if self._tls_files is not None:
             command += ["--tls", "--cacert", str(self._tls_files.ca_cert)]
         if self._password is not None:

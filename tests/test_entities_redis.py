@@ -14,17 +14,14 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import signal
-import subprocess
-import sys
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import anyio
 import pytest
 from entity_worker import GROUP, Add, Ledger, Seqs
 from redis_support import RedisServer, new_app, raw_client
+from worker_support import Workers, ready
 
 from actorbus import (
     ActorSystem,
@@ -41,13 +38,14 @@ from actorbus.redis import RedisTransport
 from actorbus.redis._config import Keys
 
 if TYPE_CHECKING:
+    import subprocess
     from collections.abc import Callable, Iterator
+    from pathlib import Path
 
     from cluster_support import RedisCluster
 
 pytestmark = pytest.mark.anyio
 
-TESTS = Path(__file__).resolve().parent
 KEYS = [f"acc-{n}" for n in range(10)]
 _NO_WAIT = Backoff(initial=0.0, maximum=0.0, jitter=0.0)
 
@@ -287,34 +285,13 @@ async def test_after_a_redis_restart_with_aof_each_message_changed_the_state_onc
 def worker(
     redis_server: RedisServer, tmp_path: Path, anyio_backend: str
 ) -> Iterator[Callable[[str, int], tuple[subprocess.Popen[bytes], Path]]]:
-    started: list[subprocess.Popen[bytes]] = []
+    workers = Workers(redis_server.url, tmp_path)
 
     def start(app: str, partitions: int) -> tuple[subprocess.Popen[bytes], Path]:
-        journal = tmp_path / f"worker-{len(started)}.txt"
-        journal.touch()
-        command = [sys.executable, str(TESTS / "entity_worker.py"), app, str(journal)]
-        command += [str(partitions), "1.0", anyio_backend]
-        process = subprocess.Popen(
-            command, stdout=subprocess.PIPE, env={**os.environ, "REDIS_URL": redis_server.url}
-        )
-        started.append(process)
-        return process, journal
+        return workers.start("entity_worker.py", app, str(partitions), "1.0", anyio_backend)
 
     yield start
-    for process in started:
-        if process.poll() is None:
-            process.send_signal(signal.SIGCONT)
-            process.kill()
-        process.wait()
-        if process.stdout is not None:
-            process.stdout.close()
-
-
-async def ready(process: subprocess.Popen[bytes]) -> None:
-    assert process.stdout is not None
-    with anyio.fail_after(60):
-        line = await anyio.to_thread.run_sync(process.stdout.readline)
-    assert line.strip() == b"ready"
+    workers.close()
 
 
 def handled_there(journal: Path) -> list[tuple[str, int]]:

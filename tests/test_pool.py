@@ -316,15 +316,24 @@ def test_a_second_signal_kills_the_workers(
     assert not alive(worker)
 
 
+def gated_pool(tmp_path: Path, pools: Callable[..., PoolProcess]) -> tuple[PoolProcess, Path]:
+    """A pool of one worker, started, whose on_stop waits for the gate file (returned too).
+
+    The worker's target is `pool_targets.make_gated_stop`.
+    """
+    gate = tmp_path / "gate"
+    env = {"ACTORBUS_TEST_GATE": str(gate)}
+    pool = pools("pool_targets:make_gated_stop", "--workers", "1", env=env)
+    pool.wait_for(lambda: len(pool.started()) == 1, "the worker started")
+    return pool, gate
+
+
 def test_one_request_to_the_process_and_its_group_is_one_signal(
     tmp_path: Path, pools: Callable[..., PoolProcess]
 ) -> None:
     # `timeout` sends its signal to the process it runs, then to that process's group:
     # the supervisor gets it twice. Found with `timeout N actorbus run ... --dashboard`.
-    gate = tmp_path / "gate"
-    env = {"ACTORBUS_TEST_GATE": str(gate)}
-    pool = pools("pool_targets:make_gated_stop", "--workers", "1", env=env)
-    pool.wait_for(lambda: len(pool.started()) == 1, "the worker started")
+    pool, gate = gated_pool(tmp_path, pools)
     pool.process.send_signal(signal.SIGTERM)
     pool.wait_for(lambda: "stopping the workers gracefully" in pool.stderr, "the first signal")
     os.killpg(pool.process.pid, signal.SIGTERM)  # its own process group (start_new_session)
@@ -341,10 +350,7 @@ def test_a_signal_that_also_reaches_the_workers_does_not_force_them(
 ) -> None:
     # Ctrl+C signals the whole process group, systemd the whole control group: a worker
     # may get the signal after its supervisor asked it to stop. That is its first signal.
-    gate = tmp_path / "gate"
-    env = {"ACTORBUS_TEST_GATE": str(gate)}
-    pool = pools("pool_targets:make_gated_stop", "--workers", "1", env=env)
-    pool.wait_for(lambda: len(pool.started()) == 1, "the worker started")
+    pool, gate = gated_pool(tmp_path, pools)
     (worker,) = pool.started().values()
     pool.process.send_signal(signal.SIGTERM)
     pool.wait_for(lambda: any(w == "stopping" for _, _, w in pool.lines()), "its on_stop")

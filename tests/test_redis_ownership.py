@@ -10,30 +10,29 @@ acknowledgements (its fenced counter), and it starts no handler.
 
 from __future__ import annotations
 
-import os
+import contextlib
 import signal
-import subprocess
-import sys
 import time
 from collections import defaultdict
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import anyio
 import pytest
 from redis_support import new_app
+from worker_support import Workers, ready
 
 from actorbus import ActorSystem, Scope, event, handle
 from actorbus.redis import RedisTransport
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator
+    import subprocess
+    from collections.abc import AsyncIterator, Callable, Iterator
+    from pathlib import Path
 
     from redis_support import RedisServer
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 
-TESTS = Path(__file__).resolve().parent
 PARTITIONS = 4
 LEASE = 1.0
 KEYS = 8
@@ -101,34 +100,15 @@ def check(journal: Journal, expected: int) -> int:
 def worker(
     redis_server: RedisServer, tmp_path: Path, anyio_backend: str
 ) -> Iterator[Callable[[str, float], tuple[subprocess.Popen[bytes], Path]]]:
-    started: list[subprocess.Popen[bytes]] = []
+    workers = Workers(redis_server.url, tmp_path)
 
     def start(app: str, delay: float) -> tuple[subprocess.Popen[bytes], Path]:
-        journal = tmp_path / f"worker-{len(started)}.txt"
-        journal.touch()
-        command = [sys.executable, str(TESTS / "partition_worker.py"), app, str(journal)]
-        command += [str(delay), str(LEASE), str(PARTITIONS), anyio_backend]
-        process = subprocess.Popen(
-            command, stdout=subprocess.PIPE, env={**os.environ, "REDIS_URL": redis_server.url}
+        return workers.start(
+            "partition_worker.py", app, str(delay), str(LEASE), str(PARTITIONS), anyio_backend
         )
-        started.append(process)
-        return process, journal
 
     yield start
-    for process in started:
-        if process.poll() is None:
-            process.send_signal(signal.SIGCONT)
-            process.kill()
-        process.wait()
-        if process.stdout is not None:
-            process.stdout.close()
-
-
-async def ready(process: subprocess.Popen[bytes]) -> None:
-    assert process.stdout is not None
-    with anyio.fail_after(60):
-        line = await anyio.to_thread.run_sync(process.stdout.readline)
-    assert line.strip() == b"ready"
+    workers.close()
 
 
 def local_member(journal: Journal) -> Callable[..., object]:
@@ -139,6 +119,21 @@ def local_member(journal: Journal) -> Callable[..., object]:
         journal.append(("here", "end", step.order, step.n, time.monotonic_ns()))
 
     return work
+
+
+@contextlib.asynccontextmanager
+async def member_beside(
+    url: str, app: str, journal: Journal
+) -> AsyncIterator[tuple[ActorSystem, RedisTransport]]:
+    """A member in this process (see `local_member`), once it owns half of the partitions.
+
+    The worker owns the other half.
+    """
+    transport = RedisTransport(url, partitions=PARTITIONS, lease=LEASE, block=0.2)
+    async with ActorSystem(app, transport=transport) as system:
+        await system.spawn(local_member(journal))
+        await eventually(lambda: len(transport.owned("work")) == PARTITIONS // 2)
+        yield system, transport
 
 
 async def publish(system: ActorSystem, numbers: range, pause: float) -> None:
@@ -154,10 +149,7 @@ async def test_a_member_killed_mid_stream_loses_nothing_and_keeps_each_key_in_or
     process, path = worker(app, 0.005)
     await ready(process)
     here: Journal = []
-    transport = RedisTransport(redis_server.url, partitions=PARTITIONS, lease=LEASE, block=0.2)
-    async with ActorSystem(app, transport=transport) as system:
-        await system.spawn(local_member(here))
-        await eventually(lambda: len(transport.owned("work")) == PARTITIONS // 2)
+    async with member_beside(redis_server.url, app, here) as (system, transport):
         async with anyio.create_task_group() as tasks:
             tasks.start_soon(publish, system, range(400), 0.005)
             await eventually(lambda: len(read_journal(path, "there")) >= 100)
@@ -177,10 +169,7 @@ async def test_a_member_paused_past_its_lease_neither_handles_nor_acknowledges_a
     process, path = worker(app, 0.2)  # slow: a pause lands in the middle of a handler
     await ready(process)
     here: Journal = []
-    transport = RedisTransport(redis_server.url, partitions=PARTITIONS, lease=LEASE, block=0.2)
-    async with ActorSystem(app, transport=transport) as system:
-        await system.spawn(local_member(here))
-        await eventually(lambda: len(transport.owned("work")) == PARTITIONS // 2)
+    async with member_beside(redis_server.url, app, here) as (system, transport):
         async with anyio.create_task_group() as tasks:
             tasks.start_soon(publish, system, range(200), 0.01)
             await eventually(lambda: len(read_journal(path, "there")) >= 6)

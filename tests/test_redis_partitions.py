@@ -7,6 +7,7 @@ Short leases (1 s) keep the rounds of the ownership protocol quick.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections import defaultdict
 from typing import TYPE_CHECKING, Any
@@ -22,7 +23,7 @@ from actorbus.redis._config import Keys
 from actorbus.redis._subscriptions import Subscriptions
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import AsyncIterator, Awaitable, Callable
 
     from actorbus._envelope import Envelope
     from actorbus._message import Delivery
@@ -57,6 +58,13 @@ async def eventually(check: Callable[[], bool], timeout: float = 15.0) -> None:
     with anyio.fail_after(timeout):
         while not check():  # noqa: ASYNC110 - polls what handlers and Redis change
             await anyio.sleep(0.02)
+
+
+async def until(check: Callable[[], Awaitable[bool]], timeout: float = 10.0) -> None:
+    """Poll `check` (which asks Redis) until it holds."""
+    with anyio.fail_after(timeout):
+        while not await check():  # noqa: ASYNC110 - polls Redis
+            await anyio.sleep(0.05)
 
 
 Handled = list[tuple[str, str, int]]
@@ -102,6 +110,17 @@ def check_order(handled: Handled, expected: int, *, exactly_once: bool) -> None:
             if handled.count(entry) > 1 or sum(1 for _, k, n in handled if (k, n) == entry[1:]) > 1
         ]
         assert duplicates == 0, f"handled twice (member, key, n): {twice[:20]}"
+
+
+@contextlib.asynccontextmanager
+async def sole_owner(
+    app: str, transport: RedisTransport, handled: Handled
+) -> AsyncIterator[ActorSystem]:
+    """A system whose member "a" (see `member`) owns every partition by now."""
+    async with ActorSystem(app, transport=transport) as system:
+        await system.spawn(member("a", handled))
+        await eventually(lambda: len(transport.owned("work")) == PARTITIONS)
+        yield system
 
 
 async def publish_steps(
@@ -216,16 +235,13 @@ async def test_a_joining_member_takes_its_share_without_redelivery(
     app = new_app()
     handled: Handled = []
     a, b = transport(redis_server.url), transport(redis_server.url)
-    async with ActorSystem(app, transport=a) as first:
-        await first.spawn(member("a", handled))
-        await eventually(lambda: len(a.owned("work")) == PARTITIONS)
-        async with anyio.create_task_group() as tasks:
-            tasks.start_soon(publish_slowly, first, range(600))
-            await eventually(lambda: len(handled) >= 100)
-            async with ActorSystem(app, transport=b) as second:
-                await second.spawn(member("b", handled))
-                await eventually(lambda: len(b.owned("work")) == 2)
-                await eventually(lambda: len(handled) >= 600)
+    async with sole_owner(app, a, handled) as first, anyio.create_task_group() as tasks:
+        tasks.start_soon(publish_slowly, first, range(600))
+        await eventually(lambda: len(handled) >= 100)
+        async with ActorSystem(app, transport=b) as second:
+            await second.spawn(member("b", handled))
+            await eventually(lambda: len(b.owned("work")) == 2)
+            await eventually(lambda: len(handled) >= 600)
     assert {name for name, _, _ in handled} == {"a", "b"}
     check_order(handled, 600, exactly_once=True)
 
@@ -310,9 +326,7 @@ async def test_a_committed_state_is_saved_with_the_acknowledgement(
     handled: Handled = []
     committing = RecordingTransport(redis_server.url)
     keys = Keys("actorbus", app, PARTITIONS)
-    async with ActorSystem(app, transport=committing) as system:
-        await system.spawn(member("a", handled))
-        await eventually(lambda: len(committing.owned("work")) == PARTITIONS)
+    async with sole_owner(app, committing, handled) as system:
         # Steadily, so that reads keep coming: their acknowledgements go with the reads,
         # but never those of an entry with a state to save.
         await publish_slowly(system, range(400))
@@ -325,9 +339,7 @@ async def test_a_committed_state_is_saved_with_the_acknowledgement(
                         return False
                 return True
 
-            with anyio.fail_after(10):
-                while not await acknowledged():  # noqa: ASYNC110 - polls Redis
-                    await anyio.sleep(0.05)
+            await until(acknowledged)
             for key in sorted({key for _, key, _ in handled}):
                 last = max(n for _, k, n in handled if k == key)
                 state = await committing.load_state("Counter", key)
@@ -344,9 +356,7 @@ async def test_a_lost_lease_stops_the_partition_and_releases_it(
     handled: Handled = []
     owner = RecordingTransport(redis_server.url)
     keys = Keys("actorbus", app, PARTITIONS)
-    async with ActorSystem(app, transport=owner) as system:
-        await system.spawn(member("a", handled))
-        await eventually(lambda: len(owner.owned("work")) == PARTITIONS)
+    async with sole_owner(app, owner, handled) as system:
         token = owner.owned("work")[0]
         async with raw_client(redis_server.url) as raw:
             # Someone else holds partition 0 now (as after a pause past the lease).
@@ -386,9 +396,7 @@ async def test_an_entry_in_the_wrong_partition_is_dead_lettered(
                 letters[:] = await raw.entries(dead_key(app))
                 return bool(letters)
 
-            with anyio.fail_after(10):
-                while not await dead():  # noqa: ASYNC110 - polls Redis
-                    await anyio.sleep(0.05)
+            await until(dead)
     assert handled == []
     (_, fields), *_ = letters
     assert b"whose partition is" in fields[b"error"]
